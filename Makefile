@@ -1,0 +1,47 @@
+# citylake — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench lock clean help
+
+help:
+	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
+	@echo "make test     the test suite (what CI runs through .ci/run)"
+	@echo "make bench    benchmarks, written to BENCHMARKS.md"
+	@echo "make lint     ruff"
+	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
+
+# The venv is built from the committed lock (constraints.txt), as Airflow recommends.
+install: $(STAMP)
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	$(BIN)/citylake install-extensions
+	touch $(STAMP)
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o constraints.txt
+
+demo: install
+	$(BIN)/python -m citylake.demo
+
+# pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
+test: install
+	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check citylake ingestion quality tests
+
+bench: install
+	$(BIN)/python -m citylake.bench
+
+clean:
+	rm -rf lake drop build .pytest_cache

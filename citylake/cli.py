@@ -1,0 +1,183 @@
+"""``citylake`` command line: one subcommand per step of the flow, explicit partitions.
+
+Each subcommand is a thin wrapper over a function of the package; the Airflow DAGs call the
+same functions. Commands whose issue has not landed yet say so and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from citylake.errors import CitylakeError, NotAvailableYet
+
+log = logging.getLogger("citylake")
+
+Handler = Callable[[argparse.Namespace], int]
+
+#: Commands planned but not built yet, with the issue that builds them.
+PLANNED: dict[str, tuple[str, int]] = {
+    "ingest": ("pull operators' extracts into the lake (raw, staged, manifest)", 4),
+    "build": ("dbt build of the marts for the changed service dates", 5),
+    "evaluate": ("compare published marts with a simulator's ground truth", 5),
+    "publish": ("run the quality gate and promote a candidate", 7),
+    "run": ("the whole night in-process: ingest, build, gate, publish, reports", 7),
+    "publications": ("list the registry of publications", 7),
+    "query": ("SQL over the published marts, optionally as of a publication", 7),
+    "report": ("monthly contract report of an operator (HTML)", 9),
+    "serve": ("read-only HTTP API over the published marts", 9),
+    "opendata": ("ODbL exports of the published marts", 9),
+}
+
+
+def _settings():
+    from citylake.settings import Settings
+
+    return Settings()
+
+
+def _storage(settings=None):
+    from citylake.storage import open_storage
+
+    return open_storage(settings or _settings())
+
+
+# -- implemented commands ------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the effective settings (secrets masked) and where the lake is."""
+    settings = _settings()
+    shown = settings.model_dump()
+    for name in ("s3_access_key", "s3_secret_key", "pseudonym_key"):
+        shown[name] = "set" if shown.get(name) else "not set"
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+def cmd_install_extensions(args: argparse.Namespace) -> int:
+    """Install the DuckDB extensions shipped as wheels into DuckDB's extension directory."""
+    from citylake.duck import install_bundled_extensions
+
+    for name in install_bundled_extensions():
+        print(f"installed DuckDB extension {name} (offline, from its wheel)")
+    return 0
+
+
+def cmd_lake_init(args: argparse.Namespace) -> int:
+    """Create the lake (bucket on S3) and check it can be written and read by DuckDB."""
+    from citylake.doctor import init_lake
+
+    for line in init_lake(_settings()):
+        print(line)
+    return 0
+
+
+def cmd_lake_ls(args: argparse.Namespace) -> int:
+    storage = _storage()
+    for info in storage.list(args.prefix):
+        print(f"{info.size:>12}  {info.last_modified:%Y-%m-%d %H:%M:%S}  {info.key}")
+    return 0
+
+
+def cmd_lake_put(args: argparse.Namespace) -> int:
+    storage = _storage()
+    if args.dry_run:
+        print(f"would put {args.path} at {storage.url(args.key)}")
+        return 0
+    info = storage.put_file(args.key, args.path, overwrite=args.overwrite)
+    print(f"{storage.url(info.key)}  {info.size} bytes  sha256={info.sha256}")
+    return 0
+
+
+def cmd_lake_get(args: argparse.Namespace) -> int:
+    storage = _storage()
+    if args.dest:
+        print(storage.download(args.key, args.dest))
+    else:
+        sys.stdout.buffer.write(storage.get_bytes(args.key))
+    return 0
+
+
+def cmd_lake_stat(args: argparse.Namespace) -> int:
+    info = _storage().stat(args.key)
+    print(json.dumps({"key": info.key, "size": info.size, "last_modified": info.last_modified,
+                      "sha256": info.sha256, "metadata": dict(info.metadata)}, indent=2, default=str))
+    return 0
+
+
+def _planned(name: str, issue: int) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise NotAvailableYet(
+            f"'citylake {name}' is not available yet: it is built by issue #{issue}. "
+            "Nothing was done."
+        )
+
+    return handler
+
+
+# -- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citylake",
+        description="citylake: operators' extracts into the city's lake, modelled, checked, published.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("info", help="show the effective settings (secrets masked)")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("install-extensions", help="install DuckDB's httpfs/ducklake from their wheels (offline)")
+    p.set_defaults(func=cmd_install_extensions)
+
+    lake = sub.add_parser("lake", help="the lake itself: init, ls, put, get, stat")
+    lake_sub = lake.add_subparsers(dest="lake_command", metavar="ACTION")
+    lake_sub.required = True
+    p = lake_sub.add_parser("init", help="create the lake (bucket on S3) and check read/write with DuckDB")
+    p.set_defaults(func=cmd_lake_init)
+    p = lake_sub.add_parser("ls", help="list objects under a key prefix")
+    p.add_argument("prefix", nargs="?", default="")
+    p.set_defaults(func=cmd_lake_ls)
+    p = lake_sub.add_parser("put", help="store a local file at a key (zone rules apply)")
+    p.add_argument("path", type=Path)
+    p.add_argument("key")
+    p.add_argument("--overwrite", action="store_true", help="replace a mutable object")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_lake_put)
+    p = lake_sub.add_parser("get", help="print an object, or save it to DEST")
+    p.add_argument("key")
+    p.add_argument("dest", nargs="?", type=Path)
+    p.set_defaults(func=cmd_lake_get)
+    p = lake_sub.add_parser("stat", help="size, hash and metadata of an object")
+    p.add_argument("key")
+    p.set_defaults(func=cmd_lake_stat)
+
+    for name, (help_text, issue) in PLANNED.items():
+        p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=_planned(name, issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except NotAvailableYet as exc:
+        print(f"citylake: {exc}", file=sys.stderr)
+        return 2
+    except CitylakeError as exc:
+        print(f"citylake: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

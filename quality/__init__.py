@@ -1,0 +1,1 @@
+"""Quality suites and the publication gate (write-audit-publish). See lake_layout.md section 5."""

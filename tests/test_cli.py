@@ -1,0 +1,71 @@
+"""The command line: help lists every command, planned ones refuse honestly, lake commands work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from citylake import cli
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "citylake.cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_the_commands() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ["info", "lake", "install-extensions", *cli.PLANNED]:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", sorted(cli.PLANNED))
+def test_planned_commands_say_so_and_fail(command: str, capsys) -> None:
+    assert cli.main([command]) == 2
+    err = capsys.readouterr().err
+    assert "not available yet" in err and "issue #" in err and "Nothing was done" in err
+
+
+def test_lake_init_put_ls_get(file_settings, tmp_path, capsys) -> None:
+    assert cli.main(["lake", "init"]) == 0
+    out = capsys.readouterr().out
+    assert "initialised lake" in out and "lake healthy" in out
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"a;b\n1;2\n")
+    assert cli.main(["lake", "put", str(src), "raw/operator=demo/feed=x/received_date=2026-03-01/f.csv"]) == 0
+    assert cli.main(["lake", "put", "--dry-run", str(src), "staged/x/f.csv"]) == 0
+    assert cli.main(["lake", "ls", "raw/"]) == 0
+    assert "raw/operator=demo/feed=x/received_date=2026-03-01/f.csv" in capsys.readouterr().out
+    # Overwriting raw with other bytes is refused with a clear error and a non-zero exit.
+    src.write_bytes(b"changed")
+    assert cli.main(["lake", "put", "--overwrite", str(src), "raw/operator=demo/feed=x/received_date=2026-03-01/f.csv"]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert cli.main(["lake", "init"]) == 0
+    assert "already initialised" in capsys.readouterr().out
+
+
+def test_lake_init_on_s3_creates_the_bucket(moto_endpoint, monkeypatch, capsys) -> None:
+    import uuid
+
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", f"s3://new-{uuid.uuid4().hex[:10]}/lake")
+    monkeypatch.setenv("CITYLAKE_S3_ENDPOINT", moto_endpoint)
+    monkeypatch.setenv("CITYLAKE_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("CITYLAKE_S3_SECRET_KEY", "sk")
+    assert cli.main(["lake", "init"]) == 0
+    out = capsys.readouterr().out
+    assert "created bucket" in out and "lake healthy" in out
+
+
+def test_info_masks_secrets(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CITYLAKE_S3_SECRET_KEY", "super-secret-value")
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "super-secret-value" not in out and '"s3_secret_key": "set"' in out
+
+
+def test_missing_credentials_exit_cleanly(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", "s3://bucket")
+    assert cli.main(["lake", "ls"]) == 1
+    assert "S3 credentials missing" in capsys.readouterr().err
