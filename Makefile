@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
+NYC_FEED := .cache/nyc_subway_gtfs.zip
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint bench lock clean help
@@ -17,7 +18,7 @@ help:
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
 
 # The venv is built from the committed lock (constraints.txt), as Airflow recommends.
-install: $(STAMP)
+install: $(STAMP) $(NYC_FEED)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -34,6 +35,7 @@ demo: install
 
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
 test: install
+	$(BIN)/ruff check citylake ingestion quality tests
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -45,3 +47,12 @@ bench: install
 
 clean:
 	rm -rf lake drop build .pytest_cache
+
+# A second real GTFS feed for the tests (NYC subway excerpt shipped in the gtfs-kit sdist on
+# PyPI): fetched with pip, never committed.
+$(NYC_FEED): | $(STAMP)
+	mkdir -p .cache/sdist
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: gtfs-kit==13.0.1 -d .cache/sdist
+	tar -xzf .cache/sdist/gtfs_kit-13.0.1.tar.gz -C .cache gtfs_kit-13.0.1/data/nyc_subway_gtfs.zip
+	mv .cache/gtfs_kit-13.0.1/data/nyc_subway_gtfs.zip $@
+	rm -rf .cache/gtfs_kit-13.0.1 .cache/sdist

@@ -18,6 +18,7 @@ from citylake.errors import CitylakeError, NotAvailableYet
 log = logging.getLogger("citylake")
 
 Handler = Callable[[argparse.Namespace], int]
+SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 
 #: Commands planned but not built yet, with the issue that builds them.
 PLANNED: dict[str, tuple[str, int]] = {
@@ -108,6 +109,35 @@ def cmd_lake_stat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate operators' deliveries and the ground truth."""
+    from citylake.simulator.faults import parse_faults
+    from citylake.simulator.run import SimulationConfig, simulate
+
+    try:
+        kinds = parse_faults(args.faults)
+    except ValueError as exc:
+        print(f"citylake: error: {exc}", file=sys.stderr)
+        return 2
+    cfg = SimulationConfig(
+        network=args.network, start=args.start, days=args.days, scale=args.scale, out=args.out,
+        faults=kinds, seed=args.seed, school_zone=args.school_zone, insee=args.insee,
+        progress=not args.no_progress,
+    )
+    try:
+        summary = simulate(cfg)
+    except ValueError as exc:
+        print(f"citylake: error: {exc}", file=sys.stderr)
+        return 2
+    total = sum(d["validations"] for d in summary["days"])
+    print(
+        f"simulated {len(summary['days'])} day(s) of {summary['network_name']} x{summary['tiles']} tile(s): "
+        f"{total:,} validations, {summary['vehicles']} vehicles, {summary['car_parks']} car parks"
+    )
+    print(f"deliveries: {args.out.resolve()}/{{bus,parking}}/…  truth: {args.out.resolve()}/truth/")
+    return 0
+
+
 def _planned(name: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise NotAvailableYet(
@@ -154,6 +184,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = lake_sub.add_parser("stat", help="size, hash and metadata of an object")
     p.add_argument("key")
     p.set_defaults(func=cmd_lake_stat)
+
+    from datetime import date as _date
+
+    from citylake.simulator.faults import FAULT_KINDS
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate operators' daily deliveries from a real GTFS network, with ground truth",
+        description="Faults: " + "; ".join(f"{k} ({v})" for k, v in FAULT_KINDS.items()),
+    )
+    p.add_argument("--network", type=Path, default=SAMPLE_NETWORK, help="GTFS zip or folder (default: the sample network)")
+    p.add_argument("--start", type=_date.fromisoformat, required=True, help="first service date, YYYY-MM-DD")
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--scale", choices=["small", "metro"], default="small")
+    p.add_argument("--out", type=Path, default=Path("drop"))
+    p.add_argument("--faults", default=None, help="comma list of fault kinds, or default, all, none")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--school-zone", choices=["A", "B", "C"], default="C")
+    p.add_argument("--insee", default="99999", help="commune code for car-park ids (INSEE-P-NNN)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_simulate)
 
     for name, (help_text, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from citylake.doctor import init_lake
-from citylake.settings import Settings
+from citylake.settings import Settings, resolve_local_root
+from citylake.simulator.faults import DEFAULT_FAULTS
+from citylake.simulator.run import SimulationConfig, simulate
 from citylake.storage import open_storage
+
+SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
+#: A week that contains the spring DST change (Sunday 29 March 2026).
+DEMO_START, DEMO_DAYS = date(2026, 3, 26), 4
 
 
 def main(workdir: Path | None = None) -> int:
@@ -25,8 +32,17 @@ def main(workdir: Path | None = None) -> int:
     print("-- 1. the lake")
     for line in init_lake(settings):
         print("   " + line)
+    drop = resolve_local_root(settings.drop_root)
+    print(f"\n-- 2. operators' deliveries: {DEMO_DAYS} simulated days from {DEMO_START} (sample network, default faults)")
+    summary = simulate(SimulationConfig(network=SAMPLE_NETWORK, start=DEMO_START, days=DEMO_DAYS, out=drop,
+                                        faults=DEFAULT_FAULTS, seed=42, progress=False))
+    for day in summary["days"]:
+        print(f"   {day['service_date']} {day['day_type']:<24} {day['trips_scheduled']:>5} trips "
+              f"({day['trips_cancelled']} cancelled), {day['validations']:>7,} validations")
     storage = open_storage(settings)
     print("\n== where to look")
+    print(f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,maintenance}}, {drop}/parking/{{facilities,occupancy}}")
+    print(f"   truth: {drop}/truth/ (what really happened: loads, journeys, faults.json)")
     print(f"   lake:  {storage.root_uri}")
     for info in storage.list(""):
         print(f"          {storage.url(info.key)}")

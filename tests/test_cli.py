@@ -69,3 +69,15 @@ def test_missing_credentials_exit_cleanly(monkeypatch, capsys) -> None:
     monkeypatch.setenv("CITYLAKE_LAKE_URI", "s3://bucket")
     assert cli.main(["lake", "ls"]) == 1
     assert "S3 credentials missing" in capsys.readouterr().err
+
+
+def test_simulate_command(tmp_path, capsys) -> None:
+    out = tmp_path / "drop"
+    assert cli.main(["simulate", "--start", "2026-03-16", "--days", "1", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "simulated 1 day(s) of cairns_gtfs x1 tile(s)" in printed
+    assert (out / "bus" / "ticketing" / "VALIDATIONS_20260316.csv").exists()
+    assert cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "gremlins"]) == 2
+    assert "unknown fault 'gremlins'" in capsys.readouterr().err
+    assert cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "dst", "--no-progress"]) == 2
+    assert "DST change day" in capsys.readouterr().err

@@ -1,0 +1,140 @@
+"""``make bench``: measure each stage in its own process and write BENCHMARKS.md.
+
+Every stage runs as a fresh subprocess (so peak memory is that stage's own, read from the
+kernel's rusage of the child) a number of times; the median wall time and the largest peak
+memory are reported with the machine, the versions and the date. Figures are written as
+measured, with their targets; a missed target says so.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stage:
+    name: str
+    command: list[str]
+    target_s: float | None = None
+    target_mib: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Result:
+    stage: Stage
+    walls: list[float]
+    peak_mib: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls)
+
+
+def measure(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Run a command; return (wall seconds, peak RSS MiB of the child)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise RuntimeError(f"benchmark command failed: {' '.join(command)}\n{err[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def stages(work: Path) -> list[Stage]:
+    citylake = [sys.executable, "-m", "citylake.cli"]
+    return [
+        Stage(
+            "simulate one metro day (~1.5 M validations, 28 tiles of the sample network)",
+            [*citylake, "simulate", "--start", "2026-03-17", "--days", "1", "--scale", "metro",
+             "--faults", "default", "--out", str(work / "metro"), "--no-progress"],
+            target_s=60, target_mib=4096,
+            note="issue #3: under 60 s and 4 GiB",
+        ),
+        Stage(
+            "simulate 7 small days (~20 k validations a weekday)",
+            [*citylake, "simulate", "--start", "2026-03-16", "--days", "7", "--scale", "small",
+             "--faults", "default", "--out", str(work / "small"), "--no-progress"],
+        ),
+    ]
+
+
+def render(results: list[Result], runs: int) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Do not edit by hand: rerun it.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Versions: citylake {version('citylake')}, duckdb {version('duckdb')}, polars {version('polars')}, "
+        f"pyarrow {version('pyarrow')}, numpy {version('numpy')}",
+        f"- Method: each stage in a fresh process, {runs} runs; median wall time, largest peak RSS of the process.",
+        "",
+        "| stage | median wall | runs (s) | peak memory | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        s = r.stage
+        target = ", ".join(x for x in (f"< {s.target_s:g} s" if s.target_s else "", f"< {s.target_mib / 1024:g} GiB" if s.target_mib else "") if x) or "—"
+        met = "—"
+        if s.target_s or s.target_mib:
+            ok = (not s.target_s or r.median < s.target_s) and (not s.target_mib or r.peak_mib < s.target_mib)
+            met = "yes" if ok else "**no**"
+        runs_s = ", ".join(f"{w:.1f}" for w in r.walls)
+        lines.append(f"| {s.name} | {r.median:.1f} s | {runs_s} | {r.peak_mib / 1024:.2f} GiB | {target} | {met} |")
+    lines += ["", "Notes:", ""]
+    lines += [f"- {r.stage.name}: {r.stage.note}" for r in results if r.stage.note]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    runs = int(os.environ.get("CITYLAKE_BENCH_RUNS", "3"))
+    work = Path(tempfile.mkdtemp(prefix="citylake-bench-"))
+    results = []
+    try:
+        for stage in stages(work):
+            walls, peak = [], 0.0
+            for i in range(runs):
+                wall, mib = measure(stage.command, ROOT)
+                walls.append(wall)
+                peak = max(peak, mib)
+                print(f"{stage.name}: run {i + 1}/{runs} {wall:.1f} s, {mib:.0f} MiB", flush=True)
+            results.append(Result(stage, walls, peak))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = render(results, runs)
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The French calendar as transit planners use it: day types, public and school holidays.
+
+Public holidays come from the ``holidays`` package (France, metropolitan), school holidays
+from ``vacances-scolaires-france`` (the Ministry of Education's official dates per zone A/B/C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+WEEKDAY, SATURDAY, SUNDAY_HOLIDAY = "weekday", "saturday", "sunday_holiday"
+
+
+@lru_cache(maxsize=1)
+def _school() -> object:
+    from vacances_scolaires_france import SchoolHolidayDates
+
+    return SchoolHolidayDates()
+
+
+@lru_cache(maxsize=64)
+def _public(year: int) -> holidays.HolidayBase:
+    return holidays.France(years=year)
+
+
+@dataclass(frozen=True)
+class DayInfo:
+    """What kind of day a service date is."""
+
+    day: date
+    day_type: str  # weekday | saturday | sunday_holiday
+    is_public_holiday: bool
+    public_holiday_name: str | None
+    is_school_holiday: bool
+    school_holiday_name: str | None
+
+    @property
+    def label(self) -> str:
+        """Return the planner's label, e.g. 'weekday_school_holiday'."""
+        if self.day_type == WEEKDAY and self.is_school_holiday:
+            return "weekday_school_holiday"
+        return self.day_type
+
+
+def day_info(day: date, school_zone: str = "C") -> DayInfo:
+    """Return the day type of ``day`` for the given school zone."""
+    public_name = _public(day.year).get(day)
+    school = _school()
+    try:
+        is_school = school.is_holiday_for_zone(day, school_zone)
+    except Exception:  # year outside the official data: treat as term time
+        is_school = False
+    school_name = school.data[day]["nom_vacances"] if is_school else None
+    if public_name or day.weekday() == 6:
+        day_type = SUNDAY_HOLIDAY
+    elif day.weekday() == 5:
+        day_type = SATURDAY
+    else:
+        day_type = WEEKDAY
+    return DayInfo(day, day_type, bool(public_name), public_name, is_school, school_name)
+
+
+def service_day_start(day: date, tz: str = "Europe/Paris") -> datetime:
+    """Return the instant GTFS times of ``day`` count from: local noon minus 12 hours.
+
+    On a DST change day this is not local midnight, exactly as the GTFS reference defines it.
+    """
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=ZoneInfo(tz))
+    return noon - timedelta(hours=12)
+
+
+def dst_change_days(start: date, end: date, tz: str = "Europe/Paris") -> list[date]:
+    """Return the days in [start, end] whose local length is not 24 hours."""
+    out = []
+    day = start
+    zone = ZoneInfo(tz)
+    while day <= end:
+        a = datetime(day.year, day.month, day.day, tzinfo=zone)
+        nxt = day + timedelta(days=1)
+        b = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+        if (b - a).total_seconds() != 86400 or a.utcoffset() != b.utcoffset():
+            out.append(day)
+        day = nxt
+    return out

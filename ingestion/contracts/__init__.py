@@ -1,0 +1,102 @@
+"""Extract contracts: the documented, versioned format of every operator delivery.
+
+Each ``<operator>__<feed>.v<N>.yaml`` beside this file is a data dictionary: the file's
+format (encoding, delimiter, decimal separator, name pattern, deadline) and its columns, each
+with the vendor's header, the canonical name it maps to in the staged zone, its type and rules.
+The simulator writes deliveries from these contracts; ingestion parses deliveries against them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    canonical: str
+    type: str
+    required: bool = True
+    format: str | None = None
+    values: tuple[str, ...] | None = None
+    description: str = ""
+    personal: bool = False
+    min: float | None = None
+    pattern: str | None = None
+    digits: int = 2
+
+
+@dataclass(frozen=True)
+class Contract:
+    operator: str
+    feed: str
+    version: int
+    title: str
+    personal_data: bool
+    file: dict[str, Any]
+    columns: tuple[Column, ...] = field(default_factory=tuple)
+    notes: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.operator}/{self.feed}"
+
+    @property
+    def format(self) -> str:
+        return self.file["format"]
+
+    def file_name(self, service_date: date | None = None, **values: Any) -> str:
+        """Return the delivered file's name for a service date (or other fields of the pattern)."""
+        return self.file["file_name"].format(service_date=service_date, **values)
+
+    def column(self, canonical: str) -> Column:
+        for col in self.columns:
+            if col.canonical == canonical:
+                return col
+        raise KeyError(f"{self.key} v{self.version} has no column {canonical!r}")
+
+    @property
+    def headers(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _parse(path: Path) -> Contract:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    columns = tuple(
+        Column(**{**c, "values": tuple(c["values"]) if c.get("values") else None}) for c in raw.get("columns", [])
+    )
+    return Contract(
+        operator=raw["operator"],
+        feed=raw["feed"],
+        version=int(raw["version"]),
+        title=raw["title"],
+        personal_data=bool(raw.get("personal_data", False)),
+        file=raw["file"],
+        columns=columns,
+        notes=(raw.get("notes") or "").strip(),
+    )
+
+
+@cache
+def all_contracts() -> tuple[Contract, ...]:
+    """Return every contract shipped, sorted by operator, feed and version."""
+    found = [_parse(p) for p in sorted(HERE.glob("*.yaml"))]
+    return tuple(sorted(found, key=lambda c: (c.operator, c.feed, c.version)))
+
+
+def contract(operator: str, feed: str, version: int | None = None) -> Contract:
+    """Return the contract of an operator's feed (the latest version unless one is named)."""
+    matches = [c for c in all_contracts() if c.operator == operator and c.feed == feed]
+    if version is not None:
+        matches = [c for c in matches if c.version == version]
+    if not matches:
+        raise KeyError(f"no extract contract for {operator}/{feed}" + (f" v{version}" if version else ""))
+    return matches[-1]
