@@ -22,7 +22,6 @@ SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 
 #: Commands planned but not built yet, with the issue that builds them.
 PLANNED: dict[str, tuple[str, int]] = {
-    "ingest": ("pull operators' extracts into the lake (raw, staged, manifest)", 4),
     "build": ("dbt build of the marts for the changed service dates", 5),
     "evaluate": ("compare published marts with a simulator's ground truth", 5),
     "publish": ("run the quality gate and promote a candidate", 7),
@@ -138,6 +137,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Land, parse and stage operators' deliveries."""
+    from ingestion.run import ingest
+
+    report = ingest(
+        _settings(), operator=args.operator, feed=args.feed, service_date=args.date, as_of=args.as_of,
+        force=args.force, dry_run=args.dry_run, progress=not args.no_progress,
+    )
+    for line in report.lines():
+        print(line)
+    print(f"run {report.run_id}: manifest in control/manifest/ of the lake")
+    return 0 if report.ok else 1
+
+
 def _planned(name: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise NotAvailableYet(
@@ -149,6 +162,13 @@ def _planned(name: str, issue: int) -> Handler:
 
 
 # -- parser --------------------------------------------------------------------------------
+def _utc(text: str):
+    from datetime import UTC, datetime
+
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citylake",
@@ -205,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insee", default="99999", help="commune code for car-park ids (INSEE-P-NNN)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("ingest", help="land, parse and stage operators' deliveries (raw, staged, manifest)")
+    p.add_argument("--operator", help="only this operator (ingestion/operators.yaml)")
+    p.add_argument("--feed", help="only this feed")
+    p.add_argument("--date", type=_date.fromisoformat, help="only deliveries of this service date (registers always)")
+    p.add_argument("--as-of", type=_utc, help="only files delivered by this time (replay a night), ISO 8601")
+    p.add_argument("--force", action="store_true", help="parse and stage again what was already staged")
+    p.add_argument("--dry-run", action="store_true", help="list what would be landed, write nothing")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_ingest)
 
     for name, (help_text, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)

@@ -39,13 +39,28 @@ def main(workdir: Path | None = None) -> int:
     for day in summary["days"]:
         print(f"   {day['service_date']} {day['day_type']:<24} {day['trips_scheduled']:>5} trips "
               f"({day['trips_cancelled']} cancelled), {day['validations']:>7,} validations")
+    if not os.environ.get("CITYLAKE_PSEUDONYM_KEY"):
+        # Demo only: a throwaway key for simulated cards. Production sets its own secret.
+        os.environ["CITYLAKE_PSEUDONYM_KEY"] = "demo-only-key-for-simulated-cards"
+        print("\n   (CITYLAKE_PSEUDONYM_KEY not set: the demo uses a throwaway key for its simulated cards)")
+    from ingestion.run import ingest
+
+    print("\n-- 3. ingestion: land every delivery in raw/, parse to staged/, quarantine what cannot be read")
+    report = ingest(Settings())
+    for line in report.lines():
+        print("   " + line)
     storage = open_storage(settings)
     print("\n== where to look")
     print(f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,maintenance}}, {drop}/parking/{{facilities,occupancy}}")
     print(f"   truth: {drop}/truth/ (what really happened: loads, journeys, faults.json)")
     print(f"   lake:  {storage.root_uri}")
-    for info in storage.list(""):
-        print(f"          {storage.url(info.key)}")
+    print("          raw/ (every delivery as received), staged/ (typed Parquet), quarantine/, control/manifest/")
+    for prefix in ("staged/", "quarantine/"):
+        folders = sorted({i.key.split("/")[1] for i in storage.list(prefix)})
+        print(f"          {prefix}: {', '.join(folders) or '(empty)'}")
+    print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "
+          "count(*) filter (where not is_valid) as invalid from read_parquet('"
+          + storage.url("staged/fare_transactions/*/*/*.parquet") + "', hive_partitioning=true) group by 1 order by 1\\\"))\"")
     return 0
 
 

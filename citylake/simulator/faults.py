@@ -21,7 +21,7 @@ FAULT_KINDS: dict[str, str] = {
     "redelivery": "bus/ticketing: a corrected complete file of a day is delivered again later (_v2)",
     "schema_drift": "bus/ticketing: one day has a renamed column, two columns swapped and an extra column",
     "wrong_encoding": "parking/occupancy: one day's file is UTF-8 instead of Windows-1252",
-    "unparsable_rows": "bus/ticketing: ~0.2 % of rows have an impossible date, a non-numeric amount or empty fields",
+    "unparsable_rows": "bus/ticketing: ~0.2 % of rows (at least one of each kind) have an impossible date, a non-numeric amount or empty fields",
     "unknown_ids": "bus/ticketing: ~0.1 % of stop codes unknown; bus/avl: one trip reported by an unknown vehicle",
     "negative_counts": "bus/apc: ~0.3 % of rows have negative counts",
     "over_capacity": "parking/occupancy: one car park reports more cars than places for two hours",
@@ -111,8 +111,10 @@ def ticketing_vendor_faults(plan: FaultPlan, vendor: pl.DataFrame, day: date, da
     """Faults on the vendor's text rows: unparsable rows, schema drift."""
     if plan.on("unparsable_rows"):
         n = vendor.height
-        u = rng.random(n)
-        bad_date, bad_amount, empty = u < 0.0007, (u >= 0.0007) & (u < 0.0014), (u >= 0.0014) & (u < 0.002)
+        k = max(1, round(n * 0.0007)) if n >= 3 else 0  # at least one row of each kind
+        order = rng.permutation(n)
+        bad_date, bad_amount, empty = (np.zeros(n, dtype=bool) for _ in range(3))
+        bad_date[order[:k]], bad_amount[order[k : 2 * k]], empty[order[2 * k : 3 * k]] = True, True, True
         vendor = vendor.with_columns(
             pl.when(pl.Series(bad_date)).then(pl.lit(f"31/02/{day.year} 25:61:00")).otherwise(pl.col("Date et heure")).alias("Date et heure"),
             pl.when(pl.Series(bad_amount)).then(pl.lit("1,6O€")).otherwise(pl.col("Montant (€)")).alias("Montant (€)"),

@@ -1,0 +1,187 @@
+"""Where operators deliver: a folder, an S3/MinIO prefix, or an SFTP server.
+
+Every drop lists its files as :class:`DeliveredFile` (name, size, when it was delivered) and
+reads them whole. Configuration comes from ``ingestion/operators.yaml``; credentials only from
+the environment variables it names.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from citylake.errors import LakeConfigError, TransientError
+from citylake.settings import Settings, resolve_local_root
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    """One file as the operator left it."""
+
+    name: str  # the name as delivered (may contain anything: sanitised before landing)
+    size: int
+    delivered_at: datetime  # UTC, from the drop's modification time
+    location: str  # where it was found, for messages
+
+
+class Drop(ABC):
+    """An operator's feed folder."""
+
+    uri: str
+
+    @abstractmethod
+    def list(self) -> list[DeliveredFile]:
+        """Return the files present, sorted by delivery time then name."""
+
+    @abstractmethod
+    def read(self, item: DeliveredFile) -> bytes:
+        """Return a delivered file's bytes."""
+
+
+def _sorted(items: list[DeliveredFile]) -> list[DeliveredFile]:
+    return sorted(items, key=lambda f: (f.delivered_at, f.name))
+
+
+class LocalDrop(Drop):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.uri = path.as_uri()
+
+    def list(self) -> list[DeliveredFile]:
+        if not self.path.is_dir():
+            return []
+        out = []
+        for entry in os.scandir(self.path):
+            if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+                st = entry.stat(follow_symlinks=False)
+                out.append(DeliveredFile(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), str(self.path / entry.name)))
+        return _sorted(out)
+
+    def read(self, item: DeliveredFile) -> bytes:
+        return (self.path / item.name).read_bytes()
+
+
+class S3Drop(Drop):
+    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None, access_key: str, secret_key: str, region: str) -> None:
+        from citylake.storage import S3Storage
+
+        # reuse the lake's client construction (endpoint parsing, TLS) for the drop bucket
+        self._s3 = S3Storage(bucket, "", endpoint=endpoint, access_key=access_key, secret_key=secret_key, region=region)
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.uri = f"s3://{bucket}/{self.prefix}"
+
+    def list(self) -> list[DeliveredFile]:
+        from minio.error import S3Error
+
+        try:
+            objects = list(self._s3.client.list_objects(self.bucket, prefix=self.prefix, recursive=False))
+        except S3Error as exc:
+            raise LakeConfigError(f"cannot list drop {self.uri}: {exc.code}") from None
+        except Exception as exc:  # network
+            raise TransientError(f"drop {self.uri} did not answer: {exc}") from exc
+        out = [
+            DeliveredFile(o.object_name[len(self.prefix):], o.size or 0, o.last_modified or datetime.now(UTC), f"s3://{self.bucket}/{o.object_name}")
+            for o in objects
+            if not o.is_dir
+        ]
+        return _sorted(out)
+
+    def read(self, item: DeliveredFile) -> bytes:
+        resp = self._s3.client.get_object(self.bucket, self.prefix + item.name)
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+
+class SFTPDrop(Drop):
+    def __init__(self, host: str, port: int, path: str, username: str, password: str | None = None, key_file: str | None = None,
+                 host_key_policy: str = "reject") -> None:
+        self.host, self.port, self.path = host, port, path.rstrip("/") or "/"
+        self.username, self.password, self.key_file = username, password, key_file
+        self.host_key_policy = host_key_policy
+        self.uri = f"sftp://{username}@{host}:{port}{self.path}"
+
+    def _connect(self):
+        import paramiko
+
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        known = os.environ.get("CITYLAKE_SFTP_KNOWN_HOSTS")
+        if known:
+            client.load_host_keys(known)
+        policy = paramiko.AutoAddPolicy() if self.host_key_policy == "accept-new" else paramiko.RejectPolicy()
+        client.set_missing_host_key_policy(policy)
+        try:
+            client.connect(self.host, port=self.port, username=self.username, password=self.password,
+                           key_filename=self.key_file, look_for_keys=False, allow_agent=False, timeout=30)
+        except (OSError, paramiko.SSHException) as exc:
+            raise TransientError(f"SFTP drop {self.uri} did not answer: {exc}") from exc
+        return client, client.open_sftp()
+
+    def list(self) -> list[DeliveredFile]:
+        client, sftp = self._connect()
+        try:
+            out = []
+            for attr in sftp.listdir_attr(self.path):
+                if stat.S_ISREG(attr.st_mode or 0) and not attr.filename.startswith("."):
+                    out.append(DeliveredFile(attr.filename, attr.st_size or 0, datetime.fromtimestamp(attr.st_mtime or 0, UTC),
+                                             f"{self.uri}/{attr.filename}"))
+            return _sorted(out)
+        finally:
+            client.close()
+
+    def read(self, item: DeliveredFile) -> bytes:
+        client, sftp = self._connect()
+        try:
+            with sftp.open(f"{self.path}/{item.name}", "rb") as fh:
+                fh.prefetch()
+                return fh.read()
+        finally:
+            client.close()
+
+
+def _env(name: str | None, what: str) -> str:
+    if not name:
+        raise LakeConfigError(f"drop configuration names no environment variable for {what}")
+    value = os.environ.get(name)
+    if not value:
+        raise LakeConfigError(f"{what} missing: set {name} in the environment")
+    return value
+
+
+def open_drop(settings: Settings, spec: dict[str, Any], feed: str) -> Drop:
+    """Return the drop of one operator feed from its configuration entry."""
+    kind = spec.get("type", "root")
+    if kind == "root":
+        root = settings.drop_root
+        sub = f"{spec.get('path', '').strip('/')}/{feed}".strip("/")
+        parsed = urlparse(root)
+        if parsed.scheme == "s3":
+            access, secret = settings.s3_credentials()
+            prefix = f"{parsed.path.strip('/')}/{sub}".strip("/")
+            return S3Drop(parsed.netloc, prefix, endpoint=settings.s3_endpoint, access_key=access, secret_key=secret,
+                          region=settings.s3_region)
+        return LocalDrop(resolve_local_root(root) / sub)
+    if kind == "s3":
+        endpoint = os.environ.get(spec["endpoint_env"]) if spec.get("endpoint_env") else settings.s3_endpoint
+        return S3Drop(spec["bucket"], f"{spec.get('prefix', '').strip('/')}/{feed}".strip("/"), endpoint=endpoint,
+                      access_key=_env(spec.get("access_key_env"), "S3 drop access key"),
+                      secret_key=_env(spec.get("secret_key_env"), "S3 drop secret key"), region=settings.s3_region)
+    if kind == "sftp":
+        return SFTPDrop(
+            spec["host"], int(spec.get("port", 22)), f"{spec.get('path', '').rstrip('/')}/{feed}",
+            username=_env(spec.get("username_env"), "SFTP user"),
+            password=os.environ.get(spec["password_env"]) if spec.get("password_env") else None,
+            key_file=os.environ.get(spec["key_file_env"]) if spec.get("key_file_env") else None,
+            host_key_policy=spec.get("host_key_policy", "reject"),
+        )
+    raise LakeConfigError(f"unknown drop type {kind!r}: root, s3 or sftp")

@@ -1,0 +1,271 @@
+"""From a parsed delivery to staged rows in the canonical vocabulary.
+
+Staged datasets use the TIDES names where they fit (``fare_transactions``, ``stop_visits``,
+``trips_performed``, ``passenger_events``, ``vehicles``) and the same style for ours
+(``work_orders``, ``parking_occupancy``, ``parking_facilities``). Every staged row carries
+``operator``, ``service_date`` (or ``as_of_date`` for registers), ``source_sha256``,
+``source_row``, ``is_valid`` and ``invalid_reason``. Business rules that need references
+(stop in the GTFS version in force, vehicle in the fleet register) are applied here too, so a
+row's validity is decided once, where its file is known.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+
+from citylake.calendar_fr import service_day_start
+from ingestion.contracts import Contract
+from ingestion.pseudonym import Pseudonymiser
+
+
+@dataclass
+class Refs:
+    """Reference ids a row may point to (None: not known yet, not checked)."""
+
+    stops: set[str] | None = None
+    gtfs_version: str | None = None
+    vehicles: set[str] | None = None
+
+
+@dataclass
+class Context:
+    operator: str
+    sha256: str
+    partition: date  # service date, or the register's as-of date
+    tz: str
+    refs: Refs
+    pseudonymiser: Pseudonymiser | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    partition: str  # service_date | as_of_date
+    build: Callable[[pl.DataFrame, Context], pl.DataFrame]
+    personal: bool = False
+
+
+def date_from_name(contract: Contract, name: str) -> date | None:
+    """Return the date a file name carries per its contract pattern (suffixes like '_v2' allowed)."""
+    pattern = contract.file["file_name"]
+    m = re.search(r"\{service_date:([^}]*)\}", pattern)
+    if not m:
+        return None
+    fmt = m.group(1)
+    digits = {"%Y%m%d": r"\d{8}", "%Y-%m-%d": r"\d{4}-\d{2}-\d{2}"}[fmt]
+    before, after = pattern[: m.start()], pattern[m.end():]
+    stem, dot, ext = after.rpartition(".")
+    regex = "^" + re.escape(before) + f"(?P<d>{digits})" + re.escape(stem) + r"(?P<suffix>.*)" + re.escape(dot + ext) + "$"
+    hit = re.match(regex, name)
+    if not hit:
+        return None
+    return datetime.strptime(hit.group("d"), fmt).date()
+
+
+def _invalid(frame: pl.DataFrame, condition: pl.Expr, reason: pl.Expr | str) -> pl.DataFrame:
+    """Mark rows invalid where ``condition`` holds, keeping an earlier reason first."""
+    reason = pl.lit(reason) if isinstance(reason, str) else reason
+    return frame.with_columns(
+        pl.when(pl.col("is_valid") & condition.fill_null(False)).then(reason).otherwise(pl.col("invalid_reason")).alias("invalid_reason")
+    ).with_columns(pl.col("invalid_reason").is_null().alias("is_valid"))
+
+
+def _lineage(frame: pl.DataFrame, ctx: Context, partition: str) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.lit(ctx.operator).alias("operator"),
+        pl.lit(ctx.partition).alias(partition),
+        pl.lit(ctx.sha256).alias("source_sha256"),
+    )
+
+
+def _check_stop(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    if ctx.refs.stops is None:
+        return frame
+    known = pl.Series(sorted(ctx.refs.stops), dtype=pl.Utf8)
+    return _invalid(
+        frame,
+        pl.col("stop_id").is_not_null() & ~pl.col("stop_id").is_in(known.implode()),
+        pl.format(f"stop_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("stop_id")),
+    )
+
+
+def _check_vehicle(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    if ctx.refs.vehicles is None:
+        return frame
+    known = pl.Series(sorted(ctx.refs.vehicles), dtype=pl.Utf8)
+    return _invalid(
+        frame,
+        pl.col("vehicle_id").is_not_null() & ~pl.col("vehicle_id").is_in(known.implode()),
+        pl.format("vehicle_id '{}' is not in the fleet register", pl.col("vehicle_id")),
+    )
+
+
+def _in_service_day(frame: pl.DataFrame, column: str, ctx: Context) -> pl.DataFrame:
+    start = service_day_start(ctx.partition, ctx.tz).astimezone(UTC)
+    lo, hi = start + timedelta(hours=2), start + timedelta(hours=30)
+    return _invalid(
+        frame,
+        (pl.col(column) < lo) | (pl.col(column) > hi),
+        pl.format(f"{column} {{}} is outside service day {ctx.partition} (02:00 to 30:00 local)", pl.col(column)),
+    )
+
+
+def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    assert ctx.pseudonymiser is not None
+    out = p.select(
+        "source_row",
+        pl.col("validated_at").alias("event_timestamp"),
+        pl.col("card_serial"),
+        pl.col("medium_type").alias("fare_media_type"),
+        pl.col("fare_product").alias("fare_product_id"),
+        pl.when(pl.col("validation_type") == "Correspondance").then(pl.lit("transfer")).otherwise(pl.lit("tap_on")).alias("fare_action"),
+        pl.col("amount_eur").alias("amount"),
+        pl.lit("EUR").alias("currency_type"),
+        "route_short_name",
+        pl.col("direction").replace_strict({"Aller": 0, "Retour": 1}, default=None, return_dtype=pl.Int8).alias("direction_id"),
+        "stop_id",
+        "vehicle_id",
+        pl.col("validator_id").alias("device_id"),
+        "is_valid",
+        "invalid_reason",
+    )
+    out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id")).drop("card_serial")
+    out = _in_service_day(out, "event_timestamp", ctx)
+    return _check_vehicle(_check_stop(out, ctx), ctx)
+
+
+def stop_visits(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    out = p.select(
+        "source_row",
+        pl.col("service_date").alias("declared_service_date"),
+        pl.col("trip_id").alias("trip_id_performed"),
+        pl.col("trip_id").alias("trip_id_scheduled"),
+        "route_short_name",
+        "direction_id",
+        pl.col("stop_sequence").alias("trip_stop_sequence"),
+        "stop_id",
+        "vehicle_id",
+        pl.col("scheduled_arrival_at").alias("schedule_arrival_time"),
+        pl.col("scheduled_departure_at").alias("schedule_departure_time"),
+        pl.col("actual_arrival_at").alias("actual_arrival_time"),
+        pl.col("actual_departure_at").alias("actual_departure_time"),
+        "odometer_km",
+        "is_valid",
+        "invalid_reason",
+    )
+    out = _invalid(out, pl.col("declared_service_date") != ctx.partition,
+                   pl.format(f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")))
+    out = _invalid(out, pl.col("actual_departure_time") < pl.col("actual_arrival_time"), "actual departure before actual arrival")
+    return _check_vehicle(_check_stop(out.drop("declared_service_date"), ctx), ctx)
+
+
+def trips_performed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    out = p.select(
+        "source_row",
+        pl.col("service_date").alias("declared_service_date"),
+        pl.col("trip_id").alias("trip_id_performed"),
+        pl.col("trip_id").alias("trip_id_scheduled"),
+        "route_short_name",
+        "direction_id",
+        "vehicle_id",
+        pl.col("scheduled_start_at").alias("schedule_trip_start"),
+        pl.col("scheduled_end_at").alias("schedule_trip_end"),
+        "trip_status",
+        "cancel_cause",
+        "cancel_cause_class",
+        "scheduled_km",
+        "is_valid",
+        "invalid_reason",
+    )
+    out = _invalid(out, pl.col("declared_service_date") != ctx.partition,
+                   pl.format(f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")))
+    out = _invalid(out, (pl.col("trip_status") == "NON_REALISEE") & pl.col("cancel_cause").is_null(), "trip not run without a cause")
+    return _check_vehicle(out.drop("declared_service_date"), ctx)
+
+
+def passenger_events(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    base = p.select(
+        "source_row",
+        pl.col("actual_arrival_at").alias("event_timestamp"),
+        pl.col("trip_id").alias("trip_id_performed"),
+        pl.col("stop_sequence").alias("trip_stop_sequence"),
+        "stop_id",
+        "vehicle_id",
+        "boardings",
+        "alightings",
+        "is_valid",
+        "invalid_reason",
+    )
+    long = pl.concat([
+        base.select(pl.exclude("boardings", "alightings"), pl.lit("boarding").alias("event_type"), pl.col("boardings").alias("event_count")),
+        base.select(pl.exclude("boardings", "alightings"), pl.lit("alighting").alias("event_type"), pl.col("alightings").alias("event_count")),
+    ]).sort("source_row", "event_type", descending=[False, True])
+    return _check_vehicle(_check_stop(long, ctx), ctx)
+
+
+def vehicles(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    return p.select(
+        "source_row", "vehicle_id", "model", "seated_capacity", "standing_capacity",
+        (pl.col("seated_capacity") + pl.col("standing_capacity")).alias("capacity"),
+        "commissioned_on", "odometer_km", "apc_equipped", "is_valid", "invalid_reason",
+    )
+
+
+def work_orders(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    out = p.select(
+        "source_row", "work_order_id", "vehicle_id", "work_order_type", "component", "opened_at", "closed_at",
+        "odometer_km", "due_km", "due_date", "labour_hours", "parts_cost_eur", "is_immobilising", "status",
+        "is_valid", "invalid_reason",
+    )
+    out = _invalid(out, (pl.col("status") == "Clôturé") & pl.col("closed_at").is_null(), "closed work order without a closing date")
+    out = _invalid(out, pl.col("closed_at") < pl.col("opened_at"), "work order closed before it was opened")
+    return _check_vehicle(out, ctx)
+
+
+def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    out = p.select(
+        "source_row", "facility_id", "facility_name", "observed_at", "capacity", "occupied", "free", "entries",
+        "exits", "occupancy_rate_pct", "is_valid", "invalid_reason",
+    )
+    out = _invalid(out, pl.col("occupied") > pl.col("capacity"),
+                   pl.format("occupied {} above capacity {}", pl.col("occupied"), pl.col("capacity")))
+    out = _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
+    out = _invalid(out, pl.col("occupied") + pl.col("free") != pl.col("capacity"),
+                   pl.format("occupied {} + free {} != capacity {}", pl.col("occupied"), pl.col("free"), pl.col("capacity")))
+    local_day = pl.col("observed_at").dt.convert_time_zone(ctx.tz).dt.date()
+    return _invalid(out, local_day != ctx.partition, pl.format(f"reading {{}} is not on {ctx.partition} (local)", pl.col("observed_at")))
+
+
+def parking_facilities(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    return p.select(
+        "source_row", "facility_id", "facility_name", "insee", "address", "user_type", "is_free", "capacity",
+        "park_and_ride_places", "disabled_places", "max_height", "operator_siret", "lon", "lat", "structure_type",
+        "is_valid", "invalid_reason",
+    )
+
+
+DATASETS: dict[tuple[str, str], Dataset] = {
+    ("bus", "ticketing"): Dataset("fare_transactions", "service_date", fare_transactions, personal=True),
+    ("bus", "avl"): Dataset("stop_visits", "service_date", stop_visits),
+    ("bus", "trips"): Dataset("trips_performed", "service_date", trips_performed),
+    ("bus", "apc"): Dataset("passenger_events", "service_date", passenger_events),
+    ("bus", "fleet"): Dataset("vehicles", "as_of_date", vehicles),
+    ("bus", "maintenance"): Dataset("work_orders", "service_date", work_orders),
+    ("parking", "occupancy"): Dataset("parking_occupancy", "service_date", parking_occupancy),
+    ("parking", "facilities"): Dataset("parking_facilities", "as_of_date", parking_facilities),
+}
+
+
+def to_staged(dataset: Dataset, parsed: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Return the staged rows of one delivery, lineage columns first."""
+    body = dataset.build(parsed, ctx)
+    out = _lineage(body, ctx, dataset.partition)
+    first = ["operator", dataset.partition, "source_sha256", "source_row"]
+    last = ["is_valid", "invalid_reason"]
+    middle = [c for c in out.columns if c not in first + last]
+    return out.select(first + middle + last)

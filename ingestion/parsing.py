@@ -1,0 +1,320 @@
+"""Parse a delivery against its extract contract into typed rows, each valid or not and why.
+
+Three outcomes:
+
+* the file is **refused** (:class:`Refused`, it goes to quarantine): bytes that are not text in
+  any encoding we can repair, a file cut in the middle of a row, a header that lacks contract
+  columns (unknown schema);
+* it is **parsed with warnings** (UTF-8 delivered where Windows-1252 was promised, columns
+  reordered or added: parsed by name);
+* every row gets ``is_valid`` and ``invalid_reason`` (``column 'X': 'value' is not …``), and
+  rows are never dropped.
+
+Local wall-clock times become UTC: on the October DST day the repeated hour is resolved by the
+file's chronological order (the first pass is summer time, the second winter time); a time
+inside the March gap does not exist and makes its row invalid.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import polars as pl
+
+from citylake.errors import DataError
+from ingestion.contracts import Column, Contract
+
+SOURCE_ROW = "source_row"
+
+
+class Refused(DataError):
+    """The file cannot be parsed at all: it goes to quarantine with this reason."""
+
+
+@dataclass
+class Parsed:
+    frame: pl.DataFrame  # canonical typed columns + source_row, is_valid, invalid_reason
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.frame.height
+
+    def invalid_counts(self) -> dict[str, int]:
+        bad = self.frame.filter(~pl.col("is_valid"))
+        if not bad.height:
+            return {}
+        reasons = bad.select(pl.col("invalid_reason").str.replace(r": '.*' ", ": <value> ").alias("r")).group_by("r").len()
+        return {r: int(n) for r, n in reasons.sort("len", descending=True).iter_rows()}
+
+
+# -- decoding ------------------------------------------------------------------------------
+def decode(contract: Contract, data: bytes, name: str) -> tuple[str, list[str]]:
+    """Return the text of a delivery and warnings, or raise Refused."""
+    expected = contract.file.get("encoding", "utf-8").lower()
+    warnings: list[str] = []
+    if b"\x00" in data[:65536]:
+        raise Refused(f"{name}: binary content (NUL bytes, e.g. UTF-16): not {expected} text")
+    if expected in ("cp1252", "windows-1252"):
+        try:
+            text = data.decode("utf-8")
+            if any(ord(ch) > 127 for ch in text[:200_000]):
+                warnings.append(f"{name}: delivered in UTF-8 while the contract says Windows-1252; decoded as UTF-8")
+        except UnicodeDecodeError:
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError as exc:
+                raise Refused(f"{name}: not Windows-1252 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Refused(f"{name}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+    return text.removeprefix("\ufeff"), warnings
+
+
+# -- reading into a frame of strings ---------------------------------------------------------
+def _header_check(contract: Contract, header: list[str], name: str) -> list[str]:
+    expected = contract.headers
+    missing = [h for h in expected if h not in header]
+    extra = [h for h in header if h not in expected]
+    if missing:
+        raise Refused(
+            f"{name}: unknown schema for {contract.key} v{contract.version}: missing columns {missing}"
+            + (f", unexpected columns {extra}" if extra else "")
+        )
+    warnings = []
+    if extra:
+        warnings.append(f"{name}: schema drift tolerated: extra columns {extra} ignored")
+    if [h for h in header if h in expected] != expected:
+        warnings.append(f"{name}: schema drift tolerated: columns in another order, read by name")
+    return warnings
+
+
+def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:
+    """Return the rows as strings (vendor headers) plus ``source_row``, and warnings."""
+    term = contract.file.get("line_terminator", "\n")
+    if text and not text.endswith(("\n", "\r")):
+        last = text.rsplit("\n", 1)[-1]
+        raise Refused(f"{name}: truncated, the file ends in the middle of a row: {last[:60]!r}")
+    delim = contract.file["delimiter"]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise Refused(f"{name}: empty file, no header")
+    if term == "\r\n":
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    header = next(csv.reader([lines[0]], delimiter=delim))
+    warnings = _header_check(contract, header, name)
+    body = lines[1:]
+    n_fields = len(header)
+    # Fast path: split on the delimiter where a line has no quote; csv module for the rest.
+    frame = pl.DataFrame({"line": body})
+    quoted = frame["line"].str.contains('"', literal=True)
+    fields = frame["line"].str.split(delim)
+    counts = fields.list.len()
+    if quoted.any():
+        rows = fields.to_list()
+        for i in quoted.arg_true().to_list():
+            rows[i] = next(csv.reader([body[i]], delimiter=delim))
+        fields = pl.Series("line", rows, dtype=pl.List(pl.Utf8))
+        counts = fields.list.len()
+    out = pl.DataFrame({h: fields.list.get(i, null_on_oob=True) for i, h in enumerate(header) if h in contract.headers})
+    out = out.with_columns(
+        pl.Series(SOURCE_ROW, range(2, len(body) + 2), dtype=pl.Int64),
+        pl.when(counts != n_fields)
+        .then(pl.format("row has {} fields, header has " + str(n_fields), counts))
+        .otherwise(None)
+        .alias("_shape_reason"),
+    )
+    return out, warnings
+
+
+def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:
+    lines = text.splitlines()
+    if text and not text.endswith("\n") and lines:
+        try:
+            json.loads(lines[-1])
+        except ValueError:
+            raise Refused(f"{name}: truncated, the last line is not complete JSON: {lines[-1][:60]!r}") from None
+    if not lines:
+        return pl.DataFrame({h: pl.Series([], dtype=pl.Utf8) for h in contract.headers}).with_columns(
+            pl.Series(SOURCE_ROW, [], dtype=pl.Int64), pl.lit(None, pl.Utf8).alias("_shape_reason")
+        ), []
+    try:
+        frame = pl.read_ndjson(io.StringIO(text), infer_schema_length=None)
+    except Exception:
+        frame = None
+    if frame is None:  # a bad line somewhere: parse line by line, keep the bad ones as invalid rows
+        records, reasons = [], []
+        for ln in lines:
+            try:
+                obj = json.loads(ln)
+                records.append({k: None if v is None else str(v) for k, v in obj.items()} if isinstance(obj, dict) else {})
+                reasons.append(None if isinstance(obj, dict) else "line is not a JSON object")
+            except ValueError:
+                records.append({})
+                reasons.append("line is not valid JSON")
+        frame = pl.DataFrame(records, schema={h: pl.Utf8 for h in contract.headers}, orient="row") if records else pl.DataFrame()
+        shape = pl.Series("_shape_reason", reasons, dtype=pl.Utf8)
+    else:
+        shape = pl.Series("_shape_reason", [None] * frame.height, dtype=pl.Utf8)
+    warnings = _header_check(contract, frame.columns, name)
+    frame = frame.select([pl.col(h).cast(pl.Utf8) for h in contract.headers])
+    return frame.with_columns(pl.Series(SOURCE_ROW, range(1, frame.height + 1), dtype=pl.Int64), shape), warnings
+
+
+def read_xlsx_bytes(contract: Contract, data: bytes, name: str) -> tuple[pl.DataFrame, list[str]]:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:
+        raise Refused(f"{name}: not a readable Excel workbook ({type(exc).__name__})") from None
+    sheet = contract.file.get("sheet")
+    if sheet not in wb.sheetnames:
+        raise Refused(f"{name}: no sheet {sheet!r} (sheets: {wb.sheetnames})")
+    rows = list(wb[sheet].iter_rows(values_only=True))
+    if not rows:
+        raise Refused(f"{name}: sheet {sheet!r} is empty, no header")
+    header = [str(h) if h is not None else "" for h in rows[0]]
+    warnings = _header_check(contract, header, name)
+
+    def text(v) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, datetime):
+            return v.strftime("%Y-%m-%d %H:%M:%S")
+        if isinstance(v, date):
+            return v.strftime("%Y-%m-%d")
+        return str(v)
+
+    idx = {h: i for i, h in enumerate(header)}
+    body = rows[1:]
+    frame = pl.DataFrame(
+        {h: pl.Series([text(r[idx[h]]) if idx[h] < len(r) else None for r in body], dtype=pl.Utf8) for h in contract.headers}
+    )
+    return frame.with_columns(
+        pl.Series(SOURCE_ROW, range(2, len(body) + 2), dtype=pl.Int64), pl.lit(None, pl.Utf8).alias("_shape_reason")
+    ), warnings
+
+
+# -- typing ----------------------------------------------------------------------------------
+def local_to_utc(naive: pl.Expr, tz: str, order_key: str | None = None) -> tuple[pl.Expr, pl.Expr]:
+    """Return (UTC instant, is_nonexistent) for local wall-clock times in file order.
+
+    Ambiguous times (the October repeated hour) are the earlier instant until the file's clock
+    has gone back by more than 30 minutes inside that hour, the later one after: the order of a
+    chronological export decides (within each ``order_key`` sequence, e.g. per car park).
+    Small disorder (a validator a few minutes off) does not count as the clock going back.
+    """
+    earliest = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    latest = naive.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+    ambiguous = earliest != latest
+    back = (naive < naive.cum_max().shift(1) - pl.duration(minutes=30)) & ambiguous
+    if order_key:
+        back = (naive < naive.cum_max().shift(1).over(order_key) - pl.duration(minutes=30)) & ambiguous
+        went_back = back.fill_null(False).cum_sum().over(order_key) > 0
+    else:
+        went_back = back.fill_null(False).cum_sum() > 0
+    chosen = pl.when(went_back).then(latest).otherwise(earliest)
+    nonexistent = naive.is_not_null() & earliest.is_null()
+    return chosen.dt.convert_time_zone("UTC"), nonexistent
+
+
+def _typed(col: Column, tz: str, decimal_sep: str, order_key: str | None = None) -> tuple[pl.Expr, pl.Expr | None]:
+    """Return (typed expression, extra-invalid expression) for one contract column."""
+    raw = pl.col(col.name).str.strip_chars()
+    t = col.type
+    extra = None
+    if t == "datetime_local":
+        naive = raw.str.strptime(pl.Datetime("us"), col.format, strict=False)
+        value, nonexistent = local_to_utc(naive, tz, order_key)
+        extra = pl.when(nonexistent).then(pl.format(f"column '{col.name}': '{{}}' does not exist in {tz} (DST gap)", raw))
+    elif t == "datetime_excel":
+        naive = raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+        value = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
+    elif t == "datetime_offset":
+        value = raw.str.to_datetime("%Y-%m-%dT%H:%M:%S%:z", strict=False, time_unit="us").dt.convert_time_zone("UTC")
+    elif t == "datetime_utc":
+        value = raw.str.strptime(pl.Datetime("us"), col.format or "%Y-%m-%dT%H:%M:%SZ", strict=False).dt.replace_time_zone("UTC")
+    elif t == "date":
+        value = raw.str.strptime(pl.Date, col.format or "%Y-%m-%d", strict=False)
+    elif t == "date_excel":
+        value = raw.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    elif t == "integer":
+        value = raw.str.replace(r"\.0$", "").cast(pl.Int64, strict=False)
+    elif t == "decimal":
+        text = raw.str.replace(",", ".", literal=True) if decimal_sep == "," else raw
+        value = text.cast(pl.Float64, strict=False)
+        if col.canonical.endswith("_eur"):
+            value = value.cast(pl.Decimal(12, 2), strict=False)
+    elif t == "boolean" and col.values:
+        value = pl.when(raw == col.values[0]).then(True).when(raw == col.values[1]).then(False).otherwise(None)
+    elif t == "enum" and col.values:
+        value = pl.when(raw.is_in(list(col.values))).then(raw).otherwise(None)
+    else:
+        value = raw
+    if col.pattern:
+        value = pl.when(value.str.contains(col.pattern)).then(value).otherwise(None)
+    return value, extra
+
+
+def _describe(col: Column) -> str:
+    """Return the rule a value broke, as text safe inside a pl.format template."""
+    return _rule(col).replace("{", "{{").replace("}", "}}")
+
+
+def _rule(col: Column) -> str:
+    if col.format:
+        return f"a {col.type.replace('_', ' ')} '{col.format}'"
+    if col.values:
+        return f"one of {list(col.values)}"
+    if col.pattern:
+        return f"matching {col.pattern}"
+    return f"a {col.type}"
+
+
+def type_rows(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """Return canonical typed columns plus source_row, is_valid and invalid_reason."""
+    sep = contract.file.get("decimal_separator", ".")
+    order_key = contract.file.get("order_key")
+    values, reasons = [], [pl.col("_shape_reason")]
+    for col in contract.columns:
+        value, extra = _typed(col, tz, sep, order_key)
+        raw = pl.col(col.name).str.strip_chars()
+        empty = raw.is_null() | (raw == "")
+        values.append(pl.when(empty).then(None).otherwise(value).alias(col.canonical))
+        if col.required:
+            reasons.append(pl.when(empty).then(pl.lit(f"column '{col.name}': required value missing")))
+        reasons.append(
+            pl.when(~empty & value.is_null()).then(pl.format(f"column '{col.name}': '{{}}' is not {_describe(col)}", raw))
+        )
+        if extra is not None:
+            reasons.append(extra)
+        if col.min is not None:
+            reasons.append(pl.when(value < col.min).then(pl.format(f"column '{col.name}': '{{}}' is below {col.min:g}", raw)))
+    reason = pl.coalesce(reasons).alias("invalid_reason")
+    return frame.select(pl.col(SOURCE_ROW), *values, reason).with_columns(pl.col("invalid_reason").is_null().alias("is_valid"))
+
+
+def parse(contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris") -> Parsed:
+    """Return the typed rows of a delivery, or raise Refused."""
+    fmt = contract.format
+    if fmt == "xlsx":
+        frame, warnings = read_xlsx_bytes(contract, data, name)
+    else:
+        text, warnings = decode(contract, data, name)
+        if fmt == "csv":
+            frame, more = read_csv_text(contract, text, name)
+        elif fmt == "jsonl":
+            frame, more = read_jsonl_text(contract, text, name)
+        else:
+            raise ValueError(f"no row parser for format {fmt!r}")
+        warnings += more
+    return Parsed(type_rows(contract, frame, tz), warnings)

@@ -1,0 +1,298 @@
+"""Ingestion: land, parse, stage; every simulator fault gives its documented outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from citylake.settings import Settings
+from citylake.simulator.faults import parse_faults
+from citylake.simulator.run import SimulationConfig, simulate
+from citylake.storage import LakeStorage, open_storage
+from ingestion import manifest
+from ingestion.parsing import local_to_utc
+from ingestion.pseudonym import Pseudonymiser, period_label
+from ingestion.run import ingest, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "citylake" / "data" / "cairns_gtfs.zip"
+KEY = "test-pseudonym-key-0123456789"
+
+
+def simulate_to(out: Path, start: date, days: int, faults: str | None) -> Path:
+    simulate(SimulationConfig(network=SAMPLE, start=start, days=days, out=out, faults=parse_faults(faults), seed=3, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def faulty_drop(tmp_path_factory) -> Path:
+    return simulate_to(tmp_path_factory.mktemp("faulty_drop"), date(2026, 3, 28), 3, "all")
+
+
+@pytest.fixture(scope="session")
+def clean_drop(tmp_path_factory) -> Path:
+    return simulate_to(tmp_path_factory.mktemp("clean_drop"), date(2026, 3, 30), 2, None)
+
+
+def lake_env(monkeypatch, lake: Path, drop: Path, key: str | None = KEY) -> Settings:
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", lake.as_uri())
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", drop.as_uri())
+    if key:
+        monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", key)
+    else:
+        monkeypatch.delenv("CITYLAKE_PSEUDONYM_KEY", raising=False)
+    return Settings()
+
+
+def staged(storage: LakeStorage, dataset: str) -> pl.DataFrame:
+    frames = [pl.read_parquet(io.BytesIO(storage.get_bytes(i.key))) for i in storage.list(f"staged/{dataset}/")]
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+@pytest.fixture
+def faulty_lake(faulty_drop, tmp_path, monkeypatch):
+    settings = lake_env(monkeypatch, tmp_path / "lake", faulty_drop)
+    report = ingest(settings)
+    return settings, open_storage(settings), report
+
+
+def test_every_fault_has_its_documented_outcome(faulty_lake, faulty_drop) -> None:
+    settings, storage, report = faulty_lake
+    faults = {r["kind"]: r for r in json.loads((faulty_drop / "truth" / "faults.json").read_text())}
+    deliveries = manifest.load(storage, "deliveries")
+    steps = manifest.load(storage, "steps")
+    reasons = manifest.load(storage, "invalid_reasons")
+
+    def step_of(name: str, step: str) -> pl.DataFrame:
+        sha = deliveries.filter(pl.col("original_name") == name)["sha256"]
+        return steps.filter(pl.col("sha256").is_in(sha.implode()) & (pl.col("step") == step))
+
+    # truncated: quarantined with its reason, kept in raw and in quarantine
+    truncated = faults["truncated_file"]["file"]
+    q = step_of(truncated, "quarantined")
+    assert q.height == 1 and "truncated" in q["detail"][0]
+    assert storage.exists(q["staged_key"][0]) and storage.exists(q["staged_key"][0] + ".reason.json")
+    assert json.loads(storage.get_bytes(q["staged_key"][0] + ".reason.json"))["reason"].startswith(truncated)
+    # redelivery: the corrected file is what is staged for that day
+    v2 = faults["redelivery"]["file"]
+    day = date.fromisoformat(faults["redelivery"]["service_date"])
+    ft = staged(storage, "fare_transactions")
+    v2_sha = deliveries.filter(pl.col("original_name") == v2)["sha256"][0]
+    assert ft.filter(pl.col("service_date") == day)["source_sha256"].unique().to_list() == [v2_sha]
+    # schema drift: unknown schema, quarantined, naming the columns
+    drift_day = date.fromisoformat(faults["schema_drift"]["service_date"])
+    drift = step_of(f"VALIDATIONS_{drift_day:%Y%m%d}.csv", "quarantined")
+    assert "missing columns ['Code arrêt']" in drift["detail"][0] and "Code_Arret" in drift["detail"][0]
+    # missing day: nothing delivered, nothing staged for it
+    missing = date.fromisoformat(faults["missing_day"]["service_date"])
+    assert deliveries.filter((pl.col("feed") == "ticketing") & (pl.col("declared_date") == missing)).height == 0
+    assert ft.filter(pl.col("service_date") == missing).height == 0
+    # duplicate: recognised by hash, landed once
+    dup = deliveries.filter(pl.col("original_name") == faults["duplicate_delivery"]["file"])
+    assert dup["duplicate_of"][0] is not None
+    assert len([i for i in storage.list("raw/operator=bus/feed=avl/") if dup["sha256"][0][:16] in i.key]) == 1
+    # late: flagged against the contract deadline
+    late = deliveries.filter(pl.col("original_name") == faults["late_delivery"]["file"])
+    assert late["is_late"].to_list() == [True]
+    assert deliveries.filter(pl.col("feed").is_in(["avl", "trips"]))["is_late"].to_list() == [False] * 7
+    # wrong encoding: repaired with a warning
+    enc = step_of(faults["wrong_encoding"]["file"], "parsed")
+    assert enc["outcome"][0] == "warning" and "UTF-8" in enc["detail"][0]
+    # row faults: counted per reason in the manifest, rows kept and marked
+    text = " | ".join(reasons["reason"].to_list())
+    for expected in ("is not a datetime local", "is not a decimal", "required value missing", "is not in GTFS version",
+                     "is not in the fleet register", "is below 0", "above capacity"):
+        assert expected in text, expected
+    sv = staged(storage, "stop_visits")
+    assert sv.filter(pl.col("vehicle_id") == "9999")["is_valid"].sum() == 0
+    po = staged(storage, "parking_occupancy")
+    assert po.filter(~pl.col("is_valid"))["invalid_reason"].str.contains("above capacity").all()
+    # nothing silently dropped: every parsed row is staged
+    for row in steps.filter((pl.col("step") == "staged") & pl.col("partition_date").is_not_null()).iter_rows(named=True):
+        parsed = steps.filter((pl.col("step") == "parsed") & (pl.col("sha256") == row["sha256"]))
+        factor = 2 if row["dataset"] == "passenger_events" else 1
+        assert row["rows_total"] == parsed["rows_total"][0] * factor
+    # no feed error: every fault is a data outcome, not a crash
+    assert report.ok
+
+
+def test_dst_days_parse_to_continuous_utc(faulty_lake) -> None:
+    _, storage, _ = faulty_lake
+    po = staged(storage, "parking_occupancy").filter(pl.col("service_date") == date(2026, 3, 29))
+    per = po.sort("facility_id", "source_row").group_by("facility_id", maintain_order=True).agg(
+        pl.len(), pl.col("observed_at").diff().dt.total_seconds().drop_nulls().unique().alias("steps"))
+    assert per["len"].unique().to_list() == [276]  # 23 local hours
+    assert per["steps"].to_list() == [[300]] * per.height  # every 5 minutes in UTC, across 02:00 -> 03:00
+
+
+def test_october_repeated_hour_is_resolved_by_order(tmp_path, monkeypatch) -> None:
+    drop = simulate_to(tmp_path / "drop", date(2026, 10, 25), 1, None)
+    settings = lake_env(monkeypatch, tmp_path / "lake", drop)
+    ingest(settings, operator="parking")
+    po = staged(open_storage(settings), "parking_occupancy")
+    assert po["is_valid"].all()
+    per = po.sort("facility_id", "source_row").group_by("facility_id", maintain_order=True).agg(
+        pl.len(), (pl.col("observed_at").diff().dt.total_seconds().drop_nulls() == 300).all().alias("regular"))
+    assert per["len"].unique().to_list() == [300] and per["regular"].all()
+
+
+def test_local_time_rules() -> None:
+    naive = pl.Series("t", ["2026-10-25 01:50:00", "2026-10-25 02:10:00", "2026-10-25 02:55:00", "2026-10-25 02:05:00",
+                            "2026-10-25 02:12:00", "2026-10-25 02:10:00", "2026-10-25 03:10:00"]).str.to_datetime()
+    frame = pl.DataFrame({"t": naive})
+    utc, nonexistent = local_to_utc(pl.col("t"), "Europe/Paris")
+    out = frame.select(utc.alias("u"), nonexistent.alias("n"))["u"].dt.strftime("%H:%M").to_list()
+    # first pass in summer time (UTC+2), then winter time (UTC+1); a 2-minute disorder is not a rollback
+    assert out == ["23:50", "00:10", "00:55", "01:05", "01:12", "01:10", "02:10"]
+    spring = pl.DataFrame({"t": pl.Series(["2026-03-29 02:30:00"]).str.to_datetime()})
+    u, n = local_to_utc(pl.col("t"), "Europe/Paris")
+    assert spring.select(n).item() is True and spring.select(u).item() is None
+
+
+def test_rerun_is_idempotent_and_byte_identical(faulty_lake, faulty_drop, tmp_path, monkeypatch) -> None:
+    settings, storage, _ = faulty_lake
+    before = {i.key: i.sha256 for i in storage.list("staged/")}
+    n_manifest = len(storage.list("control/manifest/"))
+    report = ingest(settings)
+    assert all(f.landed == f.parsed == f.duplicates == 0 and not f.staged for f in report.feeds)
+    assert {i.key: i.sha256 for i in storage.list("staged/")} == before
+    assert len(storage.list("control/manifest/")) == n_manifest  # nothing to record
+    other = lake_env(monkeypatch, tmp_path / "other", faulty_drop)
+    ingest(other)
+    assert {i.key: i.sha256 for i in open_storage(other).list("staged/")} == before
+
+
+def test_corrected_redelivery_supersedes(clean_drop, tmp_path, monkeypatch) -> None:
+    drop = tmp_path / "drop"
+    shutil.copytree(clean_drop, drop)
+    settings = lake_env(monkeypatch, tmp_path / "lake", drop)
+    ingest(settings, operator="bus", feed="trips")
+    first = drop / "bus" / "trips" / "sae_courses_2026-03-30.jsonl"
+    lines = first.read_text().splitlines()
+    corrected = drop / "bus" / "trips" / "sae_courses_2026-03-30_v2.jsonl"
+    corrected.write_text("\n".join(lines[:-1]) + "\n")
+    mtime = first.stat().st_mtime + 86400
+    os.utime(corrected, (mtime, mtime))
+    report = ingest(settings, operator="bus", feed="trips")
+    storage = open_storage(settings)
+    steps = manifest.load(storage, "steps")
+    assert report.feeds[0].staged and steps.filter(pl.col("step") == "superseded").height == 1
+    tp = staged(storage, "trips_performed").filter(pl.col("service_date") == date(2026, 3, 30))
+    assert tp.height == len(lines) - 1
+    assert len(storage.list("raw/operator=bus/feed=trips/")) == 3  # both deliveries of the 30th kept
+
+
+def test_no_clear_card_id_reaches_staged(faulty_lake, faulty_drop) -> None:
+    _, storage, _ = faulty_lake
+    raw = b"".join(p.read_bytes() for p in (faulty_drop / "bus" / "ticketing").glob("*.csv")).decode("cp1252")
+    serials = {line.split(";")[1] for line in raw.splitlines()[1:] if line.count(";") >= 10 and line.split(";")[1]}
+    assert len(serials) > 1000
+    for info in storage.list("staged/"):
+        frame = pl.read_parquet(io.BytesIO(storage.get_bytes(info.key)))
+        for col in frame.columns:
+            if frame[col].dtype == pl.Utf8:
+                assert not set(frame[col].drop_nulls().unique().to_list()) & serials, f"{info.key}:{col}"
+
+
+def test_pseudonyms_are_stable_within_a_period_and_rotate_across() -> None:
+    p = Pseudonymiser(KEY)
+    assert p.one("123456789012", date(2026, 1, 5)) == p.one("123456789012", date(2026, 3, 31))
+    assert p.one("123456789012", date(2026, 3, 31)) != p.one("123456789012", date(2026, 4, 1))
+    assert p.one("123456789012", date(2026, 1, 5)) != Pseudonymiser(KEY + "x").one("123456789012", date(2026, 1, 5))
+    assert period_label(date(2026, 11, 22)) == "2026Q4"
+    s = p.series(pl.Series(["a", None, "a", "b"]), date(2026, 1, 1))
+    assert s[0] == s[2] != s[3] and s[1] is None
+
+
+def test_same_card_same_pseudonym_across_days(clean_drop, tmp_path, monkeypatch) -> None:
+    settings = lake_env(monkeypatch, tmp_path / "lake", clean_drop)
+    ingest(settings, operator="bus")
+    ft = staged(open_storage(settings), "fare_transactions")
+    per_day = ft.filter(pl.col("fare_media_type") == "Carte").group_by("service_date").agg(pl.col("fare_media_id").unique())
+    a, b = (set(x) for x in per_day.sort("service_date")["fare_media_id"].to_list())
+    assert len(a & b) > 0.3 * min(len(a), len(b)), "commuters' cards chain across days"
+
+
+def test_missing_key_lands_raw_and_parses_later(clean_drop, tmp_path, monkeypatch) -> None:
+    settings = lake_env(monkeypatch, tmp_path / "lake", clean_drop, key=None)
+    report = ingest(settings, operator="bus")
+    by_feed = {f.feed: f for f in report.feeds}
+    assert by_feed["ticketing"].landed == 2 and by_feed["ticketing"].errors
+    assert "CITYLAKE_PSEUDONYM_KEY" in by_feed["ticketing"].errors[0]
+    assert by_feed["avl"].staged and not by_feed["avl"].errors  # the other feeds went on
+    storage = open_storage(settings)
+    assert not storage.list("staged/fare_transactions/")
+    settings = lake_env(monkeypatch, tmp_path / "lake", clean_drop)
+    report = ingest(settings, operator="bus", feed="ticketing")
+    assert report.ok and len(report.feeds[0].staged) == 2
+
+
+@pytest.mark.s3
+def test_s3_drop_into_s3_lake(clean_drop, s3_settings, monkeypatch, moto_endpoint) -> None:
+    from minio import Minio
+
+    client = Minio(moto_endpoint.split("://")[1], access_key="a", secret_key="b", secure=False)
+    lake = open_storage(s3_settings)
+    client = lake.client
+    client.make_bucket("operators-drop")
+    for path in sorted(clean_drop.rglob("*")):
+        rel = path.relative_to(clean_drop).as_posix()
+        if path.is_file() and not rel.startswith(("truth", "simulation")):
+            client.fput_object("operators-drop", f"incoming/{rel}", str(path))
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", "s3://operators-drop/incoming")
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", KEY)
+    report = ingest(Settings())
+    assert report.ok
+    keys = [i.key for i in lake.list("staged/")]
+    assert any("fare_transactions/operator=bus/service_date=2026-03-31" in k for k in keys)
+    assert any("parking_occupancy" in k for k in keys)
+    assert lake.list("raw/operator=bus/feed=ticketing/")
+
+
+def test_sftp_drop_served_locally(clean_drop, tmp_path, monkeypatch) -> None:
+    from tests.sftp_server import PASSWORD, USER, SFTPServer
+
+    server = SFTPServer(clean_drop)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts_line())
+        monkeypatch.setenv("CITYLAKE_SFTP_KNOWN_HOSTS", str(known))
+        monkeypatch.setenv("BUS_SFTP_USER", USER)
+        monkeypatch.setenv("BUS_SFTP_PASSWORD", PASSWORD)
+        settings = lake_env(monkeypatch, tmp_path / "lake", tmp_path / "unused")
+        config = {"bus": {"name": "bus", "feeds": ["gtfs", "fleet", "avl", "ticketing"],
+                          "drop": {"type": "sftp", "host": "127.0.0.1", "port": server.port, "path": "/bus",
+                                   "username_env": "BUS_SFTP_USER", "password_env": "BUS_SFTP_PASSWORD"}}}
+        report = ingest(settings, config=config)
+        assert report.ok, report.lines()
+        assert {f.feed: len(f.staged) for f in report.feeds} == {"gtfs": 1, "fleet": 1, "avl": 2, "ticketing": 2}
+        deliveries = manifest.load(open_storage(settings), "deliveries")
+        src = clean_drop / "bus" / "avl" / "sae_passages_2026-03-30.jsonl"
+        row = deliveries.filter(pl.col("original_name") == src.name)
+        assert row["sha256"][0] == hashlib.sha256(src.read_bytes()).hexdigest()
+        assert row["delivered_at"][0] == datetime.fromtimestamp(int(src.stat().st_mtime), UTC)
+        # a wrong password is a feed error, reported, not a crash
+        monkeypatch.setenv("BUS_SFTP_PASSWORD", "wrong")
+        report = ingest(settings, config=config)
+        assert not report.ok and all("did not answer" in f.errors[0] for f in report.feeds)
+    finally:
+        server.stop()
+
+
+def test_configuration_is_checked(tmp_path, monkeypatch) -> None:
+    from citylake.errors import LakeConfigError
+
+    settings = lake_env(monkeypatch, tmp_path / "lake", tmp_path / "drop")
+    with pytest.raises(LakeConfigError, match="unknown operator 'nobody'"):
+        ingest(settings, operator="nobody")
+    assert set(load_config()) == {"bus", "parking"}
+    # an empty drop is not an error: nothing delivered yet
+    assert ingest(settings).ok
