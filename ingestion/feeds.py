@@ -115,6 +115,15 @@ def _in_service_day(frame: pl.DataFrame, column: str, ctx: Context) -> pl.DataFr
     )
 
 
+def _same_service_date(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Rows whose declared service date is not the file's are invalid; the column is dropped."""
+    return _invalid(
+        frame,
+        pl.col("declared_service_date") != ctx.partition,
+        pl.format(f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")),
+    ).drop("declared_service_date")
+
+
 def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     assert ctx.pseudonymiser is not None
     out = p.select(
@@ -158,10 +167,9 @@ def stop_visits(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
-    out = _invalid(out, pl.col("declared_service_date") != ctx.partition,
-                   pl.format(f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")))
+    out = _same_service_date(out, ctx)
     out = _invalid(out, pl.col("actual_departure_time") < pl.col("actual_arrival_time"), "actual departure before actual arrival")
-    return _check_vehicle(_check_stop(out.drop("declared_service_date"), ctx), ctx)
+    return _check_vehicle(_check_stop(out, ctx), ctx)
 
 
 def trips_performed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -182,10 +190,9 @@ def trips_performed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
-    out = _invalid(out, pl.col("declared_service_date") != ctx.partition,
-                   pl.format(f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")))
+    out = _same_service_date(out, ctx)
     out = _invalid(out, (pl.col("trip_status") == "NON_REALISEE") & pl.col("cancel_cause").is_null(), "trip not run without a cause")
-    return _check_vehicle(out.drop("declared_service_date"), ctx)
+    return _check_vehicle(out, ctx)
 
 
 def passenger_events(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
