@@ -25,7 +25,7 @@ def _school() -> object:
 
 @lru_cache(maxsize=64)
 def _public(year: int) -> holidays.HolidayBase:
-    return holidays.France(years=year)
+    return holidays.France(years=year, language="fr")
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,32 @@ def dst_change_days(start: date, end: date, tz: str = "Europe/Paris") -> list[da
             out.append(day)
         day = nxt
     return out
+
+
+def write_seeds(folder, first_year: int = 2020, last_year: int = 2028) -> None:
+    """Write dbt seeds: French public holidays and school holidays per zone, as CSV."""
+    import csv
+    from pathlib import Path
+
+    folder = Path(folder)
+    with open(folder / "fr_public_holidays.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["holiday_date", "holiday_name"])
+        for year in range(first_year, last_year + 1):
+            for day, name in sorted(_public(year).items()):
+                w.writerow([day.isoformat(), name])
+    school = _school()
+    with open(folder / "fr_school_holidays.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["holiday_date", "zone", "holiday_name"])
+        for day in sorted(school.data):
+            if first_year <= day.year <= last_year:
+                for zone in ("A", "B", "C"):
+                    if school.data[day][school.zone_key(zone)]:
+                        w.writerow([day.isoformat(), zone, school.data[day]["nom_vacances"]])
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_seeds(sys.argv[1] if len(sys.argv) > 1 else "dbt_project/seeds")

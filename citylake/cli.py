@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import date as date_
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -22,8 +23,6 @@ SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 
 #: Commands planned but not built yet, with the issue that builds them.
 PLANNED: dict[str, tuple[str, int]] = {
-    "build": ("dbt build of the marts for the changed service dates", 5),
-    "evaluate": ("compare published marts with a simulator's ground truth", 5),
     "publish": ("run the quality gate and promote a candidate", 7),
     "run": ("the whole night in-process: ingest, build, gate, publish, reports", 7),
     "publications": ("list the registry of publications", 7),
@@ -151,6 +150,33 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """dbt build of the marts into the warehouse (candidate) for some or all service dates."""
+    from citylake.build import build
+
+    dates = [date_.fromisoformat(d) for d in args.dates.split(",")] if args.dates else []
+    result = build(_settings(), service_dates=dates, full_refresh=args.full_refresh, select=args.select)
+    counts: dict[str, int] = {}
+    for r in result.results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print(f"dbt build into {result.warehouse}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for r in result.failures:
+        print(f"  {r['status']}: {r['node']}: {(r['message'] or '').strip()[:500]}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Accuracy of the marts against a simulator output folder's ground truth."""
+    from citylake.build import warehouse_path
+    from citylake.evaluate import evaluate
+
+    settings = _settings()
+    figures = evaluate(args.truth, args.warehouse or warehouse_path(settings), settings.timezone)
+    for name, value in figures.items():
+        print(f"{name}: {value:.4f}" if not float(value).is_integer() else f"{name}: {int(value)}")
+    return 0
+
+
 def _planned(name: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise NotAvailableYet(
@@ -235,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be landed, write nothing")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", help="dbt build of the marts into the warehouse (incremental by service date)")
+    p.add_argument("--dates", help="comma list of service dates to (re)compute; default: all")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
+    p.add_argument("--select", help="dbt selection, e.g. 'marts.transit'")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("evaluate", help="accuracy of the transit marts against a simulator's ground truth")
+    p.add_argument("--truth", type=Path, required=True, help="a citylake simulate output folder")
+    p.add_argument("--warehouse", type=Path, help="DuckDB warehouse to evaluate (default: CITYLAKE_WAREHOUSE)")
+    p.set_defaults(func=cmd_evaluate)
 
     for name, (help_text, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)

@@ -49,6 +49,21 @@ def main(workdir: Path | None = None) -> int:
     report = ingest(Settings())
     for line in report.lines():
         print("   " + line)
+    from citylake.build import build, warehouse_path
+    from citylake.evaluate import evaluate
+
+    os.environ.setdefault("CITYLAKE_WAREHOUSE", str(workdir / "build" / "warehouse.duckdb"))
+    print("\n-- 4. dbt build of the marts (loads from validations, OD, speed, punctuality, service delivered)")
+    result = build(Settings())
+    counts: dict[str, int] = {}
+    for r in result.results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print(f"   {result.warehouse}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for r in result.failures + result.warnings:
+        print(f"   {r['status']}: {r['node']}: {(r['message'] or '').strip()[:200]}")
+    print("\n-- 5. accuracy against the simulator's ground truth (citylake evaluate)")
+    for name, value in evaluate(drop, warehouse_path(settings)).items():
+        print(f"   {name}: {value:.4f}")
     storage = open_storage(settings)
     print("\n== where to look")
     print(f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,maintenance}}, {drop}/parking/{{facilities,occupancy}}")
@@ -58,6 +73,7 @@ def main(workdir: Path | None = None) -> int:
     for prefix in ("staged/", "quarantine/"):
         folders = sorted({i.key.split("/")[1] for i in storage.list(prefix)})
         print(f"          {prefix}: {', '.join(folders) or '(empty)'}")
+    print(f"   marts: {os.environ['CITYLAKE_WAREHOUSE']} (DuckDB; mart_bus_load_profile, fct_stop_visit_loads, …)")
     print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "
           "count(*) filter (where not is_valid) as invalid from read_parquet('"
           + storage.url("staged/fare_transactions/*/*/*.parquet") + "', hive_partitioning=true) group by 1 order by 1\\\"))\"")

@@ -49,6 +49,13 @@ from ingestion.pseudonym import Pseudonymiser
 log = logging.getLogger("citylake.ingest")
 CONFIG = Path(__file__).with_name("operators.yaml")
 GTFS_TABLES = ("agency", "stops", "routes", "trips", "stop_times", "calendar", "calendar_dates", "shapes", "feed_info")
+#: Optional GTFS columns added as nulls when a feed lacks them, so staged tables keep one schema.
+GTFS_OPTIONAL = {
+    "stops": ("stop_name", "stop_lat", "stop_lon", "zone_id", "parent_station", "location_type"),
+    "routes": ("route_short_name", "route_long_name", "route_type", "route_color", "agency_id"),
+    "trips": ("direction_id", "block_id", "shape_id", "trip_headsign"),
+    "stop_times": ("arrival_time", "departure_time", "pickup_type", "drop_off_type", "shape_dist_traveled"),
+}
 
 
 @cache
@@ -352,6 +359,8 @@ class Ingestion:
             frame = feed.get(table)
             if frame is None or frame.width == 0:
                 continue
+            missing = [col for col in GTFS_OPTIONAL.get(table, ()) if col not in frame.columns]
+            frame = frame.with_columns(*(pl.lit(None, pl.Utf8).alias(col) for col in missing))
             frame = frame.with_columns(pl.lit(c.operator).alias("operator"), pl.lit(sha).alias("source_sha256"))
             k = key(Zone.STAGED, f"gtfs_{table}", {"feed_version": version}, "part-0.parquet")
             with tempfile.TemporaryDirectory() as tmp:
@@ -359,6 +368,16 @@ class Ingestion:
                 frame.write_parquet(p, compression="zstd")
                 self.storage.put_file(k, p, overwrite=True)
             written += 1
+        # the calendar made explicit (calendar.txt and calendar_dates.txt resolved), one row per service and date
+        service_dates = pl.DataFrame(
+            [{"service_id": sid, "date": d} for d, sids in gtfs.service_dates(feed).items() for sid in sorted(sids)],
+            schema={"service_id": pl.Utf8, "date": pl.Date},
+        ).with_columns(pl.lit(c.operator).alias("operator"), pl.lit(sha).alias("source_sha256"))
+        k = key(Zone.STAGED, "gtfs_service_dates", {"feed_version": version}, "part-0.parquet")
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "s.parquet"
+            service_dates.write_parquet(p, compression="zstd")
+            self.storage.put_file(k, p, overwrite=True)
         versions = pl.DataFrame({
             "operator": [c.operator], "feed_version": [version], "valid_from": [start], "valid_to": [end],
             "source_sha256": [sha], "delivered_at": [f.delivered_at], "original_name": [f.name],

@@ -242,6 +242,10 @@ def load_network(path: Path | str) -> BaseNetwork:
     km = np.cumsum(seg) / 1000 * ROAD_FACTOR
     km -= np.repeat(km[trip_ptr[:-1]], counts)
 
+    # Feeds often give consecutive stops the same time (only timepoints are timed): spread the
+    # stops between two timepoints by distance, as a bus would reach them.
+    arr_s, dep_s = _spread_untimed(st["arr"].to_numpy(), st["dep"].to_numpy(), km, counts)
+
     network = BaseNetwork(
         name=name,
         feed=feed,
@@ -250,8 +254,8 @@ def load_network(path: Path | str) -> BaseNetwork:
         trips=trips.drop("pattern_key", "n"),
         trip_ptr=trip_ptr,
         st_stop=st_stop,
-        st_arr=st["arr"].to_numpy().astype(np.int64),
-        st_dep=np.maximum(st["dep"].to_numpy(), st["arr"].to_numpy()).astype(np.int64),
+        st_arr=arr_s,
+        st_dep=dep_s,
         st_seq=st["seq"].to_numpy().astype(np.int64),
         st_km=km,
         pattern_stops=pattern_stops,
@@ -263,6 +267,24 @@ def load_network(path: Path | str) -> BaseNetwork:
     if not any(network.templates.values()):
         raise DataError(f"{path}: the calendar activates no trip on any date")
     return network
+
+
+def _spread_untimed(arr: np.ndarray, dep: np.ndarray, km: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return arrival/departure times where runs of identical times are interpolated by distance."""
+    arr = arr.astype(float)
+    dep = np.maximum(dep, arr).astype(float)
+    trip = np.repeat(np.arange(len(counts)), counts)
+    frame = pl.DataFrame({"trip": trip, "km": km, "arr": arr, "dep": dep})
+    repeated = ((frame["arr"] == frame["arr"].shift(1)) & (frame["trip"] == frame["trip"].shift(1))).fill_null(False)
+    last = (frame["trip"] != frame["trip"].shift(-1)).fill_null(True)
+    frame = frame.with_columns(
+        pl.when(repeated & ~last).then(None).otherwise(pl.col("arr")).alias("arr_t"),
+    ).with_columns(
+        pl.col("arr_t").interpolate_by("km").over("trip").alias("arr_i")
+    )
+    new_arr = frame["arr_i"].fill_null(frame["arr"]).round().to_numpy()
+    new_dep = np.where(repeated.to_numpy() & ~last.to_numpy(), new_arr, np.maximum(dep, new_arr))
+    return new_arr.astype(np.int64), new_dep.astype(np.int64)
 
 
 def _templates(network: BaseNetwork) -> dict[int, date | None]:

@@ -83,11 +83,12 @@ class Params:
     cancel_share: float = 0.006
     #: Trips detoured, skipping 2-4 consecutive stops (assumption).
     detour_share: float = 0.01
-    #: Delay model: start delay and per-segment increments, seconds (assumption).
+    #: Running-time model (assumption): start delay (s), lognormal spread of segment running
+    #: times, slowdown at peak, dwell time range (s).
     start_delay_mean_s: float = 20.0
     start_delay_sd_s: float = 45.0
-    segment_delay_sd_s: float = 18.0
-    peak_segment_drift_s: float = 6.0
+    running_time_sd: float = 0.12
+    peak_running_slowdown: float = 0.08
     dwell_s: tuple[int, int] = (8, 35)
 
     # -- counting --------------------------------------------------------------------------

@@ -107,24 +107,26 @@ def run_service(net: BaseNetwork, fleet: Fleet, info: DayInfo, template, tiles: 
         a = int(rng.integers(1, counts[t] - 1 - m))
         served[starts[t] + a : starts[t] + a + m] = False
 
-    # Actual times: a start delay, a random walk per segment drifting at peak, dwell times.
+    # Actual times: a start delay, then for each segment a running time (the scheduled one less
+    # the dwell the timetable already counts, times a lognormal factor, slower at peak, never
+    # under 15 s) and a dwell at each stop, accumulated along the trip.
     sched_arr = net.st_arr[row_base]
     sched_dep = net.st_dep[row_base]
     hour = (sched_arr // 3600) % 24
     peak = ((hour >= 7) & (hour < 9)) | ((hour >= 16) & (hour < 19))
-    inc = rng.normal(np.where(peak, params.peak_segment_drift_s, -1.0), params.segment_delay_sd_s)
-    inc[row_pos == 0] = 0.0
+    scheduled_run = np.zeros(n_rows)
+    scheduled_run[1:] = sched_arr[1:] - sched_dep[:-1]
+    scheduled_run[row_pos == 0] = 0.0
+    lo, hi = params.dwell_s
+    dwell = rng.integers(lo, hi, n_rows).astype(float)
+    factor = np.exp(rng.normal(np.where(peak, np.log(1.0 + params.peak_running_slowdown), 0.0), params.running_time_sd))
+    run = np.maximum(15.0, np.maximum(0.6 * scheduled_run, scheduled_run - (lo + hi) / 2) * factor.clip(0.8, 1.8))
+    run[row_pos == 0] = 0.0
     d0 = rng.normal(params.start_delay_mean_s, params.start_delay_sd_s, n_trips).clip(-30, None)
-    delay = (d0[row_trip] + _group_cumsum(inc, starts, counts)).clip(-120, None)
-    arr = (sched_arr + delay).round().astype(np.int64)
-    dep = np.maximum(arr + rng.integers(*params.dwell_s, n_rows), sched_dep + np.minimum(delay, 0).astype(np.int64))
-    # events never go back in time within a trip, and move on by >= 15 s
-    events = np.empty(2 * n_rows, dtype=np.int64)
-    events[0::2], events[1::2] = arr, dep
-    step = 15 * (2 * np.repeat(row_pos, 2) + np.tile([0, 1], n_rows))
-    offset = np.repeat(row_trip, 2).astype(np.int64) * 10**7
-    events = np.maximum.accumulate(events - step + offset) + step - offset
-    arr, dep = events[0::2], events[1::2]
+    first_arr = sched_arr[starts] + d0
+    travelled = _group_cumsum(run, starts, counts) + _group_cumsum(dwell, starts, counts) - dwell
+    arr = np.round(first_arr[row_trip] + travelled).astype(np.int64)
+    dep = arr + dwell.astype(np.int64)
 
     # Odometer: each vehicle's trips in time order, 2 km dead running between trips.
     trip_km = np.where(trip_cancel < 0, net.st_km[net.trip_ptr[trip_base + 1] - 1], 0.0)

@@ -1,0 +1,29 @@
+{% macro local_ts(ts) -%}
+    {#- A UTC instant as local wall-clock time of the agglomeration. -#}
+    timezone('{{ var("timezone") }}', {{ ts }})
+{%- endmacro %}
+
+{% macro time_band(ts) -%}
+    {#- The planning time band of an instant (local time); hours past midnight are "soirée/nuit". -#}
+    case
+        when hour({{ local_ts(ts) }}) < 5 then '00-05 nuit'
+        when hour({{ local_ts(ts) }}) < 7 then '05-07 début de service'
+        when hour({{ local_ts(ts) }}) < 9 then '07-09 pointe du matin'
+        when hour({{ local_ts(ts) }}) < 12 then '09-12 matinée'
+        when hour({{ local_ts(ts) }}) < 14 then '12-14 midi'
+        when hour({{ local_ts(ts) }}) < 16 then '14-16 après-midi'
+        when hour({{ local_ts(ts) }}) < 19 then '16-19 pointe du soir'
+        when hour({{ local_ts(ts) }}) < 21 then '19-21 soirée'
+        else '21-24 nuit'
+    end
+{%- endmacro %}
+
+{% macro service_date_filter(column='service_date') -%}
+    {#- Restrict an incremental run to the service dates being (re)computed. -#}
+    {%- set dates = var('service_dates', []) -%}
+    {%- if dates and dates | length > 0 -%}
+        {{ column }} in ({% for d in dates %}date '{{ d }}'{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,178 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
+-- Method step 2 (methods_and_kpis.md §1.1, Barry et al. 2002; ODX rules): a card's day of
+-- located boardings, in order. Each boarding's alighting is the downstream stop of the boarded
+-- trip nearest its *target*: the card's next boarding, or for the day's last one its first
+-- boarding. Rejected (no alighting inferred) when: the card validated once that day; the target
+-- is the origin (within chaining_min_origin_target_m); no downstream stop is within
+-- chaining_max_walk_m of the target; or the rider would move away from it (the best downstream
+-- stop is no nearer the target than the origin). A next boarding within transfer_window_min of
+-- the inferred alighting, within walking distance, on another line (or counted a transfer by
+-- the validator) continues the same journey.
+with boardings as (
+    select * from {{ ref('int_fare_transactions_located') }}
+    where is_located and not is_duplicate and {{ service_date_filter() }}
+),
+
+visits as (
+    select service_date, trip_id, stop_position, stop_id, stop_sequence, actual_arrival_at, stop_lat, stop_lon
+    from {{ ref('int_stop_visits_enriched') }}
+    where {{ service_date_filter() }}
+),
+
+ordered as (
+    select
+        *,
+        row_number() over card_day as stage_of_day,
+        count(*) over card_day_all as boardings_of_day,
+        lead(board_stop_id) over card_day as next_stop_id,
+        lead(board_lat) over card_day as next_lat,
+        lead(board_lon) over card_day as next_lon,
+        lead(validated_at) over card_day as next_validated_at,
+        lead(route_short_name) over card_day as next_route_short_name,
+        lead(fare_action) over card_day as next_fare_action,
+        first_value(board_stop_id) over card_day_all as first_stop_id,
+        first_value(board_lat) over card_day_all as first_lat,
+        first_value(board_lon) over card_day_all as first_lon
+    from boardings
+    window
+        card_day as (partition by service_date, fare_media_id order by validated_at, source_row),
+        card_day_all as (
+            partition by service_date, fare_media_id order by validated_at, source_row
+            rows between unbounded preceding and unbounded following
+        )
+),
+
+targets as (
+    select
+        *,
+        next_stop_id is null as is_last_of_day,
+        coalesce(next_stop_id, first_stop_id) as target_stop_id,
+        coalesce(next_lat, first_lat) as target_lat,
+        coalesce(next_lon, first_lon) as target_lon,
+        {{ haversine_m('board_lat', 'board_lon', 'coalesce(next_lat, first_lat)', 'coalesce(next_lon, first_lon)') }}
+            as origin_to_target_m
+    from ordered
+),
+
+candidates as (
+    select
+        targets.service_date,
+        targets.source_sha256,
+        targets.source_row,
+        visits.stop_position as alight_position,
+        visits.stop_id as alight_stop_id,
+        visits.stop_sequence as alight_stop_sequence,
+        visits.actual_arrival_at as alighted_at,
+        visits.stop_lat as alight_lat,
+        visits.stop_lon as alight_lon,
+        {{ haversine_m('visits.stop_lat', 'visits.stop_lon', 'targets.target_lat', 'targets.target_lon') }}
+            as alight_to_target_m
+    from targets
+    inner join visits
+        on visits.service_date = targets.service_date
+        and visits.trip_id = targets.trip_id
+        and visits.stop_position > targets.board_position
+    where targets.boardings_of_day > 1
+        -- one gets off before boarding again
+        and (targets.is_last_of_day or visits.actual_arrival_at <= targets.next_validated_at)
+),
+
+nearest as (
+    select * from candidates
+    qualify row_number() over (
+        partition by service_date, source_sha256, source_row order by alight_to_target_m, alight_position
+    ) = 1
+),
+
+judged as (
+    select
+        targets.*,
+        nearest.alight_position,
+        nearest.alight_stop_id,
+        nearest.alight_stop_sequence,
+        nearest.alighted_at,
+        nearest.alight_lat,
+        nearest.alight_lon,
+        nearest.alight_to_target_m,
+        case
+            when targets.fare_media_type = 'Ticket papier' then 'paper_ticket'
+            when targets.boardings_of_day = 1 then 'single_boarding'
+            when targets.origin_to_target_m < {{ var('chaining_min_origin_target_m') }} then 'target_is_origin'
+            when nearest.alight_position is null then 'no_stop_before_next_boarding'
+            when nearest.alight_to_target_m > {{ var('chaining_max_walk_m') }} then 'too_far_from_target'
+            when nearest.alight_to_target_m >= targets.origin_to_target_m then 'moving_away'
+        end as not_inferred_reason
+    from targets
+    left join nearest using (service_date, source_sha256, source_row)
+),
+
+linked as (
+    select
+        *,
+        not_inferred_reason is null as is_inferred,
+        not_inferred_reason is null
+            and not is_last_of_day
+            and (
+                next_fare_action = 'transfer'
+                or (
+                    next_validated_at - alighted_at <= to_minutes({{ var('transfer_window_min') }})
+                    and {{ haversine_m('alight_lat', 'alight_lon', 'next_lat', 'next_lon') }}
+                        <= {{ var('chaining_max_walk_m') }}
+                    and next_route_short_name <> route_short_name
+                )
+            ) as next_is_transfer
+    from judged
+),
+
+continued as (
+    select
+        *,
+        coalesce(lag(next_is_transfer) over card_day, false) as continues_journey
+    from linked
+    window card_day as (partition by service_date, fare_media_id order by validated_at, source_row)
+),
+
+journeys as (
+    select
+        *,
+        sum(case when continues_journey then 0 else 1 end) over card_day as journey_of_day
+    from continued
+    window card_day as (partition by service_date, fare_media_id order by validated_at, source_row)
+),
+
+final as (
+    select
+        service_date,
+        source_sha256,
+        source_row,
+        fare_media_id,
+        fare_media_type,
+        fare_product_id,
+        stage_of_day,
+        boardings_of_day,
+        journey_of_day,
+        next_is_transfer,
+        trip_id,
+        route_short_name,
+        direction_id,
+        time_band,
+        board_position,
+        board_stop_id,
+        board_stop_sequence,
+        boarded_at,
+        validated_at,
+        is_last_of_day,
+        target_stop_id,
+        origin_to_target_m,
+        is_inferred,
+        not_inferred_reason,
+        case when is_inferred then alight_position end as alight_position,
+        case when is_inferred then alight_stop_id end as alight_stop_id,
+        case when is_inferred then alight_stop_sequence end as alight_stop_sequence,
+        case when is_inferred then alighted_at end as alighted_at,
+        case when is_inferred then alight_to_target_m end as alight_to_target_m
+    from journeys
+)
+
+select * from final

@@ -1,0 +1,53 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
+-- Valid stop visits with their position along the trip, the stop's coordinates in the network
+-- version in force, and the trip's time band. One row per (service_date, trip_id, stop_sequence).
+with visits as (
+    select * from {{ ref('stg_avl__stop_visits') }}
+    where is_valid and {{ service_date_filter() }}
+    qualify row_number() over (partition by service_date, trip_id, stop_sequence order by source_row) = 1
+),
+
+version as (
+    select * from {{ ref('int_gtfs_version_by_date') }}
+),
+
+stops as (
+    select * from {{ ref('stg_gtfs__stops') }}
+),
+
+located as (
+    select
+        visits.*,
+        version.feed_version,
+        stops.stop_name,
+        stops.stop_lat,
+        stops.stop_lon
+    from visits
+    left join version using (service_date)
+    left join stops
+        on stops.feed_version = version.feed_version
+        and stops.stop_id = visits.stop_id
+),
+
+positioned as (
+    select
+        *,
+        row_number() over trip_order as stop_position,
+        count(*) over trip_all as stops_served,
+        first_value(scheduled_departure_at) over trip_order as trip_scheduled_start_at
+    from located
+    window
+        trip_order as (partition by service_date, trip_id order by stop_sequence),
+        trip_all as (partition by service_date, trip_id)
+),
+
+final as (
+    select
+        *,
+        stop_position = stops_served as is_last_stop,
+        {{ time_band('trip_scheduled_start_at') }} as time_band
+    from positioned
+)
+
+select * from final

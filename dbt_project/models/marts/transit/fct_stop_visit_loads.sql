@@ -1,0 +1,85 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
+-- Method step 4: on-board load after each stop visit = cumulative estimated boardings minus
+-- estimated alightings along the trip (from int_od_flows: conserved, never negative, zero at
+-- the terminus). One row per (service_date, trip_id, stop_sequence).
+with boardings as (
+    select * from {{ ref('int_stop_visit_boardings') }}
+    where {{ service_date_filter() }}
+),
+
+visits as (
+    select * from {{ ref('int_stop_visits_enriched') }}
+    where {{ service_date_filter() }}
+),
+
+flows as (
+    select * from {{ ref('int_od_flows') }}
+    where {{ service_date_filter() }}
+),
+
+alightings as (
+    select
+        service_date,
+        trip_id,
+        alight_position as stop_position,
+        sum(passengers) as alightings_estimated,
+        sum(passengers) filter (where distribution_level = 'trip') as alightings_from_trip_chaining
+    from flows
+    group by all
+),
+
+joined as (
+    select
+        visits.service_date,
+        visits.trip_id,
+        visits.route_short_name,
+        visits.direction_id,
+        visits.stop_sequence,
+        visits.stop_position,
+        visits.stop_id,
+        visits.stop_name,
+        visits.vehicle_id,
+        visits.time_band,
+        visits.feed_version,
+        visits.scheduled_departure_at,
+        visits.actual_arrival_at,
+        visits.actual_departure_at,
+        boardings.validations,
+        boardings.has_apc,
+        boardings.apc_boardings,
+        boardings.apc_alightings,
+        boardings.boardings_estimated,
+        boardings.boardings_method,
+        boardings.validation_rate,
+        coalesce(alightings.alightings_estimated, 0) as alightings_estimated,
+        coalesce(alightings.alightings_from_trip_chaining, 0) as alightings_from_trip_chaining,
+        boardings.vehicle_capacity
+    from visits
+    inner join boardings using (service_date, trip_id, stop_position)
+    left join alightings using (service_date, trip_id, stop_position)
+),
+
+loads as (
+    select
+        *,
+        sum(boardings_estimated - alightings_estimated) over trip_order as load_raw
+    from joined
+    window trip_order as (partition by service_date, trip_id order by stop_position)
+),
+
+final as (
+    select
+        * exclude (load_raw),
+        -- sums of floats: clear rounding noise around zero
+        case when abs(load_raw) < 1e-6 then 0.0 else load_raw end as load_estimated,
+        case when vehicle_capacity > 0 then load_raw / vehicle_capacity end as load_factor,
+        case when alightings_estimated > 0 then alightings_from_trip_chaining / alightings_estimated end
+            as alightings_inferred_share,
+        'validations located on AVL, trip chaining (Barry 2002), '
+            || case when has_apc then 'APC boardings' else 'validations / validation rate' end
+            as estimate_method
+    from loads
+)
+
+select * from final

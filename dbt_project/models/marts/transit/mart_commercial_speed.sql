@@ -1,0 +1,48 @@
+-- Commercial speed per trip (scheduled km / time from first departure to last arrival) and per
+-- segment between consecutive served stops (straight line x road_factor / running time).
+-- One row per (service_date, trip_id, from_stop_sequence); trip-level columns repeat.
+with visits as (
+    select * from {{ ref('int_stop_visits_enriched') }}
+),
+
+trips as (
+    select service_date, trip_id, scheduled_km from {{ ref('stg_avl__trips_performed') }} where is_valid
+),
+
+segments as (
+    select
+        service_date,
+        trip_id,
+        route_short_name,
+        direction_id,
+        time_band,
+        stop_sequence as from_stop_sequence,
+        stop_id as from_stop_id,
+        lead(stop_id) over trip_order as to_stop_id,
+        {{ haversine_m('stop_lat', 'stop_lon', 'lead(stop_lat) over trip_order', 'lead(stop_lon) over trip_order') }}
+            * {{ var('road_factor') }} as segment_m,
+        epoch(lead(actual_arrival_at) over trip_order) - epoch(actual_departure_at) as running_s,
+        epoch(last_value(actual_arrival_at) over trip_all) - epoch(first_value(actual_departure_at) over trip_all)
+            as trip_duration_s
+    from visits
+    window
+        trip_order as (partition by service_date, trip_id order by stop_position),
+        trip_all as (
+            partition by service_date, trip_id order by stop_position
+            rows between unbounded preceding and unbounded following
+        )
+),
+
+final as (
+    select
+        segments.*,
+        trips.scheduled_km as trip_km,
+        case when segments.running_s > 0 then segments.segment_m / segments.running_s * 3.6 end as segment_speed_kmh,
+        case when segments.trip_duration_s > 0 then trips.scheduled_km / (segments.trip_duration_s / 3600) end
+            as trip_commercial_speed_kmh
+    from segments
+    left join trips using (service_date, trip_id)
+    where segments.to_stop_id is not null
+)
+
+select * from final

@@ -1,0 +1,36 @@
+-- Ridership per line, day and fare product: validations as delivered (deduplicated, located or
+-- not) and boardings estimated (the line-day's estimated boardings shared out by product in
+-- proportion to its validations). One row per (service_date, route_short_name, fare_product_id).
+with validations as (
+    select
+        located.service_date,
+        coalesce(located.route_short_name, tx.route_short_name) as route_short_name,
+        located.fare_product_id,
+        count(*) as validations
+    from {{ ref('int_fare_transactions_located') }} as located
+    inner join {{ ref('stg_ticketing__fare_transactions') }} as tx using (service_date, source_sha256, source_row)
+    where not located.is_duplicate
+    group by all
+),
+
+line_day as (
+    select service_date, route_short_name, sum(boardings_estimated) as boardings_estimated
+    from {{ ref('fct_stop_visit_loads') }}
+    group by all
+),
+
+final as (
+    select
+        validations.service_date,
+        validations.route_short_name,
+        validations.fare_product_id,
+        validations.validations,
+        line_day.boardings_estimated
+            * validations.validations / sum(validations.validations) over (
+                partition by validations.service_date, validations.route_short_name
+            ) as boardings_estimated
+    from validations
+    left join line_day using (service_date, route_short_name)
+)
+
+select * from final

@@ -1,0 +1,93 @@
+-- Offer delivered vs scheduled per line and day (taux de réalisation de l'offre,
+-- methods_and_kpis.md §2.2): trips and km scheduled by the GTFS version in force, trips run
+-- (at least trip_min_served_share of their stops served in AVL), and trips lost by cause class
+-- as the operator reports them (only internal causes count against it).
+-- One row per (service_date, route_short_name).
+with version as (
+    select * from {{ ref('int_gtfs_version_by_date') }}
+),
+
+scheduled_trips as (
+    select
+        version.service_date,
+        trips.trip_id,
+        routes.route_short_name,
+        trips.direction_id
+    from version
+    inner join {{ ref('stg_gtfs__service_dates') }} as calendar
+        on calendar.feed_version = version.feed_version and calendar.service_date = version.service_date
+    inner join {{ ref('stg_gtfs__trips') }} as trips
+        on trips.feed_version = version.feed_version and trips.service_id = calendar.service_id
+    inner join {{ ref('stg_gtfs__routes') }} as routes
+        on routes.feed_version = version.feed_version and routes.route_id = trips.route_id
+),
+
+scheduled_km as (
+    select
+        stop_times.feed_version,
+        stop_times.trip_id,
+        count(*) as scheduled_stops,
+        sum({{ haversine_m('prev_lat', 'prev_lon', 'stop_lat', 'stop_lon') }}) / 1000 * {{ var('road_factor') }} as km
+    from (
+        select
+            st.feed_version, st.trip_id, stops.stop_lat, stops.stop_lon,
+            lag(stops.stop_lat) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lat,
+            lag(stops.stop_lon) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lon
+        from {{ ref('stg_gtfs__stop_times') }} as st
+        inner join {{ ref('stg_gtfs__stops') }} as stops
+            on stops.feed_version = st.feed_version and stops.stop_id = st.stop_id
+    ) as stop_times
+    group by all
+),
+
+served as (
+    select service_date, trip_id, count(*) as stops_served
+    from {{ ref('int_stop_visits_enriched') }}
+    group by all
+),
+
+reported as (
+    select service_date, trip_id, trip_status, cancel_cause_class
+    from {{ ref('stg_avl__trips_performed') }}
+    where is_valid
+),
+
+per_trip as (
+    select
+        scheduled_trips.*,
+        scheduled_km.km as scheduled_km,
+        scheduled_km.scheduled_stops,
+        coalesce(served.stops_served, 0) as stops_served,
+        coalesce(served.stops_served, 0) >= {{ var('trip_min_served_share') }} * scheduled_km.scheduled_stops as is_run,
+        reported.trip_status,
+        reported.cancel_cause_class
+    from scheduled_trips
+    left join version using (service_date)
+    left join scheduled_km
+        on scheduled_km.feed_version = version.feed_version and scheduled_km.trip_id = scheduled_trips.trip_id
+    left join served
+        on served.service_date = scheduled_trips.service_date and served.trip_id = scheduled_trips.trip_id
+    left join reported
+        on reported.service_date = scheduled_trips.service_date and reported.trip_id = scheduled_trips.trip_id
+),
+
+final as (
+    select
+        service_date,
+        route_short_name,
+        count(*) as trips_scheduled,
+        count(*) filter (where is_run) as trips_run,
+        sum(scheduled_km) as km_scheduled,
+        sum(scheduled_km) filter (where is_run) as km_run,
+        count(*) filter (where not is_run and cancel_cause_class = 'interne') as trips_lost_internal,
+        count(*) filter (where not is_run and cancel_cause_class = 'externe') as trips_lost_external,
+        count(*) filter (where not is_run and cancel_cause_class is null) as trips_lost_unexplained,
+        sum(scheduled_km) filter (where not is_run and coalesce(cancel_cause_class, 'interne') = 'interne')
+            as km_lost_attributable,
+        count(*) filter (where trip_status = 'DEVIEE') as trips_detoured,
+        sum(scheduled_km) filter (where is_run) / nullif(sum(scheduled_km), 0) as offer_delivered_rate
+    from per_trip
+    group by all
+)
+
+select * from final
