@@ -95,6 +95,13 @@ def stages(work: Path) -> list[Stage]:
             reset=work / "ingest-lake",
         ),
         Stage(
+            "dbt build (full) of the metro day: transit marts and their tests",
+            [*citylake, "build", "--full-refresh"],
+            note="the lake left by the last ingest run; each run rebuilds the warehouse from scratch",
+            env={"CITYLAKE_LAKE_URI": (work / "ingest-lake").as_uri(), "CITYLAKE_WAREHOUSE": str(work / "warehouse.duckdb")},
+            reset=work / "warehouse.duckdb",
+        ),
+        Stage(
             "simulate 7 small days (~20 k validations a weekday)",
             [*citylake, "simulate", "--start", "2026-03-16", "--days", "7", "--scale", "small",
              "--faults", "default", "--out", str(work / "small"), "--no-progress"],
@@ -130,6 +137,38 @@ def render(results: list[Result], runs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Targets of issue #5 on the metro scenario with default faults: (figure, target, comparison).
+ACCURACY_TARGETS = {
+    "inferred_share": (0.80, ">="),
+    "load_profile_wape": (0.10, "<="),
+    "line_boardings_wape": (0.02, "<="),
+    "network_boardings_error": (0.02, "abs<="),
+}
+
+
+def evaluate_metro(work: Path) -> dict[str, float]:
+    """Accuracy of the metro day built by the benchmark (marts vs the simulator's truth)."""
+    env = {**os.environ, "CITYLAKE_LAKE_URI": (work / "ingest-lake").as_uri(),
+           "CITYLAKE_WAREHOUSE": str(work / "warehouse.duckdb"), "CITYLAKE_PSEUDONYM_KEY": "benchmark-key-not-a-secret"}
+    out = subprocess.run([sys.executable, "-m", "citylake.cli", "evaluate", "--truth", str(work / "metro")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
+def render_accuracy(figures: dict[str, float]) -> str:
+    lines = ["", "## Accuracy of the transit marts (metro day, default faults)", "",
+             "`citylake evaluate` against the simulator's ground truth (same run as above).", "",
+             "| figure | value | target | met |", "|---|---|---|---|"]
+    for name, value in figures.items():
+        target, met = "—", "—"
+        if name in ACCURACY_TARGETS:
+            limit, op = ACCURACY_TARGETS[name]
+            ok = value >= limit if op == ">=" else (abs(value) <= limit if op == "abs<=" else value <= limit)
+            target, met = f"{op.replace('abs', '|x| ')} {limit:g}", "yes" if ok else "**no**"
+        lines.append(f"| {name} | {value:.4f} | {target} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     runs = int(os.environ.get("CITYLAKE_BENCH_RUNS", "3"))
     work = Path(tempfile.mkdtemp(prefix="citylake-bench-"))
@@ -140,16 +179,19 @@ def main(argv: list[str] | None = None) -> int:
             if stage.setup and not (work / "metro" / "simulation.json").exists():
                 measure(stage.setup, ROOT)
             for i in range(runs):
-                if stage.reset:
+                if stage.reset and stage.reset.is_dir():
                     shutil.rmtree(stage.reset, ignore_errors=True)
+                elif stage.reset:
+                    stage.reset.unlink(missing_ok=True)
                 wall, mib = measure(stage.command, ROOT, stage.env)
                 walls.append(wall)
                 peak = max(peak, mib)
                 print(f"{stage.name}: run {i + 1}/{runs} {wall:.1f} s, {mib:.0f} MiB", flush=True)
             results.append(Result(stage, walls, peak))
+        accuracy = evaluate_metro(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = render(results, runs)
+    text = render(results, runs) + render_accuracy(accuracy)
     (ROOT / "BENCHMARKS.md").write_text(text)
     print(text)
     return 0

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date as date_
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date as date_
 from pathlib import Path
 
 from citylake.errors import CitylakeError, NotAvailableYet

@@ -19,9 +19,10 @@
 {%- endmacro %}
 
 {% macro service_date_filter(column='service_date') -%}
-    {#- Restrict an incremental run to the service dates being (re)computed. -#}
+    {#- Restrict an incremental run to the service dates being (re)computed; a first build or a
+        full refresh (and a unit test) takes every date. -#}
     {%- set dates = var('service_dates', []) -%}
-    {%- if dates and dates | length > 0 -%}
+    {%- if is_incremental() and dates and dates | length > 0 -%}
         {{ column }} in ({% for d in dates %}date '{{ d }}'{% if not loop.last %}, {% endif %}{% endfor %})
     {%- else -%}
         true
