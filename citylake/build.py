@@ -52,6 +52,7 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
     env = {
         "CITYLAKE_WAREHOUSE": str(warehouse),
         "CITYLAKE_STAGED_URL": storage.url("staged").rstrip("/"),
+        "CITYLAKE_MANIFEST_URL": storage.url("control/manifest").rstrip("/"),
         "CITYLAKE_TIMEZONE": settings.timezone,
         "CITYLAKE_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
         "DBT_PROFILES_DIR": str(DBT_PROJECT),

@@ -39,6 +39,15 @@ def main(workdir: Path | None = None) -> int:
     for day in summary["days"]:
         print(f"   {day['service_date']} {day['day_type']:<24} {day['trips_scheduled']:>5} trips "
               f"({day['trips_cancelled']} cancelled), {day['validations']:>7,} validations")
+    real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "parking"
+    if (real / "montpellier_historique_parkings.csv").exists():
+        import shutil
+
+        print("   + Montpellier's real car-park series and register (second parking format), from shared/realdata")
+        for feed, src, name in (("facilities", "montpellier_parkings_inventaire_VilleMTP_MTP_ParkingOuv.csv", "VilleMTP_MTP_ParkingOuv.csv"),
+                                ("occupancy", "montpellier_historique_parkings.csv", "historique_parkings.csv")):
+            (drop / "montpellier" / feed).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(real / src, drop / "montpellier" / feed / name)
     if not os.environ.get("CITYLAKE_PSEUDONYM_KEY"):
         # Demo only: a throwaway key for simulated cards. Production sets its own secret.
         os.environ["CITYLAKE_PSEUDONYM_KEY"] = "demo-only-key-for-simulated-cards"
@@ -53,7 +62,7 @@ def main(workdir: Path | None = None) -> int:
     from citylake.evaluate import evaluate
 
     os.environ.setdefault("CITYLAKE_WAREHOUSE", str(workdir / "build" / "warehouse.duckdb"))
-    print("\n-- 4. dbt build of the marts (loads from validations, OD, speed, punctuality, service delivered)")
+    print("\n-- 4. dbt build of the marts (transit loads, parking, maintenance, contract KPIs)")
     result = build(Settings())
     counts: dict[str, int] = {}
     for r in result.results:
@@ -61,6 +70,15 @@ def main(workdir: Path | None = None) -> int:
     print(f"   {result.warehouse}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for r in result.failures + result.warnings:
         print(f"   {r['status']}: {r['node']}: {(r['message'] or '').strip()[:200]}")
+    import duckdb
+
+    con = duckdb.connect(str(warehouse_path(settings)), read_only=True)
+    kpis = con.sql("select operator, kpi_code, month, round(value, 4) as value, status, amount_eur "
+                   "from mart_contract_kpis order by operator, kpi_code, month").fetchall()
+    con.close()
+    print("   contract KPIs:")
+    for op, code, month, value, status, amount in kpis:
+        print(f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} {amount:+,.2f} EUR")
     print("\n-- 5. accuracy against the simulator's ground truth (citylake evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():
         print(f"   {name}: {value:.4f}")

@@ -30,6 +30,7 @@ class Refs:
     stops: set[str] | None = None
     gtfs_version: str | None = None
     vehicles: set[str] | None = None
+    facilities_by_name: dict[str, str] | None = None  # normalised register name -> facility id
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Context:
     tz: str
     refs: Refs
     pseudonymiser: Pseudonymiser | None = None
+    aliases: dict[str, str] | None = None  # operator's name aliases (series name -> register name)
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,19 @@ def _invalid(frame: pl.DataFrame, condition: pl.Expr, reason: pl.Expr | str) -> 
 
 
 def _lineage(frame: pl.DataFrame, ctx: Context, partition: str) -> pl.DataFrame:
-    return frame.with_columns(
-        pl.lit(ctx.operator).alias("operator"),
-        pl.lit(ctx.partition).alias(partition),
-        pl.lit(ctx.sha256).alias("source_sha256"),
-    )
+    """Add operator, partition (unless the rows carry their own) and source hash."""
+    columns = [pl.lit(ctx.operator).alias("operator"), pl.lit(ctx.sha256).alias("source_sha256")]
+    if partition not in frame.columns:
+        columns.append(pl.lit(ctx.partition).alias(partition))
+    return frame.with_columns(columns)
+
+
+def normalise_name(name: str) -> str:
+    """Return a car-park name without accents, case, spaces or punctuation, to match names."""
+    import unicodedata
+
+    ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]", "", ascii_)
 
 
 def _check_stop(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -248,6 +258,38 @@ def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _invalid(out, local_day != ctx.partition, pl.format(f"reading {{}} is not on {ctx.partition} (local)", pl.col("observed_at")))
 
 
+def parking_occupancy_named(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Free-place readings identified by name (Montpellier's open data) as parking_occupancy rows.
+
+    Each reading's service_date is its local date (one file covers many days). The id comes
+    from the register by normalised name, through the operator's aliases.
+    """
+    from ingestion.parsing import local_to_utc
+
+    aliases = {normalise_name(k): normalise_name(v) for k, v in (ctx.aliases or {}).items()}
+    register = ctx.refs.facilities_by_name or {}
+    names = p["facility_name"].fill_null("")
+    keys = [aliases.get(normalise_name(n), normalise_name(n)) for n in names.to_list()]
+    ids = pl.Series("facility_id", [register.get(k) for k in keys], dtype=pl.Utf8)
+    naive = (pl.col("local_date").cast(pl.Utf8) + " " + pl.col("local_time")).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M", strict=False)
+    observed, nonexistent = local_to_utc(naive, ctx.tz, "facility_name")
+    out = p.with_columns(ids).select(
+        "source_row", "facility_id", "facility_name", observed.alias("observed_at"), "capacity",
+        (pl.col("capacity") - pl.col("free")).alias("occupied"), "free",
+        pl.lit(None, pl.Int64).alias("entries"), pl.lit(None, pl.Int64).alias("exits"),
+        ((pl.col("capacity") - pl.col("free")) / pl.col("capacity") * 100).alias("occupancy_rate_pct"),
+        pl.col("local_date").alias("service_date"), "facility_type", nonexistent.alias("_gap"), "is_valid", "invalid_reason",
+    )
+    out = _invalid(out, pl.col("facility_type") == "Velo", "out of scope: bike-share station (Type 'Velo'), not a car park")
+    out = _invalid(out, pl.col("_gap"), "reading time does not exist (DST gap)")
+    out = _invalid(out, pl.col("facility_id").is_null(),
+                   pl.format("car park '{}' is not in the register (name not matched)", pl.col("facility_name")))
+    out = _invalid(out, pl.col("free") > pl.col("capacity"),
+                   pl.format("free {} above capacity {}", pl.col("free"), pl.col("capacity")))
+    out = _invalid(out, pl.col("free") < 0, "negative count of places")
+    return out.drop("facility_type", "_gap")
+
+
 def parking_facilities(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return p.select(
         "source_row", "facility_id", "facility_name", "insee", "address", "user_type", "is_free", "capacity",
@@ -265,6 +307,8 @@ DATASETS: dict[tuple[str, str], Dataset] = {
     ("bus", "maintenance"): Dataset("work_orders", "service_date", work_orders),
     ("parking", "occupancy"): Dataset("parking_occupancy", "service_date", parking_occupancy),
     ("parking", "facilities"): Dataset("parking_facilities", "as_of_date", parking_facilities),
+    ("montpellier", "occupancy"): Dataset("parking_occupancy", "service_date", parking_occupancy_named),
+    ("montpellier", "facilities"): Dataset("parking_facilities", "as_of_date", parking_facilities),
 }
 
 

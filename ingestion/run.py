@@ -150,6 +150,15 @@ class Ingestion:
                 version = inforce["feed_version"][-1]
                 stops = self._read(key(Zone.STAGED, "gtfs_stops", {"feed_version": version}, "part-0.parquet"))
                 refs.stops, refs.gtfs_version = set(stops["stop_id"].to_list()), version
+        facilities = [i.key for i in self.storage.list("staged/parking_facilities/") if i.key.endswith(".parquet")]
+        if facilities:
+            from ingestion.feeds import normalise_name
+
+            frame = pl.concat([self._read(k) for k in facilities], how="diagonal_relaxed").filter(
+                pl.col("is_valid") & (pl.col("as_of_date") <= day)
+            )
+            latest = frame.sort("as_of_date").unique(["operator", "facility_id"], keep="last")
+            refs.facilities_by_name = {normalise_name(n): i for n, i in latest.select("facility_name", "facility_id").iter_rows() if n}
         registers = [i.key for i in self.storage.list("staged/vehicles/") if i.key.endswith(".parquet")]
         if registers:
             frame = pl.concat([self._read(k) for k in registers]).filter(pl.col("as_of_date") <= day)
@@ -172,7 +181,8 @@ class Ingestion:
 
     # -- one feed --------------------------------------------------------------------------
     def feed(self, operator: str, feed: str, spec: dict, *, service_date: date | None = None,
-             as_of: datetime | None = None, force: bool = False, dry_run: bool = False) -> FeedReport:
+             as_of: datetime | None = None, force: bool = False, dry_run: bool = False,
+             aliases: dict[str, str] | None = None) -> FeedReport:
         report = FeedReport(operator, feed)
         rec = manifest.RunRecords(self.run_id, operator, feed)
         c = contract(operator, feed)
@@ -252,7 +262,7 @@ class Ingestion:
             for sha, data, f, _ in to_parse:
                 self._gtfs(rec, report, sha, data, f, c, force)
         else:
-            self._parse_and_stage(rec, report, c, to_parse, force)
+            self._parse_and_stage(rec, report, c, to_parse, force, aliases)
         rec.write(self.storage)
         return report
 
@@ -268,12 +278,17 @@ class Ingestion:
         report.quarantined.append(reason)
         log.warning("quarantined %s: %s", f.name, reason)
 
-    def _parse_and_stage(self, rec, report, c: Contract, to_parse, force: bool) -> None:
+    def _parse_and_stage(self, rec, report, c: Contract, to_parse, force: bool, aliases: dict | None = None) -> None:
         operator, feed = c.operator, c.feed
         dataset = DATASETS[(operator, feed)]
         candidates: dict[date, list[tuple[datetime, datetime, str, pl.DataFrame]]] = {}
+        partition_from = c.file.get("partition_from", "name")
         for sha, data, f, received in to_parse:
             declared = date_from_name(c, f.name)
+            if partition_from == "delivered":
+                declared = f.delivered_at.astimezone(ZoneInfo(self.tz)).date()
+            elif partition_from == "rows":
+                declared = f.delivered_at.astimezone(ZoneInfo(self.tz)).date()  # references as of delivery
             if declared is None:
                 self._quarantine(rec, report, operator, feed, sha, data, f, c,
                                  f"{f.name}: the name does not match {c.file['file_name']!r}, so its date is unknown")
@@ -289,7 +304,7 @@ class Ingestion:
             except Refused as exc:
                 self._quarantine(rec, report, operator, feed, sha, data, f, c, str(exc))
                 continue
-            ctx = Context(operator, sha, declared, self.tz, self.refs(declared), pseudo)
+            ctx = Context(operator, sha, declared, self.tz, self.refs(declared), pseudo, aliases)
             staged = to_staged(dataset, parsed.frame, ctx)
             valid = int(staged.select(pl.col("source_row").filter(pl.col("is_valid")).n_unique()).item())
             total = parsed.rows
@@ -302,11 +317,16 @@ class Ingestion:
                 rec.invalid.append({"run_id": self.run_id, "operator": operator, "feed": feed, "sha256": sha, "reason": reason, "rows": n})
             outcome = "warning" if parsed.warnings or valid < total else "ok"
             rec.step(sha, "parsed", outcome, "; ".join(parsed.warnings), rows_total=total, rows_valid=valid,
-                     dataset=dataset.name, partition_date=declared)
+                     dataset=dataset.name, partition_date=None if partition_from == "rows" else declared)
             report.parsed += 1
             report.rows_invalid += total - valid
             report.warnings += parsed.warnings
-            candidates.setdefault(declared, []).append((f.delivered_at, received, sha, staged))
+            if partition_from == "rows":  # one delivery, many service dates
+                for (day,), part in staged.partition_by(dataset.partition, as_dict=True, maintain_order=True).items():
+                    if day is not None:
+                        candidates.setdefault(day, []).append((f.delivered_at, received, sha, part))
+            else:
+                candidates.setdefault(declared, []).append((f.delivered_at, received, sha, staged))
 
         history = self.steps.filter((pl.col("operator") == operator) & (pl.col("feed") == feed))
         parsed_ok = history.filter(pl.col("step") == "parsed").join(
@@ -419,12 +439,13 @@ def ingest(settings: Settings, *, operator: str | None = None, feed: str | None 
         for fd in feeds:
             if feed and fd != feed:
                 continue
-            todo.append((op, fd, spec["drop"]))
+            todo.append((op, fd, spec["drop"], spec.get("aliases")))
     if feed and not todo:
         raise LakeConfigError(f"no feed {feed!r} configured" + (f" for {operator}" if operator else ""))
-    for op, fd, drop in tqdm(todo, desc="ingest", unit="feed", disable=not progress):
+    for op, fd, drop, aliases in tqdm(todo, desc="ingest", unit="feed", disable=not progress):
         try:
-            report.feeds.append(job.feed(op, fd, drop, service_date=service_date, as_of=as_of, force=force, dry_run=dry_run))
+            report.feeds.append(job.feed(op, fd, drop, service_date=service_date, as_of=as_of, force=force,
+                                         dry_run=dry_run, aliases=aliases))
         except CitylakeError as exc:  # one feed's failure never stops the others
             log.error("%s/%s failed: %s", op, fd, exc)
             report.feeds.append(FeedReport(op, fd, errors=[str(exc)]))

@@ -293,6 +293,6 @@ def test_configuration_is_checked(tmp_path, monkeypatch) -> None:
     settings = lake_env(monkeypatch, tmp_path / "lake", tmp_path / "drop")
     with pytest.raises(LakeConfigError, match="unknown operator 'nobody'"):
         ingest(settings, operator="nobody")
-    assert set(load_config()) == {"bus", "parking"}
+    assert set(load_config()) == {"bus", "parking", "montpellier"}
     # an empty drop is not an error: nothing delivered yet
     assert ingest(settings).ok

@@ -1,0 +1,101 @@
+-- Contract KPIs per operator, KPI and month, against the contract version in force: value,
+-- thresholds, status (met / tolerated / missed / not_computable, with why) and the bonus (+) or
+-- penalty (-) in euros, capped per month. Bonus/penalty is a pure function of the published
+-- value and the contract row: (value - target) x 100 points x bonus_per_point when at or above
+-- target; (minimum - value) x 100 x penalty_per_point when below minimum; nothing in between;
+-- values are compared at 1e-6. Lineage: the deliveries (sha256) the month rests on, the
+-- contract version, the publication. One row per (operator, kpi_code, month).
+with contract as (
+    select * from {{ ref('contract_kpis') }}
+),
+
+values_ as (
+    select * from {{ ref('int_kpi_values_monthly') }}
+),
+
+months as (
+    select distinct operator, month from values_
+),
+
+expected as (
+    -- every KPI of the contract in force, for every month the operator has data
+    select contract.*, months.month
+    from contract
+    inner join months
+        on months.operator = contract.operator
+        and months.month between date_trunc('month', cast(contract.valid_from as date)) and cast(contract.valid_to as date)
+),
+
+lineage as (
+    select
+        operator,
+        date_trunc('month', declared_date)::date as month,
+        count(distinct sha256) as source_deliveries,
+        string_agg(distinct sha256, ',' order by sha256) as source_sha256s
+    from {{ ref('stg_manifest__deliveries') }}
+    where duplicate_of is null and declared_date is not null
+    group by all
+),
+
+joined as (
+    select
+        expected.operator,
+        expected.contract_version,
+        expected.month,
+        expected.kpi_code,
+        expected.label,
+        expected.unit,
+        expected.direction,
+        cast(expected.minimum as double) as minimum,
+        cast(expected.target as double) as target,
+        cast(expected.bonus_per_point_eur as double) as bonus_per_point_eur,
+        cast(expected.penalty_per_point_eur as double) as penalty_per_point_eur,
+        cast(expected.cap_eur as double) as cap_eur,
+        round(values_.value, 6) as value,
+        values_.numerator,
+        values_.denominator,
+        values_.computed_from,
+        coalesce(values_.not_computable_reason, case when values_.kpi_code is null then 'no data for this KPI in the month' end)
+            as not_computable_reason
+    from expected
+    left join values_
+        on values_.operator = expected.operator
+        and values_.kpi_code = expected.kpi_code
+        and values_.month = expected.month
+),
+
+judged as (
+    select
+        *,
+        case
+            when value is null then 'not_computable'
+            when direction = 'higher_better' and value >= target then 'met'
+            when direction = 'higher_better' and value < minimum then 'missed'
+            when direction = 'lower_better' and value <= target then 'met'
+            when direction = 'lower_better' and value > minimum then 'missed'
+            else 'tolerated'
+        end as status,
+        case
+            when value is null then 0.0
+            when direction = 'higher_better' and value >= target then (value - target) * 100 * bonus_per_point_eur
+            when direction = 'higher_better' and value < minimum then -(minimum - value) * 100 * penalty_per_point_eur
+            when direction = 'lower_better' and value <= target then (target - value) * 100 * bonus_per_point_eur
+            when direction = 'lower_better' and value > minimum then -(value - minimum) * 100 * penalty_per_point_eur
+            else 0.0
+        end as amount_uncapped_eur
+    from joined
+),
+
+final as (
+    select
+        judged.*,
+        round(sign(amount_uncapped_eur) * least(abs(amount_uncapped_eur), cap_eur), 2) as amount_eur,
+        round(abs(amount_uncapped_eur), 2) > cap_eur as is_capped,
+        lineage.source_deliveries,
+        lineage.source_sha256s,
+        '{{ var("publication_id") }}' as publication_id
+    from judged
+    left join lineage using (operator, month)
+)
+
+select * from final

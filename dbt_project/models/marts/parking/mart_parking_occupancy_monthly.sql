@@ -1,0 +1,16 @@
+-- Occupancy per car park and month. One row per (operator, facility_id, month).
+select
+    operator,
+    facility_id,
+    any_value(facility_name) as facility_name,
+    date_trunc('month', service_date)::date as month,
+    count(*) as days_observed,
+    avg(mean_occupancy_rate) as mean_occupancy_rate,
+    max(peak_occupancy_rate) as peak_occupancy_rate,
+    sum(hours_saturated) as hours_saturated,
+    sum(entries) as entries,
+    avg(turnover) as mean_daily_turnover,
+    sum(readings_usable) / nullif(sum(readings_expected), 0) as completeness,
+    sum(readings_anomalous) as readings_anomalous
+from {{ ref('mart_parking_occupancy_daily') }}
+group by all

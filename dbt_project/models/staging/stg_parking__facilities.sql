@@ -1,0 +1,20 @@
+select
+    operator,
+    cast(as_of_date as date) as as_of_date,
+    facility_id,
+    facility_name,
+    insee,
+    address,
+    user_type,
+    is_free,
+    capacity,
+    park_and_ride_places,
+    disabled_places,
+    max_height,
+    operator_siret,
+    lon,
+    lat,
+    structure_type,
+    is_valid,
+    invalid_reason
+from {{ source('staged', 'parking_facilities') }}
