@@ -113,8 +113,11 @@ def run_dbt(args: Sequence[str], settings: Settings, storage: LakeStorage | None
             _release_dbt_connection()
     results = []
     for r in getattr(res.result, "results", None) or []:
+        depends = list(getattr(getattr(r.node, "depends_on", None), "nodes", []) or [])
         results.append({
             "node": r.node.unique_id,
+            "path": str(getattr(r.node, "original_file_path", "") or ""),
+            "depends_on": depends,
             "status": str(r.status).lower().split(".")[-1],
             "message": r.message,
             "failures": getattr(r, "failures", None),
@@ -126,10 +129,11 @@ def run_dbt(args: Sequence[str], settings: Settings, storage: LakeStorage | None
 
 
 def build(settings: Settings, *, service_dates: Sequence[date] = (), full_refresh: bool = False,
-          select: str | None = None, storage: LakeStorage | None = None, warehouse: Path | None = None) -> BuildResult:
+          select: str | None = None, storage: LakeStorage | None = None, warehouse: Path | None = None,
+          extra_vars: dict | None = None) -> BuildResult:
     """dbt seed + build (models and tests) for the given service dates (all when empty)."""
     dates = sorted({d.isoformat() for d in service_dates})
-    vars_ = json.dumps({"service_dates": dates})
+    vars_ = json.dumps({"service_dates": dates, **(extra_vars or {})})
     args = ["build", "--vars", vars_]
     if full_refresh:
         args.append("--full-refresh")

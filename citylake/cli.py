@@ -23,10 +23,6 @@ SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 
 #: Commands planned but not built yet, with the issue that builds them.
 PLANNED: dict[str, tuple[str, int]] = {
-    "publish": ("run the quality gate and promote a candidate", 7),
-    "run": ("the whole night in-process: ingest, build, gate, publish, reports", 7),
-    "publications": ("list the registry of publications", 7),
-    "query": ("SQL over the published marts, optionally as of a publication", 7),
     "report": ("monthly contract report of an operator (HTML)", 9),
     "serve": ("read-only HTTP API over the published marts", 9),
     "opendata": ("ODbL exports of the published marts", 9),
@@ -177,6 +173,83 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_gate(gate, storage) -> None:
+    print(f"published groups: {', '.join(gate.published_groups) or 'none'}"
+          + (f" (publication {gate.publication_id})" if gate.publication_id else ""))
+    for g, reasons in gate.refused_groups.items():
+        print(f"refused group {g} (the previous publication stays):")
+        for r in reasons[:10]:
+            print(f"  - {r}")
+    for w in gate.warnings[:20]:
+        print(f"warning: {w}")
+    if gate.report_key:
+        print(f"quality report: {storage.url(gate.report_key)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole night in-process: ingest, build, audit, publish, report, notify."""
+    from citylake.nightly import run_night
+    from citylake.storage import open_storage
+
+    settings = _settings()
+    night = run_night(settings, service_date=args.date, as_of=args.as_of, full_refresh=args.full_refresh)
+    if night.ingest:
+        for line in night.ingest.lines():
+            print(line)
+    print(f"built service dates: {', '.join(d.isoformat() for d in night.service_dates)} (dbt {'ok' if night.build_ok else 'with failures'})")
+    _print_gate(night.gate, open_storage(settings))
+    return 0 if night.ok else 1
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Audit the current warehouse and publish the groups that pass (no ingest, no build)."""
+    from citylake.build import staged_dates, warehouse_path
+    from citylake.nightly import staged_inputs
+    from citylake.storage import open_storage
+    from ingestion.run import new_run_id
+    from quality.gate import run_gate
+
+    settings = _settings()
+    storage = open_storage(settings)
+    dates = [args.date] if args.date else staged_dates(storage)
+    gate = run_gate(storage, warehouse_path(settings), new_run_id(), dates, inputs=staged_inputs(storage))
+    _print_gate(gate, storage)
+    return 0 if gate.all_published else 1
+
+
+def cmd_publications(args: argparse.Namespace) -> int:
+    from citylake.storage import open_storage
+    from quality.gate import current, registry
+
+    storage = open_storage(_settings())
+    now = current(storage).get("groups", {})
+    for r in registry(storage):
+        live = [g for g, e in now.items() if e.get("publication_id") == r["publication_id"]]
+        print(f"{r['publication_id']}  {r['created_at']}  published: {','.join(r['groups_published']) or '-'}"
+              f"  refused: {','.join(r['groups_refused']) or '-'}  dates: {len(r['service_dates'])}"
+              f"  code {r['code_version']}" + (f"  [current: {','.join(live)}]" if live else ""))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """SQL over the published marts (as CURRENT.json says, or as of a publication or date)."""
+    from citylake import duck
+    from citylake.storage import open_storage
+    from quality.gate import pointer_as_of, published_views
+
+    settings = _settings()
+    storage = open_storage(settings)
+    con = duck.connect(settings, storage)
+    names = published_views(con, storage, pointer_as_of(storage, args.as_of))
+    if not names:
+        print("citylake: nothing published yet", file=sys.stderr)
+        return 1
+    rel = con.sql(args.sql)
+    if rel is not None:
+        rel.show(max_rows=args.max_rows, max_width=200)
+    return 0
+
+
 def _planned(name: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise NotAvailableYet(
@@ -272,6 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", type=Path, required=True, help="a citylake simulate output folder")
     p.add_argument("--warehouse", type=Path, help="DuckDB warehouse to evaluate (default: CITYLAKE_WAREHOUSE)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="the whole night in-process: ingest, build, audit, publish, report")
+    p.add_argument("--date", type=_date.fromisoformat, help="also (re)build this service date")
+    p.add_argument("--as-of", type=_utc, help="only files delivered by this time (replay a night)")
+    p.add_argument("--full-refresh", action="store_true")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("publish", help="audit the warehouse and publish the groups that pass")
+    p.add_argument("--date", type=_date.fromisoformat, help="the service date being published (freshness check)")
+    p.set_defaults(func=cmd_publish)
+    p = sub.add_parser("publications", help="list the registry of publications")
+    p.set_defaults(func=cmd_publications)
+    p = sub.add_parser("query", help="SQL over the published marts, optionally as of a publication or date")
+    p.add_argument("sql")
+    p.add_argument("--as-of", help="publication id or YYYY-MM-DD")
+    p.add_argument("--max-rows", type=int, default=40)
+    p.set_defaults(func=cmd_query)
 
     for name, (help_text, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)

@@ -52,34 +52,34 @@ def main(workdir: Path | None = None) -> int:
         # Demo only: a throwaway key for simulated cards. Production sets its own secret.
         os.environ["CITYLAKE_PSEUDONYM_KEY"] = "demo-only-key-for-simulated-cards"
         print("\n   (CITYLAKE_PSEUDONYM_KEY not set: the demo uses a throwaway key for its simulated cards)")
-    from ingestion.run import ingest
-
-    print("\n-- 3. ingestion: land every delivery in raw/, parse to staged/, quarantine what cannot be read")
-    report = ingest(Settings())
-    for line in report.lines():
-        print("   " + line)
-    from citylake.build import build, warehouse_path
+    from citylake import duck
+    from citylake.build import warehouse_path
     from citylake.evaluate import evaluate
+    from citylake.nightly import run_night
+    from quality.gate import current, published_views
 
     os.environ.setdefault("CITYLAKE_WAREHOUSE", str(workdir / "build" / "warehouse.duckdb"))
-    print("\n-- 4. dbt build of the marts (transit loads, parking, maintenance, contract KPIs)")
-    result = build(Settings())
-    counts: dict[str, int] = {}
-    for r in result.results:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    print(f"   {result.warehouse}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    for r in result.failures + result.warnings:
-        print(f"   {r['status']}: {r['node']}: {(r['message'] or '').strip()[:200]}")
-    import duckdb
-
-    con = duckdb.connect(str(warehouse_path(settings)), read_only=True)
+    print("\n-- 3. the night (citylake run): ingest -> dbt build -> quality suites -> publish -> report")
+    night = run_night(Settings())
+    for line in night.ingest.lines():
+        print("   " + line)
+    print(f"   dbt build of {len(night.service_dates)} service date(s): {'ok' if night.build_ok else 'with failures'}")
+    gate = night.gate
+    print(f"   published: {', '.join(gate.published_groups) or 'nothing'} (publication {gate.publication_id})")
+    for g, reasons in gate.refused_groups.items():
+        print(f"   refused {g}: {reasons[0]}")
+    for w in gate.warnings:
+        print(f"   warning: {w}")
+    storage = open_storage(settings)
+    con = duck.connect(settings, storage)
+    published_views(con, storage, current(storage))
     kpis = con.sql("select operator, kpi_code, month, round(value, 4) as value, status, amount_eur "
                    "from mart_contract_kpis order by operator, kpi_code, month").fetchall()
-    con.close()
-    print("   contract KPIs:")
+    print("   contract KPIs, as published:")
     for op, code, month, value, status, amount in kpis:
         print(f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} {amount:+,.2f} EUR")
-    print("\n-- 5. accuracy against the simulator's ground truth (citylake evaluate)")
+    drop = resolve_local_root(settings.drop_root)
+    print("\n-- 4. accuracy against the simulator's ground truth (citylake evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():
         print(f"   {name}: {value:.4f}")
     storage = open_storage(settings)
@@ -91,7 +91,11 @@ def main(workdir: Path | None = None) -> int:
     for prefix in ("staged/", "quarantine/"):
         folders = sorted({i.key.split("/")[1] for i in storage.list(prefix)})
         print(f"          {prefix}: {', '.join(folders) or '(empty)'}")
-    print(f"   marts: {os.environ['CITYLAKE_WAREHOUSE']} (DuckDB; mart_bus_load_profile, fct_stop_visit_loads, …)")
+    print(f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{gate.publication_id}/")
+    if gate.report_key:
+        print(f"   quality report: {storage.url(gate.report_key)}")
+    print('   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
+          '(with CITYLAKE_LAKE_URI=' + storage.root_uri + ')')
     print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "
           "count(*) filter (where not is_valid) as invalid from read_parquet('"
           + storage.url("staged/fare_transactions/*/*/*.parquet") + "', hive_partitioning=true) group by 1 order by 1\\\"))\"")

@@ -37,6 +37,8 @@ WRITE_ONCE_PREFIXES: Mapping[str, str] = {
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+#: Dataset path segments may also be ids (run ids: 20261122T011457Z-75a54585).
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]*$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -93,7 +95,7 @@ class LakeKey:
     def __post_init__(self) -> None:
         if self.dataset is not None:
             for part in self.dataset.split("/"):
-                if not _NAME.match(part):
+                if not _SEGMENT.match(part):
                     raise ValueError(f"invalid dataset name {self.dataset!r}")
         for name, value in self.partitions:
             if not _NAME.match(name):

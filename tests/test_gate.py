@@ -1,0 +1,238 @@
+"""The publication gate: write, audit, publish — on both lake backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from citylake.errors import CitylakeError
+from citylake.lock import LockHeld, lake_lock
+from citylake.nightly import run_night
+from citylake.settings import Settings
+from citylake.simulator.faults import parse_faults
+from citylake.simulator.run import SimulationConfig, simulate
+from citylake.storage import open_storage
+from quality import gate as gate_mod
+from quality.gate import CURRENT, STEPS, current, pointer_as_of, published_views, registry
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "gate-test-pseudonym-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def drops(tmp_path_factory) -> dict:
+    """Day 1 clean; day 2 clean; day 2 again with a parking feed that will fail its checks."""
+    base = tmp_path_factory.mktemp("gate_drops")
+    out = {}
+    for name, start, days in (("two_days", date(2026, 3, 30), 2),):
+        simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=start, days=days,
+                                  out=base / name, faults=parse_faults("default"), seed=21, progress=False))
+        out[name] = base / name
+    return out
+
+
+def night_env(monkeypatch, lake_settings: Settings, tmp_path: Path, drop: Path) -> Settings:
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", drop.as_uri())
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", KEY)
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    return Settings()
+
+
+def day_drop(src: Path, dst: Path, day: str) -> Path:
+    """A drop holding only the files of one service date (plus the registers)."""
+    for path in src.rglob("*"):
+        rel = path.relative_to(src)
+        if path.is_file() and rel.parts[0] in ("bus", "parking"):
+            stamp = day.replace("-", "")
+            if rel.parts[1] in ("gtfs", "fleet", "facilities") or stamp in path.name or day in path.name:
+                target = dst / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+    return dst
+
+
+def query(storage, settings, sql: str, as_of: str | None = None):
+    from citylake import duck
+
+    con = duck.connect(settings, storage)
+    published_views(con, storage, pointer_as_of(storage, as_of))
+    return con.sql(sql).fetchall()
+
+
+def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(drops, lake_settings, lake, tmp_path, monkeypatch) -> None:
+    drop = tmp_path / "drop"
+    day_drop(drops["two_days"], drop, "2026-03-30")
+    settings = night_env(monkeypatch, lake_settings, tmp_path, drop)
+    first = run_night(settings)
+    assert first.ok, (first.gate.refused_groups, [r for r in first.gate.checks.results if not r.success])
+    assert set(first.gate.published_groups) == {"transit", "parking", "maintenance", "contract"}
+    ptr = current(lake)
+    assert {g["publication_id"] for g in ptr["groups"].values()} == {first.run_id}
+    before = query(lake, settings, "select count(*), round(sum(boardings_estimated), 3) from fct_stop_visit_loads")
+    parking_before = query(lake, settings, "select count(*) from mart_parking_occupancy_daily")
+
+    # night 2: day 2 arrives, and the parking operator's readings are all above capacity
+    day_drop(drops["two_days"], drop, "2026-03-31")
+    occ = drop / "parking" / "occupancy" / "occupation_parcs_20260331.csv"
+    lines = occ.read_bytes().decode("cp1252").split("\r\n")
+    header, rows = lines[0], [ln for ln in lines[1:] if ln]
+    broken = []
+    for ln in rows:
+        f = ln.split(";")
+        f[4] = str(int(f[3]) + 10)  # occupied above capacity
+        broken.append(";".join(f))
+    occ.write_bytes(("\r\n".join([header, *broken]) + "\r\n").encode("cp1252"))
+    second = run_night(settings)
+    assert "parking" in second.gate.refused_groups and "contract" in second.gate.refused_groups
+    assert {"transit", "maintenance"} <= set(second.gate.published_groups)
+    ptr = current(lake)
+    assert ptr["groups"]["transit"]["publication_id"] == second.run_id
+    assert ptr["groups"]["parking"]["publication_id"] == first.run_id  # the last good stays
+    assert ptr["groups"]["contract"]["publication_id"] == first.run_id
+    assert query(lake, settings, "select count(*) from mart_parking_occupancy_daily") == parking_before
+    after = query(lake, settings, "select count(*) from fct_stop_visit_loads")
+    assert after[0][0] > before[0][0]  # transit moved on with day 2
+    # the failed candidate is kept for inspection, and the report says why
+    assert lake.list(f"candidate/{second.run_id}/parking/")
+    page = lake.get_bytes(second.gate.report_key).decode()
+    assert "refusé" in page and "parking" in page
+    # as of the first publication, the old figures come back
+    assert query(lake, settings, "select count(*), round(sum(boardings_estimated), 3) from fct_stop_visit_loads",
+                 as_of=first.run_id) == before
+    records = registry(lake)
+    assert [r["publication_id"] for r in records] == [first.run_id, second.run_id]
+    assert records[1]["groups_refused"]["parking"] and records[1]["inputs"]
+
+
+def test_warning_only_failures_publish_with_the_report(drops, file_settings, tmp_path, monkeypatch) -> None:
+    drop = day_drop(drops["two_days"], tmp_path / "drop", "2026-03-30")
+    settings = night_env(monkeypatch, file_settings, tmp_path, drop)
+    import great_expectations as gx
+
+    from quality.suites import Check, Suite, build_suites
+
+    strict = Suite("always_warns", "transit", "select 1 as x", (
+        Check(gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=5), "warning", "a rule that fails as a warning"),))
+    original = gate_mod.build_suites
+    monkeypatch.setattr(gate_mod, "build_suites", lambda dates: [*original(dates), strict])
+    night = run_night(settings)
+    assert night.ok and "transit" in night.gate.published_groups
+    assert any("always_warns" in w for w in night.gate.warnings)
+    storage = open_storage(settings)
+    result = json.loads(storage.get_bytes(night.gate.report_key.replace("index.html", "result.json")))
+    assert any(r["suite"] == "always_warns" and not r["success"] for r in result["results"])
+    assert build_suites  # the real suites still ran
+
+
+def _crash_run(settings: Settings, step: str, env_extra: dict) -> int:
+    code = (
+        "import sys; from citylake.nightly import run_night; from citylake.settings import Settings;"
+        "sys.exit(0 if run_night(Settings()).ok else 1)"
+    )
+    env = {**os.environ, **env_extra, "CITYLAKE_GATE_CRASH_AT": step}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, timeout=600).returncode
+
+
+def test_a_crash_at_any_step_never_exposes_a_mix(drops, file_settings, tmp_path, monkeypatch) -> None:
+    drop = day_drop(drops["two_days"], tmp_path / "drop", "2026-03-30")
+    settings = night_env(monkeypatch, file_settings, tmp_path, drop)
+    first = run_night(settings)
+    assert first.ok
+    storage = open_storage(settings)
+    good = current(storage)
+    day_drop(drops["two_days"], drop, "2026-03-31")
+    env = {k: v for k, v in os.environ.items() if k.startswith("CITYLAKE_")}
+    seen = []
+    for step in STEPS:
+        rc = _crash_run(settings, step, env)
+        assert rc == 137, f"the run was not killed at {step}"
+        ptr = current(storage)
+        ids = {g["publication_id"] for g in ptr["groups"].values()}
+        assert len(ids) == 1, f"a mix of versions after a crash at {step}: {ids}"
+        for entry in ptr["groups"].values():  # everything the pointer names exists and reads
+            for k in entry["marts"].values():
+                duckdb.sql(f"select count(*) from read_parquet('{storage.url(k)}')").fetchone()
+        seen.append(ids.pop())
+        # the lock of the killed run is left behind: a later run takes it over once expired
+        storage.delete("control/locks/nightly.json")
+    assert seen[:4] == [first.run_id] * 4  # crashes before the registry: nothing new visible
+    assert seen[-1] != first.run_id  # a crash after the switch: the new version, complete
+    rerun = run_night(settings)
+    assert rerun.ok and current(storage) != good
+
+
+def test_second_run_at_once_is_refused_by_the_lock(file_settings, tmp_path) -> None:
+    storage = open_storage(file_settings)
+    with lake_lock(storage, "nightly", owner="run-a"):
+        with pytest.raises(LockHeld, match="run-a"):
+            with lake_lock(storage, "nightly", owner="run-b"):
+                pass
+    with lake_lock(storage, "nightly", owner="run-c"):  # released: the next run goes
+        assert storage.get_json("control/locks/nightly.json")["owner"] == "run-c"
+
+
+def test_as_of_needs_a_publication(file_settings) -> None:
+    storage = open_storage(file_settings)
+    assert pointer_as_of(storage, None) == {"groups": {}}
+    with pytest.raises(CitylakeError, match="nothing was published"):
+        pointer_as_of(storage, "2020-01-01")
+    assert not storage.exists(CURRENT)
+
+
+def test_notifications_reach_a_local_webhook_and_mail_server(monkeypatch) -> None:
+    from aiosmtpd.controller import Controller
+
+    from quality.notify import notify
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    http = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+
+    class Mailbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return "250 OK"
+
+    import socket
+
+    with socket.socket() as probe:  # a free port on 127.0.0.1 for the mail server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = Mailbox()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        monkeypatch.setenv("CITYLAKE_NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{http.server_port}/hook")
+        monkeypatch.setenv("CITYLAKE_NOTIFY_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("CITYLAKE_NOTIFY_SMTP_PORT", str(port))
+        monkeypatch.setenv("CITYLAKE_NOTIFY_EMAIL_TO", "exploitation@agglo.example")
+        channels = notify("citylake night with failures", {"refused": {"parking": ["a reason"]}})
+        assert channels == ["log", "webhook", "email"]
+        assert received[0]["refused"] == {"parking": ["a reason"]}
+        assert b"a reason" in box.messages[0].content and "exploitation@agglo.example" in box.messages[0].rcpt_tos
+    finally:
+        smtp.stop()
+        http.shutdown()
