@@ -35,12 +35,12 @@ demo: install
 
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
 test: install
-	$(BIN)/ruff check citylake ingestion quality tests
+	$(BIN)/ruff check citylake ingestion quality tests dags
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
-	$(BIN)/ruff check citylake ingestion quality tests
+	$(BIN)/ruff check citylake ingestion quality tests dags
 
 bench: install
 	$(BIN)/python -m citylake.bench

@@ -55,20 +55,28 @@ def main(workdir: Path | None = None) -> int:
     from citylake import duck
     from citylake.build import warehouse_path
     from citylake.evaluate import evaluate
-    from citylake.nightly import run_night
     from quality.gate import current, published_views
 
     os.environ.setdefault("CITYLAKE_WAREHOUSE", str(workdir / "build" / "warehouse.duckdb"))
-    print("\n-- 3. the night (citylake run): ingest -> dbt build -> quality suites -> publish -> report")
-    night = run_night(Settings())
-    for line in night.ingest.lines():
-        print("   " + line)
-    print(f"   dbt build of {len(night.service_dates)} service date(s): {'ok' if night.build_ok else 'with failures'}")
-    gate = night.gate
-    print(f"   published: {', '.join(gate.published_groups) or 'nothing'} (publication {gate.publication_id})")
-    for g, reasons in gate.refused_groups.items():
+    from datetime import timedelta
+
+    from citylake.airflow_run import prepare_airflow_home, run_nights
+
+    print("\n-- 3. the nightly refresh through Airflow (DAG nightly_refresh, dag.test(), SQLite metadata)")
+    print("      each night: ingest what was delivered by 06:30 -> dbt build -> quality suites -> publish -> report")
+    prepare_airflow_home(workdir / "airflow_home")
+    nights = run_nights([DEMO_START + timedelta(days=i) for i in range(DEMO_DAYS)])
+    for n in nights:
+        print(f"   night of {n.logical_date:%Y-%m-%d %H:%M}: {n.state} in {n.wall_s:.0f} s "
+              f"(tasks {n.task_s:.0f} s: " + ", ".join(f"{k} {v:.0f}" for k, v in n.tasks.items()) + ")")
+    from quality.gate import registry
+
+    storage = open_storage(settings)
+    last = registry(storage)[-1]
+    print(f"   published: {', '.join(last['groups_published'])} (publication {last['publication_id']})")
+    for g, reasons in last["groups_refused"].items():
         print(f"   refused {g}: {reasons[0]}")
-    for w in gate.warnings:
+    for w in last["warnings"]:
         print(f"   warning: {w}")
     storage = open_storage(settings)
     con = duck.connect(settings, storage)
@@ -91,9 +99,9 @@ def main(workdir: Path | None = None) -> int:
     for prefix in ("staged/", "quarantine/"):
         folders = sorted({i.key.split("/")[1] for i in storage.list(prefix)})
         print(f"          {prefix}: {', '.join(folders) or '(empty)'}")
-    print(f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{gate.publication_id}/")
-    if gate.report_key:
-        print(f"   quality report: {storage.url(gate.report_key)}")
+    print(f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{last['publication_id']}/")
+    print(f"   quality report: {storage.url(last['report'])}")
+    print(f"   airflow: {workdir / 'airflow_home'} (airflow standalone there for the UI)")
     print('   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
           '(with CITYLAKE_LAKE_URI=' + storage.root_uri + ')')
     print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "

@@ -1,0 +1,70 @@
+"""One ingestion DAG per operator feed, generated from ingestion/operators.yaml.
+
+Each waits for the day's delivery (a sensor in reschedule mode, giving up at the contract's
+deadline: a missing delivery is then recorded by the manifest and counted by the data-delivery
+KPI, it never blocks other operators), lands and parses it, and updates the staged dataset's
+Asset. Registers and networks (gtfs, fleet, facilities) are delivered when they change: their
+DAG just takes whatever is there. Onboarding an operator is an entry in operators.yaml.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+import yaml
+from airflow.sdk import Asset, dag, task
+
+from citylake.orchestration import failure_callback
+
+CONFIG = Path(__file__).resolve().parents[1] / "ingestion" / "operators.yaml"
+REGISTERS = {"gtfs", "fleet", "facilities"}
+DATASETS = {
+    "ticketing": "fare_transactions", "avl": "stop_visits", "trips": "trips_performed", "apc": "passenger_events",
+    "maintenance": "work_orders", "fleet": "vehicles", "occupancy": "parking_occupancy",
+    "facilities": "parking_facilities", "gtfs": "gtfs_feed_versions",
+}
+
+
+def make_dag(operator: str, feed: str):
+    dataset = Asset(f"citylake://staged/{DATASETS.get(feed, feed)}")
+
+    @dag(
+        dag_id=f"ingest_{operator}_{feed}",
+        schedule="0 1 * * *",
+        start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Paris"),
+        catchup=False,
+        max_active_runs=1,
+        default_args={"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
+                      "on_failure_callback": failure_callback},
+        tags=["citylake", "ingestion", operator],
+        doc_md=__doc__,
+    )
+    def ingestion_dag():
+        if feed not in REGISTERS:
+            # wait until the delivery deadline (D+1 06:00 from this 01:00 run), then give up softly
+            @task.sensor(poke_interval=300, timeout=5 * 3600, mode="reschedule", soft_fail=True)
+            def wait_for_delivery(**context) -> bool:
+                from citylake.orchestration import delivery_present, service_date_of
+
+                return delivery_present(operator, feed, service_date_of(context["logical_date"]))
+
+        @task(outlets=[dataset], trigger_rule="none_failed", execution_timeout=timedelta(minutes=30))
+        def land_and_parse(**context) -> dict:
+            from citylake.orchestration import ingest_feed, no_retry, service_date_of
+
+            day = None if feed in REGISTERS else service_date_of(context["logical_date"])
+            return no_retry(ingest_feed)(operator, feed, day)
+
+        if feed in REGISTERS:
+            land_and_parse()
+        else:
+            wait_for_delivery() >> land_and_parse()
+
+    return ingestion_dag()
+
+
+for _operator, _spec in yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["operators"].items():
+    for _feed in _spec["feeds"]:
+        globals()[f"ingest_{_operator}_{_feed}"] = make_dag(_operator, _feed)
