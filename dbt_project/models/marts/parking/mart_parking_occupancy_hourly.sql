@@ -6,9 +6,7 @@ with readings as (
 ),
 
 intervals as (
-    {% for op, minutes in var('parking_reading_interval_min').items() %}
-    select '{{ op }}' as operator, {{ minutes }} as interval_min{% if not loop.last %} union all{% endif %}
-    {% endfor %}
+    {{ parking_reading_intervals() }}
 ),
 
 hourly as (
