@@ -208,7 +208,7 @@ def render_accuracy(figures: dict[str, float]) -> str:
         if name in ACCURACY_TARGETS:
             limit, op = ACCURACY_TARGETS[name]
             ok = value >= limit if op == ">=" else (abs(value) <= limit if op == "abs<=" else value <= limit)
-            target, met = f"{op.replace('abs', '|x| ')} {limit:g}", "yes" if ok else "**no**"
+            target, met = f"{op.replace('abs<=', 'abs ≤').replace('>=', '≥').replace('<=', '≤')} {limit:g}", "yes" if ok else "**no**"
         lines.append(f"| {name} | {value:.4f} | {target} | {met} |")
     notes = {ACCURACY_NOTES[n] for n, v in figures.items() if n in ACCURACY_NOTES and not _met(n, v)}
     if notes:

@@ -25,7 +25,6 @@ SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 PLANNED: dict[str, tuple[str, int]] = {
     "report": ("monthly contract report of an operator (HTML)", 9),
     "serve": ("read-only HTTP API over the published marts", 9),
-    "opendata": ("ODbL exports of the published marts", 9),
 }
 
 
@@ -250,6 +249,40 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_opendata(args: argparse.Namespace) -> int:
+    """ODbL exports of what is published now (small counts suppressed, no identifiers)."""
+    from citylake import duck
+    from citylake.opendata import export
+    from citylake.storage import open_storage
+    from quality.gate import current, published_views
+
+    settings = _settings()
+    storage = open_storage(settings)
+    pointer = current(storage)
+    if not pointer.get("groups"):
+        print("citylake: nothing published yet", file=sys.stderr)
+        return 1
+    con = duck.connect(settings, storage)
+    published_views(con, storage, pointer)
+    pub = max(e["publication_id"] for e in pointer["groups"].values())
+    for k in export(storage, con, pub, args.k):
+        print(storage.url(k))
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """A DuckDB file of views over the published marts, for the DuckDB CLI, Python or a BI tool."""
+    from citylake.opendata import write_catalog
+    from citylake.storage import open_storage
+    from quality.gate import pointer_as_of
+
+    storage = open_storage(_settings())
+    names = write_catalog(args.out.resolve(), storage, pointer_as_of(storage, args.as_of))
+    print(f"{args.out.resolve()}: {len(names)} views ({', '.join(names)})")
+    print(f"open it read-only: duckdb -readonly {args.out}   or   duckdb.connect('{args.out}', read_only=True)")
+    return 0
+
+
 def _planned(name: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise NotAvailableYet(
@@ -361,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD")
     p.add_argument("--max-rows", type=int, default=40)
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("opendata", help="ODbL exports of the published marts (small counts suppressed, no ids)")
+    p.add_argument("--k", type=int, default=None, help="suppress counts below k (default CITYLAKE_OPENDATA_K or 10)")
+    p.set_defaults(func=cmd_opendata)
+    p = sub.add_parser("catalog", help="a DuckDB file of views over the published marts, for analysts")
+    p.add_argument("--out", type=Path, default=Path("build/citylake_published.duckdb"))
+    p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
+    p.set_defaults(func=cmd_catalog)
 
     for name, (help_text, issue) in PLANNED.items():
         p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)

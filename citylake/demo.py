@@ -86,6 +86,10 @@ def main(workdir: Path | None = None) -> int:
     print("   contract KPIs, as published:")
     for op, code, month, value, status, amount in kpis:
         print(f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} {amount:+,.2f} EUR")
+    from citylake.opendata import export, write_catalog
+
+    opendata = export(storage, con, last["publication_id"])
+    catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", storage, current(storage))
     drop = resolve_local_root(settings.drop_root)
     print("\n-- 4. accuracy against the simulator's ground truth (citylake evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():
@@ -102,6 +106,8 @@ def main(workdir: Path | None = None) -> int:
     print(f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{last['publication_id']}/")
     print(f"   quality report: {storage.url(last['report'])}")
     print(f"   airflow: {workdir / 'airflow_home'} (airflow standalone there for the UI)")
+    print(f"   analysts: {workdir / 'build' / 'citylake_published.duckdb'} ({len(catalog)} views; open it read-only)")
+    print(f"   open data (ODbL): {storage.url('opendata/')} ({len(opendata)} files)")
     print('   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
           '(with CITYLAKE_LAKE_URI=' + storage.root_uri + ')')
     print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "

@@ -120,10 +120,12 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     assert second.success
     again = build(settings, service_dates=[START])  # recompute a date already built: no duplicates
     assert again.success
-    cols = "service_date, trip_id, stop_sequence, round(boardings_estimated, 9) b, round(load_estimated, 9) l"
+    cols = "service_date, trip_id, stop_sequence, boardings_estimated b, load_estimated l"
     inc = q(again.warehouse, f"select {cols} from fct_stop_visit_loads order by all")
     full = q(built, f"select {cols} from fct_stop_visit_loads order by all")
-    assert inc.equals(full)
+    assert inc.select("service_date", "trip_id", "stop_sequence").equals(full.select("service_date", "trip_id", "stop_sequence"))
+    # the same figures; parallel float sums may differ in their last bits
+    assert (inc["b"] - full["b"]).abs().max() < 1e-6 and (inc["l"] - full["l"]).abs().max() < 1e-6
 
 
 def test_dbt_docs_generate(built, pipeline, monkeypatch) -> None:

@@ -1,0 +1,92 @@
+"""Open data and the analysts' catalog, from a real publication."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from citylake import duck
+from citylake.nightly import run_night
+from citylake.opendata import (
+    FORBIDDEN_COLUMNS,
+    export,
+    neutralise_formulas,
+    suppress,
+    write_catalog,
+)
+from citylake.settings import Settings
+from citylake.simulator.faults import parse_faults
+from citylake.simulator.run import SimulationConfig, simulate
+from citylake.storage import open_storage
+from quality.gate import current, published_views
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    base = tmp_path_factory.mktemp("opendata")
+    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 30), days=1,
+                              out=base / "drop", faults=parse_faults("default"), seed=41, progress=False))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
+    mp.setenv("CITYLAKE_DROP_ROOT", (base / "drop").as_uri())
+    mp.setenv("CITYLAKE_PSEUDONYM_KEY", "opendata-test-key-0123456789")
+    mp.setenv("CITYLAKE_WAREHOUSE", str(base / "warehouse.duckdb"))
+    try:
+        night = run_night(Settings())
+        assert night.ok
+        yield base, night
+    finally:
+        mp.undo()
+
+
+def test_exports_suppress_small_counts_and_carry_no_identifier(published) -> None:
+    base, night = published
+    settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
+                                        duckdb_memory_limit="4GB")
+    storage = open_storage(settings)
+    con = duck.connect(settings, storage)
+    published_views(con, storage, current(storage))
+    keys = export(storage, con, night.run_id, k=10)
+    assert len([k for k in keys if k.endswith("datapackage.json")]) == 4
+    for k in keys:
+        if k.endswith("data.parquet"):
+            frame = pl.read_parquet(storage.url(k))
+            assert not [c for c in frame.columns if FORBIDDEN_COLUMNS.search(c)]
+            for col in ("boardings", "alightings", "mean_load", "mean_boardings"):
+                if col in frame.columns:
+                    assert frame[col].drop_nulls().min() >= 10
+            if "boardings" in frame.columns:
+                assert frame["is_suppressed"].any() and frame.filter(pl.col("is_suppressed"))["boardings"].null_count() > 0
+        if k.endswith("datapackage.json"):
+            package = json.loads(storage.get_bytes(k))
+            assert package["licenses"][0]["name"] == "ODbL-1.0" and package["resources"][0]["schema"]["fields"]
+
+
+def test_formula_injection_is_neutralised_and_k_rules() -> None:
+    frame = pl.DataFrame({"name": ['=HYPERLINK("x")', "+33", "Gare", "@SUM(A1)", "-1"], "n": [1, 20, 5, 30, 10]})
+    out = neutralise_formulas(frame)
+    assert out["name"].to_list() == ['\'=HYPERLINK("x")', "'+33", "Gare", "'@SUM(A1)", "'-1"]
+    s = suppress(frame, ("n",), 10)
+    assert s["n"].to_list() == [None, 20, None, 30, 10] and s["is_suppressed"].to_list() == [True, False, True, False, False]
+
+
+def test_catalog_is_a_duckdb_file_analysts_open_read_only(published, tmp_path) -> None:
+    base, night = published
+    settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
+                                        duckdb_memory_limit="4GB")
+    storage = open_storage(settings)
+    path = tmp_path / "citylake.duckdb"
+    names = write_catalog(path, storage, current(storage))
+    assert "mart_bus_load_profile" in names and "mart_contract_kpis" in names
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.sql("select count(*) from fct_stop_visit_loads").fetchone()[0] > 10_000
+    assert {r[1] for r in con.sql("select * from publication_in_force").fetchall()} == {night.run_id}
+    with pytest.raises(duckdb.Error):
+        con.execute("create table x as select 1")
