@@ -23,7 +23,6 @@ SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 
 #: Commands planned but not built yet, with the issue that builds them.
 PLANNED: dict[str, tuple[str, int]] = {
-    "report": ("monthly contract report of an operator (HTML)", 9),
     "serve": ("read-only HTTP API over the published marts", 9),
 }
 
@@ -283,6 +282,26 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The monthly report of an operator, from one publication (now, or as of an id or date)."""
+    from citylake import duck
+    from citylake.report import write_report
+    from citylake.storage import open_storage
+    from quality.gate import pointer_as_of, published_views
+
+    settings = _settings()
+    storage = open_storage(settings)
+    pointer = pointer_as_of(storage, args.as_of)
+    if "contract" not in pointer.get("groups", {}):
+        print("citylake: no contract KPIs published yet", file=sys.stderr)
+        return 1
+    con = duck.connect(settings, storage)
+    published_views(con, storage, pointer)
+    month = date_.fromisoformat(args.month + "-01")
+    print(storage.url(write_report(storage, con, args.operator, month, pointer)))
+    return 0
+
+
 def _planned(name: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         raise NotAvailableYet(
@@ -395,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=40)
     p.set_defaults(func=cmd_query)
 
+    p = sub.add_parser("report", help="monthly contract report of an operator (self-contained HTML)")
+    p.add_argument("--operator", required=True)
+    p.add_argument("--month", required=True, help="YYYY-MM")
+    p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("opendata", help="ODbL exports of the published marts (small counts suppressed, no ids)")
     p.add_argument("--k", type=int, default=None, help="suppress counts below k (default CITYLAKE_OPENDATA_K or 10)")
     p.set_defaults(func=cmd_opendata)

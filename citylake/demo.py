@@ -87,8 +87,11 @@ def main(workdir: Path | None = None) -> int:
     for op, code, month, value, status, amount in kpis:
         print(f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} {amount:+,.2f} EUR")
     from citylake.opendata import export, write_catalog
+    from citylake.report import write_report
 
     opendata = export(storage, con, last["publication_id"])
+    reports = [write_report(storage, con, op, month, current(storage))
+               for op, month in sorted({(op, month) for op, _c, month, *_ in kpis})]
     catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", storage, current(storage))
     drop = resolve_local_root(settings.drop_root)
     print("\n-- 4. accuracy against the simulator's ground truth (citylake evaluate)")
@@ -107,6 +110,8 @@ def main(workdir: Path | None = None) -> int:
     print(f"   quality report: {storage.url(last['report'])}")
     print(f"   airflow: {workdir / 'airflow_home'} (airflow standalone there for the UI)")
     print(f"   analysts: {workdir / 'build' / 'citylake_published.duckdb'} ({len(catalog)} views; open it read-only)")
+    for k in reports:
+        print(f"   contract report: {storage.url(k)}")
     print(f"   open data (ODbL): {storage.url('opendata/')} ({len(opendata)} files)")
     print('   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
           '(with CITYLAKE_LAKE_URI=' + storage.root_uri + ')')

@@ -90,3 +90,26 @@ def test_catalog_is_a_duckdb_file_analysts_open_read_only(published, tmp_path) -
     assert {r[1] for r in con.sql("select * from publication_in_force").fetchall()} == {night.run_id}
     with pytest.raises(duckdb.Error):
         con.execute("create table x as select 1")
+
+
+def test_monthly_report_shows_the_published_kpis(published) -> None:
+    import re
+
+    from citylake.report import build_report, write_report
+
+    base, night = published
+    settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
+                                        duckdb_memory_limit="4GB")
+    storage = open_storage(settings)
+    pointer = current(storage)
+    con = duck.connect(settings, storage)
+    published_views(con, storage, pointer)
+    for operator, chart in (("bus", "Serpent de charge"), ("parking", "Occupation des parcs")):
+        page, rows = build_report(con, operator, date(2026, 3, 1), pointer["groups"]["contract"])
+        mart = con.execute("select kpi_code, value, amount_eur from mart_contract_kpis where operator = ? order by kpi_code",
+                           [operator]).fetchall()
+        shown = re.findall(r"data-kpi='([A-Z_]+)' data-value='([^']*)' data-amount='([^']*)'", page)
+        assert [(k, float(v) if v else None, float(a)) for k, v, a in shown] == [(k, v, a) for k, v, a in mart]
+        assert chart in page and "<svg" in page and night.run_id in page and "<script" not in page
+    k = write_report(storage, con, "bus", date(2026, 3, 1), pointer)
+    assert k.startswith("reports/contract/operator=bus/month=2026-03/") and storage.exists(k)
