@@ -29,10 +29,13 @@ class NightResult:
     build_ok: bool = False
     gate: GateResult | None = None
     notified: list[str] = field(default_factory=list)
+    contract_reports: list[str] = field(default_factory=list)
+    report_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return bool(self.gate and self.gate.all_published and self.build_ok and (self.ingest is None or self.ingest.ok))
+        return bool(self.gate and self.gate.all_published and self.build_ok and not self.report_error
+                    and (self.ingest is None or self.ingest.ok))
 
 
 def changed_dates(report: IngestReport) -> set[date]:
@@ -75,6 +78,8 @@ def run_night(settings: Settings, *, service_date: date | None = None, as_of: da
         result.build_ok = built.success
         result.gate = run_gate(storage, built.warehouse, run_id, result.service_dates, built.results,
                                inputs=staged_inputs(storage))
+        result.contract_reports, result.report_error = month_to_date_reports(
+            settings, storage, result.gate.published_groups, result.service_dates)
         if not result.ok:
             event = {
                 "run_id": run_id,
@@ -82,6 +87,19 @@ def run_night(settings: Settings, *, service_date: date | None = None, as_of: da
                 "refused": result.gate.refused_groups,
                 "ingest_errors": [e for f in (result.ingest.feeds if result.ingest else []) for e in f.errors],
                 "report": storage.url(result.gate.report_key) if result.gate.report_key else None,
+                "contract_report_error": result.report_error,
             }
             result.notified = notify("citylake night with failures", event)
     return result
+
+
+def month_to_date_reports(settings: Settings, storage: LakeStorage, published: list[str],
+                          service_dates: list[date]) -> tuple[list[str], str | None]:
+    """Write the month-to-date contract reports; a failure is returned, never raised (the publication stands)."""
+    from citylake.report import write_month_to_date
+
+    try:
+        return write_month_to_date(settings, storage, published, service_dates), None
+    except Exception as exc:  # noqa: BLE001 - reported and notified, the night's publication is already final
+        log.exception("contract reports not written")
+        return [], f"contract reports not written: {type(exc).__name__}: {exc}"

@@ -108,24 +108,27 @@ def audit_and_publish(run_id: str, build: dict[str, Any]) -> dict[str, Any]:
     """Run the gate on the candidate warehouse; publish every group that passes."""
     from pathlib import Path
 
-    from citylake.nightly import staged_inputs
+    from citylake.nightly import month_to_date_reports, staged_inputs
     from citylake.settings import Settings
     from citylake.storage import open_storage
     from quality.gate import run_gate
 
-    storage = open_storage(Settings())
-    gate = run_gate(storage, Path(build["warehouse"]), run_id, [date.fromisoformat(d) for d in build["service_dates"]],
-                    build["results"], inputs=staged_inputs(storage))
+    settings = Settings()
+    storage = open_storage(settings)
+    dates = [date.fromisoformat(d) for d in build["service_dates"]]
+    gate = run_gate(storage, Path(build["warehouse"]), run_id, dates, build["results"], inputs=staged_inputs(storage))
+    reports, report_error = month_to_date_reports(settings, storage, gate.published_groups, dates)
     return {"run_id": run_id, "publication_id": gate.publication_id, "published": gate.published_groups,
             "refused": gate.refused_groups, "warnings": gate.warnings,
-            "report": storage.url(gate.report_key) if gate.report_key else None}
+            "report": storage.url(gate.report_key) if gate.report_key else None,
+            "contract_reports": [storage.url(k) for k in reports], "contract_report_error": report_error}
 
 
 def notify_outcome(ingested: dict[str, Any], published: dict[str, Any]) -> list[str]:
     """Notify when a feed failed or a group was refused; return the channels used (nothing when all is well)."""
     from quality.notify import notify
 
-    if not ingested.get("errors") and not published.get("refused"):
+    if not ingested.get("errors") and not published.get("refused") and not published.get("contract_report_error"):
         return []
     return notify("citylake night with failures", {"ingest_errors": ingested.get("errors"), **published})
 

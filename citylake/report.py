@@ -219,3 +219,26 @@ def write_report(storage: LakeStorage, con: duckdb.DuckDBPyConnection, operator:
             f"{publication.get('publication_id', 'unpublished')}.html")
     storage.put_bytes(k, page.encode("utf-8"), metadata={"content-type": "text/html"}, overwrite=True)
     return k
+
+
+def write_month_to_date(settings, storage: LakeStorage, published_groups: list[str], service_dates: list[date]) -> list[str]:
+    """After a night that published contract KPIs, rewrite each operator's report for the months it touched.
+
+    Returns the keys written. The publication is already atomic and final; a report is derived
+    from it and can be rebuilt at any time with ``citylake report --as-of``.
+    """
+    from citylake import duck
+    from quality.gate import current, published_views
+
+    if "contract" not in published_groups or not service_dates:
+        return []
+    pointer = current(storage)
+    con = duck.connect(settings, storage)
+    try:
+        published_views(con, storage, pointer)
+        months = sorted({d.replace(day=1) for d in service_dates})
+        pairs = con.sql("select distinct operator, month from mart_contract_kpis where list_contains(?, month) "
+                        "order by 1, 2", params=[months]).fetchall()
+        return [write_report(storage, con, op, month, pointer) for op, month in pairs]
+    finally:
+        con.close()

@@ -103,6 +103,8 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     assert run.state == "success"
     first = current(storage)
     assert set(first["groups"]) == {"transit", "parking", "maintenance", "contract"}
+    pub = first["groups"]["contract"]["publication_id"]
+    assert storage.exists(f"reports/contract/operator=bus/month=2026-03/{pub}.html")
     from citylake import duck
 
     def q(sql, pointer=None):

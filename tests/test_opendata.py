@@ -41,6 +41,10 @@ def published(tmp_path_factory):
     try:
         night = run_night(Settings())
         assert night.ok
+        # the night writes each operator's month-to-date contract report from what it published
+        pub = night.gate.publication_id
+        assert night.contract_reports == [f"reports/contract/operator={op}/month=2026-03/{pub}.html"
+                                          for op in ("bus", "parking")]
         yield base, night
     finally:
         mp.undo()
