@@ -87,11 +87,10 @@ def main(workdir: Path | None = None) -> int:
     for op, code, month, value, status, amount in kpis:
         print(f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} {amount:+,.2f} EUR")
     from citylake.opendata import export, write_catalog
-    from citylake.report import write_report
-
     opendata = export(storage, con, last["publication_id"])
-    reports = [write_report(storage, con, op, month, current(storage))
-               for op, month in sorted({(op, month) for op, _c, month, *_ in kpis})]
+    # the night wrote the month-to-date contract reports of the publication now current
+    contract_pub = current(storage)["groups"]["contract"]["publication_id"]
+    reports = sorted(i.key for i in storage.list("reports/contract/") if i.key.endswith(f"/{contract_pub}.html"))
     catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", storage, current(storage))
     drop = resolve_local_root(settings.drop_root)
     print("\n-- 4. accuracy against the simulator's ground truth (citylake evaluate)")
