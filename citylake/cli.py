@@ -14,18 +14,12 @@ from collections.abc import Callable, Sequence
 from datetime import date as date_
 from pathlib import Path
 
-from citylake.errors import CitylakeError, NotAvailableYet
+from citylake.errors import CitylakeError
 
 log = logging.getLogger("citylake")
 
 Handler = Callable[[argparse.Namespace], int]
 SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
-
-#: Commands planned but not built yet, with the issue that builds them.
-PLANNED: dict[str, tuple[str, int]] = {
-    "serve": ("read-only HTTP API over the published marts", 9),
-}
-
 
 def _settings():
     from citylake.settings import Settings
@@ -302,14 +296,60 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _planned(name: str, issue: int) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise NotAvailableYet(
-            f"'citylake {name}' is not available yet: it is built by issue #{issue}. "
-            "Nothing was done."
-        )
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Purge raw files of personal-data feeds past their retention period (RGPD)."""
+    from citylake.retention import purge_personal_raw
 
-    return handler
+    settings = _settings()
+    record = purge_personal_raw(_storage(settings), settings, dry_run=args.dry_run)
+    for e in record["purged"]:
+        print(f"{'would purge' if args.dry_run else 'purged'} {e['key']}  (received {e['received_date']}, sha256 {e['sha256']})")
+    print(f"{len(record['purged'])} file(s); cutoff {record['cutoff']} ({record['retention_days']} days)"
+          + (f"; record {record['record_key']}" if record.get("record_key") else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The read-only HTTP API over the published marts (uvicorn)."""
+    import uvicorn
+
+    from citylake.api import TokenRegister, create_app
+
+    settings = _settings()
+    if not TokenRegister(settings.api_tokens_file).entries():
+        print(f"citylake: no API token in {settings.api_tokens_file}: create one with "
+              "'citylake api-token add NAME --role analyst|operator [--operator OP]'", file=sys.stderr)
+        return 1
+    print(f"citylake API on http://{args.host}:{args.port}  (OpenAPI: /openapi.json, docs: /docs)")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=True)
+    return 0
+
+
+def cmd_api_token(args: argparse.Namespace) -> int:
+    """Manage the API's tokens; the register keeps sha256 hashes only."""
+    from citylake.api import TokenRegister
+
+    register = TokenRegister(_settings().api_tokens_file)
+    if args.token_command == "add":
+        token = register.add(args.name, args.role, args.operator)
+        print(token)
+        print(f"token {args.name!r} ({args.role}{', operator ' + args.operator if args.operator else ''}) "
+              f"added to {register.path}; it is shown once, only its hash is kept", file=sys.stderr)
+    elif args.token_command == "revoke":
+        register.revoke(args.name)
+        print(f"token {args.name!r} revoked")
+    else:
+        for e in register.entries():
+            print(f"{e['name']:24} {e['role']:9} {e.get('operator') or '-':12} created {e['created_at']}")
+    return 0
+
+
+def cmd_api_spec(args: argparse.Namespace) -> int:
+    """Write the API's OpenAPI document."""
+    from citylake.api import write_openapi
+
+    print(write_openapi(args.out))
+    return 0
 
 
 # -- parser --------------------------------------------------------------------------------
@@ -427,10 +467,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
     p.set_defaults(func=cmd_catalog)
 
-    for name, (help_text, issue) in PLANNED.items():
-        p = sub.add_parser(name, help=f"{help_text} [not available yet: issue #{issue}]", add_help=True)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=_planned(name, issue))
+    p = sub.add_parser("retention", help="purge raw files of personal-data feeds past CITYLAKE_RAW_PERSONAL_RETENTION_DAYS (RGPD)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
+    p.set_defaults(func=cmd_retention)
+    p = sub.add_parser("serve", help="read-only HTTP API over the published marts (bearer tokens per role)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    tok = sub.add_parser("api-token", help="API tokens: add (printed once), revoke, list")
+    tok_sub = tok.add_subparsers(dest="token_command", metavar="ACTION")
+    tok_sub.required = True
+    p = tok_sub.add_parser("add", help="create a token and print it (only its hash is stored)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=["analyst", "operator"], required=True)
+    p.add_argument("--operator", help="for an operator token: its id in ingestion/operators.yaml")
+    p.set_defaults(func=cmd_api_token)
+    p = tok_sub.add_parser("revoke", help="revoke a token by name")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_api_token)
+    p = tok_sub.add_parser("list", help="list tokens (names and roles; tokens are never stored)")
+    p.set_defaults(func=cmd_api_token)
+    p = sub.add_parser("api-spec", help="write the API's OpenAPI document")
+    p.add_argument("out", type=Path, nargs="?", default=Path("docs/openapi.json"))
+    p.set_defaults(func=cmd_api_spec)
     return parser
 
 
@@ -443,9 +502,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except NotAvailableYet as exc:
-        print(f"citylake: {exc}", file=sys.stderr)
-        return 2
     except CitylakeError as exc:
         print(f"citylake: error: {exc}", file=sys.stderr)
         return 1

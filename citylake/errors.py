@@ -58,6 +58,3 @@ class ObjectExistsError(LakeError):
 class TransientLakeError(LakeError, TransientError):
     """The lake did not answer (network, 5xx, throttling): retry."""
 
-
-class NotAvailableYet(CitylakeError):
-    """A command whose implementation has not landed yet."""

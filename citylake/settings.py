@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = None
     duckdb_threads: int = Field(default=2, ge=1)
     duckdb_memory_limit: str = "8GB"
+    raw_personal_retention_days: int = Field(
+        default=90, ge=1,
+        description="Days raw files of personal-data feeds (ticketing) are kept before the retention job purges them.",
+    )
+    api_tokens_file: str = Field(
+        default="api_tokens.json",
+        description="The HTTP API's token register: sha256 hashes of tokens with their role (never the tokens).",
+    )
 
     @field_validator("lake_uri", "drop_root")
     @classmethod

@@ -9,14 +9,20 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
 
 import pytest
 
+from citylake.nightly import run_night
 from citylake.settings import Settings
+from citylake.simulator.faults import parse_faults
+from citylake.simulator.run import SimulationConfig, simulate
 from citylake.storage import LakeStorage, S3Storage, open_storage
 
 S3_ACCESS = "citylake-test-access"
 S3_SECRET = "citylake-test-secret-key"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +81,33 @@ def lake_settings(request: pytest.FixtureRequest) -> Settings:
 def lake(lake_settings: Settings) -> LakeStorage:
     """A fresh, empty lake on each backend."""
     return open_storage(lake_settings)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory):
+    """One simulated day through a real night (run_night): a published lake, shared by the
+    tests that read publications (open data, catalog, report, API)."""
+    base = tmp_path_factory.mktemp("opendata")
+    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 30), days=1,
+                              out=base / "drop", faults=parse_faults("default"), seed=41, progress=False))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
+    mp.setenv("CITYLAKE_DROP_ROOT", (base / "drop").as_uri())
+    mp.setenv("CITYLAKE_PSEUDONYM_KEY", "opendata-test-key-0123456789")
+    mp.setenv("CITYLAKE_WAREHOUSE", str(base / "warehouse.duckdb"))
+    try:
+        night = run_night(Settings())
+        assert night.ok
+        # the night writes each operator's month-to-date contract report from what it published
+        pub = night.gate.publication_id
+        assert night.contract_reports == [f"reports/contract/operator={op}/month=2026-03/{pub}.html"
+                                          for op in ("bus", "parking")]
+        yield base, night
+    finally:
+        mp.undo()
+
+
+def published_settings(base: Path) -> Settings:
+    """Settings reading the ``published`` fixture's lake (the environment is cleaned per test)."""
+    return Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
+                                    duckdb_memory_limit="4GB", api_tokens_file=str(base / "api_tokens.json"))

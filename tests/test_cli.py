@@ -1,11 +1,9 @@
-"""The command line: help lists every command, planned ones refuse honestly, lake commands work."""
+"""The command line: help lists every command, API tokens, lake commands work."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-
-import pytest
 
 from citylake import cli
 
@@ -17,15 +15,20 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands() -> None:
     out = run("--help")
     assert out.returncode == 0
-    for command in ["info", "lake", "install-extensions", *cli.PLANNED]:
+    for command in ["info", "lake", "install-extensions", "run", "report", "serve", "api-token", "api-spec"]:
         assert command in out.stdout
 
 
-@pytest.mark.parametrize("command", sorted(cli.PLANNED))
-def test_planned_commands_say_so_and_fail(command: str, capsys) -> None:
-    assert cli.main([command]) == 2
-    err = capsys.readouterr().err
-    assert "not available yet" in err and "issue #" in err and "Nothing was done" in err
+def test_api_tokens_and_serve_without_tokens(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CITYLAKE_API_TOKENS_FILE", str(tmp_path / "tokens.json"))
+    assert cli.main(["serve"]) == 1
+    assert "no API token" in capsys.readouterr().err
+    assert cli.main(["api-token", "add", "ana", "--role", "analyst"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("clk_") and token not in (tmp_path / "tokens.json").read_text()
+    assert cli.main(["api-token", "add", "x", "--role", "operator", "--operator", "nobody"]) == 1
+    assert cli.main(["api-token", "list"]) == 0 and "ana" in capsys.readouterr().out
+    assert cli.main(["api-token", "revoke", "ana"]) == 0
 
 
 def test_lake_init_put_ls_get(file_settings, tmp_path, capsys) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
 from citylake import duck
-from citylake.nightly import run_night
 from citylake.opendata import (
     FORBIDDEN_COLUMNS,
     export,
@@ -20,34 +18,8 @@ from citylake.opendata import (
     write_catalog,
 )
 from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
 from citylake.storage import open_storage
 from quality.gate import current, published_views
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    base = tmp_path_factory.mktemp("opendata")
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 30), days=1,
-                              out=base / "drop", faults=parse_faults("default"), seed=41, progress=False))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
-    mp.setenv("CITYLAKE_DROP_ROOT", (base / "drop").as_uri())
-    mp.setenv("CITYLAKE_PSEUDONYM_KEY", "opendata-test-key-0123456789")
-    mp.setenv("CITYLAKE_WAREHOUSE", str(base / "warehouse.duckdb"))
-    try:
-        night = run_night(Settings())
-        assert night.ok
-        # the night writes each operator's month-to-date contract report from what it published
-        pub = night.gate.publication_id
-        assert night.contract_reports == [f"reports/contract/operator={op}/month=2026-03/{pub}.html"
-                                          for op in ("bus", "parking")]
-        yield base, night
-    finally:
-        mp.undo()
 
 
 def test_exports_suppress_small_counts_and_carry_no_identifier(published) -> None:

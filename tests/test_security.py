@@ -1,0 +1,142 @@
+"""Security rules that can be checked without a MinIO server: the shipped least-privilege policies
+against the access matrix of lake_layout.md §6, and no credential in the repository."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = ROOT / "docs" / "minio"
+LAKE, DROP = "citylake-lake", "citylake-drop"
+
+
+def allowed(policy: dict, action: str, bucket: str, key: str | None = None, prefix: str | None = None) -> bool:
+    """IAM evaluation as MinIO does it, for the features these policies use: explicit deny wins,
+    then any allow; resources and ``s3:prefix`` conditions match with ``*`` wildcards."""
+    resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key is not None else "")
+    verdict = False
+    for st in policy["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if not any(fnmatch.fnmatchcase(action, a) for a in actions):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, r) for r in st["Resource"]):
+            continue
+        cond = st.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+        if cond is not None and (prefix is None or not any(fnmatch.fnmatchcase(prefix, c) for c in cond)):
+            continue
+        if st["Effect"] == "Deny":
+            return False
+        verdict = True
+    return verdict
+
+
+def load(name: str) -> dict:
+    return json.loads((POLICIES / f"{name}.json").read_text())
+
+
+# (policy, action, bucket, key, prefix, expected) — one row per cell of the access matrix
+MATRIX = [
+    ("operator-bus", "s3:PutObject", DROP, "bus/ticketing/2026-03-30.csv", None, True),
+    ("operator-bus", "s3:PutObject", DROP, "parking/occupancy/x.csv", None, False),
+    ("operator-bus", "s3:GetObject", DROP, "parking/occupancy/x.csv", None, False),
+    ("operator-bus", "s3:GetObject", DROP, "bus/ticketing/x.csv", None, False),
+    ("operator-bus", "s3:DeleteObject", DROP, "bus/ticketing/x.csv", None, False),
+    ("operator-bus", "s3:ListBucket", DROP, None, "bus/", True),
+    ("operator-bus", "s3:ListBucket", DROP, None, "parking/", False),
+    ("operator-bus", "s3:GetObject", LAKE, "published/CURRENT.json", None, False),
+    ("operator-parking", "s3:PutObject", DROP, "parking/occupancy/x.csv", None, True),
+    ("operator-parking", "s3:PutObject", DROP, "bus/x.csv", None, False),
+    ("pipeline", "s3:GetObject", DROP, "bus/ticketing/x.csv", None, True),
+    ("pipeline", "s3:PutObject", DROP, "bus/ticketing/x.csv", None, False),
+    ("pipeline", "s3:PutObject", LAKE, "raw/operator=bus/feed=ticketing/x.csv", None, True),
+    ("pipeline", "s3:DeleteObject", LAKE, "raw/operator=bus/feed=ticketing/x.csv", None, False),
+    ("pipeline", "s3:DeleteObject", LAKE, "published/versions/p/transit/m.parquet", None, False),
+    ("pipeline", "s3:DeleteObject", LAKE, "control/locks/nightly.json", None, True),
+    ("pipeline", "s3:PutObject", LAKE, "published/CURRENT.json", None, True),
+    ("pipeline", "s3:BypassGovernanceRetention", LAKE, "raw/x", None, False),
+    ("analysts", "s3:GetObject", LAKE, "published/versions/p/transit/m.parquet", None, True),
+    ("analysts", "s3:GetObject", LAKE, "opendata/x/data.csv", None, True),
+    ("analysts", "s3:GetObject", LAKE, "raw/operator=bus/feed=ticketing/x.csv", None, False),
+    ("analysts", "s3:GetObject", LAKE, "staged/fare_transactions/x.parquet", None, False),
+    ("analysts", "s3:PutObject", LAKE, "published/CURRENT.json", None, False),
+    ("analysts", "s3:ListBucket", LAKE, None, "published/", True),
+    ("analysts", "s3:ListBucket", LAKE, None, "raw/", False),
+    ("contract-managers", "s3:GetObject", LAKE, "raw/operator=bus/feed=ticketing/x.csv", None, True),
+    ("contract-managers", "s3:GetObject", LAKE, "control/manifest/x.json", None, True),
+    ("contract-managers", "s3:GetObject", LAKE, "staged/x.parquet", None, False),
+    ("contract-managers", "s3:PutObject", LAKE, "reports/x.html", None, False),
+    ("retention-job", "s3:DeleteObject", LAKE, "raw/operator=bus/feed=ticketing/x.csv", None, True),
+    ("retention-job", "s3:BypassGovernanceRetention", LAKE, "raw/x", None, True),
+    ("retention-job", "s3:DeleteObject", LAKE, "published/CURRENT.json", None, False),
+    ("retention-job", "s3:GetObject", LAKE, "raw/x", None, False),
+]
+
+
+@pytest.mark.parametrize(("policy", "action", "bucket", "key", "prefix", "expected"), MATRIX)
+def test_minio_policies_follow_the_access_matrix(policy, action, bucket, key, prefix, expected) -> None:
+    assert allowed(load(policy), action, bucket, key, prefix) is expected
+
+
+def test_every_shipped_policy_is_checked_and_grants_nothing_global() -> None:
+    shipped = {p.stem for p in POLICIES.glob("*.json")}
+    assert shipped == {row[0] for row in MATRIX}
+    for name in shipped:
+        for st in load(name)["Statement"]:
+            assert "*" not in st["Action"] and "s3:*" not in st["Action"], name
+            assert all(r not in ("*", "arn:aws:s3:::*") for r in st["Resource"]), name
+
+
+#: What a committed credential looks like (AWS/MinIO keys, private keys, API tokens, passwords
+#: in URLs or assignments). Test fixtures' fake keys are named in ALLOWED.
+SECRET_PATTERNS = {
+    "aws access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "private key": re.compile(r"-----BEGIN (RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----"),
+    "citylake API token": re.compile(r"\bclk_[A-Za-z0-9_-]{40,}"),
+    "password in a URL": re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^/\s:@'\"{}$]{6,}@"),
+    "secret assignment": re.compile(
+        r"""(?i)(?<![a-z0-9])(secret[_-]?key|password|passwd|api[_-]?key|pseudonym[_-]?key)\b\s*[=:]\s*["']([^"'\s$<{]{12,})["']"""),
+}
+ALLOWED = {"citylake-test-secret-key", "opendata-test-key-0123456789", "operator-bus"}
+
+
+def tracked_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [ROOT / p for p in out.stdout.decode().split("\0") if p]
+
+
+def scan(text: str) -> list[str]:
+    found = []
+    for name, pattern in SECRET_PATTERNS.items():
+        for m in pattern.finditer(text):
+            value = m.group(m.lastindex or 0)
+            if not any(a in value for a in ALLOWED):
+                found.append(f"{name}: {m.group(0)[:60]}")
+    return found
+
+
+def test_the_scanner_finds_credentials() -> None:
+    # built by concatenation, so that this file does not itself hold what it looks for
+    assert scan("CITYLAKE_S3_SECRET_KEY = " + '"wJalrXUtnFEMI/K7MDENG/' + 'bPxRfiCYzzzzzzz"')
+    assert scan("AKIA" + "IOSFODNN7EXAMPLE")
+    assert scan("sftp://drop:" + "s3cr3tpassw0rd@sftp.example.org/in")
+    assert scan("-----BEGIN OPENSSH " + "PRIVATE KEY-----")
+    assert scan("clk_" + "a" * 43)
+    assert not scan('password = os.environ["CITYLAKE_SFTP_PASSWORD"]')
+
+
+def test_no_credential_is_committed() -> None:
+    problems = []
+    for path in tracked_files():
+        if path.suffix in (".zip", ".png", ".parquet", ".xlsx") or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="ignore")
+        problems += [f"{path.relative_to(ROOT)}: {p}" for p in scan(text)]
+    assert problems == []
