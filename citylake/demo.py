@@ -117,6 +117,8 @@ def main(workdir: Path | None = None) -> int:
     print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "
           "count(*) filter (where not is_valid) as invalid from read_parquet('"
           + storage.url("staged/fare_transactions/*/*/*.parquet") + "', hive_partitioning=true) group by 1 order by 1\\\"))\"")
+    print(f"   API:    export CITYLAKE_LAKE_URI={storage.root_uri}; TOKEN=$(.venv/bin/citylake api-token add me --role analyst); "
+          ".venv/bin/citylake serve   then   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8000/v1/marts")
     return 0
 
 
