@@ -140,3 +140,24 @@ def test_no_credential_is_committed() -> None:
         text = path.read_text(encoding="utf-8", errors="ignore")
         problems += [f"{path.relative_to(ROOT)}: {p}" for p in scan(text)]
     assert problems == []
+
+
+@pytest.mark.s3
+def test_credentials_are_never_printed_or_logged(s3_settings, monkeypatch, capsys, caplog) -> None:
+    """The CLI's info, lake init and a failed S3 call, at DEBUG: no secret in output or logs."""
+    import logging
+
+    from citylake import cli
+    from tests.conftest import S3_SECRET
+
+    pseudonym_key = "pseudonym-key-for-the-log-test-42"
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", pseudonym_key)
+    caplog.set_level(logging.DEBUG)
+    assert cli.main(["-v", "info"]) == 0
+    assert cli.main(["-v", "lake", "init"]) == 0
+    assert cli.main(["-v", "lake", "get", "raw/operator=x/feed=y/received_date=2026-01-01/missing.csv"]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err + caplog.text
+    assert "lake" in text
+    for secret in (S3_SECRET, pseudonym_key):
+        assert secret not in text
