@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 NYC_FEED := .cache/nyc_subway_gtfs.zip
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench lock clean help
+.PHONY: install browser demo test lint bench lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
@@ -33,8 +33,15 @@ lock:
 demo: install
 	$(BIN)/python -m citylake.demo
 
+# The contract report is checked in Debian's headless Chromium: installed when missing (as root,
+# or through passwordless sudo); the browser test fails, never skips, without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO="sudo -n"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
-test: install
+test: install browser
 	$(BIN)/ruff check citylake ingestion quality tests dags
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
