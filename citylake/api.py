@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import threading
 import uuid
@@ -66,7 +65,6 @@ PUBLIC_MARTS = frozenset({"dim_calendar"})
 MAX_LIMIT = 5000
 FILTER_OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "like": "like",
               "null": "is null", "notnull": "is not null"}
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 FILTER_PATTERN = r"^[a-z_][a-z0-9_]*:(" + "|".join(FILTER_OPS) + r")(:.*)?$"
 ORDER_PATTERN = r"^-?[a-z_][a-z0-9_]*(,-?[a-z_][a-z0-9_]*)*$"
 FilterText = Annotated[str, StringConstraints(max_length=1000, pattern=FILTER_PATTERN)]
@@ -172,13 +170,13 @@ class Publication:
     """A DuckDB database of views over one pointer's marts; requests use cursors of it."""
 
     def __init__(self, settings: Settings, storage: LakeStorage, pointer: dict) -> None:
+        from quality.gate import published_views
+
         self.con = duck.connect(settings, storage)
+        published_views(self.con, storage, pointer)
         self.marts: dict[str, Mart] = {}
         for group, entry in sorted(pointer.get("groups", {}).items()):
-            for name, k in sorted(entry.get("marts", {}).items()):
-                if not _IDENT.match(name):
-                    continue
-                self.con.execute(f"create view {name} as select * from read_parquet('{storage.url(k)}')")
+            for name in sorted(entry.get("marts", {})):
                 cols = tuple((c, t) for c, t, *_ in self.con.execute(f"describe {name}").fetchall())
                 self.marts[name] = Mart(name, group, entry["publication_id"], entry.get("published_at"), cols)
 
