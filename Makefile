@@ -8,12 +8,13 @@ UV_VERSION := 0.13.9
 NYC_FEED := .cache/nyc_subway_gtfs.zip
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test lint bench lock clean help
+.PHONY: install browser demo test lint bench scaleout-check lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
+	@echo "make scaleout-check  the nightly refresh on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
 	@echo "make lint     ruff"
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
 
@@ -51,6 +52,9 @@ lint: install
 
 bench: install
 	$(BIN)/python -m citylake.bench
+
+scaleout-check: install
+	$(BIN)/python -m citylake.scaleout
 
 clean:
 	rm -rf lake drop build .pytest_cache

@@ -130,7 +130,7 @@ def run_dbt(args: Sequence[str], settings: Settings, storage: LakeStorage | None
 
 def build(settings: Settings, *, service_dates: Sequence[date] = (), full_refresh: bool = False,
           select: str | None = None, storage: LakeStorage | None = None, warehouse: Path | None = None,
-          extra_vars: dict | None = None) -> BuildResult:
+          extra_vars: dict | None = None, indirect_selection: str | None = None) -> BuildResult:
     """dbt seed + build (models and tests) for the given service dates (all when empty)."""
     dates = sorted({d.isoformat() for d in service_dates})
     vars_ = json.dumps({"service_dates": dates, **(extra_vars or {})})
@@ -138,7 +138,9 @@ def build(settings: Settings, *, service_dates: Sequence[date] = (), full_refres
     if full_refresh:
         args.append("--full-refresh")
     if select:
-        args += ["--select", select]
+        args += ["--select", *select.split()]
+    if indirect_selection:
+        args += ["--indirect-selection", indirect_selection]
     return run_dbt(args, settings, storage, warehouse)
 
 

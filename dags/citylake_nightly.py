@@ -5,8 +5,11 @@ logical date X works on service date X-1 and only sees files delivered by X's lo
 clearing a run or backfilling a range replays those nights as they were. Each task calls one
 function of ``citylake.orchestration``; the same steps run in-process with ``citylake run``.
 
-* ``ingest_all``: every operator feed, idempotent (what the per-feed DAGs already landed is skipped);
-* ``build_marts``: dbt build of the service dates that changed (all of them on a first build);
+* ``plan_ingest`` → ``ingest_references`` → ``ingest_dated`` → ``ingest_sweep``: the files not yet
+  landed, partitioned by (service date × operator × dependency group) and mapped over the
+  executor's workers (``citylake.partitions``); the sweep stages whatever a failed partition left;
+* ``plan_build`` → ``build_group`` (transit, parking, maintenance) → ``build_contract``: dbt build
+  of the service dates that changed (all of them on a first build), one dependency group per task;
 * ``audit_and_publish``: quality suites and the gate: each dependency group that passes is
   published by one atomic pointer switch, the others keep their last good publication;
 * ``notify``: a webhook/e-mail when a feed failed or a group was refused.
@@ -18,6 +21,7 @@ quarantined or refused). Backfill: ``airflow backfill create --dag-id nightly_re
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -25,6 +29,8 @@ from airflow.sdk import Asset, dag, task
 
 from citylake.orchestration import failure_callback
 
+# "none": only triggered or backfilled nights (the scale-out check, a test environment)
+SCHEDULE = os.environ.get("CITYLAKE_NIGHTLY_SCHEDULE", "30 6 * * *")
 PUBLISHED = Asset("citylake://published/CURRENT.json")
 
 default_args = {
@@ -38,7 +44,7 @@ default_args = {
 
 @dag(
     dag_id="nightly_refresh",
-    schedule="30 6 * * *",
+    schedule=None if SCHEDULE == "none" else SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Paris"),
     catchup=False,
     max_active_runs=1,
@@ -47,28 +53,57 @@ default_args = {
     doc_md=__doc__,
 )
 def nightly_refresh():
+    @task
+    def plan_ingest(kind: str, **context) -> list:
+        from citylake.partitions import plan_ingest as plan
+
+        return plan(as_of=context["logical_date"])[kind]
+
     @task(execution_timeout=timedelta(minutes=30))
-    def ingest_all(**context) -> dict:
-        from citylake.orchestration import ingest_all as run
-        from citylake.orchestration import no_retry
+    def ingest_references(partition: dict, **context) -> dict:
+        from citylake.partitions import ingest_partition
 
-        return no_retry(run)(as_of=context["logical_date"])
+        return ingest_partition(partition, as_of=context["logical_date"])
 
-    @task(execution_timeout=timedelta(hours=1))
-    def build_marts(ingested: dict, **context) -> dict:
-        from citylake.orchestration import build_marts as run
+    @task(execution_timeout=timedelta(minutes=30), trigger_rule="all_done")
+    def ingest_dated(partition: dict, **context) -> dict:
+        from citylake.partitions import ingest_partition
+
+        return ingest_partition(partition, as_of=context["logical_date"])
+
+    @task(execution_timeout=timedelta(minutes=30), trigger_rule="all_done")
+    def ingest_sweep(references: list, dated: list, **context) -> dict:
         from citylake.orchestration import no_retry, service_date_of
+        from citylake.partitions import sweep_ingest
 
-        dates = sorted({*ingested["changed_dates"], service_date_of(context["logical_date"]).isoformat()})
-        return no_retry(run)(dates, publication_id="set-by-the-gate")
+        swept = no_retry(sweep_ingest)(as_of=context["logical_date"])
+        partitions = [*(references or []), *(dated or [])]  # a failed partition has no result: the sweep redid its work
+        day = service_date_of(context["logical_date"]).isoformat()
+        staged = {d for p in partitions for d in p["changed_dates"]}
+        return {**swept, "partitions": len(partitions), "build_dates": sorted({*staged, *swept["changed_dates"], day})}
+
+    @task
+    def plan_build(ingested: dict) -> dict:
+        from citylake.partitions import plan_build as plan
+
+        return plan(ingested["build_dates"])
+
+    # one DuckDB warehouse, one writer: the group builds run one at a time, on any worker
+    @task(execution_timeout=timedelta(hours=1), max_active_tis_per_dagrun=1)
+    def build_group(plan: dict, group: str) -> dict:
+        from citylake.orchestration import no_retry
+        from citylake.partitions import build_group as run
+
+        return no_retry(run)(plan, group)
 
     @task(execution_timeout=timedelta(minutes=30), outlets=[PUBLISHED])
-    def audit_and_publish(build: dict, **context) -> dict:
+    def audit_and_publish(groups: list, contract: dict, **context) -> dict:
         from citylake.orchestration import audit_and_publish as run
         from citylake.orchestration import no_retry
+        from citylake.partitions import merge_builds
         from ingestion.run import new_run_id
 
-        return no_retry(run)(new_run_id(), build)
+        return no_retry(run)(new_run_id(), merge_builds([*groups, contract]))
 
     @task(trigger_rule="all_done", retries=0)
     def notify(ingested: dict, published: dict) -> list:
@@ -76,8 +111,15 @@ def nightly_refresh():
 
         return notify_outcome(ingested or {}, published or {})
 
-    ingested = ingest_all()
-    published = audit_and_publish(build_marts(ingested))
+    references = ingest_references.expand(partition=plan_ingest.override(task_id="plan_references")("references"))
+    dated = ingest_dated.expand(partition=plan_ingest.override(task_id="plan_dated")("dated"))
+    references >> dated
+    ingested = ingest_sweep(references, dated)
+    build_plan = plan_build(ingested)
+    groups = build_group.partial(plan=build_plan).expand(group=["transit", "parking", "maintenance"])
+    contract = build_group.override(task_id="build_contract")(build_plan, "contract")
+    groups >> contract
+    published = audit_and_publish(groups, contract)
     notify(ingested, published)
 
 

@@ -57,9 +57,14 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
     for op, n in expected_feeds.items():
         assert len([i for i in ids if i.startswith(f"ingest_{op}_")]) == n
     nightly = bag.get_dag("nightly_refresh")
-    assert {t.task_id for t in nightly.tasks} == {"ingest_all", "build_marts", "audit_and_publish", "notify"}
-    assert nightly.get_task("build_marts").upstream_task_ids == {"ingest_all"}
-    assert nightly.get_task("audit_and_publish").upstream_task_ids == {"build_marts"}
+    assert {t.task_id for t in nightly.tasks} == {
+        "plan_references", "plan_dated", "ingest_references", "ingest_dated", "ingest_sweep", "plan_build", "build_group",
+        "build_contract", "audit_and_publish", "notify"}
+    assert nightly.get_task("ingest_dated").upstream_task_ids == {"plan_dated", "ingest_references"}
+    assert nightly.get_task("ingest_sweep").upstream_task_ids == {"ingest_references", "ingest_dated"}
+    assert nightly.get_task("build_contract").upstream_task_ids == {"plan_build", "build_group"}
+    assert nightly.get_task("build_group").max_active_tis_per_dagrun == 1  # one warehouse writer
+    assert nightly.get_task("audit_and_publish").upstream_task_ids == {"build_group", "build_contract"}
     assert nightly.get_task("notify").trigger_rule == "all_done"
     ticketing = bag.get_dag("ingest_bus_ticketing")
     assert ticketing.get_task("land_and_parse").upstream_task_ids == {"wait_for_delivery"}
@@ -113,6 +118,22 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
         return con.sql(sql).fetchall()
 
     assert q("select distinct service_date from fct_stop_visit_loads") == [(date(2026, 3, 30),)]
+    ran = {ti.task_id for ti in run.get_task_instances()}
+    assert {"ingest_references", "ingest_dated", "build_group", "build_contract"} <= ran
+
+    # the partitioned night publishes the marts a single-process night (citylake run) publishes, row by row
+    from citylake.compare import compare_publications
+    from citylake.nightly import run_night
+
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "single-lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "single.duckdb"))
+    single = run_night(Settings(), as_of=pendulum.datetime(2026, 3, 31, 6, 30, tz="Europe/Paris"))
+    assert single.ok
+    single_storage = open_storage(Settings())
+    counts, diffs = compare_publications((storage, first), (single_storage, current(single_storage)))
+    assert diffs == [] and counts["fct_stop_visit_loads"] > 1000 and counts["mart_contract_kpis"] > 0
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
 
     # night of 1 April, with a broken parking delivery: transit moves on, parking keeps its last good
     occ = drop / "parking" / "occupancy" / "occupation_parcs_20260331.csv"
@@ -149,3 +170,28 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     rebuilt = con.sql("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all").fetchall()
     con.close()
     assert same(rebuilt, loads)
+
+
+def test_dbt_groups_build_every_node_exactly_once() -> None:
+    """The nightly's four dbt builds, as dbt itself selects them, cover the project once, no more."""
+    import json
+
+    from citylake.build import DBT_PROJECT
+    from citylake.partitions import BUILD_GROUPS, build_selections
+
+    selections = build_selections()
+    manifest = json.loads((DBT_PROJECT / "target" / "manifest.json").read_text())
+    everything = set(manifest["nodes"]) | set(manifest["unit_tests"])
+    seen: set[str] = set()
+    from dbt.cli.main import dbtRunner
+
+    for group in BUILD_GROUPS:
+        res = dbtRunner().invoke(["ls", "--select", *selections[group], "--indirect-selection", "empty",
+                                  "--resource-type", "all", "--output", "json", "--output-keys", "unique_id", "--quiet",
+                                  "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)])
+        assert res.success, res.exception
+        ids = {json.loads(line)["unique_id"] for line in res.result}
+        assert len(ids) == len(selections[group]) and not ids & seen, group
+        seen |= ids
+    assert seen == everything
+    assert "mart_contract_kpis" in selections["contract"] and "fct_stop_visit_loads" in selections["transit"]
