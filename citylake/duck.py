@@ -19,7 +19,7 @@ from citylake.errors import LakeConfigError
 from citylake.settings import Settings
 from citylake.storage import LakeStorage, ObjectInfo, S3Storage
 
-BUNDLED_EXTENSIONS = ("httpfs", "ducklake")
+BUNDLED_EXTENSIONS = ("httpfs", "ducklake", "encodings")
 
 
 def bundled_extension_file(name: str) -> Path:

@@ -210,6 +210,12 @@ def test_pseudonyms_are_stable_within_a_period_and_rotate_across() -> None:
     assert period_label(date(2026, 11, 22)) == "2026Q4"
     s = p.series(pl.Series(["a", None, "a", "b"]), date(2026, 1, 1))
     assert s[0] == s[2] != s[3] and s[1] is None
+    # the batch path is RFC 2104 HMAC, the same as the standard library's, for any key length
+    for key in (KEY, "k" * 100):
+        q = Pseudonymiser(key)
+        cards = ["123456789012", "P3742852440", "é-ünïcode", ""]
+        assert q.series(pl.Series(cards), date(2026, 5, 1)).to_list() == [q.one(c, date(2026, 5, 1)) for c in cards]
+    assert len(p.series(pl.Series([], dtype=pl.Utf8), date(2026, 1, 1))) == 0
 
 
 def test_same_card_same_pseudonym_across_days(clean_drop, tmp_path, monkeypatch) -> None:
