@@ -106,7 +106,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"citylake: error: {exc}", file=sys.stderr)
         return 2
     cfg = SimulationConfig(
-        network=args.network, start=args.start, days=args.days, scale=args.scale, out=args.out,
+        network=args.network, start=args.start, days=args.days, scale=args.scale, volume=args.volume, out=args.out,
         faults=kinds, seed=args.seed, school_zone=args.school_zone, insee=args.insee,
         progress=not args.no_progress,
     )
@@ -409,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date.fromisoformat, required=True, help="first service date, YYYY-MM-DD")
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--scale", choices=["small", "metro"], default="small")
+    p.add_argument("--volume", type=float, default=1.0, help="multiply the scale's validations and trips (e.g. 0.25, 2)")
     p.add_argument("--out", type=Path, default=Path("drop"))
     p.add_argument("--faults", default=None, help="comma list of fault kinds, or default, all, none")
     p.add_argument("--seed", type=int, default=42)

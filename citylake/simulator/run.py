@@ -48,6 +48,7 @@ class SimulationConfig:
     start: date
     days: int
     scale: str = "small"
+    volume: float = 1.0  # multiplies the scale's validations and trips (the benchmark's growth curve)
     out: Path = Path("drop")
     faults: tuple[str, ...] = ()
     seed: int = 42
@@ -79,6 +80,8 @@ class Simulation:
             raise ValueError(f"unknown scale {cfg.scale!r}: {', '.join(SCALES)}")
         if cfg.days < 1:
             raise ValueError("--days must be at least 1")
+        if not 0 < cfg.volume <= 16:
+            raise ValueError(f"--volume must be in ]0, 16], not {cfg.volume:g}")
         self.cfg = cfg
         self.p = cfg.params
         end = cfg.start + timedelta(days=cfg.days - 1)
@@ -88,7 +91,7 @@ class Simulation:
                 "(last Sunday of March or October)"
             )
         self.net: BaseNetwork = load_network(cfg.network)
-        target = SCALES[cfg.scale]
+        target = {k: (v * cfg.volume if v else v) for k, v in SCALES[cfg.scale].items()}
         weekday_trips = len(self.net.trips_on_template(self.net.template_for(0) or self.net.template_for(1)))
         self.tiles = max(1, round(target["trips"] / max(weekday_trips, 1))) if target["trips"] else 1
         self.per_tile = max(50, round(target["validations"] / (VALIDATIONS_PER_RIDER * self.tiles)))
@@ -150,6 +153,7 @@ class Simulation:
                 "start": cfg.start.isoformat(),
                 "days": self.summary["days"],
                 "scale": cfg.scale,
+                "volume": cfg.volume,
                 "tiles": self.tiles,
                 "population": len(self.pop),
                 "vehicles": len(self.fleet),

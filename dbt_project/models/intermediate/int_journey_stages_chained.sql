@@ -78,30 +78,42 @@ candidates as (
         and (targets.is_last_of_day or visits.actual_arrival_at <= targets.next_validated_at)
 ),
 
+-- the downstream stop nearest the target (ties: the earlier stop), by one hash aggregate rather
+-- than a window sort over every candidate (profiled: the slowest step of a metro night)
 nearest as (
-    select * from candidates
-    qualify row_number() over (
-        partition by service_date, source_sha256, source_row order by alight_to_target_m, alight_position
-    ) = 1
+    select
+        service_date,
+        source_sha256,
+        source_row,
+        arg_min(
+            {
+                'alight_position': alight_position, 'alight_stop_id': alight_stop_id,
+                'alight_stop_sequence': alight_stop_sequence, 'alighted_at': alighted_at,
+                'alight_lat': alight_lat, 'alight_lon': alight_lon, 'alight_to_target_m': alight_to_target_m
+            },
+            {'d': alight_to_target_m, 'p': alight_position}
+        ) as best
+    from candidates
+    group by service_date, source_sha256, source_row
 ),
 
 judged as (
     select
         targets.*,
-        nearest.alight_position,
-        nearest.alight_stop_id,
-        nearest.alight_stop_sequence,
-        nearest.alighted_at,
-        nearest.alight_lat,
-        nearest.alight_lon,
-        nearest.alight_to_target_m,
+        nearest.best.alight_position,
+        nearest.best.alight_stop_id,
+        nearest.best.alight_stop_sequence,
+        nearest.best.alighted_at,
+        nearest.best.alight_lat,
+        nearest.best.alight_lon,
+        nearest.best.alight_to_target_m,
         case
             when targets.fare_media_type = 'Ticket papier' then 'paper_ticket'
             when targets.boardings_of_day = 1 then 'single_boarding'
             when targets.origin_to_target_m < {{ var('chaining_min_origin_target_m') }} then 'target_is_origin'
-            when nearest.alight_position is null then 'no_stop_before_next_boarding'
-            when nearest.alight_to_target_m > {{ var('chaining_max_walk_m') }} then 'too_far_from_target'
-            when nearest.alight_to_target_m >= targets.origin_to_target_m then 'moving_away'
+            when nearest.best.alight_position is null then 'no_stop_before_next_boarding'
+            when nearest.best.alight_to_target_m > {{ var('chaining_max_walk_m') }} then 'too_far_from_target'
+            when nearest.best.alight_to_target_m >= targets.origin_to_target_m then 'moving_away'
         end as not_inferred_reason
     from targets
     left join nearest using (service_date, source_sha256, source_row)
