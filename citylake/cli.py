@@ -196,6 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     """Audit the current warehouse and publish the groups that pass (no ingest, no build)."""
     from citylake.build import staged_dates, warehouse_path
+    from citylake.lock import lake_lock
     from citylake.nightly import staged_inputs
     from citylake.storage import open_storage
     from ingestion.run import new_run_id
@@ -204,7 +205,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = _settings()
     storage = open_storage(settings)
     dates = [args.date] if args.date else staged_dates(storage)
-    gate = run_gate(storage, warehouse_path(settings), new_run_id(), dates, inputs=staged_inputs(storage))
+    run_id = new_run_id()
+    with lake_lock(storage, "nightly", owner=run_id):  # never two publications at once
+        gate = run_gate(storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage))
     _print_gate(gate, storage)
     return 0 if gate.all_published else 1
 
@@ -371,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show the effective settings (secrets masked)")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("install-extensions", help="install DuckDB's httpfs/ducklake from their wheels (offline)")
+    p = sub.add_parser("install-extensions", help="install DuckDB's httpfs/ducklake/encodings from their wheels (offline)")
     p.set_defaults(func=cmd_install_extensions)
 
     lake = sub.add_parser("lake", help="the lake itself: init, ls, put, get, stat")

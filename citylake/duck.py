@@ -1,7 +1,7 @@
 """DuckDB and Polars over the lake, the same way for ``file://`` and ``s3://``.
 
 DuckDB cannot download extensions here (nor in many locked-down city networks), so the
-``httpfs`` and ``ducklake`` extensions come from their PyPI wheels
+``httpfs``, ``ducklake`` and ``encodings`` (Windows-1252 CSVs) extensions come from their PyPI wheels
 (``duckdb-extension-httpfs==1.5.5``...) and are installed from the file they ship.
 ``install_bundled_extensions`` does it once (``make install``); ``connect`` does it on demand.
 """

@@ -8,7 +8,7 @@ Frictionless ``datapackage.json`` (licence ODbL, source, schema), then
   looks like an id of a person is refused outright;
 * small counts are suppressed: a count below ``k`` (default 10) becomes empty and the row says
   ``is_suppressed`` (k is configurable: ``CITYLAKE_OPENDATA_K``);
-* text cells that a spreadsheet would run as a formula (starting with ``= + - @``) are
+* text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) are
   neutralised in the CSV with a leading apostrophe.
 """
 
@@ -27,7 +27,7 @@ from citylake.lake import Zone, key
 from citylake.storage import LakeStorage
 
 FORBIDDEN_COLUMNS = re.compile(r"(fare_media|card|serial|pseudonym|rider|person|email|phone)", re.IGNORECASE)
-FORMULA_START = ("=", "+", "-", "@")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: also tab and CR
 LICENSE = {"name": "ODbL-1.0", "title": "Open Data Commons Open Database License 1.0", "path": "https://opendatacommons.org/licenses/odbl/1-0/"}
 
 

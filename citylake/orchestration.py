@@ -105,9 +105,13 @@ def build_marts(dates: list[str], publication_id: str, full_refresh: bool = Fals
 
 
 def audit_and_publish(run_id: str, build: dict[str, Any]) -> dict[str, Any]:
-    """Run the gate on the candidate warehouse; publish every group that passes."""
+    """Run the gate on the candidate warehouse; publish every group that passes.
+
+    Holds the lake's ``nightly`` lock, as ``citylake run`` does: two publications never interleave
+    (a held lock is transient: Airflow retries the task with backoff)."""
     from pathlib import Path
 
+    from citylake.lock import lake_lock
     from citylake.nightly import month_to_date_reports, staged_inputs
     from citylake.settings import Settings
     from citylake.storage import open_storage
@@ -116,8 +120,9 @@ def audit_and_publish(run_id: str, build: dict[str, Any]) -> dict[str, Any]:
     settings = Settings()
     storage = open_storage(settings)
     dates = [date.fromisoformat(d) for d in build["service_dates"]]
-    gate = run_gate(storage, Path(build["warehouse"]), run_id, dates, build["results"], inputs=staged_inputs(storage))
-    reports, report_error = month_to_date_reports(settings, storage, gate.published_groups, dates)
+    with lake_lock(storage, "nightly", owner=run_id):
+        gate = run_gate(storage, Path(build["warehouse"]), run_id, dates, build["results"], inputs=staged_inputs(storage))
+        reports, report_error = month_to_date_reports(settings, storage, gate.published_groups, dates)
     return {"run_id": run_id, "publication_id": gate.publication_id, "published": gate.published_groups,
             "refused": gate.refused_groups, "warnings": gate.warnings,
             "report": storage.url(gate.report_key) if gate.report_key else None,

@@ -52,6 +52,34 @@ class Parsed:
         return {r: int(n) for r, n in reasons.sort("len", descending=True).iter_rows()}
 
 
+# -- hostile input -------------------------------------------------------------------------
+#: No row of any contract comes near these (a metro validation line is ~100 bytes, an AVL line
+#: ~400); beyond them a file is refused before it is decoded or split, so a 2 GB line or a
+#: million columns cannot take the parser's memory or time.
+MAX_LINE_BYTES = 1024 * 1024
+MAX_COLUMNS = 1000
+
+
+def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
+    """Return the length in bytes of the longest line, scanning 64 MB at a time (numpy)."""
+    import numpy as np
+
+    longest, start = 0, 0  # start: offset where the current line began
+    for base in range(0, len(data), chunk):
+        view = np.frombuffer(memoryview(data)[base:base + chunk], dtype=np.uint8)
+        ends = np.flatnonzero(view == 10) + base
+        if len(ends):
+            longest = max(longest, int(ends[0] - start), int(np.diff(ends).max(initial=0)) - 1 if len(ends) > 1 else 0)
+            start = int(ends[-1]) + 1
+    return max(longest, len(data) - start)
+
+
+def check_shape(contract: Contract, data: bytes, name: str) -> None:
+    """Refuse a text delivery whose longest line exceeds MAX_LINE_BYTES."""
+    if len(data) > MAX_LINE_BYTES and (n := longest_line(data)) > MAX_LINE_BYTES:
+        raise Refused(f"{name}: a line of {n:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit of any {contract.key} row")
+
+
 # -- decoding ------------------------------------------------------------------------------
 def decode(contract: Contract, data: bytes, name: str) -> tuple[str, list[str]]:
     """Return the text of a delivery and warnings, or raise Refused."""
@@ -111,6 +139,9 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
     if term == "\r\n":
         lines = lines.str.strip_suffix("\r")
     header = next(csv.reader([lines[0]], delimiter=delim))
+    if len(header) > MAX_COLUMNS:
+        raise Refused(f"{name}: {len(header):,} columns in the header, over the {MAX_COLUMNS:,} any file may have "
+                      f"({contract.key} expects {len(contract.headers)})")
     warnings = _header_check(contract, header, name)
     body = lines.slice(1)
     n_fields = len(header)
@@ -323,6 +354,7 @@ def parse(contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris") 
     if fmt == "xlsx":
         frame, warnings = read_xlsx_bytes(contract, data, name)
     else:
+        check_shape(contract, data, name)
         text, warnings = decode(contract, data, name)
         if fmt == "csv":
             frame, more = read_csv_text(contract, text, name)

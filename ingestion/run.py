@@ -365,8 +365,9 @@ class Ingestion:
                 if not zipfile.is_zipfile(path):
                     raise DataError(f"{f.name}: not a zip archive")
                 feed = gtfs.read_feed(path)
-            except DataError as exc:
-                self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, str(exc))
+            except DataError as exc:  # named by the delivered file, not the temporary copy
+                reason = str(exc).replace(str(path), f.name)
+                self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, reason)
                 return
         dates = sorted(gtfs.service_dates(feed))
         info = feed.get("feed_info")

@@ -111,3 +111,64 @@ def published_settings(base: Path) -> Settings:
     """Settings reading the ``published`` fixture's lake (the environment is cleaned per test)."""
     return Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
                                     duckdb_memory_limit="4GB", api_tokens_file=str(base / "api_tokens.json"))
+
+
+# -- RELIABILITY.md: every row is written by the test that checks it ---------------------------
+#: The rows of RELIABILITY.md, in order: key -> the fault, as the table names it.
+RELIABILITY_ROWS = {
+    "kill_ingest": "process killed at a random lake write during ingestion, then rerun",
+    "kill_gate": "process killed at a random lake write during the gate and publication, then rerun",
+    "kill_dbt": "process SIGKILLed at a random moment of the dbt build, then rerun",
+    "s3_5xx": "S3 answers 503 SlowDown to the first attempt of every request",
+    "s3_slow": "S3 answers slowly (0.3 s added to every request)",
+    "s3_restart": "S3 server stopped and restarted in the middle of a run",
+    "s3_down": "S3 down for longer than the retry budget",
+    "s3_cut": "an upload cut in the middle of its body, every attempt",
+    "disk_full": "disk full (ENOSPC) while writing the local lake",
+    "permission": "permission denied (EACCES) on the local lake",
+    "two_nights": "two publications started at the same moment",
+    "dead_lock_owner": "the lock of a killed night left behind",
+    "simulator_faults": "every simulator fault kind (missing, late, duplicate, truncated, drift, encoding, rows, DST, …)",
+    "zip_bomb": "zip bomb delivered as a GTFS feed",
+    "wide_csv": "CSV with 10^6 columns",
+    "long_line": "CSV with one line far over the limit",
+    "invalid_utf8": "invalid UTF-8 in a UTF-8 extract",
+    "formula_injection": "formula injection (=, +, -, @ at cell start) in text fields of the exports",
+    "path_traversal": "path traversal and hostile characters in delivered file names",
+}
+_RELIABILITY: dict[str, dict] = {}
+
+
+@pytest.fixture
+def reliability(request):
+    """Record a row of RELIABILITY.md: what was tried, how many times, survived, lost (must be 0)."""
+
+    def record(key: str, tried: int, survived: int, lost: int, outcome: str) -> None:
+        assert key in RELIABILITY_ROWS, key
+        _RELIABILITY[key] = {"tried": tried, "survived": survived, "lost": lost, "outcome": outcome,
+                             "test": f"{request.node.path.name}::{request.node.name}"}
+
+    return record
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Rewrite RELIABILITY.md when every row's test ran and the whole session passed."""
+    if exitstatus != 0 or set(_RELIABILITY) != set(RELIABILITY_ROWS):
+        return
+    lines = [
+        "# Reliability",
+        "",
+        "Written by `make test` (tests/conftest.py) from the fault-injection tests: each row is recorded by the",
+        "test named in it, after its assertions passed, and the file is rewritten only when the whole suite passed.",
+        "The faults are seeded: the same code gives the same table. *Lost* counts delivered files missing from raw,",
+        "staged rows duplicated or missing, published marts half-written or mixed across versions: it must be 0.",
+        "",
+        "| fault | tried | survived | lost | what happens | test |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, fault in RELIABILITY_ROWS.items():
+        r = _RELIABILITY[key]
+        lines.append(f"| {fault} | {r['tried']} | {r['survived']} | {r['lost']} | {r['outcome']} | `{r['test']}` |")
+    total = sum(r["tried"] for k, r in _RELIABILITY.items() if k.startswith("kill_"))
+    lines += ["", f"Kill points across ingestion, dbt, the gate and publication: {total}.", ""]
+    (ROOT / "RELIABILITY.md").write_text("\n".join(lines))

@@ -93,7 +93,7 @@ def two_days(tmp_path_factory) -> Path:
     return drop
 
 
-def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeypatch) -> None:
+def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeypatch, capfd, airflow_home) -> None:
     drop = tmp_path / "drop"
     shutil.copytree(two_days, drop)
     monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
@@ -170,6 +170,12 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     rebuilt = con.sql("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all").fetchall()
     con.close()
     assert same(rebuilt, loads)
+
+    # no secret in what the tasks printed or logged (the pseudonym key is this lake's only secret)
+    out, err = capfd.readouterr()
+    logs = "".join(p.read_text(errors="replace") for p in Path(airflow_home).rglob("*.log"))
+    assert "ingest_dated" in out + err + logs  # the tasks' output was captured
+    assert KEY not in out + err + logs
 
 
 def test_dbt_groups_build_every_node_exactly_once() -> None:
