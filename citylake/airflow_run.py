@@ -65,10 +65,10 @@ def run_nights(service_dates: list[date], tz: str = "Europe/Paris") -> list[Nigh
         start = time.perf_counter()
         dagrun = dag.test(logical_date=logical)
         wall = time.perf_counter() - start
-        tasks = {}
-        for ti in dagrun.get_task_instances():
+        tasks: dict[str, float] = {}
+        for ti in dagrun.get_task_instances():  # mapped tasks: one instance per map index, summed
             if ti.start_date and ti.end_date:
-                tasks[ti.task_id] = (ti.end_date - ti.start_date).total_seconds()
+                tasks[ti.task_id] = tasks.get(ti.task_id, 0.0) + (ti.end_date - ti.start_date).total_seconds()
         runs.append(NightRun(logical, str(dagrun.state), wall, sum(tasks.values()), tasks))
     return runs
 
