@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 NYC_FEED := .cache/nyc_subway_gtfs.zip
 PYTEST_ARGS ?=
+PY_DIRS := citylake ingestion quality devtools tests dags
 
 .PHONY: install browser demo test lint bench scaleout-check lock clean help
 
@@ -15,7 +16,7 @@ help:
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
 	@echo "make scaleout-check  the nightly refresh on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
-	@echo "make lint     ruff"
+	@echo "make lint     ruff and the import-direction contracts"
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
 
 # The venv is built from the committed lock (constraints.txt), as Airflow recommends.
@@ -32,7 +33,7 @@ lock:
 	  --python-platform x86_64-manylinux_2_28 -o constraints.txt
 
 demo: install
-	$(BIN)/python -m citylake.demo
+	$(BIN)/python -m devtools.demo
 
 # The contract report is checked in Debian's headless Chromium: installed when missing (as root,
 # or through passwordless sudo); the browser test fails, never skips, without it.
@@ -42,19 +43,22 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
+# Lint first (ruff; the import direction between rooms, pyproject's [tool.importlinter]), then pytest.
 test: install browser
-	$(BIN)/ruff check citylake ingestion quality tests dags
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/lint-imports
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
-	$(BIN)/ruff check citylake ingestion quality tests dags
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/lint-imports
 
 bench: install
-	$(BIN)/python -m citylake.bench
+	$(BIN)/python -m devtools.bench
 
 scaleout-check: install
-	$(BIN)/python -m citylake.scaleout
+	$(BIN)/python -m devtools.scaleout
 
 clean:
 	rm -rf lake drop build .pytest_cache

@@ -14,21 +14,20 @@ from collections.abc import Callable, Sequence
 from datetime import date as date_
 from pathlib import Path
 
-from citylake.errors import CitylakeError
+from citylake.core.errors import CitylakeError
 
 log = logging.getLogger("citylake")
 
 Handler = Callable[[argparse.Namespace], int]
-SAMPLE_NETWORK = Path(__file__).parent / "data" / "cairns_gtfs.zip"
 
 def _settings():
-    from citylake.settings import Settings
+    from citylake.core.settings import Settings
 
     return Settings()
 
 
 def _storage(settings=None):
-    from citylake.storage import open_storage
+    from citylake.core.storage import open_storage
 
     return open_storage(settings or _settings())
 
@@ -46,7 +45,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_install_extensions(args: argparse.Namespace) -> int:
     """Install the DuckDB extensions shipped as wheels into DuckDB's extension directory."""
-    from citylake.duck import install_bundled_extensions
+    from citylake.core.duck import install_bundled_extensions
 
     for name in install_bundled_extensions():
         print(f"installed DuckDB extension {name} (offline, from its wheel)")
@@ -55,7 +54,7 @@ def cmd_install_extensions(args: argparse.Namespace) -> int:
 
 def cmd_lake_init(args: argparse.Namespace) -> int:
     """Create the lake (bucket on S3) and check it can be written and read by DuckDB."""
-    from citylake.doctor import init_lake
+    from citylake.core.doctor import init_lake
 
     for line in init_lake(_settings()):
         print(line)
@@ -95,35 +94,6 @@ def cmd_lake_stat(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    """Simulate operators' deliveries and the ground truth."""
-    from citylake.simulator.faults import parse_faults
-    from citylake.simulator.run import SimulationConfig, simulate
-
-    try:
-        kinds = parse_faults(args.faults)
-    except ValueError as exc:
-        print(f"citylake: error: {exc}", file=sys.stderr)
-        return 2
-    cfg = SimulationConfig(
-        network=args.network, start=args.start, days=args.days, scale=args.scale, volume=args.volume, out=args.out,
-        faults=kinds, seed=args.seed, school_zone=args.school_zone, insee=args.insee,
-        progress=not args.no_progress,
-    )
-    try:
-        summary = simulate(cfg)
-    except ValueError as exc:
-        print(f"citylake: error: {exc}", file=sys.stderr)
-        return 2
-    total = sum(d["validations"] for d in summary["days"])
-    print(
-        f"simulated {len(summary['days'])} day(s) of {summary['network_name']} x{summary['tiles']} tile(s): "
-        f"{total:,} validations, {summary['vehicles']} vehicles, {summary['car_parks']} car parks"
-    )
-    print(f"deliveries: {args.out.resolve()}/{{bus,parking}}/…  truth: {args.out.resolve()}/truth/")
-    return 0
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Land, parse and stage operators' deliveries."""
     from ingestion.run import ingest
@@ -140,7 +110,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """dbt build of the marts into the warehouse (candidate) for some or all service dates."""
-    from citylake.build import build
+    from citylake.build.dbt import build
 
     dates = [date_.fromisoformat(d) for d in args.dates.split(",")] if args.dates else []
     result = build(_settings(), service_dates=dates, full_refresh=args.full_refresh, select=args.select)
@@ -151,18 +121,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     for r in result.failures:
         print(f"  {r['status']}: {r['node']}: {(r['message'] or '').strip()[:500]}", file=sys.stderr)
     return 0 if result.success else 1
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Accuracy of the marts against a simulator output folder's ground truth."""
-    from citylake.build import warehouse_path
-    from citylake.evaluate import evaluate
-
-    settings = _settings()
-    figures = evaluate(args.truth, args.warehouse or warehouse_path(settings), settings.timezone)
-    for name, value in figures.items():
-        print(f"{name}: {value:.4f}" if not float(value).is_integer() else f"{name}: {int(value)}")
-    return 0
 
 
 def _print_gate(gate, storage) -> None:
@@ -180,8 +138,8 @@ def _print_gate(gate, storage) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole night in-process: ingest, build, audit, publish, report, notify."""
-    from citylake.nightly import run_night
-    from citylake.storage import open_storage
+    from citylake.core.storage import open_storage
+    from citylake.night.steps import run_night
 
     settings = _settings()
     night = run_night(settings, service_date=args.date, as_of=args.as_of, full_refresh=args.full_refresh)
@@ -195,26 +153,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Audit the current warehouse and publish the groups that pass (no ingest, no build)."""
-    from citylake.build import staged_dates, warehouse_path
-    from citylake.lock import lake_lock
-    from citylake.nightly import staged_inputs
-    from citylake.storage import open_storage
-    from ingestion.run import new_run_id
-    from quality.gate import run_gate
+    from citylake.core.storage import open_storage
+    from citylake.night.steps import publish_only
 
     settings = _settings()
-    storage = open_storage(settings)
-    dates = [args.date] if args.date else staged_dates(storage)
-    run_id = new_run_id()
-    with lake_lock(storage, "nightly", owner=run_id):  # never two publications at once
-        gate = run_gate(storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage))
-    _print_gate(gate, storage)
+    gate = publish_only(settings, args.date)
+    _print_gate(gate, open_storage(settings))
     return 0 if gate.all_published else 1
 
 
 def cmd_publications(args: argparse.Namespace) -> int:
-    from citylake.storage import open_storage
-    from quality.gate import current, registry
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import current, registry
 
     storage = open_storage(_settings())
     now = current(storage).get("groups", {})
@@ -228,9 +178,9 @@ def cmd_publications(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """SQL over the published marts (as CURRENT.json says, or as of a publication or date)."""
-    from citylake import duck
-    from citylake.storage import open_storage
-    from quality.gate import pointer_as_of, published_views
+    from citylake.core import duck
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import pointer_as_of, published_views
 
     settings = _settings()
     storage = open_storage(settings)
@@ -247,10 +197,10 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_opendata(args: argparse.Namespace) -> int:
     """ODbL exports of what is published now (small counts suppressed, no identifiers)."""
-    from citylake import duck
-    from citylake.opendata import export
-    from citylake.storage import open_storage
-    from quality.gate import current, published_views
+    from citylake.consumers.opendata import export
+    from citylake.core import duck
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import current, published_views
 
     settings = _settings()
     storage = open_storage(settings)
@@ -261,16 +211,16 @@ def cmd_opendata(args: argparse.Namespace) -> int:
     con = duck.connect(settings, storage)
     published_views(con, storage, pointer)
     pub = max(e["publication_id"] for e in pointer["groups"].values())
-    for k in export(storage, con, pub, args.k):
+    for k in export(storage, con, pub, args.k or settings.opendata_k):
         print(storage.url(k))
     return 0
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     """A DuckDB file of views over the published marts, for the DuckDB CLI, Python or a BI tool."""
-    from citylake.opendata import write_catalog
-    from citylake.storage import open_storage
-    from quality.gate import pointer_as_of
+    from citylake.consumers.opendata import write_catalog
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import pointer_as_of
 
     storage = open_storage(_settings())
     names = write_catalog(args.out.resolve(), storage, pointer_as_of(storage, args.as_of))
@@ -281,10 +231,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """The monthly report of an operator, from one publication (now, or as of an id or date)."""
-    from citylake import duck
-    from citylake.report import write_report
-    from citylake.storage import open_storage
-    from quality.gate import pointer_as_of, published_views
+    from citylake.consumers.contract_report import write_report
+    from citylake.core import duck
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import pointer_as_of, published_views
 
     settings = _settings()
     storage = open_storage(settings)
@@ -301,7 +251,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_retention(args: argparse.Namespace) -> int:
     """Purge raw files of personal-data feeds past their retention period (RGPD)."""
-    from citylake.retention import purge_personal_raw
+    from ingestion.retention import purge_personal_raw
 
     settings = _settings()
     record = purge_personal_raw(_storage(settings), settings, dry_run=args.dry_run)
@@ -316,7 +266,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """The read-only HTTP API over the published marts (uvicorn)."""
     import uvicorn
 
-    from citylake.api import TokenRegister, create_app
+    from citylake.consumers.api import TokenRegister, create_app
 
     settings = _settings()
     if not TokenRegister(settings.api_tokens_file).entries():
@@ -330,7 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_api_token(args: argparse.Namespace) -> int:
     """Manage the API's tokens; the register keeps sha256 hashes only."""
-    from citylake.api import TokenRegister
+    from citylake.consumers.api import TokenRegister
 
     register = TokenRegister(_settings().api_tokens_file)
     if args.token_command == "add":
@@ -349,7 +299,7 @@ def cmd_api_token(args: argparse.Namespace) -> int:
 
 def cmd_api_spec(args: argparse.Namespace) -> int:
     """Write the API's OpenAPI document."""
-    from citylake.api import write_openapi
+    from citylake.consumers.api import write_openapi
 
     print(write_openapi(args.out))
     return 0
@@ -401,26 +351,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from datetime import date as _date
 
-    from citylake.simulator.faults import FAULT_KINDS
-
-    p = sub.add_parser(
-        "simulate",
-        help="simulate operators' daily deliveries from a real GTFS network, with ground truth",
-        description="Faults: " + "; ".join(f"{k} ({v})" for k, v in FAULT_KINDS.items()),
-    )
-    p.add_argument("--network", type=Path, default=SAMPLE_NETWORK, help="GTFS zip or folder (default: the sample network)")
-    p.add_argument("--start", type=_date.fromisoformat, required=True, help="first service date, YYYY-MM-DD")
-    p.add_argument("--days", type=int, default=1)
-    p.add_argument("--scale", choices=["small", "metro"], default="small")
-    p.add_argument("--volume", type=float, default=1.0, help="multiply the scale's validations and trips (e.g. 0.25, 2)")
-    p.add_argument("--out", type=Path, default=Path("drop"))
-    p.add_argument("--faults", default=None, help="comma list of fault kinds, or default, all, none")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--school-zone", choices=["A", "B", "C"], default="C")
-    p.add_argument("--insee", default="99999", help="commune code for car-park ids (INSEE-P-NNN)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_simulate)
-
     p = sub.add_parser("ingest", help="land, parse and stage operators' deliveries (raw, staged, manifest)")
     p.add_argument("--operator", help="only this operator (ingestion/operators.yaml)")
     p.add_argument("--feed", help="only this feed")
@@ -436,11 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
     p.add_argument("--select", help="dbt selection, e.g. 'marts.transit'")
     p.set_defaults(func=cmd_build)
-
-    p = sub.add_parser("evaluate", help="accuracy of the transit marts against a simulator's ground truth")
-    p.add_argument("--truth", type=Path, required=True, help="a citylake simulate output folder")
-    p.add_argument("--warehouse", type=Path, help="DuckDB warehouse to evaluate (default: CITYLAKE_WAREHOUSE)")
-    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="the whole night in-process: ingest, build, audit, publish, report")
     p.add_argument("--date", type=_date.fromisoformat, help="also (re)build this service date")

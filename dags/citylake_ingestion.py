@@ -1,34 +1,28 @@
-"""One ingestion DAG per operator feed, generated from ingestion/operators.yaml.
+"""One ingestion DAG per operator feed, generated from the registry (ingestion/operators.yaml).
 
 Each waits for the day's delivery (a sensor in reschedule mode, giving up at the contract's
 deadline: a missing delivery is then recorded by the manifest and counted by the data-delivery
 KPI, it never blocks other operators), lands and parses it, and updates the staged dataset's
 Asset. Registers and networks (gtfs, fleet, facilities) are delivered when they change: their
-DAG just takes whatever is there. Onboarding an operator is an entry in operators.yaml.
+DAG just takes whatever is there (``reference: true`` in their extract contracts). Onboarding an
+operator is an entry in operators.yaml and its extract contracts.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
-import yaml
 from airflow.sdk import Asset, dag, task
 
-from citylake.orchestration import failure_callback
-
-CONFIG = Path(__file__).resolve().parents[1] / "ingestion" / "operators.yaml"
-REGISTERS = {"gtfs", "fleet", "facilities"}
-DATASETS = {
-    "ticketing": "fare_transactions", "avl": "stop_visits", "trips": "trips_performed", "apc": "passenger_events",
-    "maintenance": "work_orders", "fleet": "vehicles", "occupancy": "parking_occupancy",
-    "facilities": "parking_facilities", "gtfs": "gtfs_feed_versions",
-}
+from citylake.night.airflow import failure_callback
+from ingestion import registry
 
 
 def make_dag(operator: str, feed: str):
-    dataset = Asset(f"citylake://staged/{DATASETS.get(feed, feed)}")
+    c = registry.contract(operator, feed)
+    dataset = Asset(f"citylake://staged/{c.staged['dataset']}")
+    is_register = c.reference
 
     @dag(
         dag_id=f"ingest_{operator}_{feed}",
@@ -42,22 +36,26 @@ def make_dag(operator: str, feed: str):
         doc_md=__doc__,
     )
     def ingestion_dag():
-        if feed not in REGISTERS:
+        if not is_register:
             # wait until the delivery deadline (D+1 06:00 from this 01:00 run), then give up softly
             @task.sensor(poke_interval=300, timeout=5 * 3600, mode="reschedule", soft_fail=True)
             def wait_for_delivery(**context) -> bool:
-                from citylake.orchestration import delivery_present, service_date_of
+                from citylake.core.settings import Settings
+                from citylake.night.airflow import service_date_of
+                from citylake.night.steps import delivery_present
 
-                return delivery_present(operator, feed, service_date_of(context["logical_date"]))
+                return delivery_present(Settings(), operator, feed, service_date_of(context["logical_date"]))
 
         @task(outlets=[dataset], trigger_rule="none_failed", execution_timeout=timedelta(minutes=30))
         def land_and_parse(**context) -> dict:
-            from citylake.orchestration import ingest_feed, no_retry, service_date_of
+            from citylake.core.settings import Settings
+            from citylake.night.airflow import no_retry, service_date_of
+            from citylake.night.steps import ingest_feed
 
-            day = None if feed in REGISTERS else service_date_of(context["logical_date"])
-            return no_retry(ingest_feed)(operator, feed, day)
+            day = None if is_register else service_date_of(context["logical_date"])
+            return no_retry(ingest_feed)(Settings(), operator, feed, day)
 
-        if feed in REGISTERS:
+        if is_register:
             land_and_parse()
         else:
             wait_for_delivery() >> land_and_parse()
@@ -65,6 +63,6 @@ def make_dag(operator: str, feed: str):
     return ingestion_dag()
 
 
-for _operator, _spec in yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["operators"].items():
+for _operator, _spec in registry.operators().items():
     for _feed in _spec["feeds"]:
         globals()[f"ingest_{_operator}_{_feed}"] = make_dag(_operator, _feed)

@@ -3,15 +3,17 @@
 Runs at 06:30 Europe/Paris, after the contracts' delivery deadline (D+1 06:00): the night of
 logical date X works on service date X-1 and only sees files delivered by X's logical time, so
 clearing a run or backfilling a range replays those nights as they were. Each task calls one
-function of ``citylake.orchestration``; the same steps run in-process with ``citylake run``.
+function of ``citylake.night.airflow``; the same steps run in-process with ``citylake run``.
 
 * ``plan_ingest`` → ``ingest_references`` → ``ingest_dated`` → ``ingest_sweep``: the files not yet
   landed, partitioned by (service date × operator × dependency group) and mapped over the
-  executor's workers (``citylake.partitions``); the sweep stages whatever a failed partition left;
-* ``plan_build`` → ``build_group`` (transit, parking, maintenance) → ``build_contract``: dbt build
-  of the service dates that changed (all of them on a first build), one dependency group per task;
-* ``audit_and_publish``: quality suites and the gate: each dependency group that passes is
-  published by one atomic pointer switch, the others keep their last good publication;
+  executor's workers (``citylake.night.partitions``); the sweep stages whatever a failed partition left;
+* ``plan_build`` → ``build_group`` (the groups that depend on no other: transit, parking,
+  maintenance) → ``build_contract``: dbt build of the service dates that changed (all of them on
+  a first build), one publication group per task (groups from ``ingestion/operators.yaml``);
+* ``audit_and_publish``: quality suites and the gate: each publication group that passes is
+  published by one atomic pointer switch, the others keep their last good publication; when a
+  group is refused the task fails (``PublicationRefused``, no retry) with the reason;
 * ``notify``: a webhook/e-mail when a feed failed or a group was refused.
 
 Retries with backoff for transient faults (network, S3); data faults never retry (they are
@@ -21,16 +23,19 @@ quarantined or refused). Backfill: ``airflow backfill create --dag-id nightly_re
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from citylake.orchestration import failure_callback
+from citylake.core.settings import Settings
+from citylake.night.airflow import failure_callback
+from ingestion import registry
 
 # "none": only triggered or backfilled nights (the scale-out check, a test environment)
-SCHEDULE = os.environ.get("CITYLAKE_NIGHTLY_SCHEDULE", "30 6 * * *")
+SCHEDULE = Settings().nightly_schedule
+INDEPENDENT = [g for g, deps in registry.group_depends().items() if not deps]
+DEPENDENT = [g for g, deps in registry.group_depends().items() if deps]
 PUBLISHED = Asset("citylake://published/CURRENT.json")
 
 default_args = {
@@ -55,28 +60,35 @@ default_args = {
 def nightly_refresh():
     @task
     def plan_ingest(kind: str, **context) -> list:
-        from citylake.partitions import plan_ingest as plan
+        from citylake.core.settings import Settings
+        from citylake.night.steps import plan_ingest as plan
 
-        return plan(as_of=context["logical_date"])[kind]
+        return plan(Settings(), as_of=context["logical_date"])[kind]
 
     @task(execution_timeout=timedelta(minutes=30))
     def ingest_references(partition: dict, **context) -> dict:
-        from citylake.partitions import ingest_partition
+        from citylake.core.settings import Settings
+        from citylake.night.airflow import no_retry
+        from citylake.night.steps import ingest_partition
 
-        return ingest_partition(partition, as_of=context["logical_date"])
+        return no_retry(ingest_partition)(Settings(), partition, as_of=context["logical_date"])
 
     @task(execution_timeout=timedelta(minutes=30), trigger_rule="all_done")
     def ingest_dated(partition: dict, **context) -> dict:
-        from citylake.partitions import ingest_partition
+        from citylake.core.settings import Settings
+        from citylake.night.airflow import no_retry
+        from citylake.night.steps import ingest_partition
 
-        return ingest_partition(partition, as_of=context["logical_date"])
+        return no_retry(ingest_partition)(Settings(), partition, as_of=context["logical_date"])
 
     @task(execution_timeout=timedelta(minutes=30), trigger_rule="all_done")
     def ingest_sweep(references: list, dated: list, **context) -> dict:
-        from citylake.orchestration import no_retry, service_date_of
-        from citylake.partitions import sweep_ingest
+        from citylake.core.settings import Settings
+        from citylake.night.airflow import no_retry, service_date_of
+        from citylake.night.steps import ingest_all
 
-        swept = no_retry(sweep_ingest)(as_of=context["logical_date"])
+        swept = no_retry(ingest_all)(Settings(), as_of=context["logical_date"])
+        swept.pop("report")
         partitions = [*(references or []), *(dated or [])]  # a failed partition has no result: the sweep redid its work
         day = service_date_of(context["logical_date"]).isoformat()
         staged = {d for p in partitions for d in p["changed_dates"]}
@@ -84,42 +96,55 @@ def nightly_refresh():
 
     @task
     def plan_build(ingested: dict) -> dict:
-        from citylake.partitions import plan_build as plan
+        from citylake.core.settings import Settings
+        from citylake.night.steps import plan_build as plan
 
-        return plan(ingested["build_dates"])
+        return plan(Settings(), ingested["build_dates"])
 
     # one DuckDB warehouse, one writer: the group builds run one at a time, on any worker
     @task(execution_timeout=timedelta(hours=1), max_active_tis_per_dagrun=1)
     def build_group(plan: dict, group: str) -> dict:
-        from citylake.orchestration import no_retry
-        from citylake.partitions import build_group as run
+        from citylake.core.settings import Settings
+        from citylake.night.airflow import no_retry
+        from citylake.night.steps import build_marts
 
-        return no_retry(run)(plan, group)
+        return no_retry(build_marts)(Settings(), plan, group)
 
     @task(execution_timeout=timedelta(minutes=30), outlets=[PUBLISHED])
-    def audit_and_publish(groups: list, contract: dict, **context) -> dict:
-        from citylake.orchestration import audit_and_publish as run
-        from citylake.orchestration import no_retry
-        from citylake.partitions import merge_builds
+    def audit_and_publish(groups: list, dependent: list, **context) -> dict:
+        from citylake.core.settings import Settings
+        from citylake.night.airflow import no_retry, refuse_if_refused
+        from citylake.night.steps import audit_and_publish as run
+        from citylake.night.steps import merge_builds
         from ingestion.run import new_run_id
 
-        return no_retry(run)(new_run_id(), merge_builds([*groups, contract]))
+        result = no_retry(run)(Settings(), new_run_id(), merge_builds([*groups, *dependent]))
+        return no_retry(refuse_if_refused)(result, context["ti"])
 
     @task(trigger_rule="all_done", retries=0)
-    def notify(ingested: dict, published: dict) -> list:
-        from citylake.orchestration import notify_outcome
+    def notify(ingested: dict, published: dict, **context) -> list:
+        from citylake.core.settings import Settings
+        from citylake.night.airflow import OUTCOME_KEY
+        from citylake.night.steps import notify_outcome
 
-        return notify_outcome(ingested or {}, published or {})
+        # a refused publication fails its task: its outcome is still there, under its own key
+        outcome = published or context["ti"].xcom_pull(task_ids="audit_and_publish", key=OUTCOME_KEY) or {}
+        return notify_outcome(Settings(), ingested or {}, outcome)
 
     references = ingest_references.expand(partition=plan_ingest.override(task_id="plan_references")("references"))
     dated = ingest_dated.expand(partition=plan_ingest.override(task_id="plan_dated")("dated"))
     references >> dated
     ingested = ingest_sweep(references, dated)
     build_plan = plan_build(ingested)
-    groups = build_group.partial(plan=build_plan).expand(group=["transit", "parking", "maintenance"])
-    contract = build_group.override(task_id="build_contract")(build_plan, "contract")
-    groups >> contract
-    published = audit_and_publish(groups, contract)
+    # groups that depend on none build side by side; the others (contract) after them, in order
+    groups = build_group.partial(plan=build_plan).expand(group=INDEPENDENT)
+    dependent, before = [], groups
+    for group in DEPENDENT:
+        built = build_group.override(task_id=f"build_{group}")(build_plan, group)
+        before >> built
+        dependent.append(built)
+        before = built
+    published = audit_and_publish(groups, dependent)
     notify(ingested, published)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from citylake.errors import LakeConfigError, TransientError
-from citylake.settings import Settings, resolve_local_root
+from citylake.core.errors import LakeConfigError, TransientError
+from citylake.core.settings import Settings, resolve_local_root
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class LocalDrop(Drop):
 
 class S3Drop(Drop):
     def __init__(self, bucket: str, prefix: str, *, endpoint: str | None, access_key: str, secret_key: str, region: str) -> None:
-        from citylake.storage import S3Storage
+        from citylake.core.storage import S3Storage
 
         # reuse the lake's client construction (endpoint parsing, TLS) for the drop bucket
         self._s3 = S3Storage(bucket, "", endpoint=endpoint, access_key=access_key, secret_key=secret_key, region=region)
@@ -104,8 +104,9 @@ class S3Drop(Drop):
 
 class SFTPDrop(Drop):
     def __init__(self, host: str, port: int, path: str, username: str, password: str | None = None, key_file: str | None = None,
-                 host_key_policy: str = "reject") -> None:
+                 host_key_policy: str = "reject", known_hosts: str | None = None) -> None:
         self.host, self.port, self.path = host, port, path.rstrip("/") or "/"
+        self.known_hosts = known_hosts
         self.username, self.password, self.key_file = username, password, key_file
         self.host_key_policy = host_key_policy
         self.uri = f"sftp://{username}@{host}:{port}{self.path}"
@@ -115,9 +116,8 @@ class SFTPDrop(Drop):
 
         client = paramiko.SSHClient()
         client.load_system_host_keys()
-        known = os.environ.get("CITYLAKE_SFTP_KNOWN_HOSTS")
-        if known:
-            client.load_host_keys(known)
+        if self.known_hosts:
+            client.load_host_keys(self.known_hosts)
         policy = paramiko.AutoAddPolicy() if self.host_key_policy == "accept-new" else paramiko.RejectPolicy()
         client.set_missing_host_key_policy(policy)
         try:
@@ -182,6 +182,6 @@ def open_drop(settings: Settings, spec: dict[str, Any], feed: str) -> Drop:
             username=_env(spec.get("username_env"), "SFTP user"),
             password=os.environ.get(spec["password_env"]) if spec.get("password_env") else None,
             key_file=os.environ.get(spec["key_file_env"]) if spec.get("key_file_env") else None,
-            host_key_policy=spec.get("host_key_policy", "reject"),
+            host_key_policy=spec.get("host_key_policy", "reject"), known_hosts=settings.sftp_known_hosts,
         )
     raise LakeConfigError(f"unknown drop type {kind!r}: root, s3 or sftp")

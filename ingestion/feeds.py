@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-from citylake.calendar_fr import service_day_start
+from citylake.core.calendar_fr import service_day_start
 from ingestion.contracts import Contract
 from ingestion.pseudonym import Pseudonymiser
 
@@ -298,18 +298,29 @@ def parking_facilities(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     )
 
 
-DATASETS: dict[tuple[str, str], Dataset] = {
-    ("bus", "ticketing"): Dataset("fare_transactions", "service_date", fare_transactions, personal=True),
-    ("bus", "avl"): Dataset("stop_visits", "service_date", stop_visits),
-    ("bus", "trips"): Dataset("trips_performed", "service_date", trips_performed),
-    ("bus", "apc"): Dataset("passenger_events", "service_date", passenger_events),
-    ("bus", "fleet"): Dataset("vehicles", "as_of_date", vehicles),
-    ("bus", "maintenance"): Dataset("work_orders", "service_date", work_orders),
-    ("parking", "occupancy"): Dataset("parking_occupancy", "service_date", parking_occupancy),
-    ("parking", "facilities"): Dataset("parking_facilities", "as_of_date", parking_facilities),
-    ("montpellier", "occupancy"): Dataset("parking_occupancy", "service_date", parking_occupancy_named),
-    ("montpellier", "facilities"): Dataset("parking_facilities", "as_of_date", parking_facilities),
+#: The functions that turn a parsed delivery into staged rows, by the name extract contracts give
+#: in ``staged.builder``: an operator whose format maps onto an existing builder needs no code.
+BUILDERS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
+    "fare_transactions": fare_transactions,
+    "stop_visits": stop_visits,
+    "trips_performed": trips_performed,
+    "passenger_events": passenger_events,
+    "vehicles": vehicles,
+    "work_orders": work_orders,
+    "parking_occupancy": parking_occupancy,
+    "parking_occupancy_named": parking_occupancy_named,
+    "parking_facilities": parking_facilities,
 }
+
+
+def dataset_of(contract: Contract) -> Dataset:
+    """Return the staged dataset an extract contract's deliveries go to (its ``staged:`` entry)."""
+    staged = contract.staged
+    builder = BUILDERS.get(staged.get("builder", ""))
+    if builder is None:
+        raise KeyError(f"extract contract {contract.key} v{contract.version}: staged.builder "
+                       f"{staged.get('builder')!r} is not one of {sorted(BUILDERS)}")
+    return Dataset(staged["dataset"], staged["partition"], builder, personal=contract.personal_data)
 
 
 def to_staged(dataset: Dataset, parsed: pl.DataFrame, ctx: Context) -> pl.DataFrame:

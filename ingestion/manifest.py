@@ -19,8 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from citylake.lake import Zone, key
-from citylake.storage import LakeStorage
+from citylake.core.lake import Zone, key
+from citylake.core.storage import LakeStorage
 
 DELIVERIES = {
     "run_id": pl.Utf8, "operator": pl.Utf8, "feed": pl.Utf8, "original_name": pl.Utf8, "raw_key": pl.Utf8,

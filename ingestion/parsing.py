@@ -25,7 +25,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from citylake.errors import DataError
+from citylake.core.errors import DataError
 from ingestion.contracts import Column, Contract
 
 SOURCE_ROW = "source_row"

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from datetime import date
 
 import polars as pl
 
-from citylake.errors import LakeConfigError
+from citylake.core.errors import LakeConfigError
 
 ROTATIONS = ("month", "quarter", "year")
 
@@ -35,15 +34,15 @@ def period_label(day: date, rotation: str = "quarter") -> str:
 
 
 class Pseudonymiser:
-    def __init__(self, master_key: str | None = None, rotation: str | None = None) -> None:
-        key = master_key if master_key is not None else os.environ.get("CITYLAKE_PSEUDONYM_KEY")
+    def __init__(self, master_key: str | None, rotation: str = "quarter") -> None:
+        key = master_key
         if not key or len(key) < 16:
             raise LakeConfigError(
                 "CITYLAKE_PSEUDONYM_KEY is not set (or shorter than 16 characters): card ids cannot be "
                 "pseudonymised, so personal-data feeds are landed in raw but not parsed"
             )
         self._master = key.encode()
-        self.rotation = rotation or os.environ.get("CITYLAKE_PSEUDONYM_ROTATION", "quarter")
+        self.rotation = rotation
         period_label(date(2000, 1, 1), self.rotation)  # validate
 
     def period_key(self, day: date) -> bytes:

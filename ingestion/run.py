@@ -27,27 +27,29 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
-import yaml
 
-from citylake import gtfs
-from citylake.errors import CitylakeError, DataError, LakeConfigError, TransientError
-from citylake.lake import Zone, key, safe_filename
-from citylake.settings import Settings
-from citylake.storage import LakeStorage, open_storage, sha256_bytes
-from ingestion import manifest
+from citylake.core.errors import (
+    CitylakeError,
+    ConfigError,
+    DataError,
+    LakeConfigError,
+    TransientError,
+)
+from citylake.core.lake import Zone, key, safe_filename
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, open_storage, sha256_bytes
+from ingestion import gtfs, manifest, registry
 from ingestion.connectors import DeliveredFile, open_drop
 from ingestion.contracts import Contract, contract
-from ingestion.feeds import DATASETS, Context, Refs, date_from_name, to_staged
+from ingestion.feeds import Context, Refs, dataset_of, date_from_name, to_staged
 from ingestion.parsing import Refused, parse
 from ingestion.pseudonym import Pseudonymiser
 
 log = logging.getLogger("citylake.ingest")
-CONFIG = Path(__file__).with_name("operators.yaml")
 GTFS_TABLES = ("agency", "stops", "routes", "trips", "stop_times", "calendar", "calendar_dates", "shapes", "feed_info")
 #: Optional GTFS columns added as nulls when a feed lacks them, so staged tables keep one schema.
 GTFS_OPTIONAL = {
@@ -56,12 +58,6 @@ GTFS_OPTIONAL = {
     "trips": ("direction_id", "block_id", "shape_id", "trip_headsign"),
     "stop_times": ("arrival_time", "departure_time", "pickup_type", "drop_off_type", "shape_dist_traveled"),
 }
-
-
-@cache
-def load_config(path: Path = CONFIG) -> dict:
-    """Return the operators configuration."""
-    return yaml.safe_load(path.read_text(encoding="utf-8"))["operators"]
 
 
 def new_run_id() -> str:
@@ -97,8 +93,14 @@ class FeedReport:
     quarantined: list[str] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    error_kinds: list[str] = field(default_factory=list)  # per error: "config" (fix, never retry) or "transient"
     warnings: list[str] = field(default_factory=list)
     rows_invalid: int = 0
+
+    def fail(self, message: str, exc: BaseException) -> None:
+        """Record an error that stopped (part of) the feed, keeping its kind."""
+        self.errors.append(message)
+        self.error_kinds.append("config" if isinstance(exc, ConfigError) else "transient")
 
 
 @dataclass
@@ -171,7 +173,9 @@ class Ingestion:
     def pseudonymiser(self) -> Pseudonymiser:
         if self._pseudo == "unset":
             try:
-                self._pseudo = Pseudonymiser(self.settings.pseudonym_key.get_secret_value() if self.settings.pseudonym_key else None)
+                self._pseudo = Pseudonymiser(
+                    self.settings.pseudonym_key.get_secret_value() if self.settings.pseudonym_key else None,
+                    self.settings.pseudonym_rotation)
             except LakeConfigError as exc:
                 self._pseudo = None
                 self._pseudo_error = str(exc)
@@ -190,7 +194,7 @@ class Ingestion:
             drop = open_drop(self.settings, spec, feed)
             files = drop.list()
         except (TransientError, LakeConfigError) as exc:
-            report.errors.append(str(exc))
+            report.fail(str(exc), exc)
             rec.step(None, "error", "error", f"drop not readable: {exc}")
             if not dry_run:
                 rec.write(self.storage)
@@ -280,7 +284,7 @@ class Ingestion:
 
     def _parse_and_stage(self, rec, report, c: Contract, to_parse, force: bool, aliases: dict | None = None) -> None:
         operator, feed = c.operator, c.feed
-        dataset = DATASETS[(operator, feed)]
+        dataset = dataset_of(c)
         candidates: dict[date, list[tuple[datetime, datetime, str, pl.DataFrame]]] = {}
         partition_from = c.file.get("partition_from", "name")
         for sha, data, f, received in to_parse:
@@ -297,7 +301,7 @@ class Ingestion:
                 pseudo = self.pseudonymiser() if dataset.personal else None
             except LakeConfigError as exc:
                 rec.step(sha, "error", "error", f"{f.name}: {exc}")
-                report.errors.append(f"{f.name}: {exc}")
+                report.fail(f"{f.name}: {exc}", exc)
                 continue
             try:
                 parsed = parse(c, data, f.name, self.tz)
@@ -416,18 +420,16 @@ class Ingestion:
         self._refs.clear()
 
 
-FEED_ORDER = ("gtfs", "fleet", "facilities")  # references first
-
-
 def ingest(settings: Settings, *, operator: str | None = None, feed: str | None = None, service_date: date | None = None,
            as_of: datetime | None = None, force: bool = False, dry_run: bool = False, storage: LakeStorage | None = None,
            progress: bool = False, config: dict | None = None) -> IngestReport:
     """Pull, land, parse and stage every configured operator feed (or the ones named).
 
-    ``config`` replaces ``ingestion/operators.yaml`` (same shape: operator -> drop, feeds)."""
+    ``config`` replaces the registry's operators (same shape: operator -> drop, feeds).
+    References (registers) are ingested first: dated feeds are checked against them."""
     from tqdm import tqdm
 
-    config = config or load_config()
+    config = config or registry.operators()
     if operator and operator not in config:
         raise LakeConfigError(f"unknown operator {operator!r}: {', '.join(config)}")
     job = Ingestion(settings, storage)
@@ -436,7 +438,7 @@ def ingest(settings: Settings, *, operator: str | None = None, feed: str | None 
     for op, spec in config.items():
         if operator and op != operator:
             continue
-        feeds = sorted(spec["feeds"], key=lambda f: (f not in FEED_ORDER, FEED_ORDER.index(f) if f in FEED_ORDER else 0))
+        feeds = sorted(spec["feeds"], key=lambda f, op=op: not contract(op, f).reference)
         for fd in feeds:
             if feed and fd != feed:
                 continue
@@ -449,7 +451,9 @@ def ingest(settings: Settings, *, operator: str | None = None, feed: str | None 
                                          dry_run=dry_run, aliases=aliases))
         except CitylakeError as exc:  # one feed's failure never stops the others
             log.error("%s/%s failed: %s", op, fd, exc)
-            report.feeds.append(FeedReport(op, fd, errors=[str(exc)]))
+            failed = FeedReport(op, fd)
+            failed.fail(str(exc), exc)
+            report.feeds.append(failed)
     return report
 
 

@@ -24,19 +24,6 @@ import duckdb
 log = logging.getLogger("citylake.quality")
 
 ERROR, WARNING = "error", "warning"
-GROUPS = ("transit", "parking", "maintenance", "contract")
-#: Marts promoted per dependency group. contract depends on the three others.
-GROUP_MARTS: dict[str, tuple[str, ...]] = {
-    "transit": (
-        "fct_stop_visit_loads", "mart_bus_load_profile", "mart_stop_activity", "mart_stop_usage",
-        "mart_line_ridership_daily", "mart_od_matrix", "mart_commercial_speed", "mart_punctuality",
-        "mart_service_delivered", "dim_calendar", "dim_lines", "dim_stops",
-    ),
-    "parking": ("mart_parking_occupancy_hourly", "mart_parking_occupancy_daily", "mart_parking_occupancy_monthly", "dim_car_parks"),
-    "maintenance": ("mart_fleet_availability_daily", "mart_maintenance_monthly", "dim_vehicles"),
-    "contract": ("mart_contract_kpis",),
-}
-GROUP_DEPENDS = {"contract": ("transit", "parking", "maintenance")}
 
 
 @dataclass(frozen=True)
@@ -51,7 +38,7 @@ class Check:
 @dataclass(frozen=True)
 class Suite:
     name: str
-    group: str
+    mart: str  # the mart checked: a blocking failure refuses the publication group it belongs to
     sql: str  # the frame the checks run on, over the warehouse
     checks: tuple[Check, ...]
 
@@ -99,7 +86,7 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
         return Check(expectation, severity, why)
 
     suites = [
-        Suite("fct_stop_visit_loads", "transit", "select * from fct_stop_visit_loads", (
+        Suite("fct_stop_visit_loads", "fct_stop_visit_loads", "select * from fct_stop_visit_loads", (
             c(E.ExpectColumnValuesToNotBeNull(column="trip_id"), ERROR, "every load belongs to a trip"),
             c(E.ExpectCompoundColumnsToBeUnique(column_list=["service_date", "trip_id", "stop_sequence"]), ERROR,
               "one row per stop visit (a duplicate would double boardings)"),
@@ -113,7 +100,7 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
               "the expansion rate stays within its clamps"),
         ) + ((c(E.ExpectColumnDistinctValuesToContainSet(column="service_date_text", value_set=dates), ERROR,
                 "freshness: every service date being published is covered"),) if dates else ())),
-        Suite("trip_balance", "transit", """
+        Suite("trip_balance", "fct_stop_visit_loads", """
             select service_date, trip_id, abs(sum(boardings_estimated) - sum(alightings_estimated)) as imbalance,
                    arg_max(load_estimated, stop_position) as final_load
             from fct_stop_visit_loads group by all""", (
@@ -122,14 +109,14 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
             c(E.ExpectColumnValuesToBeBetween(column="final_load", min_value=-1e-6, max_value=1e-6), ERROR,
               "every bus is empty at its terminus"),
         )),
-        Suite("stops_in_network", "transit", """
+        Suite("stops_in_network", "fct_stop_visit_loads", """
             select l.stop_id, s.stop_id as known_stop
             from (select distinct service_date, stop_id, feed_version from fct_stop_visit_loads) l
             left join dim_stops s on s.stop_id = l.stop_id and s.feed_version = l.feed_version""", (
             c(E.ExpectColumnValuesToNotBeNull(column="known_stop", mostly=0.999), ERROR,
               "referential integrity: stops exist in the GTFS version in force"),
         )),
-        Suite("daily_volume", "transit", """
+        Suite("daily_volume", "fct_stop_visit_loads", """
             with daily as (
                 select l.service_date, c.day_type, sum(l.boardings_estimated) as boardings, count(*) as stop_visits
                 from fct_stop_visit_loads l join dim_calendar c using (service_date) group by all
@@ -144,18 +131,18 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                                               row_condition="comparable_days >= 3", condition_parser="pandas"), ERROR,
               "volume: boardings not off by a factor 5 from similar days (a lost or doubled delivery)"),
         )),
-        Suite("mart_bus_load_profile", "transit", "select * from mart_bus_load_profile", (
+        Suite("mart_bus_load_profile", "mart_bus_load_profile", "select * from mart_bus_load_profile", (
             c(E.ExpectColumnValuesToBeBetween(column="mean_load", min_value=-1e-6), ERROR, "loads are never negative"),
             c(E.ExpectColumnValuesToBeInSet(column="day_type", value_set=["weekday", "weekday_school_holiday", "saturday", "sunday_holiday"]),
               ERROR, "day types are the calendar's"),
         )),
-        Suite("mart_service_delivered", "transit", "select * from mart_service_delivered", (
+        Suite("mart_service_delivered", "mart_service_delivered", "select * from mart_service_delivered", (
             c(E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0, max_value=1), ERROR,
               "km run never exceed km scheduled"),
             c(E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0.8, mostly=0.95), WARNING,
               "most lines run most of their offer (else the AVL delivery is suspect)"),
         )),
-        Suite("mart_parking_occupancy_daily", "parking", "select * from mart_parking_occupancy_daily", (
+        Suite("mart_parking_occupancy_daily", "mart_parking_occupancy_daily", "select * from mart_parking_occupancy_daily", (
             c(E.ExpectColumnValuesToBeBetween(column="mean_occupancy_rate", min_value=0, max_value=1), ERROR,
               "occupancy of usable readings is a rate"),
             c(E.ExpectColumnValuesToBeBetween(column="peak_occupancy_rate", min_value=0, max_value=1), ERROR,
@@ -166,29 +153,29 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
               "a day without a single usable reading means a broken feed, not an empty car park"),
             c(E.ExpectCompoundColumnsToBeUnique(column_list=["operator", "facility_id", "service_date"]), ERROR, "one row per car park and day"),
         )),
-        Suite("dim_car_parks", "parking", "select * from dim_car_parks", (
+        Suite("dim_car_parks", "dim_car_parks", "select * from dim_car_parks", (
             c(E.ExpectColumnValuesToBeUnique(column="facility_id"), ERROR, "one register row per car park"),
             c(E.ExpectColumnValuesToMatchRegex(column="facility_id", regex=r"^([013-9]\d|2[AB1-9])\d{3}-P-\d{3}$", mostly=0.9), WARNING,
               "ids follow the national schema (INSEE-P-NNN)"),
         )),
-        Suite("mart_fleet_availability_daily", "maintenance", "select * from mart_fleet_availability_daily", (
+        Suite("mart_fleet_availability_daily", "mart_fleet_availability_daily", "select * from mart_fleet_availability_daily", (
             c(E.ExpectColumnValuesToBeBetween(column="fleet_size", min_value=1), ERROR, "a fleet register was delivered"),
             c(E.ExpectColumnValuesToBeBetween(column="availability_rate", min_value=0, max_value=1), ERROR, "availability is a rate"),
             c(E.ExpectColumnValuesToBeInSet(column="covers_peak_requirement", value_set=[True]), WARNING,
               "enough vehicles at peak for the timetable"),
         )),
-        Suite("mart_maintenance_monthly", "maintenance", "select * from mart_maintenance_monthly", (
+        Suite("mart_maintenance_monthly", "mart_maintenance_monthly", "select * from mart_maintenance_monthly", (
             c(E.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "month"]), ERROR, "one row per vehicle and month"),
             c(E.ExpectColumnValuesToBeBetween(column="km", min_value=0), ERROR, "odometers only go forward"),
         )),
-        Suite("mart_contract_kpis", "contract", "select *, abs(amount_eur) as abs_amount from mart_contract_kpis", (
+        Suite("mart_contract_kpis", "mart_contract_kpis", "select *, abs(amount_eur) as abs_amount from mart_contract_kpis", (
             c(E.ExpectColumnValuesToBeInSet(column="status", value_set=["met", "tolerated", "missed", "not_computable"]), ERROR,
               "every KPI has a status"),
             c(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="cap_eur", column_B="abs_amount", or_equal=True), ERROR,
               "bonus and penalty never exceed their cap"),
             c(E.ExpectColumnValuesToNotBeNull(column="contract_version"), ERROR, "every figure names its contract"),
         )),
-        Suite("contract_completeness", "contract", """
+        Suite("contract_completeness", "mart_contract_kpis", """
             select k.operator, k.month, count(distinct k.kpi_code) as kpis, any_value(c.expected) as expected_kpis,
                    count(distinct k.kpi_code) - any_value(c.expected) as missing
             from mart_contract_kpis k
@@ -197,15 +184,18 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
             c(E.ExpectColumnValuesToBeBetween(column="missing", min_value=0, max_value=0), ERROR,
               "completeness: every KPI of the contract is reported each month (computed or not computable with a reason)"),
         )),
-        Suite("kpis_not_computable", "contract", "select * from mart_contract_kpis where status = 'not_computable'", (
+        Suite("kpis_not_computable", "mart_contract_kpis", "select * from mart_contract_kpis where status = 'not_computable'", (
             c(E.ExpectColumnValuesToNotBeNull(column="not_computable_reason"), ERROR, "a KPI that cannot be computed says why"),
         )),
     ]
     return suites
 
 
-def run_suites(warehouse, suites: list[Suite], progress: Callable[[str], None] | None = None) -> SuiteRun:
-    """Run every suite on frames computed from the warehouse; return each check's outcome."""
+def run_suites(warehouse, suites: list[Suite], groups: dict[str, str],
+               progress: Callable[[str], None] | None = None) -> SuiteRun:
+    """Run every suite on frames computed from the warehouse; return each check's outcome.
+
+    ``groups`` maps each mart to its publication group (from dbt's manifest)."""
     gx = _gx()
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
@@ -221,14 +211,15 @@ def run_suites(warehouse, suites: list[Suite], progress: Callable[[str], None] |
         for suite in suites:
             if progress:
                 progress(suite.name)
+            group = groups[suite.mart]
             try:
                 frame = con.sql(suite.sql).df()
                 if "service_date" in frame.columns:
                     frame["service_date_text"] = frame["service_date"].astype(str)
             except duckdb.Error as exc:
-                missing = [t for t in GROUP_MARTS.get(suite.group, ()) if t not in existing]
+                missing = [suite.mart] if suite.mart not in existing else []
                 reason = f"the suite's data cannot be read: {str(exc).splitlines()[0]}" + (f" (missing {missing})" if missing else "")
-                run.results.append(CheckResult(suite.name, suite.group, "suite_data_readable", None, ERROR, False,
+                run.results.append(CheckResult(suite.name, group, "suite_data_readable", None, ERROR, False,
                                                "the suite could read its data", error=reason))
                 continue
             asset = source.add_dataframe_asset(suite.name)
@@ -244,7 +235,7 @@ def run_suites(warehouse, suites: list[Suite], progress: Callable[[str], None] |
                 meta = cfg.meta or {}
                 res = r.result or {}
                 run.results.append(CheckResult(
-                    suite=suite.name, group=suite.group, expectation=cfg.type,
+                    suite=suite.name, group=group, expectation=cfg.type,
                     column=cfg.kwargs.get("column") or ",".join(cfg.kwargs.get("column_list", []) or []) or None,
                     severity=meta.get("severity", ERROR), success=bool(r.success), why=meta.get("why", ""),
                     observed=res.get("observed_value"), unexpected_count=res.get("unexpected_count"),

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from citylake.nightly import run_night
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
-from citylake.storage import LakeStorage, S3Storage, open_storage
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, S3Storage, open_storage
+from citylake.night.steps import run_night
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 
 S3_ACCESS = "citylake-test-access"
 S3_SECRET = "citylake-test-secret-key"
@@ -88,7 +89,7 @@ def published(tmp_path_factory):
     """One simulated day through a real night (run_night): a published lake, shared by the
     tests that read publications (open data, catalog, report, API)."""
     base = tmp_path_factory.mktemp("opendata")
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 30), days=1,
+    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=1,
                               out=base / "drop", faults=parse_faults("default"), seed=41, progress=False))
     mp = pytest.MonkeyPatch()
     mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())

@@ -14,10 +14,10 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from citylake.api import TokenRegister, create_app
-from citylake.errors import CitylakeError
-from citylake.settings import Settings
-from citylake.storage import open_storage
+from citylake.consumers.api import TokenRegister, create_app
+from citylake.core.errors import CitylakeError
+from citylake.core.settings import Settings
+from citylake.core.storage import open_storage
 from tests.conftest import published_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def test_load_profile_of_a_line_follows_the_mart(api: Api) -> None:
 
 def test_parking_availability_is_scoped_per_operator(tmp_path) -> None:
     """Two parking operators in one publication: each sees its own car parks, the analyst both."""
-    from quality.gate import CURRENT
+    from citylake.publish.reader import CURRENT
 
     s = Settings.model_construct(lake_uri=(tmp_path / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=1,
                                  duckdb_memory_limit="1GB", api_tokens_file=str(tmp_path / "t.json"))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from citylake import cli
+from devtools import cli as dev_cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -74,13 +75,13 @@ def test_missing_credentials_exit_cleanly(monkeypatch, capsys) -> None:
     assert "S3 credentials missing" in capsys.readouterr().err
 
 
-def test_simulate_command(tmp_path, capsys) -> None:
+def test_devtools_simulate_command(tmp_path, capsys) -> None:
     out = tmp_path / "drop"
-    assert cli.main(["simulate", "--start", "2026-03-16", "--days", "1", "--out", str(out), "--no-progress"]) == 0
+    assert dev_cli.main(["simulate", "--start", "2026-03-16", "--days", "1", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "simulated 1 day(s) of cairns_gtfs x1 tile(s)" in printed
     assert (out / "bus" / "ticketing" / "VALIDATIONS_20260316.csv").exists()
-    assert cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "gremlins"]) == 2
+    assert dev_cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "gremlins"]) == 2
     assert "unknown fault 'gremlins'" in capsys.readouterr().err
-    assert cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "dst", "--no-progress"]) == 2
+    assert dev_cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "dst", "--no-progress"]) == 2
     assert "DST change day" in capsys.readouterr().err

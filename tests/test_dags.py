@@ -13,11 +13,12 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
-from citylake.storage import open_storage
-from quality.gate import current, published_views, registry
+from citylake.core.settings import Settings
+from citylake.core.storage import open_storage
+from citylake.publish.reader import current, published_views, registry
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "dag-test-pseudonym-key-0123456789"
@@ -88,7 +89,7 @@ def _nightly():
 @pytest.fixture(scope="session")
 def two_days(tmp_path_factory) -> Path:
     drop = tmp_path_factory.mktemp("dag_drop")
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 30), days=2,
+    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=2,
                               out=drop, faults=parse_faults("default"), seed=31, progress=False))
     return drop
 
@@ -110,7 +111,7 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     assert set(first["groups"]) == {"transit", "parking", "maintenance", "contract"}
     pub = first["groups"]["contract"]["publication_id"]
     assert storage.exists(f"reports/contract/operator=bus/month=2026-03/{pub}.html")
-    from citylake import duck
+    from citylake.core import duck
 
     def q(sql, pointer=None):
         con = duck.connect(Settings(), storage)
@@ -122,8 +123,8 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     assert {"ingest_references", "ingest_dated", "build_group", "build_contract"} <= ran
 
     # the partitioned night publishes the marts a single-process night (citylake run) publishes, row by row
-    from citylake.compare import compare_publications
-    from citylake.nightly import run_night
+    from citylake.night.steps import run_night
+    from devtools.compare import compare_publications
 
     monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "single-lake").as_uri())
     monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "single.duckdb"))
@@ -143,7 +144,12 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     occ.write_bytes(("\r\n".join(broken) + "\r\n").encode("cp1252"))
     os.utime(occ, (mtime, mtime))
     run = dag.test(logical_date=pendulum.datetime(2026, 4, 1, 6, 30, tz="Europe/Paris"))
-    assert run.state == "success"  # a refused group is an outcome, not a task failure
+    # a refused group fails audit_and_publish with the reason (no retry); what passed is published,
+    # and the notify task still reads the outcome
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["audit_and_publish"] == "failed" and states["notify"] == "success"
+    assert "parking" in registry(storage)[-1]["groups_refused"]
     second = current(storage)
     assert second["groups"]["transit"]["publication_id"] != first["groups"]["transit"]["publication_id"]
     assert second["groups"]["parking"] == first["groups"]["parking"]
@@ -155,12 +161,12 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
 
     # clearing and re-running the night recomputes the same figures
     run = dag.test(logical_date=pendulum.datetime(2026, 4, 1, 6, 30, tz="Europe/Paris"))
-    assert run.state == "success"
+    assert run.state == "failed"  # parking is still refused
     assert same(q("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all"), loads)
     assert len(registry(storage)) == 3
 
     # the nights' incremental builds equal a full rebuild of the same staged data
-    from citylake.build import build
+    from citylake.build.dbt import build
 
     monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "full.duckdb"))
     full = build(Settings(), full_refresh=True)
@@ -182,16 +188,17 @@ def test_dbt_groups_build_every_node_exactly_once() -> None:
     """The nightly's four dbt builds, as dbt itself selects them, cover the project once, no more."""
     import json
 
-    from citylake.build import DBT_PROJECT
-    from citylake.partitions import BUILD_GROUPS, build_selections
+    from citylake.build.dbt import DBT_PROJECT
+    from citylake.build.groups import build_selections, load_manifest
+    from ingestion import registry
 
-    selections = build_selections()
-    manifest = json.loads((DBT_PROJECT / "target" / "manifest.json").read_text())
+    manifest = load_manifest()
+    selections = build_selections(manifest)
     everything = set(manifest["nodes"]) | set(manifest["unit_tests"])
     seen: set[str] = set()
     from dbt.cli.main import dbtRunner
 
-    for group in BUILD_GROUPS:
+    for group in registry.groups():
         res = dbtRunner().invoke(["ls", "--select", *selections[group], "--indirect-selection", "empty",
                                   "--resource-type", "all", "--output", "json", "--output-keys", "unique_id", "--quiet",
                                   "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)])

@@ -9,11 +9,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from citylake.build import build, run_dbt
-from citylake.evaluate import evaluate
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
+from citylake.build.dbt import build, run_dbt
+from citylake.core.settings import Settings
+from devtools import SAMPLE_NETWORK
+from devtools.evaluate import evaluate
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 from ingestion.run import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def pipeline(tmp_path_factory) -> dict:
     """Two simulated days with default faults, ingested into a file lake."""
     base = tmp_path_factory.mktemp("dbt")
     drop = base / "drop"
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=START, days=2, out=drop,
+    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=START, days=2, out=drop,
                               faults=parse_faults("default"), seed=11, progress=False))
     return {"base": base, "drop": drop}
 
@@ -138,7 +139,7 @@ def test_dbt_docs_generate(built, pipeline, monkeypatch) -> None:
 @pytest.mark.s3
 def test_build_reads_a_lake_on_s3(pipeline, s3_settings, monkeypatch, tmp_path) -> None:
     """The same models over the staged zone of an S3 lake (moto), through httpfs."""
-    from citylake.storage import open_storage
+    from citylake.core.storage import open_storage
 
     lake = open_storage(s3_settings)
     local = pipeline["base"] / "lake"

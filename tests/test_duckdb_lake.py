@@ -7,10 +7,10 @@ from datetime import date
 import duckdb
 import pytest
 
-from citylake import duck
-from citylake.lake import Zone, key
-from citylake.settings import Settings
-from citylake.storage import LakeStorage, S3Storage
+from citylake.core import duck
+from citylake.core.lake import Zone, key
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, S3Storage
 
 
 def _write_days(con, lake: LakeStorage) -> list[str]:

@@ -31,14 +31,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from citylake.errors import LakeError, TransientError
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
-from citylake.storage import LakeStorage, open_storage
+from citylake.core.errors import LakeError, TransientError
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, open_storage
+from citylake.publish.gate import run_gate
+from citylake.publish.reader import current
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 from ingestion import manifest
 from ingestion.run import ingest
-from quality.gate import current, run_gate
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "fault-suite-pseudonym-key-0123456789"
@@ -95,7 +97,7 @@ def _env(monkeypatch, lake: Path, drop: Path | None = None, warehouse: Path | No
 @pytest.fixture(scope="module")
 def small_drop(tmp_path_factory) -> Path:
     drop = tmp_path_factory.mktemp("fault_drop")
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=DAY, days=1, out=drop,
+    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=DAY, days=1, out=drop,
                               volume=0.25, faults=parse_faults("default"), seed=11, progress=False))
     return drop
 
@@ -370,7 +372,7 @@ def test_s3_cut_upload_leaves_no_partial_object(s3_through_proxy, reliability) -
 # -- local disk -------------------------------------------------------------------------------
 @pytest.mark.parametrize("code,key", [(errno.ENOSPC, "disk_full"), (errno.EACCES, "permission")])
 def test_disk_full_and_permission_denied(code, key, small_drop, tmp_path, monkeypatch, reliability) -> None:
-    import citylake.storage as storage_module
+    import citylake.core.storage as storage_module
 
     settings = _env(monkeypatch, tmp_path / "lake", small_drop)
     storage = open_storage(settings)
@@ -404,7 +406,7 @@ def test_disk_full_and_permission_denied(code, key, small_drop, tmp_path, monkey
 
 # -- locks ------------------------------------------------------------------------------------
 def test_two_publications_at_once_never_interleave(published_copy, reliability) -> None:
-    from citylake.lock import LockHeld, lake_lock
+    from citylake.core.lock import LockHeld, lake_lock
 
     settings, storage, warehouse, night = published_copy
     barrier = threading.Barrier(2)
@@ -442,7 +444,7 @@ def test_two_publications_at_once_never_interleave(published_copy, reliability) 
 def test_a_killed_nights_lock_is_taken_over(tmp_path, monkeypatch, reliability) -> None:
     import socket
 
-    from citylake.lock import LockHeld, lake_lock
+    from citylake.core.lock import LockHeld, lake_lock
 
     storage = open_storage(_env(monkeypatch, tmp_path / "lake"))
     dead = subprocess.Popen(["true"])
@@ -557,12 +559,12 @@ def test_hostile_file_names_stay_in_their_zone(tmp_path, monkeypatch, reliabilit
     landed = [k for k in keys if k.startswith(("raw/", "quarantine/")) and not k.endswith(".json")]
     assert len([k for k in landed if k.startswith("raw/")]) == len(names)  # every file kept
     reliability("path_traversal", len(names), len(names), 0,
-                "names reduced to one safe ASCII segment (citylake.lake.safe_filename) under raw/ and quarantine/; the "
+                "names reduced to one safe ASCII segment (citylake.core.lake.safe_filename) under raw/ and quarantine/; the "
                 "original name kept in the manifest; nothing written outside the lake")
 
 
 def test_formula_injection_is_neutralised_in_exports(reliability) -> None:
-    from citylake.opendata import neutralise_formulas
+    from citylake.consumers.opendata import neutralise_formulas
 
     payloads = ["=HYPERLINK(\"http://x\")", "+33 1 23", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0", "\t=1", "\r=1"]
     frame = pl.DataFrame({"name": payloads, "n": list(range(len(payloads)))})
@@ -576,10 +578,10 @@ def test_formula_injection_is_neutralised_in_exports(reliability) -> None:
 
 
 def test_every_simulator_fault_kind_is_survived(tmp_path, monkeypatch, reliability) -> None:
-    from citylake.simulator.faults import FAULT_KINDS
+    from devtools.simulator.faults import FAULT_KINDS
 
     drop = tmp_path / "drop"
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 27), days=4,
+    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 27), days=4,
                               out=drop, volume=0.25, faults=parse_faults("all"), seed=3, progress=False))
     settings = _env(monkeypatch, tmp_path / "lake", drop)
     storage = open_storage(settings)

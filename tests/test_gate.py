@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from citylake.errors import CitylakeError
-from citylake.lock import LockHeld, lake_lock
-from citylake.nightly import run_night
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
-from citylake.storage import open_storage
-from quality import gate as gate_mod
-from quality.gate import CURRENT, STEPS, current, pointer_as_of, published_views, registry
+from citylake.core.errors import CitylakeError
+from citylake.core.lock import LockHeld, lake_lock
+from citylake.core.settings import Settings
+from citylake.core.storage import open_storage
+from citylake.night.steps import run_night
+from citylake.publish import gate as gate_mod
+from citylake.publish.gate import STEPS, run_gate
+from citylake.publish.reader import CURRENT, current, pointer_as_of, published_views, registry
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "gate-test-pseudonym-key-0123456789"
@@ -34,7 +36,7 @@ def drops(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("gate_drops")
     out = {}
     for name, start, days in (("two_days", date(2026, 3, 30), 2),):
-        simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=start, days=days,
+        simulate(SimulationConfig(network=SAMPLE_NETWORK, start=start, days=days,
                                   out=base / name, faults=parse_faults("default"), seed=21, progress=False))
         out[name] = base / name
     return out
@@ -61,7 +63,7 @@ def day_drop(src: Path, dst: Path, day: str) -> Path:
 
 
 def query(storage, settings, sql: str, as_of: str | None = None):
-    from citylake import duck
+    from citylake.core import duck
 
     con = duck.connect(settings, storage)
     published_views(con, storage, pointer_as_of(storage, as_of))
@@ -120,7 +122,7 @@ def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp
 
     from quality.suites import Check, Suite, build_suites
 
-    strict = Suite("always_warns", "transit", "select 1 as x", (
+    strict = Suite("always_warns", "fct_stop_visit_loads", "select 1 as x", (
         Check(gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=5), "warning", "a rule that fails as a warning"),))
     original = gate_mod.build_suites
     monkeypatch.setattr(gate_mod, "build_suites", lambda dates: [*original(dates), strict])
@@ -135,7 +137,7 @@ def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp
 
 def _crash_run(settings: Settings, step: str, env_extra: dict) -> int:
     code = (
-        "import sys; from citylake.nightly import run_night; from citylake.settings import Settings;"
+        "import sys; from citylake.night.steps import run_night; from citylake.core.settings import Settings;"
         "sys.exit(0 if run_night(Settings()).ok else 1)"
     )
     env = {**os.environ, **env_extra, "CITYLAKE_GATE_CRASH_AT": step}
@@ -192,7 +194,7 @@ def test_as_of_needs_a_publication(file_settings) -> None:
 def test_notifications_reach_a_local_webhook_and_mail_server(monkeypatch) -> None:
     from aiosmtpd.controller import Controller
 
-    from quality.notify import notify
+    from citylake.night.notify import notify
 
     received = []
 
@@ -229,10 +231,54 @@ def test_notifications_reach_a_local_webhook_and_mail_server(monkeypatch) -> Non
         monkeypatch.setenv("CITYLAKE_NOTIFY_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("CITYLAKE_NOTIFY_SMTP_PORT", str(port))
         monkeypatch.setenv("CITYLAKE_NOTIFY_EMAIL_TO", "exploitation@agglo.example")
-        channels = notify("citylake night with failures", {"refused": {"parking": ["a reason"]}})
+        from citylake.core.settings import Settings
+
+        channels = notify(Settings(), "citylake night with failures", {"refused": {"parking": ["a reason"]}})
         assert channels == ["log", "webhook", "email"]
         assert received[0]["refused"] == {"parking": ["a reason"]}
         assert b"a reason" in box.messages[0].content and "exploitation@agglo.example" in box.messages[0].rcpt_tos
     finally:
         smtp.stop()
         http.shutdown()
+
+
+def test_groups_come_from_dbt_meta_not_paths() -> None:
+    """Every mart declares its group in dbt; a test on a mart refuses that mart's group only."""
+    from citylake.build.groups import group_marts, load_manifest, node_groups
+
+    manifest = load_manifest()
+    marts = group_marts(manifest)
+    assert "dim_vehicles" in marts["maintenance"] and "dim_vehicles" not in marts["transit"]
+    affected = node_groups(manifest)
+    tests_on_vehicles = [uid for uid, n in manifest["nodes"].items()
+                         if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles"]
+    assert tests_on_vehicles
+    assert all(affected[uid] == {"maintenance"} for uid in tests_on_vehicles)
+    # an upstream model refuses every group with a mart below it; the calendar feeds several
+    assert affected["model.citylake.fct_stop_visit_loads"] == {"transit"}
+    assert {"transit", "maintenance"} <= affected["model.citylake.dim_calendar"] | affected["seed.citylake.fr_public_holidays"]
+
+
+def test_a_failing_test_on_dim_vehicles_refuses_maintenance_and_publishes_transit(
+        drops, lake_settings, lake, tmp_path, monkeypatch) -> None:
+    """The bug of issue #16: dim_vehicles sits with the fleet, so its failure must stop maintenance."""
+    from citylake.build.groups import load_manifest
+    from citylake.core.settings import warehouse_path
+
+    drop = day_drop(drops["two_days"], tmp_path / "drop", "2026-03-30")
+    settings = night_env(monkeypatch, lake_settings, tmp_path, drop)
+    first = run_night(settings)
+    assert first.ok
+    manifest = load_manifest()
+    node = next(uid for uid, n in manifest["nodes"].items()
+                if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles")
+    failed = {"node": node, "path": "models/marts/maintenance/_maintenance.yml", "depends_on": ["model.citylake.dim_vehicles"],
+              "status": "fail", "message": "Got 2 results, configured to fail if != 0", "failures": 2}
+    gate = run_gate(lake, warehouse_path(settings), "20260331T000000Z-vehicles", [date(2026, 3, 30)], [failed],
+                    manifest=manifest)
+    assert "maintenance" in gate.refused_groups and "contract" in gate.refused_groups
+    assert any(node in reason for reason in gate.refused_groups["maintenance"])
+    assert {"transit", "parking"} <= set(gate.published_groups)
+    ptr = current(lake)
+    assert ptr["groups"]["transit"]["publication_id"] == "20260331T000000Z-vehicles"
+    assert ptr["groups"]["maintenance"]["publication_id"] == first.run_id  # the last good stays

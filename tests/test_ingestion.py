@@ -13,17 +13,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
-from citylake.storage import LakeStorage, open_storage
-from ingestion import manifest
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, open_storage
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
+from ingestion import manifest, registry
 from ingestion.parsing import local_to_utc
 from ingestion.pseudonym import Pseudonymiser, period_label
-from ingestion.run import ingest, load_config
+from ingestion.run import ingest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "citylake" / "data" / "cairns_gtfs.zip"
+SAMPLE = SAMPLE_NETWORK
 KEY = "test-pseudonym-key-0123456789"
 
 
@@ -294,11 +295,11 @@ def test_sftp_drop_served_locally(clean_drop, tmp_path, monkeypatch) -> None:
 
 
 def test_configuration_is_checked(tmp_path, monkeypatch) -> None:
-    from citylake.errors import LakeConfigError
+    from citylake.core.errors import LakeConfigError
 
     settings = lake_env(monkeypatch, tmp_path / "lake", tmp_path / "drop")
     with pytest.raises(LakeConfigError, match="unknown operator 'nobody'"):
         ingest(settings, operator="nobody")
-    assert set(load_config()) == {"bus", "parking", "montpellier"}
+    assert set(registry.operators()) == {"bus", "parking", "montpellier"}
     # an empty drop is not an error: nothing delivered yet
     assert ingest(settings).ok

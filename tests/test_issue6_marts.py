@@ -11,11 +11,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from citylake.build import build
-from citylake.settings import Settings
-from citylake.simulator.faults import parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
-from citylake.storage import open_storage
+from citylake.build.dbt import build
+from citylake.core.settings import Settings
+from citylake.core.storage import open_storage
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 from ingestion import manifest
 from ingestion.run import ingest
 
@@ -42,7 +43,7 @@ def real_montpellier_drop(drop: Path) -> None:
 def lake(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("issue6")
     drop = base / "drop"
-    simulate(SimulationConfig(network=ROOT / "citylake" / "data" / "cairns_gtfs.zip", start=date(2026, 3, 30), days=2,
+    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=2,
                               out=drop, faults=parse_faults("default,missing_day,late_delivery"), seed=5, progress=False))
     real_montpellier_drop(drop)
     mp = pytest.MonkeyPatch()

@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import pytest
 
-from citylake.lake import Zone, key, parse_partitions, safe_filename, write_once_rule
+from citylake.core.lake import Zone, key, parse_partitions, safe_filename, write_once_rule
 
 
 def test_keys_are_hive_partitioned() -> None:

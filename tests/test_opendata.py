@@ -9,17 +9,17 @@ import duckdb
 import polars as pl
 import pytest
 
-from citylake import duck
-from citylake.opendata import (
+from citylake.consumers.opendata import (
     FORBIDDEN_COLUMNS,
     export,
     neutralise_formulas,
     suppress,
     write_catalog,
 )
-from citylake.settings import Settings
-from citylake.storage import open_storage
-from quality.gate import current, published_views
+from citylake.core import duck
+from citylake.core.settings import Settings
+from citylake.core.storage import open_storage
+from citylake.publish.reader import current, published_views
 
 
 def test_exports_suppress_small_counts_and_carry_no_identifier(published) -> None:
@@ -71,7 +71,7 @@ def test_catalog_is_a_duckdb_file_analysts_open_read_only(published, tmp_path) -
 def test_monthly_report_shows_the_published_kpis(published) -> None:
     import re
 
-    from citylake.report import build_report, write_report
+    from citylake.consumers.contract_report import build_report, write_report
 
     base, night = published
     settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from citylake import cli
-from citylake.retention import personal_feeds, purge_personal_raw
-from citylake.settings import Settings
+from citylake.core.settings import Settings
+from ingestion.retention import personal_feeds, purge_personal_raw
 
 
 def test_personal_feeds_come_from_the_contracts() -> None:

@@ -14,12 +14,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from citylake.simulator.faults import FAULT_KINDS, parse_faults
-from citylake.simulator.run import SimulationConfig, simulate
+from devtools import SAMPLE_NETWORK
+from devtools.simulator.faults import FAULT_KINDS, parse_faults
+from devtools.simulator.run import SimulationConfig, simulate
 from ingestion.contracts import all_contracts, contract
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "citylake" / "data" / "cairns_gtfs.zip"
+SAMPLE = SAMPLE_NETWORK
 NYC = ROOT / ".cache" / "nyc_subway_gtfs.zip"
 DST_START = date(2026, 3, 28)  # Sat 28, Sun 29 (DST change), Mon 30 March 2026
 
@@ -133,7 +134,7 @@ def test_every_delivery_matches_its_contract(clean: Path) -> None:
                     assert isinstance(rec["Date ouverture"], datetime)
                     assert (rec["Date clôture"] is None) == (rec["Statut"] == "En cours")
             elif c.format == "gtfs":
-                from citylake import gtfs
+                from ingestion import gtfs
 
                 feed = gtfs.read_feed(path)
                 info = feed["feed_info"].row(0, named=True)
@@ -319,7 +320,7 @@ def test_runs_on_a_second_real_feed(tmp_path: Path) -> None:
 
 
 def test_bad_network_is_a_clear_error(tmp_path: Path) -> None:
-    from citylake.errors import DataError
+    from citylake.core.errors import DataError
 
     (tmp_path / "feed").mkdir()
     (tmp_path / "feed" / "stops.txt").write_text("stop_id,stop_lat,stop_lon\n1,0,0\n")

@@ -7,14 +7,14 @@ import os
 
 import pytest
 
-from citylake.errors import (
+from citylake.core.errors import (
     ImmutableObjectError,
     LakeConfigError,
     LakeObjectNotFound,
     ObjectExistsError,
 )
-from citylake.settings import Settings
-from citylake.storage import S3_PART_SIZE, LakeStorage, S3Storage, open_storage
+from citylake.core.settings import Settings
+from citylake.core.storage import S3_PART_SIZE, LakeStorage, S3Storage, open_storage
 
 
 def test_put_get_roundtrip_with_hash_and_metadata(lake: LakeStorage) -> None:

@@ -42,6 +42,9 @@ class Contract:
     title: str
     personal_data: bool
     file: dict[str, Any]
+    group: str = ""  # the publication group the feed's data goes into
+    reference: bool = False  # a register other feeds are checked against (ingested first)
+    staged: dict[str, str] = field(default_factory=dict)  # {dataset, partition, builder}
     columns: tuple[Column, ...] = field(default_factory=tuple)
     notes: str = ""
 
@@ -80,6 +83,9 @@ def _parse(path: Path) -> Contract:
         title=raw["title"],
         personal_data=bool(raw.get("personal_data", False)),
         file=raw["file"],
+        group=raw["group"],
+        reference=bool(raw.get("reference", False)),
+        staged=dict(raw["staged"]),
         columns=columns,
         notes=(raw.get("notes") or "").strip(),
     )

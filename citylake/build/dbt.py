@@ -1,0 +1,154 @@
+"""``citylake build``: dbt build of the marts over the staged zone, in-process.
+
+dbt reads the staged Parquet straight from the lake (a folder or S3) and builds into a DuckDB
+file, the *warehouse* (``CITYLAKE_WAREHOUSE``, default ``build/warehouse.duckdb``): a working
+copy that the publication gate (issue #7) audits and promotes; consumers never read it.
+Incremental models recompute only the service dates asked for; ``--full-refresh`` rebuilds all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
+
+from citylake.core.errors import CitylakeError
+from citylake.core.settings import Settings, warehouse_path
+from citylake.core.storage import LakeStorage, S3Storage, open_storage
+
+DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+class BuildFailed(CitylakeError):
+    """dbt reported errors or failing tests."""
+
+
+@dataclass
+class BuildResult:
+    success: bool
+    warehouse: Path
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[dict]:
+        return [r for r in self.results if r["status"] in ("error", "fail", "runtime error")]
+
+    @property
+    def warnings(self) -> list[dict]:
+        return [r for r in self.results if r["status"] == "warn"]
+
+
+
+
+def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[str, str]:
+    """Return the environment dbt needs to read the lake and write the warehouse."""
+    env = {
+        "CITYLAKE_WAREHOUSE": str(warehouse),
+        "CITYLAKE_STAGED_URL": storage.url("staged").rstrip("/"),
+        "CITYLAKE_MANIFEST_URL": storage.url("control/manifest").rstrip("/"),
+        "CITYLAKE_TIMEZONE": settings.timezone,
+        "CITYLAKE_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+        "DBT_PROFILES_DIR": str(DBT_PROJECT),
+    }
+    if isinstance(storage, S3Storage):
+        access, secret = settings.s3_credentials()
+        env.update({
+            "CITYLAKE_S3_ACCESS_KEY": access,
+            "CITYLAKE_S3_SECRET_KEY": secret,
+            "CITYLAKE_S3_REGION": storage.region,
+            "CITYLAKE_S3_ENDPOINT_HOST": urlparse(storage.endpoint).netloc,
+            "CITYLAKE_S3_USE_SSL": "true" if storage.endpoint.startswith("https") else "false",
+        })
+    return env
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _release_dbt_connection() -> None:
+    """Close the DuckDB connection dbt-duckdb keeps open in-process, so others can open the file."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    conn = getattr(env, "conn", None)
+    if conn is not None:
+        conn.close()
+        env.conn = None
+    DuckDBConnectionManager.close_all_connections()
+
+
+def run_dbt(args: Sequence[str], settings: Settings, storage: LakeStorage | None = None,
+            warehouse: Path | None = None) -> BuildResult:
+    """Run a dbt command in-process against the lake; return its node results."""
+    from dbt.cli.main import dbtRunner
+
+    storage = storage or open_storage(settings)
+    warehouse = warehouse or warehouse_path(settings)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    env = dbt_env(settings, storage, warehouse)
+    with _environment(env):
+        try:
+            res = dbtRunner().invoke(
+                [*args, "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT), "--quiet"]
+            )
+        finally:
+            _release_dbt_connection()
+    results = []
+    for r in getattr(res.result, "results", None) or []:
+        depends = list(getattr(getattr(r.node, "depends_on", None), "nodes", []) or [])
+        results.append({
+            "node": r.node.unique_id,
+            "path": str(getattr(r.node, "original_file_path", "") or ""),
+            "depends_on": depends,
+            "status": str(r.status).lower().split(".")[-1],
+            "message": r.message,
+            "failures": getattr(r, "failures", None),
+            "execution_time": round(r.execution_time or 0, 3),
+        })
+    if res.exception is not None and not results:
+        raise BuildFailed(f"dbt {' '.join(args)} failed: {res.exception}")
+    return BuildResult(bool(res.success), warehouse, results)
+
+
+def build(settings: Settings, *, service_dates: Sequence[date] = (), full_refresh: bool = False,
+          select: str | None = None, storage: LakeStorage | None = None, warehouse: Path | None = None,
+          extra_vars: dict | None = None, indirect_selection: str | None = None) -> BuildResult:
+    """dbt seed + build (models and tests) for the given service dates (all when empty)."""
+    dates = sorted({d.isoformat() for d in service_dates})
+    vars_ = json.dumps({"service_dates": dates, **(extra_vars or {})})
+    args = ["build", "--vars", vars_]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", *select.split()]
+    if indirect_selection:
+        args += ["--indirect-selection", indirect_selection]
+    return run_dbt(args, settings, storage, warehouse)
+
+
+def staged_dates(storage: LakeStorage, dataset: str = "stop_visits") -> list[date]:
+    """Return the service dates present in a staged dataset."""
+    out = set()
+    for info in storage.list(f"staged/{dataset}/"):
+        for part in info.key.split("/"):
+            if part.startswith("service_date="):
+                out.add(date.fromisoformat(part.split("=", 1)[1]))
+    return sorted(out)
+
+

@@ -1,0 +1,656 @@
+"""The read-only HTTP API over the published marts (``citylake serve``).
+
+What it serves is exactly what ``published/CURRENT.json`` points to (or, with ``as_of``, what it
+pointed to then): a mart never visible to analysts is never visible here either. There is no
+write endpoint and no SQL from the caller: filters are parsed, column names checked against the
+mart's schema and values bound as typed parameters.
+
+Access is by bearer token. The register (``CITYLAKE_API_TOKENS_FILE``) holds sha256 hashes only,
+with a role per token:
+
+- ``analyst``: every mart, every row;
+- ``operator`` (with an operator id of ``ingestion/operators.yaml``): rows of marts that carry an
+  ``operator`` column are filtered to its own; marts without one are visible only to the
+  operators whose feeds build them (transit and fleet marts to the bus operator); shared
+  reference tables (the calendar) to everyone.
+
+Errors are JSON ``{"error": {"status", "code", "message"}}``, never a stack trace.
+"""
+
+
+import datetime as dt
+import decimal
+import enum
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import duckdb
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from citylake.build.groups import group_marts, load_manifest
+from citylake.core import duck
+from citylake.core.errors import CitylakeError
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, open_storage
+from ingestion import registry
+
+log = logging.getLogger("citylake.consumers.api")
+
+ROLES = ("analyst", "operator")
+#: Reference tables with nothing of any operator in them.
+PUBLIC_MARTS = frozenset({"dim_calendar"})
+MAX_LIMIT = 5000
+FILTER_OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "like": "like",
+              "null": "is null", "notnull": "is not null"}
+FILTER_PATTERN = r"^[a-z_][a-z0-9_]*:(" + "|".join(FILTER_OPS) + r")(:.*)?$"
+ORDER_PATTERN = r"^-?[a-z_][a-z0-9_]*(,-?[a-z_][a-z0-9_]*)*$"
+FilterText = Annotated[str, StringConstraints(max_length=1000, pattern=FILTER_PATTERN)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    operator: str | None = None
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def known_operators() -> dict[str, dict]:
+    return registry.operators()
+
+
+class TokenRegister:
+    """The token register: a JSON file of ``{name, role, operator, sha256, created_at}``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))["tokens"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CitylakeError(f"{self.path}: not a citylake token register ({exc})") from None
+
+    def _write(self, entries: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"tokens": entries}, fh, indent=2)
+        os.replace(tmp, self.path)
+
+    def add(self, name: str, role: str, operator: str | None = None) -> str:
+        """Create a token and return it: only its hash is stored, it cannot be shown again."""
+        if role not in ROLES:
+            raise CitylakeError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        if role == "operator":
+            if operator not in known_operators():
+                raise CitylakeError(f"an operator token needs --operator, one of {', '.join(known_operators())}")
+        elif operator:
+            raise CitylakeError("--operator is only for operator tokens")
+        entries = self.entries()
+        if any(e["name"] == name for e in entries):
+            raise CitylakeError(f"a token named {name!r} exists already (revoke it first)")
+        token = "clk_" + secrets.token_urlsafe(32)
+        entries.append({"name": name, "role": role, "operator": operator, "sha256": _hash(token),
+                        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        self._write(entries)
+        return token
+
+    def revoke(self, name: str) -> None:
+        entries = self.entries()
+        kept = [e for e in entries if e["name"] != name]
+        if len(kept) == len(entries):
+            raise CitylakeError(f"no token named {name!r}")
+        self._write(kept)
+
+    def authenticate(self, token: str) -> Principal | None:
+        digest = _hash(token)
+        found = None
+        for e in self.entries():  # compare every entry, in constant time each
+            if hmac.compare_digest(digest, e["sha256"]):
+                found = e
+        return Principal(found["name"], found["role"], found.get("operator")) if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Published marts
+
+
+@dataclass(frozen=True)
+class Mart:
+    name: str
+    group: str
+    publication_id: str
+    published_at: str | None
+    columns: tuple[tuple[str, str], ...]  # (name, duckdb type)
+
+    @property
+    def types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+class Publication:
+    """A DuckDB database of views over one pointer's marts; requests use cursors of it."""
+
+    def __init__(self, settings: Settings, storage: LakeStorage, pointer: dict) -> None:
+        from citylake.publish.reader import published_views
+
+        self.con = duck.connect(settings, storage)
+        published_views(self.con, storage, pointer)
+        self.marts: dict[str, Mart] = {}
+        for group, entry in sorted(pointer.get("groups", {}).items()):
+            for name in sorted(entry.get("marts", {})):
+                cols = tuple((c, t) for c, t, *_ in self.con.execute(f"describe {name}").fetchall())
+                self.marts[name] = Mart(name, group, entry["publication_id"], entry.get("published_at"), cols)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con.cursor()
+
+
+class PublishedMarts:
+    """The pointer in force, re-read on every request; one ``Publication`` kept per pointer."""
+
+    def __init__(self, settings: Settings, storage: LakeStorage, keep: int = 4) -> None:
+        self.settings, self.storage, self.keep = settings, storage, keep
+        self._cache: OrderedDict[str, Publication] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, as_of: str | None = None) -> Publication:
+        from citylake.publish.reader import pointer_as_of
+
+        try:
+            pointer = pointer_as_of(self.storage, as_of)
+        except CitylakeError as exc:
+            raise ApiError(404, "publication_not_found", str(exc)) from None
+        cache_key = json.dumps(pointer.get("groups", {}), sort_keys=True)
+        with self._lock:
+            if cache_key in self._cache:
+                self._cache.move_to_end(cache_key)
+                return self._cache[cache_key]
+            publication = Publication(self.settings, self.storage, pointer)
+            self._cache[cache_key] = publication
+            while len(self._cache) > self.keep:
+                self._cache.popitem(last=False)[1].con.close()
+            return publication
+
+
+def column_docs(manifest: dict) -> dict[str, dict]:
+    """Mart and column descriptions from dbt's manifest (the same text as the dbt docs site)."""
+    docs: dict[str, dict] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model":
+            docs[node["name"]] = {
+                "description": (node.get("description") or "").strip(),
+                "columns": {c: (v.get("description") or "").strip() for c, v in (node.get("columns") or {}).items()},
+            }
+    return docs
+
+
+# ---------------------------------------------------------------------------------------------
+# Access rules
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def owners_of(group: str, operators: dict[str, dict]) -> set[str]:
+    """Return who owns a group's marts that have no ``operator`` column: the one operator that
+    delivers the group's feeds; nobody when several do (their rows could not be told apart)."""
+    delivering = [op for op in registry.operators_of_group(group) if op in operators]
+    return set(delivering) if len(delivering) == 1 else set()
+
+
+def row_scope(principal: Principal, mart: Mart, operators: dict[str, dict]) -> tuple[str, list[Any]] | None:
+    """Return the (SQL condition, params) the principal's rows of this mart are limited to,
+    ``("", [])`` for all rows, or None when the mart is not theirs at all."""
+    if principal.role == "analyst" or mart.name in PUBLIC_MARTS:
+        return "", []
+    if "operator" in mart.types:
+        return '"operator" = ?', [principal.operator]
+    if principal.operator in owners_of(mart.group, operators):
+        return "", []
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ColumnInfo(BaseModel):
+    name: str
+    type: str
+    description: str = ""
+
+
+class MartInfo(BaseModel):
+    name: str
+    group: str
+    publication_id: str
+    published_at: str | None
+    description: str = ""
+    row_scope: Literal["all rows", "own operator's rows"]
+    columns: list[ColumnInfo]
+
+
+class MartList(BaseModel):
+    marts: list[MartInfo]
+
+
+class RowsPage(BaseModel):
+    mart: str
+    publication_id: str
+    total: int = Field(description="rows matching the filters (within the caller's scope)")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="offset of the next page, null on the last one")
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+
+class GroupInForce(BaseModel):
+    group: str
+    publication_id: str
+    published_at: str | None
+    marts: list[str]
+
+
+class PublicationInForce(BaseModel):
+    groups: list[GroupInForce]
+
+
+class CarParkAvailability(BaseModel):
+    operator: str
+    facility_id: str
+    facility_name: str | None
+    capacity: int | None
+    observed_date: str = Field(description="service date of the last usable hour published")
+    observed_hour: int = Field(description="local hour (Europe/Paris) of that reading")
+    occupancy_rate: float | None = Field(description="mean occupancy over that hour, 0..1")
+    places_available: int | None = Field(description="capacity × (1 − occupancy rate), rounded")
+    lat: float | None = None
+    lon: float | None = None
+
+
+class ParkingAvailability(BaseModel):
+    publication_id: str
+    note: str
+    car_parks: list[CarParkAvailability]
+
+
+class LoadProfileStop(BaseModel):
+    stop_sequence: int
+    stop_id: str
+    stop_name: str | None
+    mean_boardings: float | None
+    mean_alightings: float | None
+    mean_load: float | None
+    p90_load: float | None
+    mean_capacity: float | None
+    load_factor: float | None
+    trips_observed: int | None
+
+
+class LoadProfile(BaseModel):
+    direction_id: int | None
+    day_type: str | None
+    time_band: str | None
+    stops: list[LoadProfileStop]
+
+
+class LineLoadProfile(BaseModel):
+    route_short_name: str
+    publication_id: str
+    profiles: list[LoadProfile]
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, decimal.Decimal):
+        return float(v) if v.is_finite() else None
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, list):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    return v
+
+
+def _records(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [{n: _json_value(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status,
+                        headers=headers)
+
+
+ERRORS = {s: {"model": ErrorBody, "description": d} for s, d in (
+    (400, "bad filter, order or paging"), (401, "missing or unknown token"),
+    (403, "the token's role may not read this"), (404, "no such mart, line or publication"),
+    (422, "malformed parameters"))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters
+
+
+def parse_filters(mart: Mart, filters: list[str]) -> tuple[list[str], list[Any]]:
+    """``column:op:value`` → SQL conditions with typed parameters (the value cast to the column's type)."""
+    conds: list[str] = []
+    params: list[Any] = []
+    types = mart.types
+    for raw in filters:
+        parts = raw.split(":", 2)
+        if len(parts) < 2:
+            raise ApiError(400, "bad_filter", f"filter {raw!r}: expected column:op:value (op one of {', '.join(FILTER_OPS)})")
+        column, op = parts[0], parts[1]
+        value = parts[2] if len(parts) == 3 else None
+        if column not in types:
+            raise ApiError(400, "bad_filter", f"filter {raw!r}: {mart.name} has no column {column!r}")
+        if op not in FILTER_OPS:
+            raise ApiError(400, "bad_filter", f"filter {raw!r}: unknown op {op!r} (one of {', '.join(FILTER_OPS)})")
+        col, ctype = f'"{column}"', types[column]
+        if op in ("null", "notnull"):
+            conds.append(f"{col} {FILTER_OPS[op]}")
+            continue
+        if value is None:
+            raise ApiError(400, "bad_filter", f"filter {raw!r}: op {op!r} needs a value (column:{op}:value)")
+        if "\x00" in value:
+            raise ApiError(400, "bad_filter", f"filter {raw!r}: NUL character in value")
+        if op == "like":
+            conds.append(f"cast({col} as varchar) like ?")
+            params.append(value)
+        elif op == "in":
+            values = value.split("|")
+            conds.append(f"{col} in ({', '.join(f'cast(? as {ctype})' for _ in values)})")
+            params.extend(values)
+        else:
+            conds.append(f"{col} {FILTER_OPS[op]} cast(? as {ctype})")
+            params.append(value)
+    return conds, params
+
+
+def parse_order(mart: Mart, order_by: str | None) -> str:
+    if not order_by:
+        return ", ".join(f'"{c}"' for c, _ in mart.columns)
+    out = []
+    for item in order_by.split(","):
+        desc = item.startswith("-")
+        column = item[1:] if desc else item
+        if column not in mart.types:
+            raise ApiError(400, "bad_order", f"order_by {order_by!r}: {mart.name} has no column {column!r}")
+        out.append(f'"{column}"' + (" desc" if desc else ""))
+    # then every column, so pages never overlap or skip rows
+    out += [f'"{c}"' for c, _ in mart.columns]
+    return ", ".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The application
+
+
+def create_app(settings: Settings | None = None, storage: LakeStorage | None = None,
+               tokens: TokenRegister | None = None) -> FastAPI:
+    settings = settings or Settings()
+    storage = storage or open_storage(settings)
+    tokens = tokens or TokenRegister(settings.api_tokens_file)
+    published = PublishedMarts(settings, storage)
+    operators = known_operators()
+    manifest = load_manifest(settings)
+    docs = column_docs(manifest)
+    by_group = group_marts(manifest)
+    #: Every mart the gate can publish (a name outside it is refused before any lookup).
+    MartNames = enum.Enum("MartNames", {m: m for g in registry.groups() for m in by_group[g]}, type=str)
+    bearer = HTTPBearer(auto_error=False, description="a citylake API token (`citylake api-token add`)")
+
+    app = FastAPI(
+        title="citylake — API de consultation des données publiées",
+        version="1",
+        description=(
+            "Read-only access to the marts citylake has published (what `published/CURRENT.json` "
+            "points to). Bearer tokens per role: analysts read everything; an operator reads its "
+            "own rows. Filters: `filter=column:op:value`, op in "
+            + ", ".join(f"`{o}`" for o in FILTER_OPS) + " (`in` takes `a|b|c`)."
+        ),
+        responses=ERRORS,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                      headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "path"))
+            parts.append(f"{where}: {err.get('msg')}")
+        return _error(422, "invalid_parameters", "; ".join(parts) or "invalid parameters")
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        ref = uuid.uuid4().hex[:12]
+        log.exception("API error %s on %s %s", ref, request.method, request.url.path)
+        return _error(500, "internal_error", f"internal error (reference {ref}, logged on the server)")
+
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        if creds is None or not creds.credentials:
+            raise StarletteHTTPException(401, "a bearer token is required (Authorization: Bearer <token>)",
+                                         headers={"WWW-Authenticate": "Bearer"})
+        who = tokens.authenticate(creds.credentials)
+        if who is None:
+            raise StarletteHTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        return who
+
+    Who = Annotated[Principal, Depends(principal)]
+    AsOf = Annotated[str | None, Query(max_length=64, description="a publication id or a date YYYY-MM-DD: read what was published then")]
+
+    def visible(pub: Publication, who: Principal, name: str) -> tuple[Mart, str, list[Any]]:
+        mart = pub.marts.get(name)
+        if mart is None:
+            raise ApiError(404, "mart_not_found", f"no published mart {name!r} (GET /v1/marts lists them)")
+        scope = row_scope(who, mart, operators)
+        if scope is None:
+            raise ApiError(403, "forbidden", f"token {who.name!r} (operator {who.operator}) may not read {name}: "
+                                             "it is built from another operator's data")
+        return mart, *scope
+
+    def info(mart: Mart, who: Principal) -> MartInfo:
+        d = docs.get(mart.name, {})
+        scoped = who.role == "operator" and "operator" in mart.types and mart.name not in PUBLIC_MARTS
+        return MartInfo(name=mart.name, group=mart.group, publication_id=mart.publication_id,
+                        published_at=mart.published_at, description=d.get("description", ""),
+                        row_scope="own operator's rows" if scoped else "all rows",
+                        columns=[ColumnInfo(name=c, type=t, description=d.get("columns", {}).get(c, ""))
+                                 for c, t in mart.columns])
+
+    @app.get("/v1/publication", response_model=PublicationInForce, summary="What is published now")
+    def publication(who: Who, as_of: AsOf = None) -> PublicationInForce:
+        pub = published.get(as_of)
+        groups: dict[str, GroupInForce] = {}
+        for m in pub.marts.values():
+            g = groups.setdefault(m.group, GroupInForce(group=m.group, publication_id=m.publication_id,
+                                                        published_at=m.published_at, marts=[]))
+            g.marts.append(m.name)
+        return PublicationInForce(groups=list(groups.values()))
+
+    @app.get("/v1/marts", response_model=MartList, summary="The marts this token may read")
+    def list_marts(who: Who, as_of: AsOf = None) -> MartList:
+        pub = published.get(as_of)
+        return MartList(marts=[info(m, who) for m in pub.marts.values() if row_scope(who, m, operators) is not None])
+
+    MartName = Annotated[MartNames, PathParam(description="a mart name (GET /v1/marts lists those published)")]
+
+    @app.get("/v1/marts/{mart}", response_model=MartInfo, summary="One mart: columns and documentation")
+    def get_mart(mart: MartName, who: Who, as_of: AsOf = None) -> MartInfo:
+        m, _, _ = visible(published.get(as_of), who, mart.value)
+        return info(m, who)
+
+    @app.get("/v1/marts/{mart}/rows", response_model=RowsPage, summary="Rows of a mart, filtered and paged")
+    def rows(
+        mart: MartName,
+        who: Who,
+        filter: Annotated[list[FilterText] | None, Query(max_length=50, description="column:op:value, repeatable (AND)")] = None,  # noqa: A002
+        order_by: Annotated[str | None, Query(max_length=500, pattern=ORDER_PATTERN,
+                                              description="columns, comma-separated; -col for descending")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        as_of: AsOf = None,
+    ) -> RowsPage:
+        pub = published.get(as_of)
+        m, scope_sql, scope_params = visible(pub, who, mart.value)
+        conds, params = parse_filters(m, filter or [])
+        if scope_sql:
+            conds.append(scope_sql)
+            params += scope_params
+        where = (" where " + " and ".join(conds)) if conds else ""
+        cur = pub.cursor()
+        try:
+            total = cur.execute(f"select count(*) from {m.name}{where}", params).fetchone()[0]
+            cur.execute(f"select * from {m.name}{where} order by {parse_order(m, order_by)} limit {limit} offset {offset}", params)
+            records = _records(cur)
+        except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.BinderException) as exc:
+            raise ApiError(400, "bad_filter", f"cannot apply the filters to {m.name}: {str(exc).splitlines()[0]}") from None
+        finally:
+            cur.close()
+        nxt = offset + len(records)
+        return RowsPage(mart=m.name, publication_id=m.publication_id, total=total, limit=limit, offset=offset,
+                        next_offset=nxt if nxt < total else None, columns=[c for c, _ in m.columns], rows=records)
+
+    @app.get("/v1/parking/availability", response_model=ParkingAvailability,
+             summary="Places available per car park, at the last published hour")
+    def parking_availability(who: Who) -> ParkingAvailability:
+        pub = published.get()
+        m, scope_sql, params = visible(pub, who, "mart_parking_occupancy_hourly")
+        where = "where readings_usable > 0" + (f" and {scope_sql}" if scope_sql else "")
+        has_dim = "dim_car_parks" in pub.marts
+        geo = ("left join (select operator, facility_id, any_value(lat order by as_of_date desc) as lat, "
+               "any_value(lon order by as_of_date desc) as lon from dim_car_parks group by all) d using (operator, facility_id)"
+               if has_dim else "")
+        sql = f"""
+            with last as (
+                select *, row_number() over (partition by operator, facility_id
+                                             order by service_date desc, local_hour desc) as rn
+                from {m.name} {where}
+            )
+            select l.operator, l.facility_id, l.facility_name, l.capacity, l.service_date as observed_date,
+                   l.local_hour as observed_hour, l.mean_occupancy_rate as occupancy_rate,
+                   round(l.capacity * (1 - least(greatest(l.mean_occupancy_rate, 0), 1)))::integer as places_available,
+                   {"d.lat, d.lon" if has_dim else "null::double as lat, null::double as lon"}
+            from last l {geo}
+            where rn = 1
+            order by l.operator, l.facility_id"""
+        cur = pub.cursor()
+        try:
+            records = _records(cur.execute(sql, params))
+        finally:
+            cur.close()
+        return ParkingAvailability(
+            publication_id=m.publication_id,
+            note="citylake publishes nightly: this is the last usable hour of the published data, not a live count.",
+            car_parks=[CarParkAvailability(**r) for r in records])
+
+    @app.get("/v1/lines/{route_short_name}/load-profile", response_model=LineLoadProfile,
+             summary="Serpent de charge of a line: mean load stop by stop")
+    def load_profile(
+        route_short_name: Annotated[str, PathParam(max_length=64)],
+        who: Who,
+        direction_id: Annotated[int | None, Query(ge=0, le=1)] = None,
+        day_type: Annotated[str | None, Query(max_length=64)] = None,
+        time_band: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> LineLoadProfile:
+        pub = published.get()
+        m, scope_sql, params = visible(pub, who, "mart_bus_load_profile")
+        conds, values = ["route_short_name = ?"], [route_short_name]
+        for column, value in (("direction_id", direction_id), ("day_type", day_type), ("time_band", time_band)):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                values.append(value)
+        if scope_sql:
+            conds.append(scope_sql)
+            values += params
+        cur = pub.cursor()
+        try:
+            records = _records(cur.execute(
+                f"select * from {m.name} where {' and '.join(conds)} "
+                "order by direction_id, day_type, time_band, stop_sequence", values))
+            if not records:
+                known = cur.execute(f"select count(*) from {m.name} where route_short_name = ?", [route_short_name]).fetchone()[0]
+        finally:
+            cur.close()
+        if not records:
+            if not known:
+                raise ApiError(404, "line_not_found", f"no load profile published for line {route_short_name!r}")
+            raise ApiError(404, "profile_not_found", f"line {route_short_name!r} has no profile for these direction/day_type/time_band")
+        profiles: dict[tuple, LoadProfile] = {}
+        for r in records:
+            k = (r["direction_id"], r["day_type"], r["time_band"])
+            p = profiles.setdefault(k, LoadProfile(direction_id=k[0], day_type=k[1], time_band=k[2], stops=[]))
+            p.stops.append(LoadProfileStop(**{f: r.get(f) for f in LoadProfileStop.model_fields}))
+        return LineLoadProfile(route_short_name=route_short_name, publication_id=m.publication_id,
+                               profiles=list(profiles.values()))
+
+    return app
+
+
+def write_openapi(path: Path, app: FastAPI | None = None) -> Path:
+    """Write the OpenAPI document (published with the docs, and next to each publication)."""
+    app = app or create_app()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,73 @@
+"""One nightly run at a time: a lock object in the lake, created only if absent.
+
+A lock names its owner, host and process. It is taken over when it has expired, or at once when
+its process is known dead: same host and no such process (a night killed by the OOM killer or
+``kill -9`` must not block the next one for hours). A lock from another host is trusted until it
+expires. A run that finds the lock held gets :class:`LockHeld`, a transient error: Airflow retries
+it with backoff (it waits); ``citylake run`` exits with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from citylake.core.errors import LakeObjectNotFound, ObjectExistsError, TransientError
+from citylake.core.storage import LakeStorage
+
+
+class LockHeld(TransientError):
+    """Another run holds the lock (transient: worth waiting for)."""
+
+
+def _dead(held: dict) -> bool:
+    """True when the lock's process ran on this host and no longer exists."""
+    if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
+        return False
+    try:
+        os.kill(held["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, another user's
+        return False
+    return held["pid"] == os.getpid() and held.get("owner_token") not in _MINE
+
+
+_MINE: set[str] = set()
+
+
+@contextmanager
+def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = timedelta(hours=6)):
+    """Hold ``control/locks/<name>.json`` for the duration; an expired lock is taken over."""
+    k = f"control/locks/{name}.json"
+    now = datetime.now(UTC)
+    token = os.urandom(8).hex()
+    body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "acquired_at": now.isoformat(),
+            "expires_at": (now + ttl).isoformat(), "owner_token": token}
+    try:
+        storage.put_json(k, body)
+    except ObjectExistsError:
+        try:
+            held = storage.get_json(k)
+        except LakeObjectNotFound:
+            held = None
+        if held and datetime.fromisoformat(held["expires_at"]) > now and not _dead(held):
+            raise LockHeld(f"another run holds {k}: {held['owner']} on {held['host']} (pid {held.get('pid')}) "
+                           f"since {held['acquired_at']}") from None
+        storage.delete(k)  # expired, or its process is dead: take it over
+        try:
+            storage.put_json(k, body)
+        except ObjectExistsError:
+            raise LockHeld(f"another run took {k} over at the same moment") from None
+    _MINE.add(token)
+    try:
+        yield body
+    finally:
+        _MINE.discard(token)
+        try:
+            if storage.get_json(k).get("owner_token") == token:
+                storage.delete(k)
+        except LakeObjectNotFound:
+            pass

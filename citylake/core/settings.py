@@ -1,0 +1,155 @@
+"""Settings in one place: environment variables prefixed ``CITYLAKE_``, plus an optional ``.env``.
+
+Credentials (S3 keys, the pseudonymisation key) are read from the process environment only:
+a ``.env`` file may set where the lake is, never the secrets to open it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from citylake.core.errors import LakeConfigError
+
+#: Settings that must never come from a file, only from the environment.
+SECRET_FIELDS = frozenset({"s3_access_key", "s3_secret_key", "pseudonym_key"})
+
+
+class _DotEnvWithoutSecrets(DotEnvSettingsSource):
+    """A .env source that ignores secret fields, so credentials come from the environment only."""
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if k not in SECRET_FIELDS}
+
+
+class Settings(BaseSettings):
+    """Every tunable of citylake; build one with ``Settings()`` at call time, never at import."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYLAKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    lake_uri: str = Field(
+        default="file://./lake",
+        description="Root of the lake: file://PATH (relative to the working directory) or s3://bucket[/prefix].",
+    )
+    drop_root: str = Field(
+        default="file://./drop",
+        description="Where operators deliver their extracts (the default drops for ingestion).",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3/MinIO endpoint URL, e.g. http://127.0.0.1:9000; empty means AWS.",
+    )
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    timezone: str = "Europe/Paris"
+    pseudonym_key: SecretStr | None = None
+    duckdb_threads: int = Field(default=2, ge=1)
+    duckdb_memory_limit: str = "8GB"
+    raw_personal_retention_days: int = Field(
+        default=90, ge=1,
+        description="Days raw files of personal-data feeds (ticketing) are kept before the retention job purges them.",
+    )
+    api_tokens_file: str = Field(
+        default="api_tokens.json",
+        description="The HTTP API's token register: sha256 hashes of tokens with their role (never the tokens).",
+    )
+    warehouse: str = Field(
+        default="build/warehouse.duckdb",
+        description="The DuckDB file dbt builds the candidate marts into (relative to the working directory).",
+    )
+    pseudonym_rotation: str = Field(
+        default="quarter", pattern="^(quarter|month|year|never)$",
+        description="How often card pseudonyms change (the same card gets a new pseudonym each period).",
+    )
+    sftp_known_hosts: str | None = Field(
+        default=None, description="known_hosts file for operators' SFTP drops; empty means ~/.ssh/known_hosts.",
+    )
+    opendata_k: int = Field(default=10, ge=1, description="Open-data exports suppress counts below this (k-anonymity).")
+    notify_webhook_url: str | None = Field(default=None, description="Notifications: a URL that receives a JSON POST.")
+    notify_smtp_host: str | None = Field(default=None, description="Notifications: the mail server.")
+    notify_smtp_port: int = Field(default=25, description="Notifications: the mail server's port.")
+    notify_email_to: str | None = Field(default=None, description="Notifications: comma list of recipients.")
+    notify_email_from: str = Field(default="citylake@localhost", description="Notifications: the sender.")
+    nightly_schedule: str = Field(
+        default="30 6 * * *",
+        description="Cron of the nightly_refresh DAG (Europe/Paris), or 'none' for triggered nights only.",
+    )
+    gate_crash_at: str | None = Field(
+        default=None,
+        description="Tests only: kill the process at this step of the publication gate (crash-safety tests).",
+    )
+
+    @field_validator("lake_uri", "drop_root")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = urlparse(value).scheme
+        if scheme not in ("file", "s3", ""):
+            raise ValueError(f"unsupported URI scheme {scheme!r} in {value!r}: use file:// or s3://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        dotenv = _DotEnvWithoutSecrets(
+            settings_cls,
+            env_file=settings_cls.model_config.get("env_file"),
+            env_file_encoding=settings_cls.model_config.get("env_file_encoding"),
+        )
+        return (init_settings, env_settings, dotenv, file_secret_settings)
+
+    def s3_credentials(self) -> tuple[str, str]:
+        """Return (access key, secret key) from CITYLAKE_S3_* or AWS_* variables, or raise."""
+        access = self.s3_access_key.get_secret_value() if self.s3_access_key else None
+        secret = self.s3_secret_key.get_secret_value() if self.s3_secret_key else None
+        access = access or os.environ.get("AWS_ACCESS_KEY_ID")
+        secret = secret or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if not access or not secret:
+            missing = [
+                name
+                for name, value in (
+                    ("CITYLAKE_S3_ACCESS_KEY", access),
+                    ("CITYLAKE_S3_SECRET_KEY", secret),
+                )
+                if not value
+            ]
+            raise LakeConfigError(
+                f"S3 credentials missing: set {' and '.join(missing)} in the environment "
+                "(or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); they are never read from files."
+            )
+        return access, secret
+
+
+def warehouse_path(settings: Settings) -> Path:
+    """Return the absolute path of the candidate warehouse (``CITYLAKE_WAREHOUSE``)."""
+    return Path(settings.warehouse).expanduser().resolve()
+
+
+def resolve_local_root(uri: str, base: Path | None = None) -> Path:
+    """Return the absolute directory a file:// (or bare path) URI points to."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("file", ""):
+        raise LakeConfigError(f"not a filesystem URI: {uri!r}")
+    raw = (parsed.netloc + parsed.path) if parsed.scheme == "file" else uri
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = (base or Path.cwd()) / path
+    return path.resolve()

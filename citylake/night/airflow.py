@@ -1,0 +1,68 @@
+"""What the Airflow DAGs need beyond the night's steps: errors mapped to Airflow's, the service
+date of a logical date, the failure callback, and the refusal of a publication.
+
+DAG files only wire :mod:`citylake.night.steps`; these adapters keep the error kinds to the edge:
+a :class:`~citylake.core.errors.TransientError` is worth Airflow's retries; any other citylake
+error (configuration, a refused publication) fails the task at once (:func:`no_retry`), with the
+reason as its message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from functools import wraps
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from citylake.core.errors import CitylakeError, PublicationRefused, TransientError
+
+log = logging.getLogger("citylake.night.airflow")
+OUTCOME_KEY = "publication"  # the XCom key under which audit_and_publish leaves its outcome
+
+
+def no_retry(fn: Callable) -> Callable:
+    """Re-raise non-transient citylake errors as AirflowFailException (fail now, no retry)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TransientError:
+            raise
+        except CitylakeError as exc:
+            from airflow.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def service_date_of(logical_date: datetime, tz: str = "Europe/Paris") -> date:
+    """Return the service date a night works on: the local day before its logical date."""
+    return (logical_date.astimezone(ZoneInfo(tz)) - timedelta(days=1)).date()
+
+
+def refuse_if_refused(result: dict[str, Any], ti: Any = None) -> dict[str, Any]:
+    """Return the publication's outcome; raise :class:`PublicationRefused` when a group was refused.
+
+    The groups that passed are published already; the task fails with the reason, and the
+    outcome stays readable by the notify task (XCom ``publication``)."""
+    if ti is not None:
+        ti.xcom_push(key=OUTCOME_KEY, value=result)
+    if result.get("refused"):
+        raise PublicationRefused(result["refused"], result.get("published"))
+    return result
+
+
+def failure_callback(context: dict) -> None:
+    """Airflow on_failure_callback: a task failed after its retries."""
+    from citylake.core.settings import Settings
+    from citylake.night.notify import notify
+
+    ti = context.get("task_instance")
+    notify(Settings(), "citylake task failed", {
+        "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
+        "run_id": context.get("run_id"), "exception": str(context.get("exception")),
+    })

@@ -1,0 +1,280 @@
+"""The night, once: ingest what operators delivered, build the marts, audit, publish, report, notify.
+
+Every caller runs these same functions: ``citylake run`` and ``citylake publish`` (in-process,
+:func:`run_night`), the Airflow DAGs (one task per step, with ingestion and the dbt build cut into
+partitions any worker can run), the demo and the benchmarks.
+
+1. :func:`plan_ingest` lists the files not yet landed, as partitions of
+   (service date × operator × publication group), references first;
+   :func:`ingest_partition` lands, parses and stages one; :func:`ingest_all` is the plain,
+   idempotent ingestion of everything (the DAG's *sweep*, and the whole of it in-process);
+2. :func:`plan_build` decides, once, whether the night is a first (full) build and what each
+   group selects; :func:`build_marts` runs dbt for one group, or for all at once;
+3. :func:`audit_and_publish` runs the quality suites and the gate under the lake's lock, then
+   writes the month-to-date contract reports;
+4. :func:`notify_outcome` tells people when a feed failed or a group was refused.
+
+Errors keep their type: a feed's transient fault raises :class:`TransientError` (retried), a
+configuration fault :class:`ConfigError` (fails at once, saying what to fix).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from citylake.build.dbt import build, staged_dates, warehouse_path
+from citylake.core.errors import ConfigError, TransientError
+from citylake.core.lock import lake_lock
+from citylake.core.settings import Settings
+from citylake.core.storage import LakeStorage, open_storage
+from citylake.night.notify import notify
+from citylake.publish.gate import GateResult, run_gate
+from ingestion import manifest, registry
+from ingestion.run import IngestReport, ingest, new_run_id
+
+log = logging.getLogger("citylake.night")
+LOCK = "nightly"
+
+
+# -- 1. ingestion -----------------------------------------------------------------------------
+
+def changed_dates(report: IngestReport) -> set[date]:
+    """Return the service dates whose staged partitions this ingestion rewrote."""
+    out = set()
+    for f in report.feeds:
+        for k in f.staged:
+            for part in k.split("/"):
+                if part.startswith("service_date="):
+                    out.add(date.fromisoformat(part.split("=", 1)[1]))
+    return out
+
+
+def raise_for_feeds(report: IngestReport) -> None:
+    """Raise the feeds' errors with their kind: configuration first (never retried), else transient."""
+    config = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e, kind in zip(f.errors, f.error_kinds, strict=True)
+              if kind == "config"]
+    if config:
+        raise ConfigError("; ".join(config))
+    errors = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e in f.errors]
+    if errors:
+        raise TransientError("; ".join(errors))
+
+
+def plan_ingest(settings: Settings, as_of: datetime | None = None) -> dict[str, list]:
+    """Return the night's ingestion partitions: ``references`` first, then ``dated``, and ``dates``."""
+    from citylake.night.partitions import plan_partitions
+
+    return plan_partitions(settings, open_storage(settings), as_of)
+
+
+def ingest_partition(settings: Settings, partition: dict[str, Any], as_of: datetime | None = None) -> dict[str, Any]:
+    """Ingest one partition; a feed's error raises with its kind (the sweep runs anyway)."""
+    day = date.fromisoformat(partition["service_date"]) if partition["service_date"] else None
+    staged: set[date] = set()
+    for feed in partition["feeds"]:
+        report = ingest(settings, operator=partition["operator"], feed=feed, service_date=day, as_of=as_of)
+        staged |= changed_dates(report)
+        raise_for_feeds(report)
+    return {**partition, "changed_dates": sorted(d.isoformat() for d in staged)}
+
+
+def ingest_feed(settings: Settings, operator: str, feed: str, service_date: date | None,
+                as_of: datetime | None = None) -> dict[str, Any]:
+    """Land, parse and stage one operator feed; return a summary (the feed's errors raise)."""
+    report = ingest(settings, operator=operator, feed=feed, service_date=service_date, as_of=as_of)
+    raise_for_feeds(report)
+    f = report.feeds[0]
+    return {"operator": operator, "feed": feed, "landed": f.landed, "parsed": f.parsed, "staged": f.staged,
+            "quarantined": f.quarantined, "rows_invalid": f.rows_invalid}
+
+
+def ingest_all(settings: Settings, as_of: datetime | None = None) -> dict[str, Any]:
+    """Ingest every operator feed (idempotent); return the changed service dates and the errors.
+
+    A feed's failure never stops the others: errors are returned (and notified), not raised,
+    except configuration errors, which no later step could get past."""
+    report = ingest(settings, as_of=as_of)
+    config = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e, k in zip(f.errors, f.error_kinds, strict=True)
+              if k == "config"]
+    if config and len(config) == sum(len(f.errors) for f in report.feeds) == len(report.feeds):
+        raise ConfigError("; ".join(config))
+    return {
+        "changed_dates": sorted(d.isoformat() for d in changed_dates(report)),
+        "errors": [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e in f.errors],
+        "lines": report.lines(),
+        "report": report,
+    }
+
+
+def delivery_present(settings: Settings, operator: str, feed: str, service_date: date) -> bool:
+    """Return True when the feed's drop holds a file for the service date (sensor poke)."""
+    from ingestion.connectors import open_drop
+    from ingestion.contracts import contract
+    from ingestion.feeds import date_from_name
+
+    spec = registry.operators()[operator]
+    c = contract(operator, feed)
+    return any(date_from_name(c, f.name) == service_date for f in open_drop(settings, spec["drop"], feed).list())
+
+
+def staged_inputs(storage: LakeStorage) -> list[str]:
+    """Return the sha256 of every delivery currently staged (the publication's inputs)."""
+    steps = manifest.load(storage, "steps")
+    return sorted(set(steps.filter(steps["step"] == "staged")["sha256"].drop_nulls().to_list()))
+
+
+# -- 2. build ---------------------------------------------------------------------------------
+
+def plan_build(settings: Settings, dates: list[str], *, full_refresh: bool = False,
+               warehouse: Path | None = None, selections: bool = True) -> dict[str, Any]:
+    """Decide once, before anything builds, whether the night is a full build, and what each group selects.
+
+    A first build (no warehouse yet) or a full refresh covers every staged date."""
+    from citylake.build.groups import build_selections, load_manifest
+
+    first = not (warehouse or warehouse_path(settings)).exists()
+    return {"first_build": first or full_refresh, "full_refresh": full_refresh, "dates": sorted(set(dates)),
+            "selections": build_selections(load_manifest(settings)) if selections else {}}
+
+
+def build_marts(settings: Settings, plan: dict[str, Any], group: str | None = None,
+                publication_id: str = "set-by-the-gate") -> dict[str, Any]:
+    """dbt build of one group's nodes (every node when ``group`` is None) for the planned dates."""
+    storage = open_storage(settings)
+    wanted = [] if plan["first_build"] else [date.fromisoformat(d) for d in plan["dates"]]
+    select = " ".join(plan["selections"][group]) if group else None
+    result = build(settings, service_dates=wanted, full_refresh=plan.get("full_refresh", False), select=select,
+                   storage=storage, extra_vars={"publication_id": publication_id},
+                   indirect_selection="empty" if group else None)
+    built = [d.isoformat() for d in (wanted or staged_dates(storage))]
+    counts: dict[str, int] = {}
+    for r in result.results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    notable = [r for r in result.results if r["status"] not in ("success", "pass")]  # what the gate needs
+    return {"group": group or "all", "success": result.success, "warehouse": str(result.warehouse),
+            "service_dates": built, "counts": counts, "results": notable, "nodes": len(result.results)}
+
+
+def merge_builds(builds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine group builds into what the gate takes (the shape of a single build)."""
+    builds = [b for b in builds if b]
+    if not builds:
+        raise ValueError("no group build to audit")
+    counts: dict[str, int] = {}
+    for b in builds:
+        for k, v in b["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+    return {"success": all(b["success"] for b in builds), "warehouse": builds[0]["warehouse"],
+            "service_dates": sorted({d for b in builds for d in b["service_dates"]}), "counts": counts,
+            "results": [r for b in builds for r in b["results"]], "groups": [b["group"] for b in builds]}
+
+
+# -- 3. audit and publish -----------------------------------------------------------------------
+
+def month_to_date_reports(settings: Settings, storage: LakeStorage, published: list[str],
+                          service_dates: list[date]) -> tuple[list[str], str | None]:
+    """Write the month-to-date contract reports; a failure is returned, never raised (the publication stands)."""
+    from citylake.consumers.contract_report import write_month_to_date
+
+    try:
+        return write_month_to_date(settings, storage, published, service_dates), None
+    except Exception as exc:  # noqa: BLE001 - reported and notified, the night's publication is already final
+        log.exception("contract reports not written")
+        return [], f"contract reports not written: {type(exc).__name__}: {exc}"
+
+
+def _audit_and_publish(settings: Settings, storage: LakeStorage, run_id: str,
+                       built: dict[str, Any]) -> tuple[GateResult, list[str], str | None]:
+    dates = [date.fromisoformat(d) for d in built["service_dates"]]
+    gate = run_gate(storage, Path(built["warehouse"]), run_id, dates, built["results"], inputs=staged_inputs(storage))
+    reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
+    return gate, reports, error
+
+
+def outcome(storage: LakeStorage, gate: GateResult, reports: list[str], report_error: str | None) -> dict[str, Any]:
+    """Return what a publication did, as the DAG passes it on and notifications send it."""
+    return {"run_id": gate.run_id, "publication_id": gate.publication_id, "published": gate.published_groups,
+            "refused": gate.refused_groups, "warnings": gate.warnings,
+            "report": storage.url(gate.report_key) if gate.report_key else None,
+            "contract_reports": [storage.url(k) for k in reports], "contract_report_error": report_error}
+
+
+def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) -> dict[str, Any]:
+    """Run the gate on the candidate warehouse and publish every group that passes.
+
+    Holds the lake's lock, as :func:`run_night` does: two publications never interleave (a held
+    lock is transient: Airflow retries the task with backoff)."""
+    storage = open_storage(settings)
+    with lake_lock(storage, LOCK, owner=run_id):
+        gate, reports, error = _audit_and_publish(settings, storage, run_id, built)
+    return outcome(storage, gate, reports, error)
+
+
+# -- 4. notify ----------------------------------------------------------------------------------
+
+def notify_outcome(settings: Settings, ingested: dict[str, Any], published: dict[str, Any]) -> list[str]:
+    """Notify when a feed failed, a group was refused or a report failed; return the channels used."""
+    if not ingested.get("errors") and not published.get("refused") and not published.get("contract_report_error"):
+        return []
+    return notify(settings, "citylake night with failures", {"ingest_errors": ingested.get("errors"), **published})
+
+
+# -- the night in one process -------------------------------------------------------------------
+
+@dataclass
+class NightResult:
+    run_id: str
+    service_dates: list[date] = field(default_factory=list)
+    ingest: IngestReport | None = None
+    build_ok: bool = False
+    gate: GateResult | None = None
+    notified: list[str] = field(default_factory=list)
+    contract_reports: list[str] = field(default_factory=list)
+    report_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.gate and self.gate.all_published and self.build_ok and not self.report_error
+                    and (self.ingest is None or self.ingest.ok))
+
+
+def run_night(settings: Settings, *, service_date: date | None = None, as_of: datetime | None = None,
+              full_refresh: bool = False, skip_ingest: bool = False) -> NightResult:
+    """Run the whole night in-process, under the lake's lock; publish every group that passes."""
+    storage = open_storage(settings)
+    run_id = new_run_id()
+    result = NightResult(run_id)
+    with lake_lock(storage, LOCK, owner=run_id):
+        dates: set[str] = set()
+        ingested: dict[str, Any] = {}
+        if not skip_ingest:
+            ingested = ingest_all(settings, as_of=as_of)
+            result.ingest = ingested.pop("report")
+            dates |= set(ingested["changed_dates"])
+        if service_date:
+            dates.add(service_date.isoformat())
+        plan = plan_build(settings, sorted(dates), full_refresh=full_refresh, selections=False)
+        built = build_marts(settings, plan, publication_id=run_id)
+        result.build_ok = built["success"]
+        result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
+        result.gate, result.contract_reports, result.report_error = _audit_and_publish(settings, storage, run_id, built)
+        if not result.ok:
+            result.notified = notify_outcome(settings, {"errors": ingested.get("errors") or ["build with failures"]
+                                                        if not result.build_ok else ingested.get("errors")},
+                                             outcome(storage, result.gate, result.contract_reports, result.report_error))
+    return result
+
+
+def publish_only(settings: Settings, service_date: date | None = None) -> GateResult:
+    """Audit the warehouse as it is and publish the groups that pass (no ingest, no build)."""
+    storage = open_storage(settings)
+    dates = [service_date] if service_date else staged_dates(storage)
+    run_id = new_run_id()
+    built = {"warehouse": str(warehouse_path(settings)), "service_dates": [d.isoformat() for d in dates], "results": []}
+    with lake_lock(storage, LOCK, owner=run_id):  # never two publications at once
+        gate = run_gate(storage, Path(built["warehouse"]), run_id, dates, [], inputs=staged_inputs(storage))
+    return gate

@@ -1,0 +1,108 @@
+"""``citylake evaluate --truth DIR``: accuracy of the transit marts against a simulator's truth.
+
+Figures (each printed as ``name: value``):
+
+* ``inferred_share`` — share of located, deduplicated validations with an inferred alighting;
+* ``load_profile_wape`` — weighted absolute percentage error of the mean load per (line,
+  direction, stop, day type, time band) of ``mart_bus_load_profile`` against the same cells
+  computed from the true loads: sum |estimate - truth| / sum truth;
+* ``line_boardings_wape`` and ``line_boardings_max_abs_error`` — daily boardings per line
+  (``fct_stop_visit_loads``) against true boardings, and ``network_boardings_error`` the signed
+  error of the total;
+* ``alighting_stop_accuracy`` — share of inferred alightings at the true alighting stop (needs
+  the pseudonymisation key, to link cards to the truth's journeys).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from citylake.core.calendar_fr import day_info
+from citylake.core.settings import Settings
+from ingestion.pseudonym import Pseudonymiser
+
+
+def _truth(truth: Path, table: str) -> pl.DataFrame:
+    return pl.read_parquet(truth / table / "**" / "*.parquet", hive_partitioning=False)
+
+
+def _time_band(hour: pl.Expr) -> pl.Expr:
+    bands = [(5, "00-05 nuit"), (7, "05-07 début de service"), (9, "07-09 pointe du matin"), (12, "09-12 matinée"),
+             (14, "12-14 midi"), (16, "14-16 après-midi"), (19, "16-19 pointe du soir"), (21, "19-21 soirée")]
+    expr = pl.when(hour < bands[0][0]).then(pl.lit(bands[0][1]))
+    for limit, name in bands[1:]:
+        expr = expr.when(hour < limit).then(pl.lit(name))
+    return expr.otherwise(pl.lit("21-24 nuit"))
+
+
+def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_zone: str = "C") -> dict[str, float]:
+    """Return the accuracy figures of the warehouse's marts against the truth in ``truth_dir``."""
+    truth_dir = Path(truth_dir) / "truth" if (Path(truth_dir) / "truth").is_dir() else Path(truth_dir)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    est_profile = con.sql("select * from mart_bus_load_profile").pl()
+    est_loads = con.sql(
+        "select service_date, route_short_name, sum(boardings_estimated) as boardings from fct_stop_visit_loads group by all"
+    ).pl()
+    chained = con.sql(
+        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, is_inferred from int_journey_stages_chained"
+    ).pl()
+    dates = sorted(set(est_loads["service_date"].to_list()))
+    figures: dict[str, float] = {}
+    figures["inferred_share"] = float(chained["is_inferred"].mean()) if chained.height else 0.0
+
+    sv = _truth(truth_dir, "stop_visits").filter(pl.col("service_date").is_in(dates))
+    served = sv.filter(pl.col("is_served"))
+    # only the trips the marts saw (AVL delivered and valid); day type and time band as the marts
+    seen = con.sql("select distinct service_date, trip_id from fct_stop_visit_loads").pl()
+    served = served.join(seen, on=["service_date", "trip_id"], how="semi")
+    day_types = pl.DataFrame(
+        {"service_date": dates, "day_type": [day_info(d, school_zone).label for d in dates]},
+        schema={"service_date": pl.Date, "day_type": pl.Utf8},
+    )
+    trip_start = served.group_by("service_date", "trip_id").agg(pl.col("scheduled_departure_at").min().alias("start"))
+    truth_cells = (
+        served.join(trip_start, on=["service_date", "trip_id"])
+        .join(day_types, on="service_date")
+        .with_columns(_time_band(pl.col("start").dt.convert_time_zone(tz).dt.hour()).alias("time_band"))
+        .group_by("route_short_name", "direction_id", "stop_sequence", "stop_id", "day_type", "time_band")
+        .agg(pl.col("load").mean().alias("true_mean_load"))
+    )
+    keys = ["route_short_name", "direction_id", "stop_sequence", "stop_id", "day_type", "time_band"]
+    cells = truth_cells.join(
+        est_profile.select(*keys, pl.col("mean_load").alias("est_mean_load")).with_columns(
+            pl.col("direction_id").cast(truth_cells["direction_id"].dtype), pl.col("stop_sequence").cast(truth_cells["stop_sequence"].dtype)
+        ),
+        on=keys, how="full", coalesce=True,
+    ).fill_null(0.0)
+    figures["load_profile_wape"] = float((cells["est_mean_load"] - cells["true_mean_load"]).abs().sum() / cells["true_mean_load"].sum())
+    figures["load_profile_cells"] = float(cells.height)
+
+    true_lines = served.group_by("service_date", "route_short_name").agg(pl.col("boardings").sum().alias("truth"))
+    lines = true_lines.join(est_loads, on=["service_date", "route_short_name"], how="full", coalesce=True).fill_null(0.0)
+    err = lines["boardings"] - lines["truth"]
+    figures["line_boardings_wape"] = float(err.abs().sum() / lines["truth"].sum())
+    figures["line_boardings_max_abs_error"] = float((err.abs() / lines["truth"].clip(lower_bound=1)).max())
+    figures["network_boardings_error"] = float(err.sum() / lines["truth"].sum())
+
+    settings = Settings()
+    key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
+    if key and chained.height:
+        stages = _truth(truth_dir, "stages").filter(pl.col("service_date").is_in(dates) & pl.col("card_serial").is_not_null())
+        pseudo = Pseudonymiser(key, settings.pseudonym_rotation)
+        stages = pl.concat([
+            part.with_columns(pseudo.series(part["card_serial"], d).alias("fare_media_id"))
+            for d in dates
+            if (part := stages.filter(pl.col("service_date") == d)).height
+        ])
+        inferred = chained.filter(pl.col("is_inferred"))
+        joined = inferred.join(
+            stages.select("service_date", "fare_media_id", "trip_id", pl.col("board_stop_id"), pl.col("alight_stop_id").alias("true_alight")),
+            on=["service_date", "fare_media_id", "trip_id", "board_stop_id"], how="inner",
+        ).unique(["service_date", "fare_media_id", "trip_id", "board_stop_id"])
+        if joined.height:
+            figures["alighting_stop_accuracy"] = float((joined["alight_stop_id"] == joined["true_alight"]).mean())
+            figures["alighting_stop_linked"] = float(joined.height / inferred.height)
+    return figures

@@ -1,0 +1,287 @@
+"""``make scaleout-check``: the nightly refresh on Airflow's CeleryExecutor, two workers, for real.
+
+On 127.0.0.1, in a throwaway folder, this script starts:
+
+* PostgreSQL (Debian's ``postgresql`` package) for Airflow's metadata and Celery's results;
+* Redis (Debian's ``redis-server``) as the Celery broker;
+* Airflow's api-server (the task execution API), scheduler and dag-processor;
+* two Celery workers (``airflow celery worker``, one task slot each, named ``w1`` and ``w2``).
+
+It simulates two service days, triggers the night that sees both, waits for it, and checks that:
+
+1. the DAG run succeeded, and its partitions ran on both workers;
+2. the marts it published equal, row by row, those of the single-process run (``citylake run``,
+   unpartitioned) over a copy of the same delivered files.
+
+Exit code 0 only when all of this holds. Missing Debian packages are installed with apt-get
+(root) or named in the error. Everything stops and the folder is removed at the end (``--keep``
+keeps it, with every component's log, for a post-mortem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from devtools import SAMPLE_NETWORK
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+RUN_ID = "scaleout_check"
+LOGICAL_DATE = "2026-04-01T04:30:00+00:00"  # 06:30 Paris: the night that sees 30 and 31 March
+KEY = "scaleout-check-key-not-a-secret"
+
+
+def worker_hostname() -> str:
+    """Airflow's hostname_callable for the workers: the machine and the worker's name."""
+    return f"{socket.getfqdn()}/{os.environ.get('CITYLAKE_WORKER_NAME', 'main')}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "pg_ctl").exists():
+            return candidate
+    return PG_BIN
+
+
+def ensure_packages() -> None:
+    """Install PostgreSQL and Redis from Debian when missing (root), else say what to install."""
+    missing = []
+    if not (_pg_bin() / "pg_ctl").exists():
+        missing.append("postgresql")
+    if not shutil.which("redis-server"):
+        missing.append("redis-server")
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"scaleout-check needs the Debian packages {' '.join(missing)}: sudo apt-get install {' '.join(missing)}")
+    print(f"installing {' '.join(missing)} from Debian ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+class Stack:
+    """The processes of the check; every one logs to <work>/logs/<name>.log and stops at the end."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.pg_port, self.redis_port, self.api_port = _free_port(), _free_port(), _free_port()
+        self.pgdata = work / "pgdata"
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    # -- services ------------------------------------------------------------------------
+    def start_postgres(self) -> None:
+        sock = self.work / "pgsock"
+        for d in (self.pgdata, sock):
+            d.mkdir()
+        if self.as_postgres:
+            shutil.chown(self.work, "postgres")
+            for d in (self.pgdata, sock, self.logs):
+                shutil.chown(d, "postgres")
+        pg = _pg_bin()
+        subprocess.run([*self.as_postgres, str(pg / "initdb"), "-D", str(self.pgdata), "-U", "airflow", "--auth=trust",
+                        "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*self.as_postgres, str(pg / "pg_ctl"), "-D", str(self.pgdata), "-w", "-l", str(self.logs / "postgres.log"),
+                        "-o", f"-p {self.pg_port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                        "start"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"], check=True)
+
+    def stop_postgres(self) -> None:
+        if (self.pgdata / "postmaster.pid").exists():
+            subprocess.run([*self.as_postgres, str(_pg_bin() / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "stop"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{tail}")
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.stop_postgres()
+
+    # -- airflow -------------------------------------------------------------------------
+    def airflow_env(self, citylake_env: dict[str, str]) -> dict[str, str]:
+        db = f"airflow@127.0.0.1:{self.pg_port}/airflow"
+        return {
+            **os.environ, **citylake_env,
+            "AIRFLOW_HOME": str(self.work / "airflow"),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.scaleout.worker_hostname",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),  # this run only, never written down
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{db}",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{db}",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+            "CITYLAKE_NIGHTLY_SCHEDULE": "none",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        import psycopg2
+
+        with psycopg2.connect(host="127.0.0.1", port=self.pg_port, user="airflow", dbname="airflow") as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+
+def _citylake_env(work: Path, name: str, drop: Path) -> dict[str, str]:
+    return {"CITYLAKE_LAKE_URI": (work / f"{name}-lake").as_uri(), "CITYLAKE_DROP_ROOT": drop.as_uri(),
+            "CITYLAKE_WAREHOUSE": str(work / f"{name}-warehouse.duckdb"), "CITYLAKE_PSEUDONYM_KEY": KEY}
+
+
+def _wait(what: str, probe, timeout: float, stack: Stack, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def single_process_run(work: Path, drop: Path) -> None:
+    """``citylake run`` (unpartitioned, in one process) over its own copy of the drop."""
+    env = {**os.environ, **_citylake_env(work, "single", drop)}
+    out = subprocess.run([sys.executable, "-m", "citylake.cli", "run", "--as-of", LOGICAL_DATE],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"single-process run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.scaleout", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds the DAG run may take")
+    args = parser.parse_args(argv)
+    ensure_packages()
+    work = Path(tempfile.mkdtemp(prefix="citylake-scaleout-"))
+    stack = Stack(work)
+    started = time.monotonic()
+    ok = False
+    try:
+        from devtools.simulator.faults import parse_faults
+        from devtools.simulator.run import SimulationConfig, simulate
+
+        drop = work / "drop"
+        simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=2,
+                                  out=drop, faults=parse_faults("default"), seed=47, progress=False))
+        print(f"simulated 2 service days in {drop}", flush=True)
+        single_drop = work / "drop-single"
+        shutil.copytree(drop, single_drop)
+        single_process_run(work, single_drop)
+        print("single-process run (citylake run) published", flush=True)
+
+        stack.start_postgres()
+        stack.start("redis", ["redis-server", "--port", str(stack.redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], dict(os.environ))
+        env = stack.airflow_env(_citylake_env(work, "celery", drop))
+        airflow = [sys.executable, "-m", "airflow"]
+        out = subprocess.run([*airflow, "db", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-3000:]}")
+        print(f"PostgreSQL on 127.0.0.1:{stack.pg_port}, Redis on 127.0.0.1:{stack.redis_port}: Airflow metadata migrated", flush=True)
+        stack.start("api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port)], env)
+        stack.start("scheduler", [*airflow, "scheduler", "--skip-serve-logs"], env)
+        stack.start("dag-processor", [*airflow, "dag-processor"], env)
+        for name in ("w1", "w2"):
+            stack.start(f"worker-{name}", [*airflow, "celery", "worker", "--concurrency", "1", "--skip-serve-logs",
+                                            "--celery-hostname", f"{name}@%h", "--without-gossip", "--without-mingle"],
+                        {**env, "CITYLAKE_WORKER_NAME": name})
+        _wait("the DAG to be parsed", lambda: stack.sql("select 1 from dag where dag_id = 'nightly_refresh'"), 300, stack)
+        for cmd in (["dags", "unpause", "nightly_refresh"],
+                    ["dags", "trigger", "nightly_refresh", "--run-id", RUN_ID, "--logical-date", LOGICAL_DATE]):
+            out = subprocess.run([*airflow, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"airflow {' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+        print("triggered nightly_refresh on the CeleryExecutor (2 workers) ...", flush=True)
+        t0 = time.monotonic()
+
+        def finished():
+            rows = stack.sql("select state from dag_run where dag_id = 'nightly_refresh' and run_id = %s", (RUN_ID,))
+            return rows and rows[0][0] in ("success", "failed") and rows[0][0]
+
+        state = _wait("the DAG run", finished, args.timeout, stack, every=3)
+        wall = time.monotonic() - t0
+        tis = stack.sql("select task_id, map_index, state, hostname, extract(epoch from end_date - start_date) "
+                        "from task_instance where dag_id = 'nightly_refresh' and run_id = %s order by start_date", (RUN_ID,))
+        print(f"\nDAG run {state} in {wall:.0f} s; task instances:")
+        for task_id, idx, st, host, secs in tis:
+            print(f"  {task_id}{f'[{idx}]' if idx >= 0 else ''}: {st} on {host} ({float(secs or 0):.1f} s)")
+        workers = sorted({h.rsplit('/', 1)[-1] for _, _, _, h, _ in tis if h})
+        problems = []
+        if state != "success":
+            problems.append(f"the DAG run ended {state}")
+        if workers != ["w1", "w2"]:
+            problems.append(f"tasks ran on {workers}, not on both workers")
+
+        from citylake.core.settings import Settings
+        from citylake.core.storage import open_storage
+        from citylake.publish.reader import current
+        from devtools.compare import compare_publications
+
+        def storage_of(name: str):
+            os.environ["CITYLAKE_LAKE_URI"] = (work / f"{name}-lake").as_uri()
+            s = open_storage(Settings())
+            return s, current(s)
+
+        if state == "success":
+            counts, diffs = compare_publications(storage_of("celery"), storage_of("single"))
+            print(f"\ncompared {len(counts)} marts, {sum(counts.values())} rows, with the single-process run:")
+            for mart, n in counts.items():
+                print(f"  {mart}: {n} rows")
+            problems += diffs
+        ok = not problems
+        print("\n" + ("scaleout-check passed" if ok else "scaleout-check FAILED:\n  " + "\n  ".join(problems))
+              + f" ({time.monotonic() - started:.0f} s)")
+    finally:
+        stack.stop_all()
+        if args.keep or not ok:
+            print(f"work folder and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Read and write GTFS feeds (zip or folder) as Polars frames of strings.
+
+Real feeds are messy: a BOM before the header, optional files (calendar.txt or only
+calendar_dates.txt, no shapes, no block_id, no agency_id), times past 24:00:00. This module reads
+every column as text and leaves typing to the caller, and refuses archives that would expand to
+absurd sizes (zip bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from citylake.core.errors import DataError
+
+REQUIRED = ("stops", "routes", "trips", "stop_times")
+#: A GTFS archive expanding past this is refused (the largest real feeds are a few GB).
+MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+MAX_COMPRESSION_RATIO = 200
+
+
+@dataclass
+class Feed:
+    """A GTFS feed: table name (without .txt) -> frame of strings."""
+
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    source: str = ""
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        return self.tables[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tables and self.tables[name].height > 0
+
+    def get(self, name: str) -> pl.DataFrame | None:
+        return self.tables.get(name)
+
+
+def _read_table(data: bytes, name: str, source: str) -> pl.DataFrame:
+    text = data.decode("utf-8-sig", errors="replace")
+    if not text.strip():
+        return pl.DataFrame()
+    try:
+        frame = pl.read_csv(io.StringIO(text), infer_schema=False, truncate_ragged_lines=True)
+    except pl.exceptions.PolarsError as exc:
+        raise DataError(f"{source}: {name}.txt is not a readable CSV: {exc}") from exc
+    return frame.rename({c: c.strip() for c in frame.columns}).with_columns(
+        pl.col(c).str.strip_chars() for c in frame.columns
+    )
+
+
+def read_feed(path: Path | str) -> Feed:
+    """Return the feed at ``path`` (a .zip or a folder); raise DataError when it is not GTFS."""
+    path = Path(path)
+    raw: dict[str, bytes] = {}
+    if path.is_dir():
+        for txt in sorted(path.glob("*.txt")):
+            raw[txt.stem] = txt.read_bytes()
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if i.filename.endswith(".txt") and not i.is_dir()]
+            total = sum(i.file_size for i in infos)
+            packed = sum(i.compress_size for i in infos) or 1
+            if total > MAX_UNCOMPRESSED_BYTES or total / packed > MAX_COMPRESSION_RATIO:
+                raise DataError(
+                    f"{path}: refused, the archive would expand to {total:,} bytes "
+                    f"({total / packed:.0f}x its size): zip bomb rule"
+                )
+            for info in infos:
+                name = info.filename.rsplit("/", 1)[-1][:-4]
+                if name.startswith("._"):  # macOS resource forks
+                    continue
+                raw[name] = zf.read(info)
+    else:
+        raise DataError(f"{path}: not a GTFS folder nor a zip archive")
+    missing = [t for t in REQUIRED if t not in raw]
+    if missing:
+        raise DataError(f"{path}: not a GTFS feed, missing {', '.join(t + '.txt' for t in missing)}")
+    if "calendar" not in raw and "calendar_dates" not in raw:
+        raise DataError(f"{path}: not a GTFS feed, needs calendar.txt or calendar_dates.txt")
+    return Feed({name: _read_table(data, name, str(path)) for name, data in raw.items()}, str(path))
+
+
+def write_feed(feed: Feed, path: Path | str) -> Path:
+    """Write ``feed`` as a zip archive (deterministic: fixed timestamps, sorted names)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(feed.tables):
+            frame = feed.tables[name]
+            info = zipfile.ZipInfo(f"{name}.txt", date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, frame.write_csv())
+    return path
+
+
+def time_to_seconds(col: pl.Expr) -> pl.Expr:
+    """Return seconds since the service day's noon-minus-12h for 'H:MM:SS' (hours may pass 24)."""
+    parts = col.str.split(":")
+    return (
+        parts.list.get(0, null_on_oob=True).cast(pl.Int32, strict=False) * 3600
+        + parts.list.get(1, null_on_oob=True).cast(pl.Int32, strict=False) * 60
+        + parts.list.get(2, null_on_oob=True).cast(pl.Int32, strict=False)
+    )
+
+
+def parse_date(text: str) -> date:
+    """Return the date of a GTFS YYYYMMDD string."""
+    return datetime.strptime(text, "%Y%m%d").date()
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def service_dates(feed: Feed) -> dict[date, set[str]]:
+    """Return every date the feed defines with the service_ids active on it."""
+    active: dict[date, set[str]] = {}
+    if "calendar" in feed:
+        for row in feed["calendar"].iter_rows(named=True):
+            start, end = parse_date(row["start_date"]), parse_date(row["end_date"])
+            day = start
+            while day <= end:
+                if row.get(_WEEKDAYS[day.weekday()]) == "1":
+                    active.setdefault(day, set()).add(row["service_id"])
+                day += timedelta(days=1)
+    if "calendar_dates" in feed:
+        for row in feed["calendar_dates"].iter_rows(named=True):
+            day = parse_date(row["date"])
+            if row["exception_type"] == "1":
+                active.setdefault(day, set()).add(row["service_id"])
+            elif row["exception_type"] == "2":
+                active.get(day, set()).discard(row["service_id"])
+    return {d: s for d, s in sorted(active.items()) if s}
