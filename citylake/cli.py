@@ -20,6 +20,7 @@ log = logging.getLogger("citylake")
 
 Handler = Callable[[argparse.Namespace], int]
 
+
 def _settings():
     from citylake.core.settings import Settings
 
@@ -89,8 +90,19 @@ def cmd_lake_get(args: argparse.Namespace) -> int:
 
 def cmd_lake_stat(args: argparse.Namespace) -> int:
     info = _storage().stat(args.key)
-    print(json.dumps({"key": info.key, "size": info.size, "last_modified": info.last_modified,
-                      "sha256": info.sha256, "metadata": dict(info.metadata)}, indent=2, default=str))
+    print(
+        json.dumps(
+            {
+                "key": info.key,
+                "size": info.size,
+                "last_modified": info.last_modified,
+                "sha256": info.sha256,
+                "metadata": dict(info.metadata),
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0
 
 
@@ -99,8 +111,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingestion.run import ingest
 
     report = ingest(
-        _settings(), operator=args.operator, feed=args.feed, service_date=args.date, as_of=args.as_of,
-        force=args.force, dry_run=args.dry_run, progress=not args.no_progress,
+        _settings(),
+        operator=args.operator,
+        feed=args.feed,
+        service_date=args.date,
+        as_of=args.as_of,
+        force=args.force,
+        dry_run=args.dry_run,
+        progress=not args.no_progress,
     )
     for line in report.lines():
         print(line)
@@ -124,8 +142,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _print_gate(gate, storage) -> None:
-    print(f"published groups: {', '.join(gate.published_groups) or 'none'}"
-          + (f" (publication {gate.publication_id})" if gate.publication_id else ""))
+    print(
+        f"published groups: {', '.join(gate.published_groups) or 'none'}"
+        + (f" (publication {gate.publication_id})" if gate.publication_id else "")
+    )
     for g, reasons in gate.refused_groups.items():
         print(f"refused group {g} (the previous publication stays):")
         for r in reasons[:10]:
@@ -146,7 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if night.ingest:
         for line in night.ingest.lines():
             print(line)
-    print(f"built service dates: {', '.join(d.isoformat() for d in night.service_dates)} (dbt {'ok' if night.build_ok else 'with failures'})")
+    print(
+        f"built service dates: {', '.join(d.isoformat() for d in night.service_dates)} (dbt "
+        f"{'ok' if night.build_ok else 'with failures'})"
+    )
     _print_gate(night.gate, open_storage(settings))
     return 0 if night.ok else 1
 
@@ -170,9 +193,11 @@ def cmd_publications(args: argparse.Namespace) -> int:
     now = current(storage).get("groups", {})
     for r in registry(storage):
         live = [g for g, e in now.items() if e.get("publication_id") == r["publication_id"]]
-        print(f"{r['publication_id']}  {r['created_at']}  published: {','.join(r['groups_published']) or '-'}"
-              f"  refused: {','.join(r['groups_refused']) or '-'}  dates: {len(r['service_dates'])}"
-              f"  code {r['code_version']}" + (f"  [current: {','.join(live)}]" if live else ""))
+        print(
+            f"{r['publication_id']}  {r['created_at']}  published: {','.join(r['groups_published']) or '-'}"
+            f"  refused: {','.join(r['groups_refused']) or '-'}  dates: {len(r['service_dates'])}"
+            f"  code {r['code_version']}" + (f"  [current: {','.join(live)}]" if live else "")
+        )
     return 0
 
 
@@ -256,9 +281,14 @@ def cmd_retention(args: argparse.Namespace) -> int:
     settings = _settings()
     record = purge_personal_raw(_storage(settings), settings, dry_run=args.dry_run)
     for e in record["purged"]:
-        print(f"{'would purge' if args.dry_run else 'purged'} {e['key']}  (received {e['received_date']}, sha256 {e['sha256']})")
-    print(f"{len(record['purged'])} file(s); cutoff {record['cutoff']} ({record['retention_days']} days)"
-          + (f"; record {record['record_key']}" if record.get("record_key") else ""))
+        print(
+            f"{'would purge' if args.dry_run else 'purged'} {e['key']}  (received {e['received_date']}, sha256 "
+            f"{e['sha256']})"
+        )
+    print(
+        f"{len(record['purged'])} file(s); cutoff {record['cutoff']} ({record['retention_days']} days)"
+        + (f"; record {record['record_key']}" if record.get("record_key") else "")
+    )
     return 0
 
 
@@ -270,8 +300,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if not TokenRegister(settings.api_tokens_file).entries():
-        print(f"citylake: no API token in {settings.api_tokens_file}: create one with "
-              "'citylake api-token add NAME --role analyst|operator [--operator OP]'", file=sys.stderr)
+        print(
+            f"citylake: no API token in {settings.api_tokens_file}: create one with "
+            "'citylake api-token add NAME --role analyst|operator [--operator OP]'",
+            file=sys.stderr,
+        )
         return 1
     print(f"citylake API on http://{args.host}:{args.port}  (OpenAPI: /openapi.json, docs: /docs)")
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=True)
@@ -286,8 +319,11 @@ def cmd_api_token(args: argparse.Namespace) -> int:
     if args.token_command == "add":
         token = register.add(args.name, args.role, args.operator)
         print(token)
-        print(f"token {args.name!r} ({args.role}{', operator ' + args.operator if args.operator else ''}) "
-              f"added to {register.path}; it is shown once, only its hash is kept", file=sys.stderr)
+        print(
+            f"token {args.name!r} ({args.role}{', operator ' + args.operator if args.operator else ''}) "
+            f"added to {register.path}; it is shown once, only its hash is kept",
+            file=sys.stderr,
+        )
     elif args.token_command == "revoke":
         register.revoke(args.name)
         print(f"token {args.name!r} revoked")
@@ -324,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show the effective settings (secrets masked)")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("install-extensions", help="install DuckDB's httpfs/ducklake/encodings from their wheels (offline)")
+    p = sub.add_parser(
+        "install-extensions", help="install DuckDB's httpfs/ducklake/encodings from their wheels (offline)"
+    )
     p.set_defaults(func=cmd_install_extensions)
 
     lake = sub.add_parser("lake", help="the lake itself: init, ls, put, get, stat")
@@ -396,7 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
     p.set_defaults(func=cmd_catalog)
 
-    p = sub.add_parser("retention", help="purge raw files of personal-data feeds past CITYLAKE_RAW_PERSONAL_RETENTION_DAYS (RGPD)")
+    p = sub.add_parser(
+        "retention", help="purge raw files of personal-data feeds past CITYLAKE_RAW_PERSONAL_RETENTION_DAYS (RGPD)"
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
     p.set_defaults(func=cmd_retention)
     p = sub.add_parser("serve", help="read-only HTTP API over the published marts (bearer tokens per role)")

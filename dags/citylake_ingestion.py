@@ -30,8 +30,12 @@ def make_dag(operator: str, feed: str):
         start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Paris"),
         catchup=False,
         max_active_runs=1,
-        default_args={"retries": 3, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True,
-                      "on_failure_callback": failure_callback},
+        default_args={
+            "retries": 3,
+            "retry_delay": timedelta(minutes=2),
+            "retry_exponential_backoff": True,
+            "on_failure_callback": failure_callback,
+        },
         tags=["citylake", "ingestion", operator],
         doc_md=__doc__,
     )

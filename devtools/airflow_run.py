@@ -39,8 +39,13 @@ def prepare_airflow_home(home: Path) -> Path:
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     if not (home / "airflow.db").exists():
-        out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                             env=os.environ.copy(), timeout=600)
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=600,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed: {out.stderr[-2000:]}")
     return home
@@ -79,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     prepare_airflow_home(Path(os.environ.get("AIRFLOW_HOME", "build/airflow_home")).resolve())
     runs = run_nights([date.fromisoformat(a) for a in args])
     for r in runs:
-        print(f"night {r.logical_date}: {r.state} in {r.wall_s:.1f} s, tasks {r.task_s:.1f} s, "
-              f"Airflow {r.airflow_share:.0%}")
+        print(
+            f"night {r.logical_date}: {r.state} in {r.wall_s:.1f} s, tasks {r.task_s:.1f} s, "
+            f"Airflow {r.airflow_share:.0%}"
+        )
     return 0 if all(r.state == "success" for r in runs) else 1
 
 

@@ -71,8 +71,9 @@ class Result:
         return max(self.peaks)
 
 
-def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None,
-            ok_codes: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
+def measure(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None, ok_codes: tuple[int, ...] = (0,)
+) -> tuple[float, float, str]:
     """Run a command; return (wall seconds, peak RSS MiB of the child, its stdout)."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -83,8 +84,10 @@ def measure(command: list[str], cwd: Path, env: dict[str, str] | None = None,
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) not in ok_codes:
-        raise RuntimeError(f"benchmark command failed ({os.waitstatus_to_exitcode(status)}): {' '.join(command)}\n"
-                           f"{stdout[-1500:]}\n{stderr[-3000:]}")
+        raise RuntimeError(
+            f"benchmark command failed ({os.waitstatus_to_exitcode(status)}): {' '.join(command)}\n"
+            f"{stdout[-1500:]}\n{stderr[-3000:]}"
+        )
     return wall, usage.ru_maxrss / 1024, stdout
 
 
@@ -98,7 +101,10 @@ def machine() -> str:
     except OSError:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 # -- the lower bound ------------------------------------------------------------------------
@@ -127,7 +133,9 @@ def lower_bound(drop: Path, out: Path) -> dict[str, float]:
     def to_parquet(source_sql: str, name: str) -> None:
         target = out / f"{name}.parquet"
         con.execute(f"COPY (SELECT * FROM {source_sql}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-        rows = con.sql(f"SELECT sum(n) FROM (SELECT #1, count(*) AS n FROM read_parquet('{target}') GROUP BY #1)").fetchone()[0]
+        rows = con.sql(
+            f"SELECT sum(n) FROM (SELECT #1, count(*) AS n FROM read_parquet('{target}') GROUP BY #1)"
+        ).fetchone()[0]
         figures["rows"] += int(rows or 0)
 
     for operator, spec in registry.operators().items():
@@ -141,7 +149,11 @@ def lower_bound(drop: Path, out: Path) -> dict[str, float]:
                 name = f"{operator}__{feed}__{f.stem}"
                 if c.format == "csv":
                     enc = DUCKDB_ENCODING[c.file.get("encoding", "utf-8").lower()]
-                    to_parquet(f"read_csv('{f}', encoding='{enc}', delim='{c.file['delimiter']}', header=true, all_varchar=true)", name)
+                    to_parquet(
+                        f"read_csv('{f}', encoding='{enc}', delim='{c.file['delimiter']}', header=true, "
+                        "all_varchar=true)",
+                        name,
+                    )
                 elif c.format == "jsonl":
                     to_parquet(f"read_json('{f}', format='newline_delimited')", name)
                 elif c.format == "gtfs":
@@ -164,8 +176,22 @@ def _cli(*args: str) -> list[str]:
 
 
 def _simulate(out: Path, start: str, days: int, scale: str, volume: float = 1.0) -> list[str]:
-    return _cli("simulate", "--start", start, "--days", str(days), "--scale", scale, "--volume", str(volume),
-                "--faults", "default", "--out", str(out), "--no-progress")
+    return _cli(
+        "simulate",
+        "--start",
+        start,
+        "--days",
+        str(days),
+        "--scale",
+        scale,
+        "--volume",
+        str(volume),
+        "--faults",
+        "default",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
 
 
 def _env(lake: Path, drop: Path | None = None, warehouse: Path | None = None, **extra: str) -> dict[str, str]:
@@ -184,6 +210,7 @@ def _rm(*paths: Path) -> Callable[[], None]:
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
+
     return reset
 
 
@@ -195,8 +222,11 @@ def _setup(command: list[str], env: dict[str, str] | None = None) -> None:
 def _night(work: Path, name: str, drop: Path) -> Stage:
     lake, wh = work / f"{name}-lake", work / f"{name}.duckdb"
     return Stage(
-        name, "", [sys.executable, "-m", "devtools.airflow_run", DAY],
-        env=_env(lake, drop, wh, AIRFLOW_HOME=str(work / "airflow_home")), before_each=_rm(lake, wh),
+        name,
+        "",
+        [sys.executable, "-m", "devtools.airflow_run", DAY],
+        env=_env(lake, drop, wh, AIRFLOW_HOME=str(work / "airflow_home")),
+        before_each=_rm(lake, wh),
     )
 
 
@@ -242,8 +272,11 @@ def count_validations(drop: Path) -> int:
 
 # -- the report -----------------------------------------------------------------------------
 def _fmt_target(s: Stage) -> str:
-    parts = [f"< {s.target_s:g} s" if s.target_s else "", f"< {s.target_mib / 1024:g} GiB" if s.target_mib else "",
-             f"≤ {s.target_ratio:g}× lower bound" if s.target_ratio else ""]
+    parts = [
+        f"< {s.target_s:g} s" if s.target_s else "",
+        f"< {s.target_mib / 1024:g} GiB" if s.target_mib else "",
+        f"≤ {s.target_ratio:g}× lower bound" if s.target_ratio else "",
+    ]
     return ", ".join(p for p in parts if p) or "—"
 
 
@@ -253,8 +286,11 @@ def _yes(ok: bool) -> str:
 
 def stage_ok(r: Result, bound: float) -> bool:
     s = r.stage
-    return ((not s.target_s or r.median < s.target_s) and (not s.target_mib or r.peak_mib < s.target_mib)
-            and (not s.target_ratio or r.median <= s.target_ratio * bound))
+    return (
+        (not s.target_s or r.median < s.target_s)
+        and (not s.target_mib or r.peak_mib < s.target_mib)
+        and (not s.target_ratio or r.median <= s.target_ratio * bound)
+    )
 
 
 def growth_exponent(xs: list[float], ys: list[float]) -> float:
@@ -311,14 +347,29 @@ Profiled on 2026-11-22 on this machine (single runs, before → after):
 """
 
 
-def render(results: dict[str, Result], bound: Result, growth: list[dict], runs: int, growth_runs: int,
-           profile: list[tuple[str, float]], accuracy: dict[str, float]) -> str:
+def render(
+    results: dict[str, Result],
+    bound: Result,
+    growth: list[dict],
+    runs: int,
+    growth_runs: int,
+    profile: list[tuple[str, float]],
+    accuracy: dict[str, float],
+) -> str:
     night = results["night_metro"]
     inside, share = airflow_split(night)
     lb = bound.median
     metro_validations = growth[[g["volume"] for g in growth].index(1.0)]["validations"] if growth else 0
-    k_time = growth_exponent([g["validations"] for g in growth], [g["wall"] for g in growth]) if len(growth) > 1 else float("nan")
-    k_mem = growth_exponent([g["validations"] for g in growth], [g["peak_gib"] for g in growth]) if len(growth) > 1 else float("nan")
+    k_time = (
+        growth_exponent([g["validations"] for g in growth], [g["wall"] for g in growth])
+        if len(growth) > 1
+        else float("nan")
+    )
+    k_mem = (
+        growth_exponent([g["validations"] for g in growth], [g["peak_gib"] for g in growth])
+        if len(growth) > 1
+        else float("nan")
+    )
     ingest = results["ingest"]
     lines = [
         "# Benchmarks",
@@ -340,7 +391,8 @@ def render(results: dict[str, Result], bound: Result, growth: list[dict], runs: 
         f"| ingest + parse ≤ 2× its lower bound | {ingest.median:.1f} s = {ingest.median / lb:.2f}× {lb:.1f} s | "
         f"{_yes(ingest.median <= 2 * lb)} |",
         f"| nightly refresh at metro scale < 3 min wall | {night.median:.1f} s | {_yes(night.median < 180)} |",
-        f"| peak memory < 8 GiB (nightly refresh, metro) | {night.peak_mib / 1024:.2f} GiB | {_yes(night.peak_mib < 8192)} |",
+        f"| peak memory < 8 GiB (nightly refresh, metro) | {night.peak_mib / 1024:.2f} GiB | "
+        f"{_yes(night.peak_mib < 8192)} |",
         f"| Airflow overhead < 20 % | {share:.1%} of the process wall time outside tasks | {_yes(share < 0.20)} |",
         f"| time grows no faster than linearly | volume^{k_time:.2f} (0.25× to 2×) | {_yes(k_time <= 1.0)} |",
         f"| memory grows no faster than linearly | volume^{k_mem:.2f} (0.25× to 2×) | {_yes(k_mem <= 1.0)} |",
@@ -355,8 +407,10 @@ def render(results: dict[str, Result], bound: Result, growth: list[dict], runs: 
     for r in results.values():
         s = r.stage
         met = _yes(stage_ok(r, lb)) if (s.target_s or s.target_mib or s.target_ratio) else "—"
-        lines.append(f"| {s.name} | {r.median:.1f} s | {', '.join(f'{w:.1f}' for w in r.walls)} | {r.peak_mib / 1024:.2f} GiB | "
-                     f"{r.median / lb:.2f} | {_fmt_target(s)} | {met} |")
+        lines.append(
+            f"| {s.name} | {r.median:.1f} s | {', '.join(f'{w:.1f}' for w in r.walls)} | {r.peak_mib / 1024:.2f} GiB | "
+            f"{r.median / lb:.2f} | {_fmt_target(s)} | {met} |"
+        )
     lines += ["", "Notes:", ""]
     lines.append(f"- lower bound: {bound.stage.note}")
     lines += [f"- {r.stage.name}: {r.stage.note}" for r in results.values() if r.stage.note]
@@ -374,8 +428,10 @@ def render(results: dict[str, Result], bound: Result, growth: list[dict], runs: 
         "|---|---|---|---|---|",
     ]
     for g in growth:
-        lines.append(f"| {g['volume']:g}× | {g['validations'] / 1e6:.2f} M | {g['wall']:.1f} s | "
-                     f"{g['wall'] / (g['validations'] / 1e6):.1f} | {g['peak_gib']:.2f} GiB |")
+        lines.append(
+            f"| {g['volume']:g}× | {g['validations'] / 1e6:.2f} M | {g['wall']:.1f} s | "
+            f"{g['wall'] / (g['validations'] / 1e6):.1f} | {g['peak_gib']:.2f} GiB |"
+        )
     lines += [
         "",
         f"Fitted on log-log: wall time ∝ volume^{k_time:.2f}, peak memory ∝ volume^{k_mem:.2f} "
@@ -420,23 +476,42 @@ ACCURACY_NOTES["network_boardings_error"] = ACCURACY_NOTES["line_boardings_wape"
 
 def evaluate_metro(work: Path) -> dict[str, float]:
     """Accuracy of the metro day built by the benchmark (marts vs the simulator's truth)."""
-    env = {**os.environ, "CITYLAKE_LAKE_URI": (work / "ingest-lake").as_uri(),
-           "CITYLAKE_WAREHOUSE": str(work / "warehouse.duckdb"), "CITYLAKE_PSEUDONYM_KEY": "benchmark-key-not-a-secret"}
-    out = subprocess.run([sys.executable, "-m", "devtools", "evaluate", "--truth", str(work / "metro")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    env = {
+        **os.environ,
+        "CITYLAKE_LAKE_URI": (work / "ingest-lake").as_uri(),
+        "CITYLAKE_WAREHOUSE": str(work / "warehouse.duckdb"),
+        "CITYLAKE_PSEUDONYM_KEY": "benchmark-key-not-a-secret",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "devtools", "evaluate", "--truth", str(work / "metro")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
 
 
 def render_accuracy(figures: dict[str, float]) -> str:
-    lines = ["", "## Accuracy of the transit marts (metro day, default faults)", "",
-             "`citylake evaluate` against the simulator's ground truth (same run as above).", "",
-             "| figure | value | target | met |", "|---|---|---|---|"]
+    lines = [
+        "",
+        "## Accuracy of the transit marts (metro day, default faults)",
+        "",
+        "`citylake evaluate` against the simulator's ground truth (same run as above).",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+    ]
     for name, value in figures.items():
         target, met = "—", "—"
         if name in ACCURACY_TARGETS:
             limit, op = ACCURACY_TARGETS[name]
             ok = value >= limit if op == ">=" else (abs(value) <= limit if op == "abs<=" else value <= limit)
-            target, met = f"{op.replace('abs<=', 'abs ≤').replace('>=', '≥').replace('<=', '≤')} {limit:g}", "yes" if ok else "**no**"
+            target, met = (
+                f"{op.replace('abs<=', 'abs ≤').replace('>=', '≥').replace('<=', '≤')} {limit:g}",
+                "yes" if ok else "**no**",
+            )
         lines.append(f"| {name} | {value:.4f} | {target} | {met} |")
     notes = {ACCURACY_NOTES[n] for n, v in figures.items() if n in ACCURACY_NOTES and not _met(n, v)}
     if notes:
@@ -452,8 +527,14 @@ def _met(name: str, value: float) -> bool:
 def evaluate(lake: Path, warehouse: Path, drop: Path) -> dict[str, float]:
     """Accuracy of the metro day built by the benchmark (marts vs the simulator's truth)."""
     env = {**os.environ, **_env(lake, warehouse=warehouse)}
-    out = subprocess.run([sys.executable, "-m", "devtools", "evaluate", "--truth", str(drop)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "devtools", "evaluate", "--truth", str(drop)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
 
 
@@ -470,44 +551,90 @@ def main(argv: list[str] | None = None) -> int:
     metro = work / "metro"
     try:
         results: dict[str, Result] = {}
-        results["simulate"] = run_stage(Stage(
-            "simulate", "simulate one metro day (~1.5 M validations, 28 tiles of the sample network)",
-            _simulate(metro, DAY, 1, "metro"), before_each=_rm(metro), target_s=60, target_mib=4096,
-            note="issue #3: under 60 s and 4 GiB; its last run is the drop every stage below reads"), runs)
-        bound = run_stage(Stage(
-            "bound", "lower bound: DuckDB alone reads the day's files, writes Parquet once, one group-by",
-            [sys.executable, "-m", "devtools.bench", "lower-bound", str(metro), str(work / "bound")],
-            before_each=_rm(work / "bound"),
-            note=("every delivered file of the metro day read once by DuckDB (CSV with its contract's encoding and "
-                  "delimiter, as text; JSONL; the GTFS tables after Python's zipfile unpacks them), written as zstd "
-                  "Parquet, then one group-by per table; the 14 kB maintenance .xlsx is left out (DuckDB reads no "
-                  "Excel offline). No typing, rules, pseudonyms, manifest or raw copy: what the pipeline adds")), runs)
+        results["simulate"] = run_stage(
+            Stage(
+                "simulate",
+                "simulate one metro day (~1.5 M validations, 28 tiles of the sample network)",
+                _simulate(metro, DAY, 1, "metro"),
+                before_each=_rm(metro),
+                target_s=60,
+                target_mib=4096,
+                note="issue #3: under 60 s and 4 GiB; its last run is the drop every stage below reads",
+            ),
+            runs,
+        )
+        bound = run_stage(
+            Stage(
+                "bound",
+                "lower bound: DuckDB alone reads the day's files, writes Parquet once, one group-by",
+                [sys.executable, "-m", "devtools.bench", "lower-bound", str(metro), str(work / "bound")],
+                before_each=_rm(work / "bound"),
+                note=(
+                    "every delivered file of the metro day read once by DuckDB (CSV with its contract's encoding and "
+                    "delimiter, as text; JSONL; the GTFS tables after Python's zipfile unpacks them), written as zstd "
+                    "Parquet, then one group-by per table; the 14 kB maintenance .xlsx is left out (DuckDB reads no "
+                    "Excel offline). No typing, rules, pseudonyms, manifest or raw copy: what the pipeline adds"
+                ),
+            ),
+            runs,
+        )
         metro_lake, metro_wh = work / "metro-lake", work / "metro.duckdb"
-        results["ingest"] = run_stage(Stage(
-            "ingest", "ingest + parse one metro day (validations, AVL, APC, trips, parking, maintenance, GTFS)",
-            _cli("ingest", "--no-progress"), env=_env(metro_lake, metro), before_each=_rm(metro_lake), target_s=30,
-            target_ratio=2, note="issues #4 and #10: under 30 s and ≤ 2× the lower bound; each run from an empty lake "
-            "(lands raw, parses, types, pseudonymises, stages, writes the manifest)"), runs)
-        results["dbt_full"] = run_stage(Stage(
-            "dbt_full", "dbt build (full) of the metro day: every model and test",
-            _cli("build", "--full-refresh"), env=_env(metro_lake, warehouse=metro_wh), before_each=_rm(metro_wh),
-            note="the lake of the last ingest run; each run rebuilds the warehouse from scratch"), runs)
+        results["ingest"] = run_stage(
+            Stage(
+                "ingest",
+                "ingest + parse one metro day (validations, AVL, APC, trips, parking, maintenance, GTFS)",
+                _cli("ingest", "--no-progress"),
+                env=_env(metro_lake, metro),
+                before_each=_rm(metro_lake),
+                target_s=30,
+                target_ratio=2,
+                note="issues #4 and #10: under 30 s and ≤ 2× the lower bound; each run from an empty lake "
+                "(lands raw, parses, types, pseudonymises, stages, writes the manifest)",
+            ),
+            runs,
+        )
+        results["dbt_full"] = run_stage(
+            Stage(
+                "dbt_full",
+                "dbt build (full) of the metro day: every model and test",
+                _cli("build", "--full-refresh"),
+                env=_env(metro_lake, warehouse=metro_wh),
+                before_each=_rm(metro_wh),
+                note="the lake of the last ingest run; each run rebuilds the warehouse from scratch",
+            ),
+            runs,
+        )
         profile = dbt_profile()
-        results["gate"] = run_stage(Stage(
-            "gate", "quality suites + publication of the metro day (`citylake publish`)",
-            _cli("publish", "--date", DAY), env=_env(metro_lake, warehouse=metro_wh), ok_codes=(0, 1),
-            note="Great Expectations suites on the candidate marts, gate, Parquet export and atomic pointer switch; "
-            "a refused group still counts (its checks ran)"), runs)
+        results["gate"] = run_stage(
+            Stage(
+                "gate",
+                "quality suites + publication of the metro day (`citylake publish`)",
+                _cli("publish", "--date", DAY),
+                env=_env(metro_lake, warehouse=metro_wh),
+                ok_codes=(0, 1),
+                note="Great Expectations suites on the candidate marts, gate, Parquet export and atomic pointer "
+                "switch; "
+                "a refused group still counts (its checks ran)",
+            ),
+            runs,
+        )
 
         # 28 small days, then the metro day on top of them
         small, hist_lake, hist_wh = work / "small28", work / "hist-lake", work / "hist.duckdb"
         _setup(_simulate(small, HISTORY[0], HISTORY[1], "small"))
         _setup(_cli("ingest", "--no-progress"), _env(hist_lake, small))
         full_wh = work / "hist-full.duckdb"
-        results["dbt_full_28"] = run_stage(Stage(
-            "dbt_full_28", "dbt full rebuild of 28 small days (~20 k validations a weekday)",
-            _cli("build", "--full-refresh"), env=_env(hist_lake, warehouse=full_wh), before_each=_rm(full_wh),
-            note=f"{HISTORY[0]} and the 27 days after"), runs)
+        results["dbt_full_28"] = run_stage(
+            Stage(
+                "dbt_full_28",
+                "dbt full rebuild of 28 small days (~20 k validations a weekday)",
+                _cli("build", "--full-refresh"),
+                env=_env(hist_lake, warehouse=full_wh),
+                before_each=_rm(full_wh),
+                note=f"{HISTORY[0]} and the 27 days after",
+            ),
+            runs,
+        )
         shutil.copyfile(full_wh, hist_wh)
         inc_lake, inc_wh = work / "inc-lake", work / "inc.duckdb"
         shutil.copytree(hist_lake, inc_lake)
@@ -516,20 +643,37 @@ def main(argv: list[str] | None = None) -> int:
         def fresh_incremental() -> None:
             shutil.copyfile(hist_wh, inc_wh)
 
-        results["dbt_incremental"] = run_stage(Stage(
-            "dbt_incremental", "dbt incremental build of the metro day on top of 28 days already built",
-            _cli("build", "--dates", DAY), env=_env(inc_lake, warehouse=inc_wh), before_each=fresh_incremental,
-            note="each run starts from a copy of the 28-day warehouse; incremental models compute only the new day, "
-            "tables (dimensions, monthly marts) are rebuilt over the 29 days"), runs)
+        results["dbt_incremental"] = run_stage(
+            Stage(
+                "dbt_incremental",
+                "dbt incremental build of the metro day on top of 28 days already built",
+                _cli("build", "--dates", DAY),
+                env=_env(inc_lake, warehouse=inc_wh),
+                before_each=fresh_incremental,
+                note="each run starts from a copy of the 28-day warehouse; incremental models compute only the new "
+                "day, "
+                "tables (dimensions, monthly marts) are rebuilt over the 29 days",
+            ),
+            runs,
+        )
 
         # the whole night through Airflow, and its growth with the volume
-        _setup([sys.executable, "-c", "import sys; from pathlib import Path; from devtools.airflow_run import "
-                "prepare_airflow_home as p; p(Path(sys.argv[1]))", str(work / "airflow_home")])
+        _setup(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from devtools.airflow_run import "
+                "prepare_airflow_home as p; p(Path(sys.argv[1]))",
+                str(work / "airflow_home"),
+            ]
+        )
         night = _night(work, "night_metro", metro)
         night.name = "nightly refresh through Airflow (dag.test), one metro day: ingest, build, audit, publish"
         night.target_s, night.target_mib = 180, 8192
-        night.note = ("issues #8 and #10: under 3 minutes and 8 GiB; each run from an empty lake and warehouse, "
-                      "the partitioned DAG run by dag.test() in one process")
+        night.note = (
+            "issues #8 and #10: under 3 minutes and 8 GiB; each run from an empty lake and warehouse, "
+            "the partitioned DAG run by dag.test() in one process"
+        )
         results["night_metro"] = run_stage(night, runs)
         growth = []
         for v in VOLUMES:

@@ -35,8 +35,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"devtools: error: {exc}", file=sys.stderr)
         return 2
     cfg = SimulationConfig(
-        network=args.network, start=args.start, days=args.days, scale=args.scale, volume=args.volume, out=args.out,
-        faults=kinds, seed=args.seed, school_zone=args.school_zone, insee=args.insee,
+        network=args.network,
+        start=args.start,
+        days=args.days,
+        scale=args.scale,
+        volume=args.volume,
+        out=args.out,
+        faults=kinds,
+        seed=args.seed,
+        school_zone=args.school_zone,
+        insee=args.insee,
         progress=not args.no_progress,
     )
     try:
@@ -76,11 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate operators' daily deliveries from a real GTFS network, with ground truth",
         description="Faults: " + "; ".join(f"{k} ({v})" for k, v in FAULT_KINDS.items()),
     )
-    p.add_argument("--network", type=Path, default=SAMPLE_NETWORK, help="GTFS zip or folder (default: the sample network)")
+    p.add_argument(
+        "--network", type=Path, default=SAMPLE_NETWORK, help="GTFS zip or folder (default: the sample network)"
+    )
     p.add_argument("--start", type=_date.fromisoformat, required=True, help="first service date, YYYY-MM-DD")
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--scale", choices=["small", "metro"], default="small")
-    p.add_argument("--volume", type=float, default=1.0, help="multiply the scale's validations and trips (e.g. 0.25, 2)")
+    p.add_argument(
+        "--volume", type=float, default=1.0, help="multiply the scale's validations and trips (e.g. 0.25, 2)"
+    )
     p.add_argument("--out", type=Path, default=Path("drop"))
     p.add_argument("--faults", default=None, help="comma list of fault kinds, or default, all, none")
     p.add_argument("--seed", type=int, default=42)

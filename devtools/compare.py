@@ -20,7 +20,9 @@ def _rows(con, url: str) -> tuple[list[str], list[tuple]]:
     types = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
     exact = [c for c in cols if types[c] not in ("DOUBLE", "FLOAT", "REAL")]
     order = ", ".join(f'"{c}"' for c in exact + [c for c in cols if c not in exact]) or "1"
-    rows = con.sql(f"select {', '.join(chr(34) + c + chr(34) for c in cols)} from read_parquet('{url}') order by {order}").fetchall()
+    rows = con.sql(
+        f"select {', '.join(chr(34) + c + chr(34) for c in cols)} from read_parquet('{url}') order by {order}"
+    ).fetchall()
     return cols, rows
 
 
@@ -30,8 +32,9 @@ def _same(a, b, rel_tol: float) -> bool:
     return a == b
 
 
-def compare_publications(left: tuple[LakeStorage, dict], right: tuple[LakeStorage, dict],
-                         rel_tol: float = 1e-9) -> tuple[dict[str, int], list[str]]:
+def compare_publications(
+    left: tuple[LakeStorage, dict], right: tuple[LakeStorage, dict], rel_tol: float = 1e-9
+) -> tuple[dict[str, int], list[str]]:
     """Compare the marts of two pointers (storage, CURRENT.json); return rows per mart and the differences."""
     import duckdb
 

@@ -27,48 +27,68 @@ def main(workdir: Path | None = None) -> int:
     workdir = (workdir or Path("demo")).resolve()
     os.environ.setdefault("CITYLAKE_LAKE_URI", (workdir / "lake").as_uri())
     os.environ.setdefault("CITYLAKE_DROP_ROOT", (workdir / "drop").as_uri())
+    os.environ.setdefault("CITYLAKE_WAREHOUSE", str(workdir / "build" / "warehouse.duckdb"))
     settings = Settings()
     print(f"== citylake demo in {workdir}")
     print("-- 1. the lake")
     for line in init_lake(settings):
         print("   " + line)
     drop = resolve_local_root(settings.drop_root)
-    print(f"\n-- 2. operators' deliveries: {DEMO_DAYS} simulated days from {DEMO_START} (sample network, default faults)")
-    summary = simulate(SimulationConfig(network=SAMPLE_NETWORK, start=DEMO_START, days=DEMO_DAYS, out=drop,
-                                        faults=DEFAULT_FAULTS, seed=42, progress=False))
+    print(
+        f"\n-- 2. operators' deliveries: {DEMO_DAYS} simulated days from {DEMO_START} (sample network, default faults)"
+    )
+    summary = simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=DEMO_START,
+            days=DEMO_DAYS,
+            out=drop,
+            faults=DEFAULT_FAULTS,
+            seed=42,
+            progress=False,
+        )
+    )
     for day in summary["days"]:
-        print(f"   {day['service_date']} {day['day_type']:<24} {day['trips_scheduled']:>5} trips "
-              f"({day['trips_cancelled']} cancelled), {day['validations']:>7,} validations")
+        print(
+            f"   {day['service_date']} {day['day_type']:<24} {day['trips_scheduled']:>5} trips "
+            f"({day['trips_cancelled']} cancelled), {day['validations']:>7,} validations"
+        )
     real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "parking"
     if (real / "montpellier_historique_parkings.csv").exists():
         import shutil
 
         print("   + Montpellier's real car-park series and register (second parking format), from shared/realdata")
-        for feed, src, name in (("facilities", "montpellier_parkings_inventaire_VilleMTP_MTP_ParkingOuv.csv", "VilleMTP_MTP_ParkingOuv.csv"),
-                                ("occupancy", "montpellier_historique_parkings.csv", "historique_parkings.csv")):
+        for feed, src, name in (
+            (
+                "facilities",
+                "montpellier_parkings_inventaire_VilleMTP_MTP_ParkingOuv.csv",
+                "VilleMTP_MTP_ParkingOuv.csv",
+            ),
+            ("occupancy", "montpellier_historique_parkings.csv", "historique_parkings.csv"),
+        ):
             (drop / "montpellier" / feed).mkdir(parents=True, exist_ok=True)
             shutil.copy2(real / src, drop / "montpellier" / feed / name)
     if not os.environ.get("CITYLAKE_PSEUDONYM_KEY"):
         # Demo only: a throwaway key for simulated cards. Production sets its own secret.
         os.environ["CITYLAKE_PSEUDONYM_KEY"] = "demo-only-key-for-simulated-cards"
         print("\n   (CITYLAKE_PSEUDONYM_KEY not set: the demo uses a throwaway key for its simulated cards)")
+    from datetime import timedelta
+
     from citylake.build.dbt import warehouse_path
     from citylake.core import duck
     from citylake.publish.reader import current, published_views
-    from devtools.evaluate import evaluate
-
-    os.environ.setdefault("CITYLAKE_WAREHOUSE", str(workdir / "build" / "warehouse.duckdb"))
-    from datetime import timedelta
-
     from devtools.airflow_run import prepare_airflow_home, run_nights
+    from devtools.evaluate import evaluate
 
     print("\n-- 3. the nightly refresh through Airflow (DAG nightly_refresh, dag.test(), SQLite metadata)")
     print("      each night: ingest what was delivered by 06:30 -> dbt build -> quality suites -> publish -> report")
     prepare_airflow_home(workdir / "airflow_home")
     nights = run_nights([DEMO_START + timedelta(days=i) for i in range(DEMO_DAYS)])
     for n in nights:
-        print(f"   night of {n.logical_date:%Y-%m-%d %H:%M}: {n.state} in {n.wall_s:.0f} s "
-              f"(tasks {n.task_s:.0f} s: " + ", ".join(f"{k} {v:.0f}" for k, v in n.tasks.items()) + ")")
+        print(
+            f"   night of {n.logical_date:%Y-%m-%d %H:%M}: {n.state} in {n.wall_s:.0f} s "
+            f"(tasks {n.task_s:.0f} s: " + ", ".join(f"{k} {v:.0f}" for k, v in n.tasks.items()) + ")"
+        )
     from citylake.publish.reader import registry
 
     storage = open_storage(settings)
@@ -81,12 +101,18 @@ def main(workdir: Path | None = None) -> int:
     storage = open_storage(settings)
     con = duck.connect(settings, storage)
     published_views(con, storage, current(storage))
-    kpis = con.sql("select operator, kpi_code, month, round(value, 4) as value, status, amount_eur "
-                   "from mart_contract_kpis order by operator, kpi_code, month").fetchall()
+    kpis = con.sql(
+        "select operator, kpi_code, month, round(value, 4) as value, status, amount_eur "
+        "from mart_contract_kpis order by operator, kpi_code, month"
+    ).fetchall()
     print("   contract KPIs, as published:")
     for op, code, month, value, status, amount in kpis:
-        print(f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} {amount:+,.2f} EUR")
+        print(
+            f"     {op:<8} {code:<26} {month:%Y-%m}  {value if value is not None else '—'!s:<8} {status:<15} "
+            f"{amount:+,.2f} EUR"
+        )
     from citylake.consumers.opendata import export, write_catalog
+
     opendata = export(storage, con, last["publication_id"])
     # the night wrote the month-to-date contract reports of the publication now current
     contract_pub = current(storage)["groups"]["contract"]["publication_id"]
@@ -98,27 +124,40 @@ def main(workdir: Path | None = None) -> int:
         print(f"   {name}: {value:.4f}")
     storage = open_storage(settings)
     print("\n== where to look")
-    print(f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,maintenance}}, {drop}/parking/{{facilities,occupancy}}")
+    print(
+        f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,maintenance}}, "
+        f"{drop}/parking/{{facilities,occupancy}}"
+    )
     print(f"   truth: {drop}/truth/ (what really happened: loads, journeys, faults.json)")
     print(f"   lake:  {storage.root_uri}")
     print("          raw/ (every delivery as received), staged/ (typed Parquet), quarantine/, control/manifest/")
     for prefix in ("staged/", "quarantine/"):
         folders = sorted({i.key.split("/")[1] for i in storage.list(prefix)})
         print(f"          {prefix}: {', '.join(folders) or '(empty)'}")
-    print(f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{last['publication_id']}/")
+    print(
+        f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{last['publication_id']}/"
+    )
     print(f"   quality report: {storage.url(last['report'])}")
     print(f"   airflow: {workdir / 'airflow_home'} (airflow standalone there for the UI)")
     print(f"   analysts: {workdir / 'build' / 'citylake_published.duckdb'} ({len(catalog)} views; open it read-only)")
     for k in reports:
         print(f"   contract report: {storage.url(k)}")
     print(f"   open data (ODbL): {storage.url('opendata/')} ({len(opendata)} files)")
-    print('   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
-          '(with CITYLAKE_LAKE_URI=' + storage.root_uri + ')')
-    print("   try:   .venv/bin/python -c \"import duckdb; print(duckdb.sql(\\\"select service_date, count(*), "
-          "count(*) filter (where not is_valid) as invalid from read_parquet('"
-          + storage.url("staged/fare_transactions/*/*/*.parquet") + "', hive_partitioning=true) group by 1 order by 1\\\"))\"")
-    print(f"   API:    export CITYLAKE_LAKE_URI={storage.root_uri}; TOKEN=$(.venv/bin/citylake api-token add me --role analyst); "
-          ".venv/bin/citylake serve   then   curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8000/v1/marts")
+    print(
+        '   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
+        "(with CITYLAKE_LAKE_URI=" + storage.root_uri + ")"
+    )
+    print(
+        '   try:   .venv/bin/python -c "import duckdb; print(duckdb.sql(\\"select service_date, count(*), '
+        "count(*) filter (where not is_valid) as invalid from read_parquet('"
+        + storage.url("staged/fare_transactions/*/*/*.parquet")
+        + '\', hive_partitioning=true) group by 1 order by 1\\"))"'
+    )
+    print(
+        f"   API:    export CITYLAKE_LAKE_URI={storage.root_uri}; TOKEN=$(.venv/bin/citylake api-token add me "
+        "--role analyst); "
+        '.venv/bin/citylake serve   then   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/v1/marts'
+    )
     return 0
 
 

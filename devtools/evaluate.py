@@ -30,8 +30,16 @@ def _truth(truth: Path, table: str) -> pl.DataFrame:
 
 
 def _time_band(hour: pl.Expr) -> pl.Expr:
-    bands = [(5, "00-05 nuit"), (7, "05-07 début de service"), (9, "07-09 pointe du matin"), (12, "09-12 matinée"),
-             (14, "12-14 midi"), (16, "14-16 après-midi"), (19, "16-19 pointe du soir"), (21, "19-21 soirée")]
+    bands = [
+        (5, "00-05 nuit"),
+        (7, "05-07 début de service"),
+        (9, "07-09 pointe du matin"),
+        (12, "09-12 matinée"),
+        (14, "12-14 midi"),
+        (16, "14-16 après-midi"),
+        (19, "16-19 pointe du soir"),
+        (21, "19-21 soirée"),
+    ]
     expr = pl.when(hour < bands[0][0]).then(pl.lit(bands[0][1]))
     for limit, name in bands[1:]:
         expr = expr.when(hour < limit).then(pl.lit(name))
@@ -44,10 +52,12 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
     con = duckdb.connect(str(warehouse), read_only=True)
     est_profile = con.sql("select * from mart_bus_load_profile").pl()
     est_loads = con.sql(
-        "select service_date, route_short_name, sum(boardings_estimated) as boardings from fct_stop_visit_loads group by all"
+        "select service_date, route_short_name, sum(boardings_estimated) as boardings from fct_stop_visit_loads "
+        "group by all"
     ).pl()
     chained = con.sql(
-        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, is_inferred from int_journey_stages_chained"
+        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, is_inferred from "
+        "int_journey_stages_chained"
     ).pl()
     dates = sorted(set(est_loads["service_date"].to_list()))
     figures: dict[str, float] = {}
@@ -73,15 +83,22 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
     keys = ["route_short_name", "direction_id", "stop_sequence", "stop_id", "day_type", "time_band"]
     cells = truth_cells.join(
         est_profile.select(*keys, pl.col("mean_load").alias("est_mean_load")).with_columns(
-            pl.col("direction_id").cast(truth_cells["direction_id"].dtype), pl.col("stop_sequence").cast(truth_cells["stop_sequence"].dtype)
+            pl.col("direction_id").cast(truth_cells["direction_id"].dtype),
+            pl.col("stop_sequence").cast(truth_cells["stop_sequence"].dtype),
         ),
-        on=keys, how="full", coalesce=True,
+        on=keys,
+        how="full",
+        coalesce=True,
     ).fill_null(0.0)
-    figures["load_profile_wape"] = float((cells["est_mean_load"] - cells["true_mean_load"]).abs().sum() / cells["true_mean_load"].sum())
+    figures["load_profile_wape"] = float(
+        (cells["est_mean_load"] - cells["true_mean_load"]).abs().sum() / cells["true_mean_load"].sum()
+    )
     figures["load_profile_cells"] = float(cells.height)
 
     true_lines = served.group_by("service_date", "route_short_name").agg(pl.col("boardings").sum().alias("truth"))
-    lines = true_lines.join(est_loads, on=["service_date", "route_short_name"], how="full", coalesce=True).fill_null(0.0)
+    lines = true_lines.join(est_loads, on=["service_date", "route_short_name"], how="full", coalesce=True).fill_null(
+        0.0
+    )
     err = lines["boardings"] - lines["truth"]
     figures["line_boardings_wape"] = float(err.abs().sum() / lines["truth"].sum())
     figures["line_boardings_max_abs_error"] = float((err.abs() / lines["truth"].clip(lower_bound=1)).max())
@@ -90,17 +107,28 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
     settings = Settings()
     key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
     if key and chained.height:
-        stages = _truth(truth_dir, "stages").filter(pl.col("service_date").is_in(dates) & pl.col("card_serial").is_not_null())
+        stages = _truth(truth_dir, "stages").filter(
+            pl.col("service_date").is_in(dates) & pl.col("card_serial").is_not_null()
+        )
         pseudo = Pseudonymiser(key, settings.pseudonym_rotation)
-        stages = pl.concat([
-            part.with_columns(pseudo.series(part["card_serial"], d).alias("fare_media_id"))
-            for d in dates
-            if (part := stages.filter(pl.col("service_date") == d)).height
-        ])
+        stages = pl.concat(
+            [
+                part.with_columns(pseudo.series(part["card_serial"], d).alias("fare_media_id"))
+                for d in dates
+                if (part := stages.filter(pl.col("service_date") == d)).height
+            ]
+        )
         inferred = chained.filter(pl.col("is_inferred"))
         joined = inferred.join(
-            stages.select("service_date", "fare_media_id", "trip_id", pl.col("board_stop_id"), pl.col("alight_stop_id").alias("true_alight")),
-            on=["service_date", "fare_media_id", "trip_id", "board_stop_id"], how="inner",
+            stages.select(
+                "service_date",
+                "fare_media_id",
+                "trip_id",
+                pl.col("board_stop_id"),
+                pl.col("alight_stop_id").alias("true_alight"),
+            ),
+            on=["service_date", "fare_media_id", "trip_id", "board_stop_id"],
+            how="inner",
         ).unique(["service_date", "fare_media_id", "trip_id", "board_stop_id"])
         if joined.height:
             figures["alighting_stop_accuracy"] = float((joined["alight_stop_id"] == joined["true_alight"]).mean())

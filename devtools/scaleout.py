@@ -70,7 +70,9 @@ def ensure_packages() -> None:
     if not missing:
         return
     if os.geteuid() != 0:
-        raise SystemExit(f"scaleout-check needs the Debian packages {' '.join(missing)}: sudo apt-get install {' '.join(missing)}")
+        raise SystemExit(
+            f"scaleout-check needs the Debian packages {' '.join(missing)}: sudo apt-get install {' '.join(missing)}"
+        )
     print(f"installing {' '.join(missing)} from Debian ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -99,22 +101,54 @@ class Stack:
             for d in (self.pgdata, sock, self.logs):
                 shutil.chown(d, "postgres")
         pg = _pg_bin()
-        subprocess.run([*self.as_postgres, str(pg / "initdb"), "-D", str(self.pgdata), "-U", "airflow", "--auth=trust",
-                        "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([*self.as_postgres, str(pg / "pg_ctl"), "-D", str(self.pgdata), "-w", "-l", str(self.logs / "postgres.log"),
-                        "-o", f"-p {self.pg_port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200",
-                        "start"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"], check=True)
+        subprocess.run(
+            [
+                *self.as_postgres,
+                str(pg / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "airflow",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [
+                *self.as_postgres,
+                str(pg / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-w",
+                "-l",
+                str(self.logs / "postgres.log"),
+                "-o",
+                f"-p {self.pg_port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                "start",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "airflow", "airflow"], check=True
+        )
 
     def stop_postgres(self) -> None:
         if (self.pgdata / "postmaster.pid").exists():
-            subprocess.run([*self.as_postgres, str(_pg_bin() / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "stop"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [*self.as_postgres, str(_pg_bin() / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "stop"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def check_alive(self) -> None:
         for name, p in self.procs.items():
@@ -138,7 +172,8 @@ class Stack:
     def airflow_env(self, citylake_env: dict[str, str]) -> dict[str, str]:
         db = f"airflow@127.0.0.1:{self.pg_port}/airflow"
         return {
-            **os.environ, **citylake_env,
+            **os.environ,
+            **citylake_env,
             "AIRFLOW_HOME": str(self.work / "airflow"),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -159,14 +194,21 @@ class Stack:
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         import psycopg2
 
-        with psycopg2.connect(host="127.0.0.1", port=self.pg_port, user="airflow", dbname="airflow") as conn, conn.cursor() as cur:
+        with (
+            psycopg2.connect(host="127.0.0.1", port=self.pg_port, user="airflow", dbname="airflow") as conn,
+            conn.cursor() as cur,
+        ):
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
 
 def _citylake_env(work: Path, name: str, drop: Path) -> dict[str, str]:
-    return {"CITYLAKE_LAKE_URI": (work / f"{name}-lake").as_uri(), "CITYLAKE_DROP_ROOT": drop.as_uri(),
-            "CITYLAKE_WAREHOUSE": str(work / f"{name}-warehouse.duckdb"), "CITYLAKE_PSEUDONYM_KEY": KEY}
+    return {
+        "CITYLAKE_LAKE_URI": (work / f"{name}-lake").as_uri(),
+        "CITYLAKE_DROP_ROOT": drop.as_uri(),
+        "CITYLAKE_WAREHOUSE": str(work / f"{name}-warehouse.duckdb"),
+        "CITYLAKE_PSEUDONYM_KEY": KEY,
+    }
 
 
 def _wait(what: str, probe, timeout: float, stack: Stack, every: float = 2.0):
@@ -183,8 +225,13 @@ def _wait(what: str, probe, timeout: float, stack: Stack, every: float = 2.0):
 def single_process_run(work: Path, drop: Path) -> None:
     """``citylake run`` (unpartitioned, in one process) over its own copy of the drop."""
     env = {**os.environ, **_citylake_env(work, "single", drop)}
-    out = subprocess.run([sys.executable, "-m", "citylake.cli", "run", "--as-of", LOGICAL_DATE],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "citylake.cli", "run", "--as-of", LOGICAL_DATE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"single-process run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
@@ -204,8 +251,17 @@ def main(argv: list[str] | None = None) -> int:
         from devtools.simulator.run import SimulationConfig, simulate
 
         drop = work / "drop"
-        simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=2,
-                                  out=drop, faults=parse_faults("default"), seed=47, progress=False))
+        simulate(
+            SimulationConfig(
+                network=SAMPLE_NETWORK,
+                start=date(2026, 3, 30),
+                days=2,
+                out=drop,
+                faults=parse_faults("default"),
+                seed=47,
+                progress=False,
+            )
+        )
         print(f"simulated 2 service days in {drop}", flush=True)
         single_drop = work / "drop-single"
         shutil.copytree(drop, single_drop)
@@ -213,24 +269,58 @@ def main(argv: list[str] | None = None) -> int:
         print("single-process run (citylake run) published", flush=True)
 
         stack.start_postgres()
-        stack.start("redis", ["redis-server", "--port", str(stack.redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], dict(os.environ))
+        stack.start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(stack.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            dict(os.environ),
+        )
         env = stack.airflow_env(_citylake_env(work, "celery", drop))
         airflow = [sys.executable, "-m", "airflow"]
         out = subprocess.run([*airflow, "db", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-3000:]}")
-        print(f"PostgreSQL on 127.0.0.1:{stack.pg_port}, Redis on 127.0.0.1:{stack.redis_port}: Airflow metadata migrated", flush=True)
+        print(
+            f"PostgreSQL on 127.0.0.1:{stack.pg_port}, Redis on 127.0.0.1:{stack.redis_port}: Airflow metadata "
+            "migrated",
+            flush=True,
+        )
         stack.start("api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port)], env)
         stack.start("scheduler", [*airflow, "scheduler", "--skip-serve-logs"], env)
         stack.start("dag-processor", [*airflow, "dag-processor"], env)
         for name in ("w1", "w2"):
-            stack.start(f"worker-{name}", [*airflow, "celery", "worker", "--concurrency", "1", "--skip-serve-logs",
-                                            "--celery-hostname", f"{name}@%h", "--without-gossip", "--without-mingle"],
-                        {**env, "CITYLAKE_WORKER_NAME": name})
-        _wait("the DAG to be parsed", lambda: stack.sql("select 1 from dag where dag_id = 'nightly_refresh'"), 300, stack)
-        for cmd in (["dags", "unpause", "nightly_refresh"],
-                    ["dags", "trigger", "nightly_refresh", "--run-id", RUN_ID, "--logical-date", LOGICAL_DATE]):
+            stack.start(
+                f"worker-{name}",
+                [
+                    *airflow,
+                    "celery",
+                    "worker",
+                    "--concurrency",
+                    "1",
+                    "--skip-serve-logs",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                {**env, "CITYLAKE_WORKER_NAME": name},
+            )
+        _wait(
+            "the DAG to be parsed", lambda: stack.sql("select 1 from dag where dag_id = 'nightly_refresh'"), 300, stack
+        )
+        for cmd in (
+            ["dags", "unpause", "nightly_refresh"],
+            ["dags", "trigger", "nightly_refresh", "--run-id", RUN_ID, "--logical-date", LOGICAL_DATE],
+        ):
             out = subprocess.run([*airflow, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(f"airflow {' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -243,12 +333,15 @@ def main(argv: list[str] | None = None) -> int:
 
         state = _wait("the DAG run", finished, args.timeout, stack, every=3)
         wall = time.monotonic() - t0
-        tis = stack.sql("select task_id, map_index, state, hostname, extract(epoch from end_date - start_date) "
-                        "from task_instance where dag_id = 'nightly_refresh' and run_id = %s order by start_date", (RUN_ID,))
+        tis = stack.sql(
+            "select task_id, map_index, state, hostname, extract(epoch from end_date - start_date) "
+            "from task_instance where dag_id = 'nightly_refresh' and run_id = %s order by start_date",
+            (RUN_ID,),
+        )
         print(f"\nDAG run {state} in {wall:.0f} s; task instances:")
         for task_id, idx, st, host, secs in tis:
             print(f"  {task_id}{f'[{idx}]' if idx >= 0 else ''}: {st} on {host} ({float(secs or 0):.1f} s)")
-        workers = sorted({h.rsplit('/', 1)[-1] for _, _, _, h, _ in tis if h})
+        workers = sorted({h.rsplit("/", 1)[-1] for _, _, _, h, _ in tis if h})
         problems = []
         if state != "success":
             problems.append(f"the DAG run ended {state}")
@@ -272,8 +365,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {mart}: {n} rows")
             problems += diffs
         ok = not problems
-        print("\n" + ("scaleout-check passed" if ok else "scaleout-check FAILED:\n  " + "\n  ".join(problems))
-              + f" ({time.monotonic() - started:.0f} s)")
+        print(
+            "\n"
+            + ("scaleout-check passed" if ok else "scaleout-check FAILED:\n  " + "\n  ".join(problems))
+            + f" ({time.monotonic() - started:.0f} s)"
+        )
     finally:
         stack.stop_all()
         if args.keep or not ok:

@@ -60,7 +60,11 @@ class LocalDrop(Drop):
         for entry in os.scandir(self.path):
             if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
                 st = entry.stat(follow_symlinks=False)
-                out.append(DeliveredFile(entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), str(self.path / entry.name)))
+                out.append(
+                    DeliveredFile(
+                        entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), str(self.path / entry.name)
+                    )
+                )
         return _sorted(out)
 
     def read(self, item: DeliveredFile) -> bytes:
@@ -68,7 +72,9 @@ class LocalDrop(Drop):
 
 
 class S3Drop(Drop):
-    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None, access_key: str, secret_key: str, region: str) -> None:
+    def __init__(
+        self, bucket: str, prefix: str, *, endpoint: str | None, access_key: str, secret_key: str, region: str
+    ) -> None:
         from citylake.core.storage import S3Storage
 
         # reuse the lake's client construction (endpoint parsing, TLS) for the drop bucket
@@ -87,7 +93,12 @@ class S3Drop(Drop):
         except Exception as exc:  # network
             raise TransientError(f"drop {self.uri} did not answer: {exc}") from exc
         out = [
-            DeliveredFile(o.object_name[len(self.prefix):], o.size or 0, o.last_modified or datetime.now(UTC), f"s3://{self.bucket}/{o.object_name}")
+            DeliveredFile(
+                o.object_name[len(self.prefix) :],
+                o.size or 0,
+                o.last_modified or datetime.now(UTC),
+                f"s3://{self.bucket}/{o.object_name}",
+            )
             for o in objects
             if not o.is_dir
         ]
@@ -103,8 +114,17 @@ class S3Drop(Drop):
 
 
 class SFTPDrop(Drop):
-    def __init__(self, host: str, port: int, path: str, username: str, password: str | None = None, key_file: str | None = None,
-                 host_key_policy: str = "reject", known_hosts: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        username: str,
+        password: str | None = None,
+        key_file: str | None = None,
+        host_key_policy: str = "reject",
+        known_hosts: str | None = None,
+    ) -> None:
         self.host, self.port, self.path = host, port, path.rstrip("/") or "/"
         self.known_hosts = known_hosts
         self.username, self.password, self.key_file = username, password, key_file
@@ -121,8 +141,16 @@ class SFTPDrop(Drop):
         policy = paramiko.AutoAddPolicy() if self.host_key_policy == "accept-new" else paramiko.RejectPolicy()
         client.set_missing_host_key_policy(policy)
         try:
-            client.connect(self.host, port=self.port, username=self.username, password=self.password,
-                           key_filename=self.key_file, look_for_keys=False, allow_agent=False, timeout=30)
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                key_filename=self.key_file,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=30,
+            )
         except (OSError, paramiko.SSHException) as exc:
             raise TransientError(f"SFTP drop {self.uri} did not answer: {exc}") from exc
         return client, client.open_sftp()
@@ -133,8 +161,14 @@ class SFTPDrop(Drop):
             out = []
             for attr in sftp.listdir_attr(self.path):
                 if stat.S_ISREG(attr.st_mode or 0) and not attr.filename.startswith("."):
-                    out.append(DeliveredFile(attr.filename, attr.st_size or 0, datetime.fromtimestamp(attr.st_mtime or 0, UTC),
-                                             f"{self.uri}/{attr.filename}"))
+                    out.append(
+                        DeliveredFile(
+                            attr.filename,
+                            attr.st_size or 0,
+                            datetime.fromtimestamp(attr.st_mtime or 0, UTC),
+                            f"{self.uri}/{attr.filename}",
+                        )
+                    )
             return _sorted(out)
         finally:
             client.close()
@@ -168,20 +202,34 @@ def open_drop(settings: Settings, spec: dict[str, Any], feed: str) -> Drop:
         if parsed.scheme == "s3":
             access, secret = settings.s3_credentials()
             prefix = f"{parsed.path.strip('/')}/{sub}".strip("/")
-            return S3Drop(parsed.netloc, prefix, endpoint=settings.s3_endpoint, access_key=access, secret_key=secret,
-                          region=settings.s3_region)
+            return S3Drop(
+                parsed.netloc,
+                prefix,
+                endpoint=settings.s3_endpoint,
+                access_key=access,
+                secret_key=secret,
+                region=settings.s3_region,
+            )
         return LocalDrop(resolve_local_root(root) / sub)
     if kind == "s3":
         endpoint = os.environ.get(spec["endpoint_env"]) if spec.get("endpoint_env") else settings.s3_endpoint
-        return S3Drop(spec["bucket"], f"{spec.get('prefix', '').strip('/')}/{feed}".strip("/"), endpoint=endpoint,
-                      access_key=_env(spec.get("access_key_env"), "S3 drop access key"),
-                      secret_key=_env(spec.get("secret_key_env"), "S3 drop secret key"), region=settings.s3_region)
+        return S3Drop(
+            spec["bucket"],
+            f"{spec.get('prefix', '').strip('/')}/{feed}".strip("/"),
+            endpoint=endpoint,
+            access_key=_env(spec.get("access_key_env"), "S3 drop access key"),
+            secret_key=_env(spec.get("secret_key_env"), "S3 drop secret key"),
+            region=settings.s3_region,
+        )
     if kind == "sftp":
         return SFTPDrop(
-            spec["host"], int(spec.get("port", 22)), f"{spec.get('path', '').rstrip('/')}/{feed}",
+            spec["host"],
+            int(spec.get("port", 22)),
+            f"{spec.get('path', '').rstrip('/')}/{feed}",
             username=_env(spec.get("username_env"), "SFTP user"),
             password=os.environ.get(spec["password_env"]) if spec.get("password_env") else None,
             key_file=os.environ.get(spec["key_file_env"]) if spec.get("key_file_env") else None,
-            host_key_policy=spec.get("host_key_policy", "reject"), known_hosts=settings.sftp_known_hosts,
+            host_key_policy=spec.get("host_key_policy", "reject"),
+            known_hosts=settings.sftp_known_hosts,
         )
     raise LakeConfigError(f"unknown drop type {kind!r}: root, s3 or sftp")

@@ -60,9 +60,11 @@ def date_from_name(contract: Contract, name: str) -> date | None:
         return None
     fmt = m.group(1)
     digits = {"%Y%m%d": r"\d{8}", "%Y-%m-%d": r"\d{4}-\d{2}-\d{2}"}[fmt]
-    before, after = pattern[: m.start()], pattern[m.end():]
+    before, after = pattern[: m.start()], pattern[m.end() :]
     stem, dot, ext = after.rpartition(".")
-    regex = "^" + re.escape(before) + f"(?P<d>{digits})" + re.escape(stem) + r"(?P<suffix>.*)" + re.escape(dot + ext) + "$"
+    regex = (
+        "^" + re.escape(before) + f"(?P<d>{digits})" + re.escape(stem) + r"(?P<suffix>.*)" + re.escape(dot + ext) + "$"
+    )
     hit = re.match(regex, name)
     if not hit:
         return None
@@ -73,7 +75,10 @@ def _invalid(frame: pl.DataFrame, condition: pl.Expr, reason: pl.Expr | str) -> 
     """Mark rows invalid where ``condition`` holds, keeping an earlier reason first."""
     reason = pl.lit(reason) if isinstance(reason, str) else reason
     return frame.with_columns(
-        pl.when(pl.col("is_valid") & condition.fill_null(False)).then(reason).otherwise(pl.col("invalid_reason")).alias("invalid_reason")
+        pl.when(pl.col("is_valid") & condition.fill_null(False))
+        .then(reason)
+        .otherwise(pl.col("invalid_reason"))
+        .alias("invalid_reason")
     ).with_columns(pl.col("invalid_reason").is_null().alias("is_valid"))
 
 
@@ -130,7 +135,9 @@ def _same_service_date(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _invalid(
         frame,
         pl.col("declared_service_date") != ctx.partition,
-        pl.format(f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")),
+        pl.format(
+            f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")
+        ),
     ).drop("declared_service_date")
 
 
@@ -142,18 +149,25 @@ def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         pl.col("card_serial"),
         pl.col("medium_type").alias("fare_media_type"),
         pl.col("fare_product").alias("fare_product_id"),
-        pl.when(pl.col("validation_type") == "Correspondance").then(pl.lit("transfer")).otherwise(pl.lit("tap_on")).alias("fare_action"),
+        pl.when(pl.col("validation_type") == "Correspondance")
+        .then(pl.lit("transfer"))
+        .otherwise(pl.lit("tap_on"))
+        .alias("fare_action"),
         pl.col("amount_eur").alias("amount"),
         pl.lit("EUR").alias("currency_type"),
         "route_short_name",
-        pl.col("direction").replace_strict({"Aller": 0, "Retour": 1}, default=None, return_dtype=pl.Int8).alias("direction_id"),
+        pl.col("direction")
+        .replace_strict({"Aller": 0, "Retour": 1}, default=None, return_dtype=pl.Int8)
+        .alias("direction_id"),
         "stop_id",
         "vehicle_id",
         pl.col("validator_id").alias("device_id"),
         "is_valid",
         "invalid_reason",
     )
-    out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id")).drop("card_serial")
+    out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id")).drop(
+        "card_serial"
+    )
     out = _in_service_day(out, "event_timestamp", ctx)
     return _check_vehicle(_check_stop(out, ctx), ctx)
 
@@ -178,7 +192,9 @@ def stop_visits(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "invalid_reason",
     )
     out = _same_service_date(out, ctx)
-    out = _invalid(out, pl.col("actual_departure_time") < pl.col("actual_arrival_time"), "actual departure before actual arrival")
+    out = _invalid(
+        out, pl.col("actual_departure_time") < pl.col("actual_arrival_time"), "actual departure before actual arrival"
+    )
     return _check_vehicle(_check_stop(out, ctx), ctx)
 
 
@@ -201,7 +217,11 @@ def trips_performed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "invalid_reason",
     )
     out = _same_service_date(out, ctx)
-    out = _invalid(out, (pl.col("trip_status") == "NON_REALISEE") & pl.col("cancel_cause").is_null(), "trip not run without a cause")
+    out = _invalid(
+        out,
+        (pl.col("trip_status") == "NON_REALISEE") & pl.col("cancel_cause").is_null(),
+        "trip not run without a cause",
+    )
     return _check_vehicle(out, ctx)
 
 
@@ -218,44 +238,97 @@ def passenger_events(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
-    long = pl.concat([
-        base.select(pl.exclude("boardings", "alightings"), pl.lit("boarding").alias("event_type"), pl.col("boardings").alias("event_count")),
-        base.select(pl.exclude("boardings", "alightings"), pl.lit("alighting").alias("event_type"), pl.col("alightings").alias("event_count")),
-    ]).sort("source_row", "event_type", descending=[False, True])
+    long = pl.concat(
+        [
+            base.select(
+                pl.exclude("boardings", "alightings"),
+                pl.lit("boarding").alias("event_type"),
+                pl.col("boardings").alias("event_count"),
+            ),
+            base.select(
+                pl.exclude("boardings", "alightings"),
+                pl.lit("alighting").alias("event_type"),
+                pl.col("alightings").alias("event_count"),
+            ),
+        ]
+    ).sort("source_row", "event_type", descending=[False, True])
     return _check_vehicle(_check_stop(long, ctx), ctx)
 
 
 def vehicles(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return p.select(
-        "source_row", "vehicle_id", "model", "seated_capacity", "standing_capacity",
+        "source_row",
+        "vehicle_id",
+        "model",
+        "seated_capacity",
+        "standing_capacity",
         (pl.col("seated_capacity") + pl.col("standing_capacity")).alias("capacity"),
-        "commissioned_on", "odometer_km", "apc_equipped", "is_valid", "invalid_reason",
+        "commissioned_on",
+        "odometer_km",
+        "apc_equipped",
+        "is_valid",
+        "invalid_reason",
     )
 
 
 def work_orders(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
-        "source_row", "work_order_id", "vehicle_id", "work_order_type", "component", "opened_at", "closed_at",
-        "odometer_km", "due_km", "due_date", "labour_hours", "parts_cost_eur", "is_immobilising", "status",
-        "is_valid", "invalid_reason",
+        "source_row",
+        "work_order_id",
+        "vehicle_id",
+        "work_order_type",
+        "component",
+        "opened_at",
+        "closed_at",
+        "odometer_km",
+        "due_km",
+        "due_date",
+        "labour_hours",
+        "parts_cost_eur",
+        "is_immobilising",
+        "status",
+        "is_valid",
+        "invalid_reason",
     )
-    out = _invalid(out, (pl.col("status") == "Clôturé") & pl.col("closed_at").is_null(), "closed work order without a closing date")
+    out = _invalid(
+        out, (pl.col("status") == "Clôturé") & pl.col("closed_at").is_null(), "closed work order without a closing date"
+    )
     out = _invalid(out, pl.col("closed_at") < pl.col("opened_at"), "work order closed before it was opened")
     return _check_vehicle(out, ctx)
 
 
 def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
-        "source_row", "facility_id", "facility_name", "observed_at", "capacity", "occupied", "free", "entries",
-        "exits", "occupancy_rate_pct", "is_valid", "invalid_reason",
+        "source_row",
+        "facility_id",
+        "facility_name",
+        "observed_at",
+        "capacity",
+        "occupied",
+        "free",
+        "entries",
+        "exits",
+        "occupancy_rate_pct",
+        "is_valid",
+        "invalid_reason",
     )
-    out = _invalid(out, pl.col("occupied") > pl.col("capacity"),
-                   pl.format("occupied {} above capacity {}", pl.col("occupied"), pl.col("capacity")))
+    out = _invalid(
+        out,
+        pl.col("occupied") > pl.col("capacity"),
+        pl.format("occupied {} above capacity {}", pl.col("occupied"), pl.col("capacity")),
+    )
     out = _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
-    out = _invalid(out, pl.col("occupied") + pl.col("free") != pl.col("capacity"),
-                   pl.format("occupied {} + free {} != capacity {}", pl.col("occupied"), pl.col("free"), pl.col("capacity")))
+    out = _invalid(
+        out,
+        pl.col("occupied") + pl.col("free") != pl.col("capacity"),
+        pl.format("occupied {} + free {} != capacity {}", pl.col("occupied"), pl.col("free"), pl.col("capacity")),
+    )
     local_day = pl.col("observed_at").dt.convert_time_zone(ctx.tz).dt.date()
-    return _invalid(out, local_day != ctx.partition, pl.format(f"reading {{}} is not on {ctx.partition} (local)", pl.col("observed_at")))
+    return _invalid(
+        out,
+        local_day != ctx.partition,
+        pl.format(f"reading {{}} is not on {ctx.partition} (local)", pl.col("observed_at")),
+    )
 
 
 def parking_occupancy_named(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -271,30 +344,64 @@ def parking_occupancy_named(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     names = p["facility_name"].fill_null("")
     keys = [aliases.get(normalise_name(n), normalise_name(n)) for n in names.to_list()]
     ids = pl.Series("facility_id", [register.get(k) for k in keys], dtype=pl.Utf8)
-    naive = (pl.col("local_date").cast(pl.Utf8) + " " + pl.col("local_time")).str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M", strict=False)
+    naive = (pl.col("local_date").cast(pl.Utf8) + " " + pl.col("local_time")).str.strptime(
+        pl.Datetime("us"), "%Y-%m-%d %H:%M", strict=False
+    )
     observed, nonexistent = local_to_utc(naive, ctx.tz, "facility_name")
     out = p.with_columns(ids).select(
-        "source_row", "facility_id", "facility_name", observed.alias("observed_at"), "capacity",
-        (pl.col("capacity") - pl.col("free")).alias("occupied"), "free",
-        pl.lit(None, pl.Int64).alias("entries"), pl.lit(None, pl.Int64).alias("exits"),
+        "source_row",
+        "facility_id",
+        "facility_name",
+        observed.alias("observed_at"),
+        "capacity",
+        (pl.col("capacity") - pl.col("free")).alias("occupied"),
+        "free",
+        pl.lit(None, pl.Int64).alias("entries"),
+        pl.lit(None, pl.Int64).alias("exits"),
         ((pl.col("capacity") - pl.col("free")) / pl.col("capacity") * 100).alias("occupancy_rate_pct"),
-        pl.col("local_date").alias("service_date"), "facility_type", nonexistent.alias("_gap"), "is_valid", "invalid_reason",
+        pl.col("local_date").alias("service_date"),
+        "facility_type",
+        nonexistent.alias("_gap"),
+        "is_valid",
+        "invalid_reason",
     )
-    out = _invalid(out, pl.col("facility_type") == "Velo", "out of scope: bike-share station (Type 'Velo'), not a car park")
+    out = _invalid(
+        out, pl.col("facility_type") == "Velo", "out of scope: bike-share station (Type 'Velo'), not a car park"
+    )
     out = _invalid(out, pl.col("_gap"), "reading time does not exist (DST gap)")
-    out = _invalid(out, pl.col("facility_id").is_null(),
-                   pl.format("car park '{}' is not in the register (name not matched)", pl.col("facility_name")))
-    out = _invalid(out, pl.col("free") > pl.col("capacity"),
-                   pl.format("free {} above capacity {}", pl.col("free"), pl.col("capacity")))
+    out = _invalid(
+        out,
+        pl.col("facility_id").is_null(),
+        pl.format("car park '{}' is not in the register (name not matched)", pl.col("facility_name")),
+    )
+    out = _invalid(
+        out,
+        pl.col("free") > pl.col("capacity"),
+        pl.format("free {} above capacity {}", pl.col("free"), pl.col("capacity")),
+    )
     out = _invalid(out, pl.col("free") < 0, "negative count of places")
     return out.drop("facility_type", "_gap")
 
 
 def parking_facilities(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return p.select(
-        "source_row", "facility_id", "facility_name", "insee", "address", "user_type", "is_free", "capacity",
-        "park_and_ride_places", "disabled_places", "max_height", "operator_siret", "lon", "lat", "structure_type",
-        "is_valid", "invalid_reason",
+        "source_row",
+        "facility_id",
+        "facility_name",
+        "insee",
+        "address",
+        "user_type",
+        "is_free",
+        "capacity",
+        "park_and_ride_places",
+        "disabled_places",
+        "max_height",
+        "operator_siret",
+        "lon",
+        "lat",
+        "structure_type",
+        "is_valid",
+        "invalid_reason",
     )
 
 
@@ -318,8 +425,10 @@ def dataset_of(contract: Contract) -> Dataset:
     staged = contract.staged
     builder = BUILDERS.get(staged.get("builder", ""))
     if builder is None:
-        raise KeyError(f"extract contract {contract.key} v{contract.version}: staged.builder "
-                       f"{staged.get('builder')!r} is not one of {sorted(BUILDERS)}")
+        raise KeyError(
+            f"extract contract {contract.key} v{contract.version}: staged.builder "
+            f"{staged.get('builder')!r} is not one of {sorted(BUILDERS)}"
+        )
     return Dataset(staged["dataset"], staged["partition"], builder, personal=contract.personal_data)
 
 

@@ -23,17 +23,45 @@ from citylake.core.lake import Zone, key
 from citylake.core.storage import LakeStorage
 
 DELIVERIES = {
-    "run_id": pl.Utf8, "operator": pl.Utf8, "feed": pl.Utf8, "original_name": pl.Utf8, "raw_key": pl.Utf8,
-    "size_bytes": pl.Int64, "sha256": pl.Utf8, "delivered_at": pl.Datetime("us", "UTC"),
-    "received_at": pl.Datetime("us", "UTC"), "contract_version": pl.Int32, "declared_date": pl.Date,
-    "deadline_at": pl.Datetime("us", "UTC"), "is_late": pl.Boolean, "duplicate_of": pl.Utf8,
+    "run_id": pl.Utf8,
+    "operator": pl.Utf8,
+    "feed": pl.Utf8,
+    "original_name": pl.Utf8,
+    "raw_key": pl.Utf8,
+    "size_bytes": pl.Int64,
+    "sha256": pl.Utf8,
+    "delivered_at": pl.Datetime("us", "UTC"),
+    "received_at": pl.Datetime("us", "UTC"),
+    "contract_version": pl.Int32,
+    "declared_date": pl.Date,
+    "deadline_at": pl.Datetime("us", "UTC"),
+    "is_late": pl.Boolean,
+    "duplicate_of": pl.Utf8,
 }
 STEPS = {
-    "run_id": pl.Utf8, "at": pl.Datetime("us", "UTC"), "operator": pl.Utf8, "feed": pl.Utf8, "sha256": pl.Utf8,
-    "step": pl.Utf8, "outcome": pl.Utf8, "detail": pl.Utf8, "rows_total": pl.Int64, "rows_valid": pl.Int64,
-    "rows_invalid": pl.Int64, "dataset": pl.Utf8, "partition_date": pl.Date, "staged_key": pl.Utf8,
+    "run_id": pl.Utf8,
+    "at": pl.Datetime("us", "UTC"),
+    "operator": pl.Utf8,
+    "feed": pl.Utf8,
+    "sha256": pl.Utf8,
+    "step": pl.Utf8,
+    "outcome": pl.Utf8,
+    "detail": pl.Utf8,
+    "rows_total": pl.Int64,
+    "rows_valid": pl.Int64,
+    "rows_invalid": pl.Int64,
+    "dataset": pl.Utf8,
+    "partition_date": pl.Date,
+    "staged_key": pl.Utf8,
 }
-INVALID = {"run_id": pl.Utf8, "operator": pl.Utf8, "feed": pl.Utf8, "sha256": pl.Utf8, "reason": pl.Utf8, "rows": pl.Int64}
+INVALID = {
+    "run_id": pl.Utf8,
+    "operator": pl.Utf8,
+    "feed": pl.Utf8,
+    "sha256": pl.Utf8,
+    "reason": pl.Utf8,
+    "rows": pl.Int64,
+}
 TABLES = {"deliveries": DELIVERIES, "steps": STEPS, "invalid_reasons": INVALID}
 
 
@@ -52,13 +80,34 @@ class RunRecords:
     steps: list[dict] = field(default_factory=list)
     invalid: list[dict] = field(default_factory=list)
 
-    def step(self, sha256: str | None, step: str, outcome: str = "ok", detail: str = "", *, rows_total=None,
-             rows_valid=None, dataset=None, partition_date: date | None = None, staged_key=None) -> dict:
+    def step(
+        self,
+        sha256: str | None,
+        step: str,
+        outcome: str = "ok",
+        detail: str = "",
+        *,
+        rows_total=None,
+        rows_valid=None,
+        dataset=None,
+        partition_date: date | None = None,
+        staged_key=None,
+    ) -> dict:
         row = {
-            "run_id": self.run_id, "at": now(), "operator": self.operator, "feed": self.feed, "sha256": sha256,
-            "step": step, "outcome": outcome, "detail": detail, "rows_total": rows_total, "rows_valid": rows_valid,
+            "run_id": self.run_id,
+            "at": now(),
+            "operator": self.operator,
+            "feed": self.feed,
+            "sha256": sha256,
+            "step": step,
+            "outcome": outcome,
+            "detail": detail,
+            "rows_total": rows_total,
+            "rows_valid": rows_valid,
             "rows_invalid": (rows_total - rows_valid) if rows_total is not None and rows_valid is not None else None,
-            "dataset": dataset, "partition_date": partition_date, "staged_key": staged_key,
+            "dataset": dataset,
+            "partition_date": partition_date,
+            "staged_key": staged_key,
         }
         self.steps.append(row)
         return row
@@ -71,8 +120,12 @@ class RunRecords:
             if not rows:
                 continue
             frame = pl.DataFrame(rows, schema=TABLES[table], orient="row")
-            k = key(Zone.CONTROL, f"manifest/{table}", {"received_date": received},
-                    f"{self.run_id}__{self.operator}__{self.feed}.parquet")
+            k = key(
+                Zone.CONTROL,
+                f"manifest/{table}",
+                {"received_date": received},
+                f"{self.run_id}__{self.operator}__{self.feed}.parquet",
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "m.parquet"
                 frame.write_parquet(path)

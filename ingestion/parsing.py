@@ -48,7 +48,9 @@ class Parsed:
         bad = self.frame.filter(~pl.col("is_valid"))
         if not bad.height:
             return {}
-        reasons = bad.select(pl.col("invalid_reason").str.replace(r": '.*' ", ": <value> ").alias("r")).group_by("r").len()
+        reasons = (
+            bad.select(pl.col("invalid_reason").str.replace(r": '.*' ", ": <value> ").alias("r")).group_by("r").len()
+        )
         return {r: int(n) for r, n in reasons.sort("len", descending=True).iter_rows()}
 
 
@@ -66,7 +68,7 @@ def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
 
     longest, start = 0, 0  # start: offset where the current line began
     for base in range(0, len(data), chunk):
-        view = np.frombuffer(memoryview(data)[base:base + chunk], dtype=np.uint8)
+        view = np.frombuffer(memoryview(data)[base : base + chunk], dtype=np.uint8)
         ends = np.flatnonzero(view == 10) + base
         if len(ends):
             longest = max(longest, int(ends[0] - start), int(np.diff(ends).max(initial=0)) - 1 if len(ends) > 1 else 0)
@@ -77,7 +79,9 @@ def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
 def check_shape(contract: Contract, data: bytes, name: str) -> None:
     """Refuse a text delivery whose longest line exceeds MAX_LINE_BYTES."""
     if len(data) > MAX_LINE_BYTES and (n := longest_line(data)) > MAX_LINE_BYTES:
-        raise Refused(f"{name}: a line of {n:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit of any {contract.key} row")
+        raise Refused(
+            f"{name}: a line of {n:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit of any {contract.key} row"
+        )
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -96,7 +100,9 @@ def decode(contract: Contract, data: bytes, name: str) -> tuple[str, list[str]]:
             try:
                 text = data.decode("cp1252")
             except UnicodeDecodeError as exc:
-                raise Refused(f"{name}: not Windows-1252 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+                raise Refused(
+                    f"{name}: not Windows-1252 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+                ) from None
     else:
         try:
             text = data.decode("utf-8")
@@ -140,8 +146,10 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
         lines = lines.str.strip_suffix("\r")
     header = next(csv.reader([lines[0]], delimiter=delim))
     if len(header) > MAX_COLUMNS:
-        raise Refused(f"{name}: {len(header):,} columns in the header, over the {MAX_COLUMNS:,} any file may have "
-                      f"({contract.key} expects {len(contract.headers)})")
+        raise Refused(
+            f"{name}: {len(header):,} columns in the header, over the {MAX_COLUMNS:,} any file may have "
+            f"({contract.key} expects {len(contract.headers)})"
+        )
     warnings = _header_check(contract, header, name)
     body = lines.slice(1)
     n_fields = len(header)
@@ -187,12 +195,18 @@ def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFr
         for ln in lines:
             try:
                 obj = json.loads(ln)
-                records.append({k: None if v is None else str(v) for k, v in obj.items()} if isinstance(obj, dict) else {})
+                records.append(
+                    {k: None if v is None else str(v) for k, v in obj.items()} if isinstance(obj, dict) else {}
+                )
                 reasons.append(None if isinstance(obj, dict) else "line is not a JSON object")
             except ValueError:
                 records.append({})
                 reasons.append("line is not valid JSON")
-        frame = pl.DataFrame(records, schema={h: pl.Utf8 for h in contract.headers}, orient="row") if records else pl.DataFrame()
+        frame = (
+            pl.DataFrame(records, schema={h: pl.Utf8 for h in contract.headers}, orient="row")
+            if records
+            else pl.DataFrame()
+        )
         shape = pl.Series("_shape_reason", reasons, dtype=pl.Utf8)
     else:
         shape = pl.Series("_shape_reason", [None] * frame.height, dtype=pl.Utf8)
@@ -229,7 +243,10 @@ def read_xlsx_bytes(contract: Contract, data: bytes, name: str) -> tuple[pl.Data
     idx = {h: i for i, h in enumerate(header)}
     body = rows[1:]
     frame = pl.DataFrame(
-        {h: pl.Series([text(r[idx[h]]) if idx[h] < len(r) else None for r in body], dtype=pl.Utf8) for h in contract.headers}
+        {
+            h: pl.Series([text(r[idx[h]]) if idx[h] < len(r) else None for r in body], dtype=pl.Utf8)
+            for h in contract.headers
+        }
     )
     return frame.with_columns(
         pl.Series(SOURCE_ROW, range(2, len(body) + 2), dtype=pl.Int64), pl.lit(None, pl.Utf8).alias("_shape_reason")
@@ -259,8 +276,9 @@ def local_to_utc(naive: pl.Expr, tz: str, order_key: str | None = None) -> tuple
     return chosen.dt.convert_time_zone("UTC"), nonexistent
 
 
-def _typed(col: Column, tz: str, decimal_sep: str, order_key: str | None = None,
-           raw: pl.Expr | None = None) -> tuple[pl.Expr, pl.Expr | None]:
+def _typed(
+    col: Column, tz: str, decimal_sep: str, order_key: str | None = None, raw: pl.Expr | None = None
+) -> tuple[pl.Expr, pl.Expr | None]:
     """Return (typed expression, extra-invalid expression) for one contract column."""
     raw = pl.col(col.name).str.strip_chars() if raw is None else raw
     t = col.type
@@ -268,14 +286,18 @@ def _typed(col: Column, tz: str, decimal_sep: str, order_key: str | None = None,
     if t == "datetime_local":
         naive = raw.str.strptime(pl.Datetime("us"), col.format, strict=False)
         value, nonexistent = local_to_utc(naive, tz, order_key)
-        extra = pl.when(nonexistent).then(pl.format(f"column '{col.name}': '{{}}' does not exist in {tz} (DST gap)", raw))
+        extra = pl.when(nonexistent).then(
+            pl.format(f"column '{col.name}': '{{}}' does not exist in {tz} (DST gap)", raw)
+        )
     elif t == "datetime_excel":
         naive = raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
         value = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
     elif t == "datetime_offset":
         value = raw.str.to_datetime("%Y-%m-%dT%H:%M:%S%:z", strict=False, time_unit="us").dt.convert_time_zone("UTC")
     elif t == "datetime_utc":
-        value = raw.str.strptime(pl.Datetime("us"), col.format or "%Y-%m-%dT%H:%M:%SZ", strict=False).dt.replace_time_zone("UTC")
+        value = raw.str.strptime(
+            pl.Datetime("us"), col.format or "%Y-%m-%dT%H:%M:%SZ", strict=False
+        ).dt.replace_time_zone("UTC")
     elif t == "date":
         value = raw.str.strptime(pl.Date, col.format or "%Y-%m-%d", strict=False)
     elif t == "date_excel":
@@ -338,14 +360,20 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFrame:
         if col.required:
             reasons.append(pl.when(empty).then(pl.lit(f"column '{col.name}': required value missing")))
         reasons.append(
-            pl.when(~empty & value.is_null()).then(pl.format(f"column '{col.name}': '{{}}' is not {_describe(col)}", raw))
+            pl.when(~empty & value.is_null()).then(
+                pl.format(f"column '{col.name}': '{{}}' is not {_describe(col)}", raw)
+            )
         )
         if i in extras:
             reasons.append(pl.col(f"__extra{i}"))
         if col.min is not None:
-            reasons.append(pl.when(value < col.min).then(pl.format(f"column '{col.name}': '{{}}' is below {col.min:g}", raw)))
+            reasons.append(
+                pl.when(value < col.min).then(pl.format(f"column '{col.name}': '{{}}' is below {col.min:g}", raw))
+            )
     reason = pl.coalesce(reasons).alias("invalid_reason")
-    return stripped.select(pl.col(SOURCE_ROW), *values, reason).with_columns(pl.col("invalid_reason").is_null().alias("is_valid"))
+    return stripped.select(pl.col(SOURCE_ROW), *values, reason).with_columns(
+        pl.col("invalid_reason").is_null().alias("is_valid")
+    )
 
 
 def parse(contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris") -> Parsed:

@@ -26,7 +26,11 @@ def _load(path: Path = CONFIG) -> dict:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("operators"), dict) or not isinstance(raw.get("groups"), dict):
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("operators"), dict)
+        or not isinstance(raw.get("groups"), dict)
+    ):
         raise ConfigError(f"{path}: needs an 'operators:' and a 'groups:' mapping")
     groups = raw["groups"]
     for name, spec in groups.items():
@@ -41,10 +45,14 @@ def _load(path: Path = CONFIG) -> dict:
             try:
                 c = contract(op, feed)
             except KeyError:
-                raise ConfigError(f"{path}: operator {op!r} lists feed {feed!r}, but there is no extract contract "
-                                  f"ingestion/contracts/{op}__{feed}.v1.yaml") from None
+                raise ConfigError(
+                    f"{path}: operator {op!r} lists feed {feed!r}, but there is no extract contract "
+                    f"ingestion/contracts/{op}__{feed}.v1.yaml"
+                ) from None
             if c.group not in groups:
-                raise ConfigError(f"extract contract {c.key} v{c.version}: group {c.group!r} is not one of {list(groups)}")
+                raise ConfigError(
+                    f"extract contract {c.key} v{c.version}: group {c.group!r} is not one of {list(groups)}"
+                )
     return raw
 
 
@@ -68,8 +76,17 @@ def feeds() -> list[Contract]:
     return [contract(op, feed) for op, spec in operators().items() for feed in spec["feeds"]]
 
 
-__all__ = ["contract", "feed_group", "feeds", "group_depends", "groups", "is_reference", "operators",
-           "operators_of_group", "personal_feeds"]
+__all__ = [
+    "contract",
+    "feed_group",
+    "feeds",
+    "group_depends",
+    "groups",
+    "is_reference",
+    "operators",
+    "operators_of_group",
+    "personal_feeds",
+]
 
 
 def feed_group(operator: str, feed: str) -> str:

@@ -22,8 +22,9 @@ log = logging.getLogger("ingestion.retention")
 _RECEIVED = re.compile(r"/received_date=(\d{4}-\d{2}-\d{2})/")
 
 
-def purge_personal_raw(storage: LakeStorage, settings: Settings, *, today: date | None = None,
-                       dry_run: bool = False) -> dict:
+def purge_personal_raw(
+    storage: LakeStorage, settings: Settings, *, today: date | None = None, dry_run: bool = False
+) -> dict:
     """Delete expired raw/quarantined files of personal-data feeds; return (and store) the record."""
     today = today or datetime.now(UTC).date()
     days = settings.raw_personal_retention_days
@@ -42,9 +43,16 @@ def purge_personal_raw(storage: LakeStorage, settings: Settings, *, today: date 
                     storage.delete(info.key, purge_reason=reason)
                     log.info("purged %s (sha256 %s): %s", info.key, sha, reason)
                 purged.append(entry)
-    record = {"purge_id": f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", "today": today.isoformat(),
-              "retention_days": days, "cutoff": cutoff.isoformat(), "reason": reason, "dry_run": dry_run,
-              "feeds": [f"{o}/{f}" for o, f in personal_feeds()], "purged": purged}
+    record = {
+        "purge_id": f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+        "today": today.isoformat(),
+        "retention_days": days,
+        "cutoff": cutoff.isoformat(),
+        "reason": reason,
+        "dry_run": dry_run,
+        "feeds": [f"{o}/{f}" for o, f in personal_feeds()],
+        "purged": purged,
+    }
     if purged and not dry_run:
         record["record_key"] = f"control/manifest/purges/{record['purge_id']}.json"
         storage.put_json(record["record_key"], record)

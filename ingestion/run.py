@@ -160,7 +160,9 @@ class Ingestion:
                 pl.col("is_valid") & (pl.col("as_of_date") <= day)
             )
             latest = frame.sort("as_of_date").unique(["operator", "facility_id"], keep="last")
-            refs.facilities_by_name = {normalise_name(n): i for n, i in latest.select("facility_name", "facility_id").iter_rows() if n}
+            refs.facilities_by_name = {
+                normalise_name(n): i for n, i in latest.select("facility_name", "facility_id").iter_rows() if n
+            }
         registers = [i.key for i in self.storage.list("staged/vehicles/") if i.key.endswith(".parquet")]
         if registers:
             frame = pl.concat([self._read(k) for k in registers]).filter(pl.col("as_of_date") <= day)
@@ -175,7 +177,8 @@ class Ingestion:
             try:
                 self._pseudo = Pseudonymiser(
                     self.settings.pseudonym_key.get_secret_value() if self.settings.pseudonym_key else None,
-                    self.settings.pseudonym_rotation)
+                    self.settings.pseudonym_rotation,
+                )
             except LakeConfigError as exc:
                 self._pseudo = None
                 self._pseudo_error = str(exc)
@@ -184,9 +187,18 @@ class Ingestion:
         return self._pseudo
 
     # -- one feed --------------------------------------------------------------------------
-    def feed(self, operator: str, feed: str, spec: dict, *, service_date: date | None = None,
-             as_of: datetime | None = None, force: bool = False, dry_run: bool = False,
-             aliases: dict[str, str] | None = None) -> FeedReport:
+    def feed(
+        self,
+        operator: str,
+        feed: str,
+        spec: dict,
+        *,
+        service_date: date | None = None,
+        as_of: datetime | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+        aliases: dict[str, str] | None = None,
+    ) -> FeedReport:
         report = FeedReport(operator, feed)
         rec = manifest.RunRecords(self.run_id, operator, feed)
         c = contract(operator, feed)
@@ -209,7 +221,11 @@ class Ingestion:
         raw_by_sha = dict(mine.filter(pl.col("duplicate_of").is_null()).select("sha256", "raw_key").iter_rows())
         to_parse: list[tuple[str, bytes, DeliveredFile, datetime]] = []
         for f in files:
-            if (f.name, f.delivered_at.replace(microsecond=0), f.size) in seen or (f.name, f.delivered_at, f.size) in seen:
+            if (f.name, f.delivered_at.replace(microsecond=0), f.size) in seen or (
+                f.name,
+                f.delivered_at,
+                f.size,
+            ) in seen:
                 continue
             if dry_run:
                 print(f"would land {drop.uri.rstrip('/')}/{f.name} ({f.size} bytes)")
@@ -220,10 +236,20 @@ class Ingestion:
             declared = date_from_name(c, f.name)
             due = deadline(c, declared, self.tz)
             row = {
-                "run_id": self.run_id, "operator": operator, "feed": feed, "original_name": f.name, "raw_key": None,
-                "size_bytes": len(data), "sha256": sha, "delivered_at": f.delivered_at.replace(microsecond=0),
-                "received_at": received, "contract_version": c.version, "declared_date": declared, "deadline_at": due,
-                "is_late": (f.delivered_at > due) if due else None, "duplicate_of": None,
+                "run_id": self.run_id,
+                "operator": operator,
+                "feed": feed,
+                "original_name": f.name,
+                "raw_key": None,
+                "size_bytes": len(data),
+                "sha256": sha,
+                "delivered_at": f.delivered_at.replace(microsecond=0),
+                "received_at": received,
+                "contract_version": c.version,
+                "declared_date": declared,
+                "deadline_at": due,
+                "is_late": (f.delivered_at > due) if due else None,
+                "duplicate_of": None,
             }
             if sha in raw_by_sha:
                 row["duplicate_of"] = raw_by_sha[sha]
@@ -231,12 +257,22 @@ class Ingestion:
                 rec.step(sha, "duplicate", "warning", f"{f.name}: same bytes as {raw_by_sha[sha]}, not landed again")
                 report.duplicates += 1
                 continue
-            raw_key = key(Zone.RAW, None, {"operator": operator, "feed": feed, "received_date": received.date()},
-                          f"{sha[:16]}__{safe_filename(f.name)}")
-            self.storage.put_bytes(raw_key, data, metadata={
-                "operator": operator, "feed": feed, "original-name": f.name.encode("ascii", "replace").decode(),
-                "delivered-at": f.delivered_at.isoformat(),
-            })
+            raw_key = key(
+                Zone.RAW,
+                None,
+                {"operator": operator, "feed": feed, "received_date": received.date()},
+                f"{sha[:16]}__{safe_filename(f.name)}",
+            )
+            self.storage.put_bytes(
+                raw_key,
+                data,
+                metadata={
+                    "operator": operator,
+                    "feed": feed,
+                    "original-name": f.name.encode("ascii", "replace").decode(),
+                    "delivered-at": f.delivered_at.isoformat(),
+                },
+            )
             row["raw_key"] = raw_key
             raw_by_sha[sha] = raw_key
             rec.deliveries.append(row)
@@ -247,8 +283,13 @@ class Ingestion:
             return report
 
         # Deliveries landed earlier but never parsed (e.g. no pseudonym key then), or forced.
-        done = set(self.steps.filter(pl.col("step").is_in(["parsed", "quarantined"]) & (pl.col("operator") == operator)
-                                     & (pl.col("feed") == feed))["sha256"].to_list())
+        done = set(
+            self.steps.filter(
+                pl.col("step").is_in(["parsed", "quarantined"])
+                & (pl.col("operator") == operator)
+                & (pl.col("feed") == feed)
+            )["sha256"].to_list()
+        )
         pending = mine.filter(pl.col("duplicate_of").is_null() & ~pl.col("sha256").is_in(list(done)))
         if force:
             pending = mine.filter(pl.col("duplicate_of").is_null())
@@ -271,13 +312,24 @@ class Ingestion:
         return report
 
     def _quarantine(self, rec, report, operator, feed, sha, data, f: DeliveredFile, c: Contract, reason: str) -> None:
-        base = key(Zone.QUARANTINE, None, {"operator": operator, "feed": feed, "received_date": manifest.now().date()},
-                   f"{sha[:16]}__{safe_filename(f.name)}")
+        base = key(
+            Zone.QUARANTINE,
+            None,
+            {"operator": operator, "feed": feed, "received_date": manifest.now().date()},
+            f"{sha[:16]}__{safe_filename(f.name)}",
+        )
         self.storage.put_bytes(base, data)
-        self.storage.put_json(base + ".reason.json", {
-            "reason": reason, "sha256": sha, "original_name": f.name, "delivered_at": f.delivered_at,
-            "contract": f"{c.key} v{c.version}", "run_id": self.run_id,
-        })
+        self.storage.put_json(
+            base + ".reason.json",
+            {
+                "reason": reason,
+                "sha256": sha,
+                "original_name": f.name,
+                "delivered_at": f.delivered_at,
+                "contract": f"{c.key} v{c.version}",
+                "run_id": self.run_id,
+            },
+        )
         rec.step(sha, "quarantined", "error", reason, staged_key=base)
         report.quarantined.append(reason)
         log.warning("quarantined %s: %s", f.name, reason)
@@ -294,8 +346,17 @@ class Ingestion:
             elif partition_from == "rows":
                 declared = f.delivered_at.astimezone(ZoneInfo(self.tz)).date()  # references as of delivery
             if declared is None:
-                self._quarantine(rec, report, operator, feed, sha, data, f, c,
-                                 f"{f.name}: the name does not match {c.file['file_name']!r}, so its date is unknown")
+                self._quarantine(
+                    rec,
+                    report,
+                    operator,
+                    feed,
+                    sha,
+                    data,
+                    f,
+                    c,
+                    f"{f.name}: the name does not match {c.file['file_name']!r}, so its date is unknown",
+                )
                 continue
             try:
                 pseudo = self.pseudonymiser() if dataset.personal else None
@@ -318,10 +379,27 @@ class Ingestion:
                 generic = generic_reason(reason)
                 reasons[generic] = reasons.get(generic, 0) + n
             for reason, n in sorted(reasons.items()):
-                rec.invalid.append({"run_id": self.run_id, "operator": operator, "feed": feed, "sha256": sha, "reason": reason, "rows": n})
+                rec.invalid.append(
+                    {
+                        "run_id": self.run_id,
+                        "operator": operator,
+                        "feed": feed,
+                        "sha256": sha,
+                        "reason": reason,
+                        "rows": n,
+                    }
+                )
             outcome = "warning" if parsed.warnings or valid < total else "ok"
-            rec.step(sha, "parsed", outcome, "; ".join(parsed.warnings), rows_total=total, rows_valid=valid,
-                     dataset=dataset.name, partition_date=None if partition_from == "rows" else declared)
+            rec.step(
+                sha,
+                "parsed",
+                outcome,
+                "; ".join(parsed.warnings),
+                rows_total=total,
+                rows_valid=valid,
+                dataset=dataset.name,
+                partition_date=None if partition_from == "rows" else declared,
+            )
             report.parsed += 1
             report.rows_invalid += total - valid
             report.warnings += parsed.warnings
@@ -334,14 +412,18 @@ class Ingestion:
 
         history = self.steps.filter((pl.col("operator") == operator) & (pl.col("feed") == feed))
         parsed_ok = history.filter(pl.col("step") == "parsed").join(
-            self.deliveries.filter(pl.col("duplicate_of").is_null()).select("sha256", "delivered_at", "received_at"), on="sha256"
+            self.deliveries.filter(pl.col("duplicate_of").is_null()).select("sha256", "delivered_at", "received_at"),
+            on="sha256",
         )
         staged_steps = history.filter(pl.col("step") == "staged").sort("at")
         for day, new in sorted(candidates.items()):
             prior = parsed_ok.filter(pl.col("partition_date") == day)
             contenders = [(d, r, s, frame) for d, r, s, frame in new]
-            contenders += [(d, r, s, None) for s, d, r in prior.select("sha256", "delivered_at", "received_at").iter_rows()
-                           if s not in {x[2] for x in new}]
+            contenders += [
+                (d, r, s, None)
+                for s, d, r in prior.select("sha256", "delivered_at", "received_at").iter_rows()
+                if s not in {x[2] for x in new}
+            ]
             contenders.sort(key=lambda x: (x[0], x[1], x[2]))
             winner = contenders[-1]
             current = staged_steps.filter(pl.col("partition_date") == day)
@@ -353,13 +435,28 @@ class Ingestion:
                 path = Path(tmp) / "part-0.parquet"
                 winner[3].write_parquet(path, compression="zstd")
                 self.storage.put_file(k, path, overwrite=True)
-            rec.step(winner[2], "staged", "ok", f"{winner[3].height} rows", rows_total=winner[3].height,
-                     dataset=dataset.name, partition_date=day, staged_key=k)
+            rec.step(
+                winner[2],
+                "staged",
+                "ok",
+                f"{winner[3].height} rows",
+                rows_total=winner[3].height,
+                dataset=dataset.name,
+                partition_date=day,
+                staged_key=k,
+            )
             report.staged.append(k)
             self._refs.clear()  # a register or network just changed: references are read again
             if current_sha and current_sha != winner[2]:
-                rec.step(current_sha, "superseded", "ok", f"replaced in {k} by a newer delivery {winner[2][:16]}",
-                         dataset=dataset.name, partition_date=day, staged_key=k)
+                rec.step(
+                    current_sha,
+                    "superseded",
+                    "ok",
+                    f"replaced in {k} by a newer delivery {winner[2][:16]}",
+                    dataset=dataset.name,
+                    partition_date=day,
+                    staged_key=k,
+                )
 
     def _gtfs(self, rec, report, sha, data, f: DeliveredFile, c: Contract, force: bool) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -375,10 +472,20 @@ class Ingestion:
                 return
         dates = sorted(gtfs.service_dates(feed))
         info = feed.get("feed_info")
-        version = (info["feed_version"][0] if info is not None and "feed_version" in info.columns and info.height else None) or sha[:12]
+        version = (
+            info["feed_version"][0] if info is not None and "feed_version" in info.columns and info.height else None
+        ) or sha[:12]
         version = re.sub(r"[^A-Za-z0-9_.:+\-]", "_", version)
-        start = gtfs.parse_date(info["feed_start_date"][0]) if info is not None and "feed_start_date" in info.columns else (dates[0] if dates else None)
-        end = gtfs.parse_date(info["feed_end_date"][0]) if info is not None and "feed_end_date" in info.columns else (dates[-1] if dates else None)
+        start = (
+            gtfs.parse_date(info["feed_start_date"][0])
+            if info is not None and "feed_start_date" in info.columns
+            else (dates[0] if dates else None)
+        )
+        end = (
+            gtfs.parse_date(info["feed_end_date"][0])
+            if info is not None and "feed_end_date" in info.columns
+            else (dates[-1] if dates else None)
+        )
         written = 0
         for table in GTFS_TABLES:
             frame = feed.get(table)
@@ -403,26 +510,51 @@ class Ingestion:
             p = Path(tmp) / "s.parquet"
             service_dates.write_parquet(p, compression="zstd")
             self.storage.put_file(k, p, overwrite=True)
-        versions = pl.DataFrame({
-            "operator": [c.operator], "feed_version": [version], "valid_from": [start], "valid_to": [end],
-            "source_sha256": [sha], "delivered_at": [f.delivered_at], "original_name": [f.name],
-        })
+        versions = pl.DataFrame(
+            {
+                "operator": [c.operator],
+                "feed_version": [version],
+                "valid_from": [start],
+                "valid_to": [end],
+                "source_sha256": [sha],
+                "delivered_at": [f.delivered_at],
+                "original_name": [f.name],
+            }
+        )
         k = key(Zone.STAGED, "gtfs_feed_versions", {"feed_version": version}, "part-0.parquet")
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "v.parquet"
             versions.write_parquet(p)
             self.storage.put_file(k, p, overwrite=True)
         rows = feed["stop_times"].height
-        rec.step(sha, "parsed", "ok", f"GTFS {version} valid {start}..{end}", rows_total=rows, rows_valid=rows, dataset="gtfs")
+        rec.step(
+            sha,
+            "parsed",
+            "ok",
+            f"GTFS {version} valid {start}..{end}",
+            rows_total=rows,
+            rows_valid=rows,
+            dataset="gtfs",
+        )
         rec.step(sha, "staged", "ok", f"{written} tables", dataset="gtfs", staged_key=k)
         report.parsed += 1
         report.staged.append(k)
         self._refs.clear()
 
 
-def ingest(settings: Settings, *, operator: str | None = None, feed: str | None = None, service_date: date | None = None,
-           as_of: datetime | None = None, force: bool = False, dry_run: bool = False, storage: LakeStorage | None = None,
-           progress: bool = False, config: dict | None = None) -> IngestReport:
+def ingest(
+    settings: Settings,
+    *,
+    operator: str | None = None,
+    feed: str | None = None,
+    service_date: date | None = None,
+    as_of: datetime | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    storage: LakeStorage | None = None,
+    progress: bool = False,
+    config: dict | None = None,
+) -> IngestReport:
     """Pull, land, parse and stage every configured operator feed (or the ones named).
 
     ``config`` replaces the registry's operators (same shape: operator -> drop, feeds).
@@ -447,8 +579,11 @@ def ingest(settings: Settings, *, operator: str | None = None, feed: str | None 
         raise LakeConfigError(f"no feed {feed!r} configured" + (f" for {operator}" if operator else ""))
     for op, fd, drop, aliases in tqdm(todo, desc="ingest", unit="feed", disable=not progress):
         try:
-            report.feeds.append(job.feed(op, fd, drop, service_date=service_date, as_of=as_of, force=force,
-                                         dry_run=dry_run, aliases=aliases))
+            report.feeds.append(
+                job.feed(
+                    op, fd, drop, service_date=service_date, as_of=as_of, force=force, dry_run=dry_run, aliases=aliases
+                )
+            )
         except CitylakeError as exc:  # one feed's failure never stops the others
             log.error("%s/%s failed: %s", op, fd, exc)
             failed = FeedReport(op, fd)

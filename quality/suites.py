@@ -63,10 +63,14 @@ class SuiteRun:
     results: list[CheckResult] = field(default_factory=list)
 
     def blocking_failures(self, group: str | None = None) -> list[CheckResult]:
-        return [r for r in self.results if not r.success and r.severity == ERROR and (group is None or r.group == group)]
+        return [
+            r for r in self.results if not r.success and r.severity == ERROR and (group is None or r.group == group)
+        ]
 
     def warnings(self, group: str | None = None) -> list[CheckResult]:
-        return [r for r in self.results if not r.success and r.severity == WARNING and (group is None or r.group == group)]
+        return [
+            r for r in self.results if not r.success and r.severity == WARNING and (group is None or r.group == group)
+        ]
 
 
 def _gx():
@@ -86,113 +90,306 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
         return Check(expectation, severity, why)
 
     suites = [
-        Suite("fct_stop_visit_loads", "fct_stop_visit_loads", "select * from fct_stop_visit_loads", (
-            c(E.ExpectColumnValuesToNotBeNull(column="trip_id"), ERROR, "every load belongs to a trip"),
-            c(E.ExpectCompoundColumnsToBeUnique(column_list=["service_date", "trip_id", "stop_sequence"]), ERROR,
-              "one row per stop visit (a duplicate would double boardings)"),
-            c(E.ExpectColumnValuesToBeBetween(column="load_estimated", min_value=-1e-6), ERROR, "a load is never negative"),
-            c(E.ExpectColumnValuesToBeBetween(column="boardings_estimated", min_value=0), ERROR, "boardings are counts"),
-            c(E.ExpectColumnValuesToBeBetween(column="load_factor", max_value=load_factor_tolerance, mostly=0.999), ERROR,
-              f"estimated load at most {load_factor_tolerance} x capacity (estimation tolerance) on 99.9 % of visits"),
-            c(E.ExpectColumnValuesToBeBetween(column="load_factor", max_value=1.0, mostly=0.995), WARNING,
-              "estimated load within capacity on 99.5 % of visits"),
-            c(E.ExpectColumnValuesToBeBetween(column="validation_rate", min_value=0.5, max_value=1.0), ERROR,
-              "the expansion rate stays within its clamps"),
-        ) + ((c(E.ExpectColumnDistinctValuesToContainSet(column="service_date_text", value_set=dates), ERROR,
-                "freshness: every service date being published is covered"),) if dates else ())),
-        Suite("trip_balance", "fct_stop_visit_loads", """
+        Suite(
+            "fct_stop_visit_loads",
+            "fct_stop_visit_loads",
+            "select * from fct_stop_visit_loads",
+            (
+                c(E.ExpectColumnValuesToNotBeNull(column="trip_id"), ERROR, "every load belongs to a trip"),
+                c(
+                    E.ExpectCompoundColumnsToBeUnique(column_list=["service_date", "trip_id", "stop_sequence"]),
+                    ERROR,
+                    "one row per stop visit (a duplicate would double boardings)",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="load_estimated", min_value=-1e-6),
+                    ERROR,
+                    "a load is never negative",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="boardings_estimated", min_value=0),
+                    ERROR,
+                    "boardings are counts",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(
+                        column="load_factor", max_value=load_factor_tolerance, mostly=0.999
+                    ),
+                    ERROR,
+                    f"estimated load at most {load_factor_tolerance} x capacity (estimation tolerance) on 99.9 % "
+                    "of visits",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="load_factor", max_value=1.0, mostly=0.995),
+                    WARNING,
+                    "estimated load within capacity on 99.5 % of visits",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="validation_rate", min_value=0.5, max_value=1.0),
+                    ERROR,
+                    "the expansion rate stays within its clamps",
+                ),
+            )
+            + (
+                (
+                    c(
+                        E.ExpectColumnDistinctValuesToContainSet(column="service_date_text", value_set=dates),
+                        ERROR,
+                        "freshness: every service date being published is covered",
+                    ),
+                )
+                if dates
+                else ()
+            ),
+        ),
+        Suite(
+            "trip_balance",
+            "fct_stop_visit_loads",
+            """
             select service_date, trip_id, abs(sum(boardings_estimated) - sum(alightings_estimated)) as imbalance,
                    arg_max(load_estimated, stop_position) as final_load
-            from fct_stop_visit_loads group by all""", (
-            c(E.ExpectColumnValuesToBeBetween(column="imbalance", max_value=1e-6), ERROR,
-              "conservation: per trip, estimated alightings equal boardings"),
-            c(E.ExpectColumnValuesToBeBetween(column="final_load", min_value=-1e-6, max_value=1e-6), ERROR,
-              "every bus is empty at its terminus"),
-        )),
-        Suite("stops_in_network", "fct_stop_visit_loads", """
+            from fct_stop_visit_loads group by all""",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="imbalance", max_value=1e-6),
+                    ERROR,
+                    "conservation: per trip, estimated alightings equal boardings",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="final_load", min_value=-1e-6, max_value=1e-6),
+                    ERROR,
+                    "every bus is empty at its terminus",
+                ),
+            ),
+        ),
+        Suite(
+            "stops_in_network",
+            "fct_stop_visit_loads",
+            """
             select l.stop_id, s.stop_id as known_stop
             from (select distinct service_date, stop_id, feed_version from fct_stop_visit_loads) l
-            left join dim_stops s on s.stop_id = l.stop_id and s.feed_version = l.feed_version""", (
-            c(E.ExpectColumnValuesToNotBeNull(column="known_stop", mostly=0.999), ERROR,
-              "referential integrity: stops exist in the GTFS version in force"),
-        )),
-        Suite("daily_volume", "fct_stop_visit_loads", """
+            left join dim_stops s on s.stop_id = l.stop_id and s.feed_version = l.feed_version""",
+            (
+                c(
+                    E.ExpectColumnValuesToNotBeNull(column="known_stop", mostly=0.999),
+                    ERROR,
+                    "referential integrity: stops exist in the GTFS version in force",
+                ),
+            ),
+        ),
+        Suite(
+            "daily_volume",
+            "fct_stop_visit_loads",
+            """
             with daily as (
                 select l.service_date, c.day_type, sum(l.boardings_estimated) as boardings, count(*) as stop_visits
                 from fct_stop_visit_loads l join dim_calendar c using (service_date) group by all
             )
             select *, boardings / nullif(median(boardings) over (partition by day_type), 0) as ratio_to_median,
                    count(*) over (partition by day_type) as comparable_days
-            from daily""", (
-            c(E.ExpectColumnValuesToBeBetween(column="ratio_to_median", min_value=0.5, max_value=1.5,
-                                              row_condition="comparable_days >= 3", condition_parser="pandas"), WARNING,
-              "volume: boardings within +/-50 % of the median of days of the same type (holidays are their own type)"),
-            c(E.ExpectColumnValuesToBeBetween(column="ratio_to_median", min_value=0.2, max_value=5,
-                                              row_condition="comparable_days >= 3", condition_parser="pandas"), ERROR,
-              "volume: boardings not off by a factor 5 from similar days (a lost or doubled delivery)"),
-        )),
-        Suite("mart_bus_load_profile", "mart_bus_load_profile", "select * from mart_bus_load_profile", (
-            c(E.ExpectColumnValuesToBeBetween(column="mean_load", min_value=-1e-6), ERROR, "loads are never negative"),
-            c(E.ExpectColumnValuesToBeInSet(column="day_type", value_set=["weekday", "weekday_school_holiday", "saturday", "sunday_holiday"]),
-              ERROR, "day types are the calendar's"),
-        )),
-        Suite("mart_service_delivered", "mart_service_delivered", "select * from mart_service_delivered", (
-            c(E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0, max_value=1), ERROR,
-              "km run never exceed km scheduled"),
-            c(E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0.8, mostly=0.95), WARNING,
-              "most lines run most of their offer (else the AVL delivery is suspect)"),
-        )),
-        Suite("mart_parking_occupancy_daily", "mart_parking_occupancy_daily", "select * from mart_parking_occupancy_daily", (
-            c(E.ExpectColumnValuesToBeBetween(column="mean_occupancy_rate", min_value=0, max_value=1), ERROR,
-              "occupancy of usable readings is a rate"),
-            c(E.ExpectColumnValuesToBeBetween(column="peak_occupancy_rate", min_value=0, max_value=1), ERROR,
-              "occupancy never above capacity once anomalies are set aside"),
-            c(E.ExpectColumnValuesToBeBetween(column="completeness", min_value=0.5, mostly=0.95), WARNING,
-              "most car parks report at least half of their readings"),
-            c(E.ExpectColumnValuesToBeBetween(column="completeness", min_value=0.01, mostly=0.9), ERROR,
-              "a day without a single usable reading means a broken feed, not an empty car park"),
-            c(E.ExpectCompoundColumnsToBeUnique(column_list=["operator", "facility_id", "service_date"]), ERROR, "one row per car park and day"),
-        )),
-        Suite("dim_car_parks", "dim_car_parks", "select * from dim_car_parks", (
-            c(E.ExpectColumnValuesToBeUnique(column="facility_id"), ERROR, "one register row per car park"),
-            c(E.ExpectColumnValuesToMatchRegex(column="facility_id", regex=r"^([013-9]\d|2[AB1-9])\d{3}-P-\d{3}$", mostly=0.9), WARNING,
-              "ids follow the national schema (INSEE-P-NNN)"),
-        )),
-        Suite("mart_fleet_availability_daily", "mart_fleet_availability_daily", "select * from mart_fleet_availability_daily", (
-            c(E.ExpectColumnValuesToBeBetween(column="fleet_size", min_value=1), ERROR, "a fleet register was delivered"),
-            c(E.ExpectColumnValuesToBeBetween(column="availability_rate", min_value=0, max_value=1), ERROR, "availability is a rate"),
-            c(E.ExpectColumnValuesToBeInSet(column="covers_peak_requirement", value_set=[True]), WARNING,
-              "enough vehicles at peak for the timetable"),
-        )),
-        Suite("mart_maintenance_monthly", "mart_maintenance_monthly", "select * from mart_maintenance_monthly", (
-            c(E.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "month"]), ERROR, "one row per vehicle and month"),
-            c(E.ExpectColumnValuesToBeBetween(column="km", min_value=0), ERROR, "odometers only go forward"),
-        )),
-        Suite("mart_contract_kpis", "mart_contract_kpis", "select *, abs(amount_eur) as abs_amount from mart_contract_kpis", (
-            c(E.ExpectColumnValuesToBeInSet(column="status", value_set=["met", "tolerated", "missed", "not_computable"]), ERROR,
-              "every KPI has a status"),
-            c(E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="cap_eur", column_B="abs_amount", or_equal=True), ERROR,
-              "bonus and penalty never exceed their cap"),
-            c(E.ExpectColumnValuesToNotBeNull(column="contract_version"), ERROR, "every figure names its contract"),
-        )),
-        Suite("contract_completeness", "mart_contract_kpis", """
+            from daily""",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(
+                        column="ratio_to_median",
+                        min_value=0.5,
+                        max_value=1.5,
+                        row_condition="comparable_days >= 3",
+                        condition_parser="pandas",
+                    ),
+                    WARNING,
+                    "volume: boardings within +/-50 % of the median of days of the same type (holidays are their "
+                    "own type)",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(
+                        column="ratio_to_median",
+                        min_value=0.2,
+                        max_value=5,
+                        row_condition="comparable_days >= 3",
+                        condition_parser="pandas",
+                    ),
+                    ERROR,
+                    "volume: boardings not off by a factor 5 from similar days (a lost or doubled delivery)",
+                ),
+            ),
+        ),
+        Suite(
+            "mart_bus_load_profile",
+            "mart_bus_load_profile",
+            "select * from mart_bus_load_profile",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="mean_load", min_value=-1e-6),
+                    ERROR,
+                    "loads are never negative",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeInSet(
+                        column="day_type", value_set=["weekday", "weekday_school_holiday", "saturday", "sunday_holiday"]
+                    ),
+                    ERROR,
+                    "day types are the calendar's",
+                ),
+            ),
+        ),
+        Suite(
+            "mart_service_delivered",
+            "mart_service_delivered",
+            "select * from mart_service_delivered",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0, max_value=1),
+                    ERROR,
+                    "km run never exceed km scheduled",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0.8, mostly=0.95),
+                    WARNING,
+                    "most lines run most of their offer (else the AVL delivery is suspect)",
+                ),
+            ),
+        ),
+        Suite(
+            "mart_parking_occupancy_daily",
+            "mart_parking_occupancy_daily",
+            "select * from mart_parking_occupancy_daily",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="mean_occupancy_rate", min_value=0, max_value=1),
+                    ERROR,
+                    "occupancy of usable readings is a rate",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="peak_occupancy_rate", min_value=0, max_value=1),
+                    ERROR,
+                    "occupancy never above capacity once anomalies are set aside",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="completeness", min_value=0.5, mostly=0.95),
+                    WARNING,
+                    "most car parks report at least half of their readings",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="completeness", min_value=0.01, mostly=0.9),
+                    ERROR,
+                    "a day without a single usable reading means a broken feed, not an empty car park",
+                ),
+                c(
+                    E.ExpectCompoundColumnsToBeUnique(column_list=["operator", "facility_id", "service_date"]),
+                    ERROR,
+                    "one row per car park and day",
+                ),
+            ),
+        ),
+        Suite(
+            "dim_car_parks",
+            "dim_car_parks",
+            "select * from dim_car_parks",
+            (
+                c(E.ExpectColumnValuesToBeUnique(column="facility_id"), ERROR, "one register row per car park"),
+                c(
+                    E.ExpectColumnValuesToMatchRegex(
+                        column="facility_id", regex=r"^([013-9]\d|2[AB1-9])\d{3}-P-\d{3}$", mostly=0.9
+                    ),
+                    WARNING,
+                    "ids follow the national schema (INSEE-P-NNN)",
+                ),
+            ),
+        ),
+        Suite(
+            "mart_fleet_availability_daily",
+            "mart_fleet_availability_daily",
+            "select * from mart_fleet_availability_daily",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="fleet_size", min_value=1),
+                    ERROR,
+                    "a fleet register was delivered",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="availability_rate", min_value=0, max_value=1),
+                    ERROR,
+                    "availability is a rate",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeInSet(column="covers_peak_requirement", value_set=[True]),
+                    WARNING,
+                    "enough vehicles at peak for the timetable",
+                ),
+            ),
+        ),
+        Suite(
+            "mart_maintenance_monthly",
+            "mart_maintenance_monthly",
+            "select * from mart_maintenance_monthly",
+            (
+                c(
+                    E.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "month"]),
+                    ERROR,
+                    "one row per vehicle and month",
+                ),
+                c(E.ExpectColumnValuesToBeBetween(column="km", min_value=0), ERROR, "odometers only go forward"),
+            ),
+        ),
+        Suite(
+            "mart_contract_kpis",
+            "mart_contract_kpis",
+            "select *, abs(amount_eur) as abs_amount from mart_contract_kpis",
+            (
+                c(
+                    E.ExpectColumnValuesToBeInSet(
+                        column="status", value_set=["met", "tolerated", "missed", "not_computable"]
+                    ),
+                    ERROR,
+                    "every KPI has a status",
+                ),
+                c(
+                    E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="cap_eur", column_B="abs_amount", or_equal=True),
+                    ERROR,
+                    "bonus and penalty never exceed their cap",
+                ),
+                c(E.ExpectColumnValuesToNotBeNull(column="contract_version"), ERROR, "every figure names its contract"),
+            ),
+        ),
+        Suite(
+            "contract_completeness",
+            "mart_contract_kpis",
+            """
             select k.operator, k.month, count(distinct k.kpi_code) as kpis, any_value(c.expected) as expected_kpis,
                    count(distinct k.kpi_code) - any_value(c.expected) as missing
             from mart_contract_kpis k
-            join (select operator, count(distinct kpi_code) as expected from contract_kpis group by all) c using (operator)
-            group by all""", (
-            c(E.ExpectColumnValuesToBeBetween(column="missing", min_value=0, max_value=0), ERROR,
-              "completeness: every KPI of the contract is reported each month (computed or not computable with a reason)"),
-        )),
-        Suite("kpis_not_computable", "mart_contract_kpis", "select * from mart_contract_kpis where status = 'not_computable'", (
-            c(E.ExpectColumnValuesToNotBeNull(column="not_computable_reason"), ERROR, "a KPI that cannot be computed says why"),
-        )),
+            join (select operator, count(distinct kpi_code) as expected from contract_kpis group by all) c using
+            (operator)
+            group by all""",
+            (
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="missing", min_value=0, max_value=0),
+                    ERROR,
+                    "completeness: every KPI of the contract is reported each month (computed or not computable "
+                    "with a reason)",
+                ),
+            ),
+        ),
+        Suite(
+            "kpis_not_computable",
+            "mart_contract_kpis",
+            "select * from mart_contract_kpis where status = 'not_computable'",
+            (
+                c(
+                    E.ExpectColumnValuesToNotBeNull(column="not_computable_reason"),
+                    ERROR,
+                    "a KPI that cannot be computed says why",
+                ),
+            ),
+        ),
     ]
     return suites
 
 
-def run_suites(warehouse, suites: list[Suite], groups: dict[str, str],
-               progress: Callable[[str], None] | None = None) -> SuiteRun:
+def run_suites(
+    warehouse, suites: list[Suite], groups: dict[str, str], progress: Callable[[str], None] | None = None
+) -> SuiteRun:
     """Run every suite on frames computed from the warehouse; return each check's outcome.
 
     ``groups`` maps each mart to its publication group (from dbt's manifest)."""
@@ -218,15 +415,29 @@ def run_suites(warehouse, suites: list[Suite], groups: dict[str, str],
                     frame["service_date_text"] = frame["service_date"].astype(str)
             except duckdb.Error as exc:
                 missing = [suite.mart] if suite.mart not in existing else []
-                reason = f"the suite's data cannot be read: {str(exc).splitlines()[0]}" + (f" (missing {missing})" if missing else "")
-                run.results.append(CheckResult(suite.name, group, "suite_data_readable", None, ERROR, False,
-                                               "the suite could read its data", error=reason))
+                reason = f"the suite's data cannot be read: {str(exc).splitlines()[0]}" + (
+                    f" (missing {missing})" if missing else ""
+                )
+                run.results.append(
+                    CheckResult(
+                        suite.name,
+                        group,
+                        "suite_data_readable",
+                        None,
+                        ERROR,
+                        False,
+                        "the suite could read its data",
+                        error=reason,
+                    )
+                )
                 continue
             asset = source.add_dataframe_asset(suite.name)
             batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
             gx_suite = gx.ExpectationSuite(name=suite.name)
             for check in suite.checks:
-                gx_suite.add_expectation(check.expectation.copy(update={"meta": {"severity": check.severity, "why": check.why}}))
+                gx_suite.add_expectation(
+                    check.expectation.copy(update={"meta": {"severity": check.severity, "why": check.why}})
+                )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = batch.validate(gx_suite, result_format="SUMMARY")
@@ -234,14 +445,25 @@ def run_suites(warehouse, suites: list[Suite], groups: dict[str, str],
                 cfg = r.expectation_config
                 meta = cfg.meta or {}
                 res = r.result or {}
-                run.results.append(CheckResult(
-                    suite=suite.name, group=group, expectation=cfg.type,
-                    column=cfg.kwargs.get("column") or ",".join(cfg.kwargs.get("column_list", []) or []) or None,
-                    severity=meta.get("severity", ERROR), success=bool(r.success), why=meta.get("why", ""),
-                    observed=res.get("observed_value"), unexpected_count=res.get("unexpected_count"),
-                    unexpected_percent=res.get("unexpected_percent"),
-                    error=(str(r.exception_info.get("exception_message")) if r.exception_info and r.exception_info.get("raised_exception") else None),
-                ))
+                run.results.append(
+                    CheckResult(
+                        suite=suite.name,
+                        group=group,
+                        expectation=cfg.type,
+                        column=cfg.kwargs.get("column") or ",".join(cfg.kwargs.get("column_list", []) or []) or None,
+                        severity=meta.get("severity", ERROR),
+                        success=bool(r.success),
+                        why=meta.get("why", ""),
+                        observed=res.get("observed_value"),
+                        unexpected_count=res.get("unexpected_count"),
+                        unexpected_percent=res.get("unexpected_percent"),
+                        error=(
+                            str(r.exception_info.get("exception_message"))
+                            if r.exception_info and r.exception_info.get("raised_exception")
+                            else None
+                        ),
+                    )
+                )
     finally:
         con.close()
     return run

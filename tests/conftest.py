@@ -89,8 +89,17 @@ def published(tmp_path_factory):
     """One simulated day through a real night (run_night): a published lake, shared by the
     tests that read publications (open data, catalog, report, API)."""
     base = tmp_path_factory.mktemp("opendata")
-    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=1,
-                              out=base / "drop", faults=parse_faults("default"), seed=41, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=date(2026, 3, 30),
+            days=1,
+            out=base / "drop",
+            faults=parse_faults("default"),
+            seed=41,
+            progress=False,
+        )
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
     mp.setenv("CITYLAKE_DROP_ROOT", (base / "drop").as_uri())
@@ -101,8 +110,9 @@ def published(tmp_path_factory):
         assert night.ok
         # the night writes each operator's month-to-date contract report from what it published
         pub = night.gate.publication_id
-        assert night.contract_reports == [f"reports/contract/operator={op}/month=2026-03/{pub}.html"
-                                          for op in ("bus", "parking")]
+        assert night.contract_reports == [
+            f"reports/contract/operator={op}/month=2026-03/{pub}.html" for op in ("bus", "parking")
+        ]
         yield base, night
     finally:
         mp.undo()
@@ -110,8 +120,13 @@ def published(tmp_path_factory):
 
 def published_settings(base: Path) -> Settings:
     """Settings reading the ``published`` fixture's lake (the environment is cleaned per test)."""
-    return Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
-                                    duckdb_memory_limit="4GB", api_tokens_file=str(base / "api_tokens.json"))
+    return Settings.model_construct(
+        lake_uri=(base / "lake").as_uri(),
+        timezone="Europe/Paris",
+        duckdb_threads=2,
+        duckdb_memory_limit="4GB",
+        api_tokens_file=str(base / "api_tokens.json"),
+    )
 
 
 # -- RELIABILITY.md: every row is written by the test that checks it ---------------------------
@@ -129,7 +144,8 @@ RELIABILITY_ROWS = {
     "permission": "permission denied (EACCES) on the local lake",
     "two_nights": "two publications started at the same moment",
     "dead_lock_owner": "the lock of a killed night left behind",
-    "simulator_faults": "every simulator fault kind (missing, late, duplicate, truncated, drift, encoding, rows, DST, …)",
+    "simulator_faults": "every simulator fault kind (missing, late, duplicate, truncated, drift, encoding, rows, "
+    "DST, …)",
     "zip_bomb": "zip bomb delivered as a GTFS feed",
     "wide_csv": "CSV with 10^6 columns",
     "long_line": "CSV with one line far over the limit",
@@ -146,8 +162,13 @@ def reliability(request):
 
     def record(key: str, tried: int, survived: int, lost: int, outcome: str) -> None:
         assert key in RELIABILITY_ROWS, key
-        _RELIABILITY[key] = {"tried": tried, "survived": survived, "lost": lost, "outcome": outcome,
-                             "test": f"{request.node.path.name}::{request.node.name}"}
+        _RELIABILITY[key] = {
+            "tried": tried,
+            "survived": survived,
+            "lost": lost,
+            "outcome": outcome,
+            "test": f"{request.node.path.name}::{request.node.name}",
+        }
 
     return record
 

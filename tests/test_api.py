@@ -40,8 +40,11 @@ def api(published) -> Api:
     register = TokenRegister(s.api_tokens_file)
     for e in register.entries():
         register.revoke(e["name"])
-    tokens = {"analyst": register.add("analyst-1", "analyst"), "bus": register.add("bus-1", "operator", "bus"),
-              "parking": register.add("parking-1", "operator", "parking")}
+    tokens = {
+        "analyst": register.add("analyst-1", "analyst"),
+        "bus": register.add("bus-1", "operator", "bus"),
+        "parking": register.add("parking-1", "operator", "parking"),
+    }
     app = create_app(s, open_storage(s), register)
     return Api(TestClient(app, raise_server_exceptions=False), tokens, app)
 
@@ -69,8 +72,9 @@ def test_openapi_is_get_only_and_the_committed_spec_is_current(api: Api) -> None
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert committed == spec, "docs/openapi.json is stale: run `citylake api-spec docs/openapi.json`"
     for verb in ("post", "put", "patch", "delete"):
-        r = getattr(api.client, verb)("/v1/marts/mart_contract_kpis/rows",
-                                      headers={"Authorization": f"Bearer {api.tokens['analyst']}"})
+        r = getattr(api.client, verb)(
+            "/v1/marts/mart_contract_kpis/rows", headers={"Authorization": f"Bearer {api.tokens['analyst']}"}
+        )
         assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 
 
@@ -90,13 +94,20 @@ def test_an_operator_reads_only_its_own_rows(api: Api) -> None:
         assert {r["operator"] for r in own["rows"]} == {op}
         other = "parking" if op == "bus" else "bus"
         # asking for the other operator's rows, however phrased, returns none of them
-        for f in (f"operator:eq:{other}", f"operator:ne:{op}", f"operator:in:{other}|{op}", "operator:like:%",
-                  f"operator:eq:{other}' or '1'='1"):
+        for f in (
+            f"operator:eq:{other}",
+            f"operator:ne:{op}",
+            f"operator:in:{other}|{op}",
+            "operator:like:%",
+            f"operator:eq:{other}' or '1'='1",
+        ):
             rows = api.get(op, "/v1/marts/mart_contract_kpis/rows", filter=f, limit=1000).json()["rows"]
             assert all(r["operator"] == op for r in rows), f
         # as of an older publication too
         pub = own["publication_id"]
-        assert {r["operator"] for r in api.get(op, "/v1/marts/mart_contract_kpis/rows", as_of=pub).json()["rows"]} == {op}
+        assert {r["operator"] for r in api.get(op, "/v1/marts/mart_contract_kpis/rows", as_of=pub).json()["rows"]} == {
+            op
+        }
 
 
 def test_an_operator_cannot_read_marts_built_from_another_operators_data(api: Api) -> None:
@@ -123,22 +134,27 @@ def test_rows_are_filtered_and_paged_without_overlap(api: Api) -> None:
         offset = page["next_offset"]
     assert pages == everything["rows"]
     line = everything["rows"][0]["route_short_name"]
-    mine = api.get("analyst", url, filter=[f"route_short_name:eq:{line}", "validations:ge:1"], order_by="-validations").json()
+    mine = api.get(
+        "analyst", url, filter=[f"route_short_name:eq:{line}", "validations:ge:1"], order_by="-validations"
+    ).json()
     assert mine["rows"] and all(r["route_short_name"] == line and r["validations"] >= 1 for r in mine["rows"])
     assert [r["validations"] for r in mine["rows"]] == sorted((r["validations"] for r in mine["rows"]), reverse=True)
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"filter": "nope:eq:1"}, "bad_filter"),
-    ({"filter": "validations:eq:many"}, "bad_filter"),
-    ({"filter": "validations"}, "invalid_parameters"),
-    ({"filter": "validations:between:1"}, "invalid_parameters"),
-    ({"order_by": "-nope"}, "bad_order"),
-    ({"order_by": "validations desc; drop table x"}, "invalid_parameters"),
-    ({"limit": 0}, "invalid_parameters"),
-    ({"limit": 10**6}, "invalid_parameters"),
-    ({"as_of": "not-a-publication"}, "publication_not_found"),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"filter": "nope:eq:1"}, "bad_filter"),
+        ({"filter": "validations:eq:many"}, "bad_filter"),
+        ({"filter": "validations"}, "invalid_parameters"),
+        ({"filter": "validations:between:1"}, "invalid_parameters"),
+        ({"order_by": "-nope"}, "bad_order"),
+        ({"order_by": "validations desc; drop table x"}, "invalid_parameters"),
+        ({"limit": 0}, "invalid_parameters"),
+        ({"limit": 10**6}, "invalid_parameters"),
+        ({"as_of": "not-a-publication"}, "publication_not_found"),
+    ],
+)
 def test_errors_are_clean_json(api: Api, params: dict, code: str) -> None:
     r = api.get("analyst", "/v1/marts/mart_line_ridership_daily/rows", **params)
     assert 400 <= r.status_code < 500
@@ -151,15 +167,29 @@ def test_errors_are_clean_json(api: Api, params: dict, code: str) -> None:
 def test_load_profile_of_a_line_follows_the_mart(api: Api) -> None:
     row = api.get("analyst", "/v1/marts/mart_bus_load_profile/rows", limit=1).json()["rows"][0]
     line = row["route_short_name"]
-    r = api.get("bus", f"/v1/lines/{line}/load-profile", direction_id=row["direction_id"], day_type=row["day_type"],
-                time_band=row["time_band"])
+    r = api.get(
+        "bus",
+        f"/v1/lines/{line}/load-profile",
+        direction_id=row["direction_id"],
+        day_type=row["day_type"],
+        time_band=row["time_band"],
+    )
     assert r.status_code == 200
     (profile,) = r.json()["profiles"]
     seqs = [s["stop_sequence"] for s in profile["stops"]]
     assert seqs == sorted(seqs) and len(seqs) > 2
-    mart = api.get("analyst", "/v1/marts/mart_bus_load_profile/rows", limit=5000, order_by="stop_sequence",
-                   filter=[f"route_short_name:eq:{line}", f"direction_id:eq:{row['direction_id']}",
-                           f"day_type:eq:{row['day_type']}", f"time_band:eq:{row['time_band']}"]).json()["rows"]
+    mart = api.get(
+        "analyst",
+        "/v1/marts/mart_bus_load_profile/rows",
+        limit=5000,
+        order_by="stop_sequence",
+        filter=[
+            f"route_short_name:eq:{line}",
+            f"direction_id:eq:{row['direction_id']}",
+            f"day_type:eq:{row['day_type']}",
+            f"time_band:eq:{row['time_band']}",
+        ],
+    ).json()["rows"]
     assert [s["mean_load"] for s in profile["stops"]] == [m["mean_load"] for m in mart]
     assert api.get("bus", "/v1/lines/no-such-line/load-profile").json()["error"]["code"] == "line_not_found"
 
@@ -168,24 +198,45 @@ def test_parking_availability_is_scoped_per_operator(tmp_path) -> None:
     """Two parking operators in one publication: each sees its own car parks, the analyst both."""
     from citylake.publish.reader import CURRENT
 
-    s = Settings.model_construct(lake_uri=(tmp_path / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=1,
-                                 duckdb_memory_limit="1GB", api_tokens_file=str(tmp_path / "t.json"))
+    s = Settings.model_construct(
+        lake_uri=(tmp_path / "lake").as_uri(),
+        timezone="Europe/Paris",
+        duckdb_threads=1,
+        duckdb_memory_limit="1GB",
+        api_tokens_file=str(tmp_path / "t.json"),
+    )
     storage = open_storage(s)
-    hourly = pl.DataFrame({
-        "operator": ["parking", "parking", "montpellier"], "facility_id": ["P1", "P1", "M1"],
-        "facility_name": ["Gare", "Gare", "Comédie"], "service_date": [date(2026, 3, 30)] * 3,
-        "local_hour": [17, 18, 18], "capacity": [400, 400, 1000], "readings_usable": [12, 12, 0],
-        "mean_occupancy_rate": [0.5, 0.75, 0.1],
-    })
+    hourly = pl.DataFrame(
+        {
+            "operator": ["parking", "parking", "montpellier"],
+            "facility_id": ["P1", "P1", "M1"],
+            "facility_name": ["Gare", "Gare", "Comédie"],
+            "service_date": [date(2026, 3, 30)] * 3,
+            "local_hour": [17, 18, 18],
+            "capacity": [400, 400, 1000],
+            "readings_usable": [12, 12, 0],
+            "mean_occupancy_rate": [0.5, 0.75, 0.1],
+        }
+    )
     path = tmp_path / "h.parquet"
     hourly.write_parquet(path)
     k = "published/versions/p1/parking/mart_parking_occupancy_hourly.parquet"
     storage.put_file(k, path)
-    storage.put_json(CURRENT, {"groups": {"parking": {"publication_id": "p1", "published_at": None,
-                                                      "marts": {"mart_parking_occupancy_hourly": k}}}}, overwrite=True)
+    storage.put_json(
+        CURRENT,
+        {
+            "groups": {
+                "parking": {"publication_id": "p1", "published_at": None, "marts": {"mart_parking_occupancy_hourly": k}}
+            }
+        },
+        overwrite=True,
+    )
     register = TokenRegister(s.api_tokens_file)
-    tokens = {"parking": register.add("p", "operator", "parking"), "montpellier": register.add("m", "operator", "montpellier"),
-              "analyst": register.add("a", "analyst")}
+    tokens = {
+        "parking": register.add("p", "operator", "parking"),
+        "montpellier": register.add("m", "operator", "montpellier"),
+        "analyst": register.add("a", "analyst"),
+    }
     client = TestClient(create_app(s, storage, register), raise_server_exceptions=False)
 
     def parks(who):
@@ -220,6 +271,7 @@ def fuzz(api: Api, role: str, examples: int = 40) -> int:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 6
     for operation in operations:
+
         @given(case=operation.as_strategy())
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case) -> None:

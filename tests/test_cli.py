@@ -44,7 +44,10 @@ def test_lake_init_put_ls_get(file_settings, tmp_path, capsys) -> None:
     assert "raw/operator=demo/feed=x/received_date=2026-03-01/f.csv" in capsys.readouterr().out
     # Overwriting raw with other bytes is refused with a clear error and a non-zero exit.
     src.write_bytes(b"changed")
-    assert cli.main(["lake", "put", "--overwrite", str(src), "raw/operator=demo/feed=x/received_date=2026-03-01/f.csv"]) == 1
+    assert (
+        cli.main(["lake", "put", "--overwrite", str(src), "raw/operator=demo/feed=x/received_date=2026-03-01/f.csv"])
+        == 1
+    )
     assert "refusing to overwrite" in capsys.readouterr().err
     assert cli.main(["lake", "init"]) == 0
     assert "already initialised" in capsys.readouterr().out
@@ -83,5 +86,7 @@ def test_devtools_simulate_command(tmp_path, capsys) -> None:
     assert (out / "bus" / "ticketing" / "VALIDATIONS_20260316.csv").exists()
     assert dev_cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "gremlins"]) == 2
     assert "unknown fault 'gremlins'" in capsys.readouterr().err
-    assert dev_cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "dst", "--no-progress"]) == 2
+    assert (
+        dev_cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "dst", "--no-progress"]) == 2
+    )
     assert "DST change day" in capsys.readouterr().err

@@ -28,13 +28,22 @@ KEY = "dag-test-pseudonym-key-0123456789"
 def airflow_home(tmp_path_factory):
     """A throwaway AIRFLOW_HOME with SQLite metadata, migrated once."""
     home = tmp_path_factory.mktemp("airflow_home")
-    env = {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
-    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env={**os.environ, **env},
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     yield home
     mp.undo()
@@ -59,8 +68,17 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
         assert len([i for i in ids if i.startswith(f"ingest_{op}_")]) == n
     nightly = bag.get_dag("nightly_refresh")
     assert {t.task_id for t in nightly.tasks} == {
-        "plan_references", "plan_dated", "ingest_references", "ingest_dated", "ingest_sweep", "plan_build", "build_group",
-        "build_contract", "audit_and_publish", "notify"}
+        "plan_references",
+        "plan_dated",
+        "ingest_references",
+        "ingest_dated",
+        "ingest_sweep",
+        "plan_build",
+        "build_group",
+        "build_contract",
+        "audit_and_publish",
+        "notify",
+    }
     assert nightly.get_task("ingest_dated").upstream_task_ids == {"plan_dated", "ingest_references"}
     assert nightly.get_task("ingest_sweep").upstream_task_ids == {"ingest_references", "ingest_dated"}
     assert nightly.get_task("build_contract").upstream_task_ids == {"plan_build", "build_group"}
@@ -89,8 +107,17 @@ def _nightly():
 @pytest.fixture(scope="session")
 def two_days(tmp_path_factory) -> Path:
     drop = tmp_path_factory.mktemp("dag_drop")
-    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=2,
-                              out=drop, faults=parse_faults("default"), seed=31, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=date(2026, 3, 30),
+            days=2,
+            out=drop,
+            faults=parse_faults("default"),
+            seed=31,
+            progress=False,
+        )
+    )
     return drop
 
 
@@ -139,7 +166,9 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     # night of 1 April, with a broken parking delivery: transit moves on, parking keeps its last good
     occ = drop / "parking" / "occupancy" / "occupation_parcs_20260331.csv"
     lines = occ.read_bytes().decode("cp1252").split("\r\n")
-    broken = [lines[0]] + [";".join(f[:4] + [str(int(f[3]) + 10)] + f[5:]) for f in (ln.split(";") for ln in lines[1:] if ln)]
+    broken = [lines[0]] + [
+        ";".join(f[:4] + [str(int(f[3]) + 10)] + f[5:]) for f in (ln.split(";") for ln in lines[1:] if ln)
+    ]
     mtime = occ.stat().st_mtime
     occ.write_bytes(("\r\n".join(broken) + "\r\n").encode("cp1252"))
     os.utime(occ, (mtime, mtime))
@@ -153,16 +182,23 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     second = current(storage)
     assert second["groups"]["transit"]["publication_id"] != first["groups"]["transit"]["publication_id"]
     assert second["groups"]["parking"] == first["groups"]["parking"]
-    assert sorted(q("select distinct service_date from fct_stop_visit_loads")) == [(date(2026, 3, 30),), (date(2026, 3, 31),)]
+    assert sorted(q("select distinct service_date from fct_stop_visit_loads")) == [
+        (date(2026, 3, 30),),
+        (date(2026, 3, 31),),
+    ]
     loads = q("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all")
 
     def same(a, b):  # same rows, same figures; float sums in parallel may differ in their last bits
-        return [r[:3] for r in a] == [r[:3] for r in b] and max(abs(x[3] - y[3]) for x, y in zip(a, b, strict=True)) < 1e-6
+        return [r[:3] for r in a] == [r[:3] for r in b] and max(
+            abs(x[3] - y[3]) for x, y in zip(a, b, strict=True)
+        ) < 1e-6
 
     # clearing and re-running the night recomputes the same figures
     run = dag.test(logical_date=pendulum.datetime(2026, 4, 1, 6, 30, tz="Europe/Paris"))
     assert run.state == "failed"  # parking is still refused
-    assert same(q("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all"), loads)
+    assert same(
+        q("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all"), loads
+    )
     assert len(registry(storage)) == 3
 
     # the nights' incremental builds equal a full rebuild of the same staged data
@@ -173,7 +209,9 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     import duckdb
 
     con = duckdb.connect(str(full.warehouse), read_only=True)
-    rebuilt = con.sql("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all").fetchall()
+    rebuilt = con.sql(
+        "select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all"
+    ).fetchall()
     con.close()
     assert same(rebuilt, loads)
 
@@ -199,9 +237,26 @@ def test_dbt_groups_build_every_node_exactly_once() -> None:
     from dbt.cli.main import dbtRunner
 
     for group in registry.groups():
-        res = dbtRunner().invoke(["ls", "--select", *selections[group], "--indirect-selection", "empty",
-                                  "--resource-type", "all", "--output", "json", "--output-keys", "unique_id", "--quiet",
-                                  "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT)])
+        res = dbtRunner().invoke(
+            [
+                "ls",
+                "--select",
+                *selections[group],
+                "--indirect-selection",
+                "empty",
+                "--resource-type",
+                "all",
+                "--output",
+                "json",
+                "--output-keys",
+                "unique_id",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT),
+                "--profiles-dir",
+                str(DBT_PROJECT),
+            ]
+        )
         assert res.success, res.exception
         ids = {json.loads(line)["unique_id"] for line in res.result}
         assert len(ids) == len(selections[group]) and not ids & seen, group

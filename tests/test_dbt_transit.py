@@ -27,8 +27,17 @@ def pipeline(tmp_path_factory) -> dict:
     """Two simulated days with default faults, ingested into a file lake."""
     base = tmp_path_factory.mktemp("dbt")
     drop = base / "drop"
-    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=START, days=2, out=drop,
-                              faults=parse_faults("default"), seed=11, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=START,
+            days=2,
+            out=drop,
+            faults=parse_faults("default"),
+            seed=11,
+            progress=False,
+        )
+    )
     return {"base": base, "drop": drop}
 
 
@@ -70,8 +79,16 @@ def test_build_runs_every_model_test_and_unit_test(built, pipeline) -> None:
     statuses = {r["status"] for r in results}
     assert statuses <= {"success", "pass", "warn"}, statuses
     nodes = {r["node"] for r in results}
-    for model in ("fct_stop_visit_loads", "mart_bus_load_profile", "mart_od_matrix", "mart_punctuality",
-                  "mart_service_delivered", "mart_commercial_speed", "mart_line_ridership_daily", "dim_calendar"):
+    for model in (
+        "fct_stop_visit_loads",
+        "mart_bus_load_profile",
+        "mart_od_matrix",
+        "mart_punctuality",
+        "mart_service_delivered",
+        "mart_commercial_speed",
+        "mart_line_ridership_daily",
+        "dim_calendar",
+    ):
         assert f"model.citylake.{model}" in nodes
     unit = [n for n in nodes if n.startswith("unit_test.")]
     assert len(unit) >= 4
@@ -79,10 +96,13 @@ def test_build_runs_every_model_test_and_unit_test(built, pipeline) -> None:
 
 
 def test_loads_are_conserved_non_negative_and_empty_at_terminus(built) -> None:
-    per_trip = q(built, """
+    per_trip = q(
+        built,
+        """
         select trip_id, service_date, sum(boardings_estimated) ons, sum(alightings_estimated) offs,
                min(load_estimated) min_load, arg_max(load_estimated, stop_position) final_load
-        from fct_stop_visit_loads group by all""")
+        from fct_stop_visit_loads group by all""",
+    )
     assert per_trip.height > 1000
     assert ((per_trip["ons"] - per_trip["offs"]).abs() < 1e-6 * per_trip["ons"].clip(lower_bound=1)).all()
     assert per_trip["min_load"].min() >= -1e-9 and per_trip["final_load"].abs().max() < 1e-9
@@ -124,7 +144,9 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     cols = "service_date, trip_id, stop_sequence, boardings_estimated b, load_estimated l"
     inc = q(again.warehouse, f"select {cols} from fct_stop_visit_loads order by all")
     full = q(built, f"select {cols} from fct_stop_visit_loads order by all")
-    assert inc.select("service_date", "trip_id", "stop_sequence").equals(full.select("service_date", "trip_id", "stop_sequence"))
+    assert inc.select("service_date", "trip_id", "stop_sequence").equals(
+        full.select("service_date", "trip_id", "stop_sequence")
+    )
     # the same figures; parallel float sums may differ in their last bits
     assert (inc["b"] - full["b"]).abs().max() < 1e-6 and (inc["l"] - full["l"]).abs().max() < 1e-6
 

@@ -19,8 +19,7 @@ def _write_days(con, lake: LakeStorage) -> list[str]:
         k = key(Zone.STAGED, "fare_transactions", {"service_date": day}, "part-0.parquet")
         duck.copy_to_lake(
             con,
-            "select i as transaction_id, 'S' || (i % 7) as stop_id, i % 3 + 1 as amount "
-            "from range(?) t(i)",
+            "select i as transaction_id, 'S' || (i % 7) as stop_id, i % 3 + 1 as amount from range(?) t(i)",
             lake,
             k,
             params=[1000 if day.day == 1 else 500],
@@ -90,10 +89,14 @@ def test_bundled_extensions_install_offline() -> None:
     con = duckdb.connect()
     for name in ("httpfs", "ducklake", "encodings"):
         duck.load_extension(con, name)
-    loaded = dict(con.sql(
-        "select extension_name, loaded from duckdb_extensions() where extension_name in ('httpfs', 'ducklake', 'encodings')"
-    ).fetchall())
+    loaded = dict(
+        con.sql(
+            "select extension_name, loaded from duckdb_extensions() where extension_name in ('httpfs', 'ducklake', "
+            "'encodings')"
+        ).fetchall()
+    )
     assert loaded == {"httpfs": True, "ducklake": True, "encodings": True}
     # windows-1252, as operators deliver it, read by DuckDB alone (the benchmark's lower bound)
-    assert con.sql("select * from read_csv(?, encoding='CP1252', header=true)",
-                   params=[str(_cp1252_csv())]).fetchall() == [("Montant (€)", "Arrêt")]
+    assert con.sql(
+        "select * from read_csv(?, encoding='CP1252', header=true)", params=[str(_cp1252_csv())]
+    ).fetchall() == [("Montant (€)", "Arrêt")]

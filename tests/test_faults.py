@@ -59,9 +59,11 @@ class KillingStorage:
         self._inner, self.kill_at, self.writes, self.dead = inner, kill_at, 0, False
         real_meta = getattr(inner, "_write_meta", None)
         if real_meta is not None:  # between an object's bytes and its metadata (local lake)
+
             def write_meta(*a, **kw):
                 self._tick()
                 return real_meta(*a, **kw)
+
             inner._write_meta = write_meta
 
     def _tick(self) -> None:
@@ -77,9 +79,11 @@ class KillingStorage:
         if self.dead:
             raise Killed()
         if name in MUTATING and name != "_write_meta":
+
             def wrapped(*a, **kw):
                 self._tick()
                 return attr(*a, **kw)
+
             return wrapped
         return attr
 
@@ -97,21 +101,37 @@ def _env(monkeypatch, lake: Path, drop: Path | None = None, warehouse: Path | No
 @pytest.fixture(scope="module")
 def small_drop(tmp_path_factory) -> Path:
     drop = tmp_path_factory.mktemp("fault_drop")
-    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=DAY, days=1, out=drop,
-                              volume=0.25, faults=parse_faults("default"), seed=11, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=DAY,
+            days=1,
+            out=drop,
+            volume=0.25,
+            faults=parse_faults("default"),
+            seed=11,
+            progress=False,
+        )
+    )
     return drop
 
 
 def _staged(storage: LakeStorage) -> dict[str, pl.DataFrame]:
-    return {i.key: pl.read_parquet(io.BytesIO(storage.get_bytes(i.key)))
-            for i in storage.list("staged/") if i.key.endswith(".parquet")}
+    return {
+        i.key: pl.read_parquet(io.BytesIO(storage.get_bytes(i.key)))
+        for i in storage.list("staged/")
+        if i.key.endswith(".parquet")
+    }
 
 
 def _drop_files(drop: Path) -> dict[str, str]:
     import hashlib
 
-    return {hashlib.sha256(p.read_bytes()).hexdigest(): p.name for p in drop.glob("*/*/*")
-            if p.is_file() and p.relative_to(drop).parts[0] != "truth"}
+    return {
+        hashlib.sha256(p.read_bytes()).hexdigest(): p.name
+        for p in drop.glob("*/*/*")
+        if p.is_file() and p.relative_to(drop).parts[0] != "truth"
+    }
 
 
 def _lost_after_ingest(storage: LakeStorage, drop: Path, reference: dict[str, pl.DataFrame]) -> list[str]:
@@ -159,9 +179,14 @@ def test_kill_points_in_ingestion(small_drop, tmp_path, monkeypatch, reliability
         survived += 1
         shutil.rmtree(tmp_path / f"lake-{k}")
     assert len(points) >= 30
-    reliability("kill_ingest", len(points), survived, lost_total,
-                f"seeded among the {writes} lake writes of a day's ingestion; the rerun lands what was missing, "
-                "stages the same partitions (compared frame by frame with an uninterrupted run), nothing twice")
+    reliability(
+        "kill_ingest",
+        len(points),
+        survived,
+        lost_total,
+        f"seeded among the {writes} lake writes of a day's ingestion; the rerun lands what was missing, "
+        "stages the same partitions (compared frame by frame with an uninterrupted run), nothing twice",
+    )
 
 
 def _pointer_is_whole(storage: LakeStorage) -> list[str]:
@@ -210,9 +235,14 @@ def test_kill_points_in_the_gate_and_publication(published_copy, reliability) ->
     final = run_gate(storage, warehouse, "fault-final", [DAY])
     assert final.all_published and not _pointer_is_whole(storage)
     assert {g["publication_id"] for g in current(storage)["groups"].values()} == {"fault-final"} != ids_before
-    reliability("kill_gate", len(points), survived, 0,
-                f"seeded among the {writes} lake writes of export, audit, promotion, registry, pointer switch and "
-                "report; after each kill CURRENT.json names one version, registered and whole; a rerun publishes")
+    reliability(
+        "kill_gate",
+        len(points),
+        survived,
+        0,
+        f"seeded among the {writes} lake writes of export, audit, promotion, registry, pointer switch and "
+        "report; after each kill CURRENT.json names one version, registered and whole; a rerun publishes",
+    )
 
 
 def test_kill_points_in_the_dbt_build(published_copy, reliability) -> None:
@@ -220,8 +250,14 @@ def test_kill_points_in_the_dbt_build(published_copy, reliability) -> None:
     reference = duckdb.connect(str(warehouse), read_only=True)
     marts = ("fct_stop_visit_loads", "mart_stop_activity", "mart_contract_kpis", "mart_parking_occupancy_daily")
     # publication_id is the gate's run, not data: left out
-    expected = {m: reference.sql(f"select * exclude (publication_id) from {m} order by all" if m == "mart_contract_kpis"
-                                 else f"select * from {m} order by all").fetchall() for m in marts}
+    expected = {
+        m: reference.sql(
+            f"select * exclude (publication_id) from {m} order by all"
+            if m == "mart_contract_kpis"
+            else f"select * from {m} order by all"
+        ).fetchall()
+        for m in marts
+    }
     reference.close()
     env = {**os.environ, "CITYLAKE_LAKE_URI": settings.lake_uri, "CITYLAKE_WAREHOUSE": str(warehouse)}
     command = [sys.executable, "-m", "citylake.cli", "build", "--dates", DAY.isoformat()]
@@ -242,22 +278,32 @@ def test_kill_points_in_the_dbt_build(published_copy, reliability) -> None:
     con = duckdb.connect(str(warehouse), read_only=True)
     lost = 0
     for m in marts:
-        got = con.sql(f"select * exclude (publication_id) from {m} order by all" if m == "mart_contract_kpis"
-                      else f"select * from {m} order by all").fetchall()
+        got = con.sql(
+            f"select * exclude (publication_id) from {m} order by all"
+            if m == "mart_contract_kpis"
+            else f"select * from {m} order by all"
+        ).fetchall()
         if len(got) != len(expected[m]):
             lost += 1
         else:
             for a, b in zip(got, expected[m], strict=True):
-                same = all(abs(x - y) < 1e-6 if isinstance(x, float) and isinstance(y, float) else x == y
-                           for x, y in zip(a, b, strict=True))
+                same = all(
+                    abs(x - y) < 1e-6 if isinstance(x, float) and isinstance(y, float) else x == y
+                    for x, y in zip(a, b, strict=True)
+                )
                 if not same:
                     lost += 1
                     break
     con.close()
     assert lost == 0
-    reliability("kill_dbt", killed, killed, lost,
-                f"SIGKILL after {min(delays):g}–{max(delays):g} s (seeded), three times in a row on the same warehouse; "
-                "DuckDB recovers from its WAL and the next build's marts equal the uninterrupted ones")
+    reliability(
+        "kill_dbt",
+        killed,
+        killed,
+        lost,
+        f"SIGKILL after {min(delays):g}–{max(delays):g} s (seeded), three times in a row on the same warehouse; "
+        "DuckDB recovers from its WAL and the next build's marts equal the uninterrupted ones",
+    )
 
 
 # -- S3 ---------------------------------------------------------------------------------------
@@ -296,8 +342,13 @@ def test_s3_5xx_and_slow_answers_are_retried(s3_through_proxy, reliability) -> N
     proxy, storage = s3_through_proxy(lambda method, path, seen: "503" if seen == 1 else None)
     n = _s3_workload(storage, "5xx")
     assert proxy.injected["503"] >= 10
-    reliability("s3_5xx", proxy.injected["503"], proxy.injected["503"], 0,
-                "retried with exponential backoff by the S3 client (urllib3 Retry, 5 attempts); every object whole")
+    reliability(
+        "s3_5xx",
+        proxy.injected["503"],
+        proxy.injected["503"],
+        0,
+        "retried with exponential backoff by the S3 client (urllib3 Retry, 5 attempts); every object whole",
+    )
     proxy, storage = s3_through_proxy(lambda method, path, seen: "slow", delay=0.3)
     assert _s3_workload(storage, "slow") == n
     reliability("s3_slow", proxy.injected["slow"], proxy.injected["slow"], 0, "waited for (timeouts are minutes)")
@@ -336,10 +387,15 @@ def test_s3_server_restarted_mid_run(s3_settings, monkeypatch, reliability) -> N
     worker.join(timeout=120)
     server.stop()
     assert stopped_during_run and "error" not in done, done
-    reliability("s3_restart", 1, 1, 0,
-                f"requests refused while it was down retried with backoff; the run finished once it was back (1 s "
-                f"later) and its {done['n']} objects read back whole (moto keeps its state in the process, as MinIO "
-                "on its disks)")
+    reliability(
+        "s3_restart",
+        1,
+        1,
+        0,
+        f"requests refused while it was down retried with backoff; the run finished once it was back (1 s "
+        f"later) and its {done['n']} objects read back whole (moto keeps its state in the process, as MinIO "
+        "on its disks)",
+    )
 
 
 def test_s3_outage_beyond_the_retry_budget(s3_through_proxy, reliability) -> None:
@@ -352,9 +408,14 @@ def test_s3_outage_beyond_the_retry_budget(s3_through_proxy, reliability) -> Non
     proxy.down = False
     assert not storage.exists("staged/faults/down/part-0.bin")
     assert 3 < waited < 60
-    reliability("s3_down", 1, 1, 0,
-                "clear TransientLakeError after the retry budget (5 attempts, about 6 s of backoff): “S3 endpoint … did "
-                "not answer for 'staged/faults/down/part-0.bin'”; Airflow retries the task later; no object written")
+    reliability(
+        "s3_down",
+        1,
+        1,
+        0,
+        "clear TransientLakeError after the retry budget (5 attempts, about 6 s of backoff): “S3 endpoint … did "
+        "not answer for 'staged/faults/down/part-0.bin'”; Airflow retries the task later; no object written",
+    )
 
 
 def test_s3_cut_upload_leaves_no_partial_object(s3_through_proxy, reliability) -> None:
@@ -365,8 +426,13 @@ def test_s3_cut_upload_leaves_no_partial_object(s3_through_proxy, reliability) -
     assert not storage.exists("staged/faults/cut/part-0.bin")
     assert [i.key for i in storage.list("staged/faults/cut/")] == []
     storage.put_bytes("staged/faults/ok/part-0.bin", b"fine")  # the lake goes on
-    reliability("s3_cut", proxy.injected["cut"], proxy.injected["cut"], 0,
-                "the server never stores a cut body: the object is absent, never partial; clear error after retries")
+    reliability(
+        "s3_cut",
+        proxy.injected["cut"],
+        proxy.injected["cut"],
+        0,
+        "the server never stores a cut body: the object is absent, never partial; clear error after retries",
+    )
 
 
 # -- local disk -------------------------------------------------------------------------------
@@ -399,9 +465,14 @@ def test_disk_full_and_permission_denied(code, key, small_drop, tmp_path, monkey
     rerun = ingest(settings, storage=storage)  # space is back: nothing was lost
     assert rerun.ok and not _lost_after_ingest(storage, small_drop, _staged(storage))
     assert set(_drop_files(small_drop)) <= {i.sha256 for i in storage.list("raw/")}
-    reliability(key, failures["n"], failures["n"], 0,
-                f"LakeError “cannot write … {os.strerror(code)}”, feed by feed; the existing object unchanged, no temp "
-                "file left; the next run lands everything (injected: tests run as root, which ignores file modes)")
+    reliability(
+        key,
+        failures["n"],
+        failures["n"],
+        0,
+        f"LakeError “cannot write … {os.strerror(code)}”, feed by feed; the existing object unchanged, no temp "
+        "file left; the next run lands everything (injected: tests run as root, which ignores file modes)",
+    )
 
 
 # -- locks ------------------------------------------------------------------------------------
@@ -432,13 +503,23 @@ def test_two_publications_at_once_never_interleave(published_copy, reliability) 
     assert not _pointer_is_whole(storage) and not storage.exists("control/locks/nightly.json")
     # the CLI's second run exits cleanly, naming who holds the lock
     with lake_lock(storage, "nightly", owner="night-c"):
-        out = subprocess.run([sys.executable, "-m", "citylake.cli", "publish"], cwd=ROOT, capture_output=True,
-                             text=True, env={**os.environ, "CITYLAKE_LAKE_URI": settings.lake_uri,
-                                             "CITYLAKE_WAREHOUSE": str(warehouse)}, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "citylake.cli", "publish"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CITYLAKE_LAKE_URI": settings.lake_uri, "CITYLAKE_WAREHOUSE": str(warehouse)},
+            timeout=300,
+        )
     assert out.returncode == 1 and "another run holds control/locks/nightly.json: night-c" in out.stderr
-    reliability("two_nights", 3, 3, 0,
-                "the lake lock (control/locks/nightly.json) lets one publish; the other gets LockHeld (transient: "
-                "Airflow retries it later; the CLI exits 1 naming the holder); the pointer names one version")
+    reliability(
+        "two_nights",
+        3,
+        3,
+        0,
+        "the lake lock (control/locks/nightly.json) lets one publish; the other gets LockHeld (transient: "
+        "Airflow retries it later; the CLI exits 1 naming the holder); the pointer names one version",
+    )
 
 
 def test_a_killed_nights_lock_is_taken_over(tmp_path, monkeypatch, reliability) -> None:
@@ -449,29 +530,49 @@ def test_a_killed_nights_lock_is_taken_over(tmp_path, monkeypatch, reliability) 
     storage = open_storage(_env(monkeypatch, tmp_path / "lake"))
     dead = subprocess.Popen(["true"])
     dead.wait()
-    storage.put_json("control/locks/nightly.json", {"owner": "killed-night", "host": socket.gethostname(), "pid": dead.pid,
-                                                     "acquired_at": "2026-11-22T01:00:00+00:00",
-                                                     "expires_at": "2099-01-01T00:00:00+00:00"})
+    storage.put_json(
+        "control/locks/nightly.json",
+        {
+            "owner": "killed-night",
+            "host": socket.gethostname(),
+            "pid": dead.pid,
+            "acquired_at": "2026-11-22T01:00:00+00:00",
+            "expires_at": "2099-01-01T00:00:00+00:00",
+        },
+    )
     with lake_lock(storage, "nightly", owner="next-night") as body:
         assert storage.get_json("control/locks/nightly.json")["owner"] == body["owner"] == "next-night"
     alive = subprocess.Popen(["sleep", "30"])
     try:
-        storage.put_json("control/locks/nightly.json", {"owner": "running-night", "host": socket.gethostname(),
-                                                         "pid": alive.pid, "acquired_at": "2026-11-22T01:00:00+00:00",
-                                                         "expires_at": "2099-01-01T00:00:00+00:00"})
+        storage.put_json(
+            "control/locks/nightly.json",
+            {
+                "owner": "running-night",
+                "host": socket.gethostname(),
+                "pid": alive.pid,
+                "acquired_at": "2026-11-22T01:00:00+00:00",
+                "expires_at": "2099-01-01T00:00:00+00:00",
+            },
+        )
         with pytest.raises(LockHeld, match="running-night"):
             with lake_lock(storage, "nightly", owner="next-night"):
                 pass
     finally:
         alive.kill()
-    reliability("dead_lock_owner", 1, 1, 0,
-                "a lock whose process is gone from this host is taken over at once (a live one is respected; another "
-                "host's until it expires)")
+    reliability(
+        "dead_lock_owner",
+        1,
+        1,
+        0,
+        "a lock whose process is gone from this host is taken over at once (a live one is respected; another "
+        "host's until it expires)",
+    )
 
 
 # -- hostile files ----------------------------------------------------------------------------
-def _ingest_hostile(monkeypatch, tmp_path, feed_dir: str, name: str, data: bytes, operator: str = "bus",
-                    feed: str = "ticketing"):
+def _ingest_hostile(
+    monkeypatch, tmp_path, feed_dir: str, name: str, data: bytes, operator: str = "bus", feed: str = "ticketing"
+):
     drop = tmp_path / "drop"
     (drop / feed_dir).mkdir(parents=True, exist_ok=True)
     (drop / feed_dir / name).write_bytes(data)
@@ -485,7 +586,11 @@ def _quarantined(storage: LakeStorage, data: bytes) -> dict:
     import hashlib
 
     sha = hashlib.sha256(data).hexdigest()
-    files = [i for i in storage.list("quarantine/") if i.key.split("/")[-1].startswith(sha[:16]) and not i.key.endswith(".json")]
+    files = [
+        i
+        for i in storage.list("quarantine/")
+        if i.key.split("/")[-1].startswith(sha[:16]) and not i.key.endswith(".json")
+    ]
     assert len(files) == 1 and storage.get_bytes(files[0].key) == data  # kept, byte for byte
     return storage.get_json(files[0].key + ".reason.json")
 
@@ -501,8 +606,13 @@ def test_zip_bomb_in_gtfs_is_quarantined(tmp_path, monkeypatch, reliability) -> 
     reason = _quarantined(storage, data)
     assert reason["reason"].startswith("gtfs_bomb.zip: refused") and "zip bomb" in reason["reason"]
     assert not storage.list("staged/")
-    reliability("zip_bomb", 1, 1, 0, f"quarantined before unpacking ({len(data) // 1024} kB → 64 MB declared): "
-                f"“{reason['reason'][:90]}…”")
+    reliability(
+        "zip_bomb",
+        1,
+        1,
+        0,
+        f"quarantined before unpacking ({len(data) // 1024} kB → 64 MB declared): “{reason['reason'][:90]}…”",
+    )
 
 
 def test_wide_and_long_csv_are_quarantined(tmp_path, monkeypatch, reliability) -> None:
@@ -515,17 +625,33 @@ def test_wide_and_long_csv_are_quarantined(tmp_path, monkeypatch, reliability) -
     reason = _quarantined(storage, wide)
     assert "over the 1,048,576-byte limit" in reason["reason"]  # a million columns make a header line of 7.9 MB
     narrow_names = (";".join(c.headers) + ";" + ";".join("x" for _ in range(5000)) + "\r\n").encode("cp1252")
-    storage, feed = _ingest_hostile(monkeypatch, tmp_path / "cols", "bus/ticketing", "VALIDATIONS_20260330.csv", narrow_names)
+    storage, feed = _ingest_hostile(
+        monkeypatch, tmp_path / "cols", "bus/ticketing", "VALIDATIONS_20260330.csv", narrow_names
+    )
     reason_cols = _quarantined(storage, narrow_names)
     assert "5,011 columns in the header, over the 1,000" in reason_cols["reason"]
-    reliability("wide_csv", 2, 2, 0, f"quarantined: “{reason['reason'][26:110]}…”; with short names (5,000 extra "
-                f"columns), by the column rule: “{reason_cols['reason'][26:90]}…”")
+    reliability(
+        "wide_csv",
+        2,
+        2,
+        0,
+        f"quarantined: “{reason['reason'][26:110]}…”; with short names (5,000 extra "
+        f"columns), by the column rule: “{reason_cols['reason'][26:90]}…”",
+    )
     long_line = (";".join(c.headers) + "\r\n" + "7" * (16 * 1024 * 1024) + "\r\n").encode("cp1252")
-    storage, feed = _ingest_hostile(monkeypatch, tmp_path / "long", "bus/ticketing", "VALIDATIONS_20260331.csv", long_line)
+    storage, feed = _ingest_hostile(
+        monkeypatch, tmp_path / "long", "bus/ticketing", "VALIDATIONS_20260331.csv", long_line
+    )
     reason = _quarantined(storage, long_line)
     assert "over the 1,048,576-byte limit" in reason["reason"]
-    reliability("long_line", 1, 1, 0, "quarantined before decoding (a chunked numpy scan, 64 MB at a time, so a 2 GB "
-                f"line costs no more than reading it; tested with 16 MB): “{reason['reason'][:80]}…”")
+    reliability(
+        "long_line",
+        1,
+        1,
+        0,
+        "quarantined before decoding (a chunked numpy scan, 64 MB at a time, so a 2 GB "
+        f"line costs no more than reading it; tested with 16 MB): “{reason['reason'][:80]}…”",
+    )
 
 
 def test_invalid_utf8_is_quarantined(tmp_path, monkeypatch, reliability) -> None:
@@ -541,8 +667,14 @@ def test_invalid_utf8_is_quarantined(tmp_path, monkeypatch, reliability) -> None
 
 def test_hostile_file_names_stay_in_their_zone(tmp_path, monkeypatch, reliability) -> None:
     # (names starting with a dot are uploads in progress, by the drop convention: listed only once renamed)
-    names = ["x\\..\\..\\..\\etc\\VALIDATIONS_20260330.csv", "VALIDATIONS_20260330.csv;rm -rf ~", "%2e%2e%2fVALIDATIONS\u202e.csv",
-             "V" * 250 + ".csv", "\u00e9t\u00e9 \u2014 VALIDATIONS 2026.csv", "-VALIDATIONS_20260330.csv"]
+    names = [
+        "x\\..\\..\\..\\etc\\VALIDATIONS_20260330.csv",
+        "VALIDATIONS_20260330.csv;rm -rf ~",
+        "%2e%2e%2fVALIDATIONS\u202e.csv",
+        "V" * 250 + ".csv",
+        "\u00e9t\u00e9 \u2014 VALIDATIONS 2026.csv",
+        "-VALIDATIONS_20260330.csv",
+    ]
     drop = tmp_path / "drop" / "bus" / "ticketing"
     drop.mkdir(parents=True)
     for i, n in enumerate(names):
@@ -551,46 +683,76 @@ def test_hostile_file_names_stay_in_their_zone(tmp_path, monkeypatch, reliabilit
     storage = open_storage(settings)
     ingest(settings, operator="bus", feed="ticketing", storage=storage)
     keys = [i.key for i in storage.list("")]
-    outside = [p for p in tmp_path.rglob("*") if p.is_file() and tmp_path / "lake" not in p.parents
-               and tmp_path / "drop" not in p.parents]
+    outside = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.is_file() and tmp_path / "lake" not in p.parents and tmp_path / "drop" not in p.parents
+    ]
     assert outside == []
     for k in keys:
         assert ".." not in k.split("/") and "\\" not in k and all(ch.isascii() and ch.isprintable() for ch in k), k
     landed = [k for k in keys if k.startswith(("raw/", "quarantine/")) and not k.endswith(".json")]
     assert len([k for k in landed if k.startswith("raw/")]) == len(names)  # every file kept
-    reliability("path_traversal", len(names), len(names), 0,
-                "names reduced to one safe ASCII segment (citylake.core.lake.safe_filename) under raw/ and quarantine/; the "
-                "original name kept in the manifest; nothing written outside the lake")
+    reliability(
+        "path_traversal",
+        len(names),
+        len(names),
+        0,
+        "names reduced to one safe ASCII segment (citylake.core.lake.safe_filename) under raw/ and quarantine/; the "
+        "original name kept in the manifest; nothing written outside the lake",
+    )
 
 
 def test_formula_injection_is_neutralised_in_exports(reliability) -> None:
     from citylake.consumers.opendata import neutralise_formulas
 
-    payloads = ["=HYPERLINK(\"http://x\")", "+33 1 23", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0", "\t=1", "\r=1"]
+    payloads = ['=HYPERLINK("http://x")', "+33 1 23", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0", "\t=1", "\r=1"]
     frame = pl.DataFrame({"name": payloads, "n": list(range(len(payloads)))})
     out = neutralise_formulas(frame)
     for value in out["name"].to_list():
         assert value[0] not in "=+-@\t\r", value
     assert out["n"].to_list() == frame["n"].to_list()
-    reliability("formula_injection", len(payloads), len(payloads), 0,
-                "every text cell starting with = + - @ (or a tab/CR before one) is prefixed with ' in the CSV exports "
-                "(open data); numbers untouched")
+    reliability(
+        "formula_injection",
+        len(payloads),
+        len(payloads),
+        0,
+        "every text cell starting with = + - @ (or a tab/CR before one) is prefixed with ' in the CSV exports "
+        "(open data); numbers untouched",
+    )
 
 
 def test_every_simulator_fault_kind_is_survived(tmp_path, monkeypatch, reliability) -> None:
     from devtools.simulator.faults import FAULT_KINDS
 
     drop = tmp_path / "drop"
-    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 27), days=4,
-                              out=drop, volume=0.25, faults=parse_faults("all"), seed=3, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=date(2026, 3, 27),
+            days=4,
+            out=drop,
+            volume=0.25,
+            faults=parse_faults("all"),
+            seed=3,
+            progress=False,
+        )
+    )
     settings = _env(monkeypatch, tmp_path / "lake", drop)
     storage = open_storage(settings)
     report = ingest(settings, storage=storage)
     assert report.ok, report.lines()
     applied = {r["kind"] for r in json.loads((drop / "truth" / "faults.json").read_text())} | {"dst"}
     assert applied == set(FAULT_KINDS)
-    assert set(_drop_files(drop)) <= {i.sha256 for i in storage.list("raw/")} | {i.sha256 for i in storage.list("quarantine/")}
-    reliability("simulator_faults", len(FAULT_KINDS), len(FAULT_KINDS), 0,
-                "each has its documented outcome (quarantine, repair with a warning, invalid rows with their reason, "
-                "late flag, duplicate by hash, DST by file order: tests/test_ingestion.py checks each); every delivered "
-                "file kept")
+    assert set(_drop_files(drop)) <= {i.sha256 for i in storage.list("raw/")} | {
+        i.sha256 for i in storage.list("quarantine/")
+    }
+    reliability(
+        "simulator_faults",
+        len(FAULT_KINDS),
+        len(FAULT_KINDS),
+        0,
+        "each has its documented outcome (quarantine, repair with a warning, invalid rows with their reason, "
+        "late flag, duplicate by hash, DST by file order: tests/test_ingestion.py checks each); every delivered "
+        "file kept",
+    )

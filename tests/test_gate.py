@@ -36,8 +36,17 @@ def drops(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("gate_drops")
     out = {}
     for name, start, days in (("two_days", date(2026, 3, 30), 2),):
-        simulate(SimulationConfig(network=SAMPLE_NETWORK, start=start, days=days,
-                                  out=base / name, faults=parse_faults("default"), seed=21, progress=False))
+        simulate(
+            SimulationConfig(
+                network=SAMPLE_NETWORK,
+                start=start,
+                days=days,
+                out=base / name,
+                faults=parse_faults("default"),
+                seed=21,
+                progress=False,
+            )
+        )
         out[name] = base / name
     return out
 
@@ -70,7 +79,9 @@ def query(storage, settings, sql: str, as_of: str | None = None):
     return con.sql(sql).fetchall()
 
 
-def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(drops, lake_settings, lake, tmp_path, monkeypatch) -> None:
+def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
+    drops, lake_settings, lake, tmp_path, monkeypatch
+) -> None:
     drop = tmp_path / "drop"
     day_drop(drops["two_days"], drop, "2026-03-30")
     settings = night_env(monkeypatch, lake_settings, tmp_path, drop)
@@ -108,8 +119,15 @@ def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(drops, 
     page = lake.get_bytes(second.gate.report_key).decode()
     assert "refusé" in page and "parking" in page
     # as of the first publication, the old figures come back
-    assert query(lake, settings, "select count(*), round(sum(boardings_estimated), 3) from fct_stop_visit_loads",
-                 as_of=first.run_id) == before
+    assert (
+        query(
+            lake,
+            settings,
+            "select count(*), round(sum(boardings_estimated), 3) from fct_stop_visit_loads",
+            as_of=first.run_id,
+        )
+        == before
+    )
     records = registry(lake)
     assert [r["publication_id"] for r in records] == [first.run_id, second.run_id]
     assert records[1]["groups_refused"]["parking"] and records[1]["inputs"]
@@ -122,8 +140,18 @@ def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp
 
     from quality.suites import Check, Suite, build_suites
 
-    strict = Suite("always_warns", "fct_stop_visit_loads", "select 1 as x", (
-        Check(gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=5), "warning", "a rule that fails as a warning"),))
+    strict = Suite(
+        "always_warns",
+        "fct_stop_visit_loads",
+        "select 1 as x",
+        (
+            Check(
+                gx.expectations.ExpectColumnValuesToBeBetween(column="x", min_value=5),
+                "warning",
+                "a rule that fails as a warning",
+            ),
+        ),
+    )
     original = gate_mod.build_suites
     monkeypatch.setattr(gate_mod, "build_suites", lambda dates: [*original(dates), strict])
     night = run_night(settings)
@@ -250,17 +278,23 @@ def test_groups_come_from_dbt_meta_not_paths() -> None:
     marts = group_marts(manifest)
     assert "dim_vehicles" in marts["maintenance"] and "dim_vehicles" not in marts["transit"]
     affected = node_groups(manifest)
-    tests_on_vehicles = [uid for uid, n in manifest["nodes"].items()
-                         if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles"]
+    tests_on_vehicles = [
+        uid
+        for uid, n in manifest["nodes"].items()
+        if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles"
+    ]
     assert tests_on_vehicles
     assert all(affected[uid] == {"maintenance"} for uid in tests_on_vehicles)
     # an upstream model refuses every group with a mart below it; the calendar feeds several
     assert affected["model.citylake.fct_stop_visit_loads"] == {"transit"}
-    assert {"transit", "maintenance"} <= affected["model.citylake.dim_calendar"] | affected["seed.citylake.fr_public_holidays"]
+    assert {"transit", "maintenance"} <= affected["model.citylake.dim_calendar"] | affected[
+        "seed.citylake.fr_public_holidays"
+    ]
 
 
 def test_a_failing_test_on_dim_vehicles_refuses_maintenance_and_publishes_transit(
-        drops, lake_settings, lake, tmp_path, monkeypatch) -> None:
+    drops, lake_settings, lake, tmp_path, monkeypatch
+) -> None:
     """The bug of issue #16: dim_vehicles sits with the fleet, so its failure must stop maintenance."""
     from citylake.build.groups import load_manifest
     from citylake.core.settings import warehouse_path
@@ -270,12 +304,22 @@ def test_a_failing_test_on_dim_vehicles_refuses_maintenance_and_publishes_transi
     first = run_night(settings)
     assert first.ok
     manifest = load_manifest()
-    node = next(uid for uid, n in manifest["nodes"].items()
-                if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles")
-    failed = {"node": node, "path": "models/marts/maintenance/_maintenance.yml", "depends_on": ["model.citylake.dim_vehicles"],
-              "status": "fail", "message": "Got 2 results, configured to fail if != 0", "failures": 2}
-    gate = run_gate(lake, warehouse_path(settings), "20260331T000000Z-vehicles", [date(2026, 3, 30)], [failed],
-                    manifest=manifest)
+    node = next(
+        uid
+        for uid, n in manifest["nodes"].items()
+        if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles"
+    )
+    failed = {
+        "node": node,
+        "path": "models/marts/maintenance/_maintenance.yml",
+        "depends_on": ["model.citylake.dim_vehicles"],
+        "status": "fail",
+        "message": "Got 2 results, configured to fail if != 0",
+        "failures": 2,
+    }
+    gate = run_gate(
+        lake, warehouse_path(settings), "20260331T000000Z-vehicles", [date(2026, 3, 30)], [failed], manifest=manifest
+    )
     assert "maintenance" in gate.refused_groups and "contract" in gate.refused_groups
     assert any(node in reason for reason in gate.refused_groups["maintenance"])
     assert {"transit", "parking"} <= set(gate.published_groups)

@@ -29,7 +29,11 @@ KEY = "test-pseudonym-key-0123456789"
 
 
 def simulate_to(out: Path, start: date, days: int, faults: str | None) -> Path:
-    simulate(SimulationConfig(network=SAMPLE, start=start, days=days, out=out, faults=parse_faults(faults), seed=3, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE, start=start, days=days, out=out, faults=parse_faults(faults), seed=3, progress=False
+        )
+    )
     return out
 
 
@@ -109,15 +113,24 @@ def test_every_fault_has_its_documented_outcome(faulty_lake, faulty_drop) -> Non
     assert enc["outcome"][0] == "warning" and "UTF-8" in enc["detail"][0]
     # row faults: counted per reason in the manifest, rows kept and marked
     text = " | ".join(reasons["reason"].to_list())
-    for expected in ("is not a datetime local", "is not a decimal", "required value missing", "is not in GTFS version",
-                     "is not in the fleet register", "is below 0", "above capacity"):
+    for expected in (
+        "is not a datetime local",
+        "is not a decimal",
+        "required value missing",
+        "is not in GTFS version",
+        "is not in the fleet register",
+        "is below 0",
+        "above capacity",
+    ):
         assert expected in text, expected
     sv = staged(storage, "stop_visits")
     assert sv.filter(pl.col("vehicle_id") == "9999")["is_valid"].sum() == 0
     po = staged(storage, "parking_occupancy")
     assert po.filter(~pl.col("is_valid"))["invalid_reason"].str.contains("above capacity").all()
     # nothing silently dropped: every parsed row is staged
-    for row in steps.filter((pl.col("step") == "staged") & pl.col("partition_date").is_not_null()).iter_rows(named=True):
+    for row in steps.filter((pl.col("step") == "staged") & pl.col("partition_date").is_not_null()).iter_rows(
+        named=True
+    ):
         parsed = steps.filter((pl.col("step") == "parsed") & (pl.col("sha256") == row["sha256"]))
         factor = 2 if row["dataset"] == "passenger_events" else 1
         assert row["rows_total"] == parsed["rows_total"][0] * factor
@@ -128,8 +141,11 @@ def test_every_fault_has_its_documented_outcome(faulty_lake, faulty_drop) -> Non
 def test_dst_days_parse_to_continuous_utc(faulty_lake) -> None:
     _, storage, _ = faulty_lake
     po = staged(storage, "parking_occupancy").filter(pl.col("service_date") == date(2026, 3, 29))
-    per = po.sort("facility_id", "source_row").group_by("facility_id", maintain_order=True).agg(
-        pl.len(), pl.col("observed_at").diff().dt.total_seconds().drop_nulls().unique().alias("steps"))
+    per = (
+        po.sort("facility_id", "source_row")
+        .group_by("facility_id", maintain_order=True)
+        .agg(pl.len(), pl.col("observed_at").diff().dt.total_seconds().drop_nulls().unique().alias("steps"))
+    )
     assert per["len"].unique().to_list() == [276]  # 23 local hours
     assert per["steps"].to_list() == [[300]] * per.height  # every 5 minutes in UTC, across 02:00 -> 03:00
 
@@ -140,14 +156,27 @@ def test_october_repeated_hour_is_resolved_by_order(tmp_path, monkeypatch) -> No
     ingest(settings, operator="parking")
     po = staged(open_storage(settings), "parking_occupancy")
     assert po["is_valid"].all()
-    per = po.sort("facility_id", "source_row").group_by("facility_id", maintain_order=True).agg(
-        pl.len(), (pl.col("observed_at").diff().dt.total_seconds().drop_nulls() == 300).all().alias("regular"))
+    per = (
+        po.sort("facility_id", "source_row")
+        .group_by("facility_id", maintain_order=True)
+        .agg(pl.len(), (pl.col("observed_at").diff().dt.total_seconds().drop_nulls() == 300).all().alias("regular"))
+    )
     assert per["len"].unique().to_list() == [300] and per["regular"].all()
 
 
 def test_local_time_rules() -> None:
-    naive = pl.Series("t", ["2026-10-25 01:50:00", "2026-10-25 02:10:00", "2026-10-25 02:55:00", "2026-10-25 02:05:00",
-                            "2026-10-25 02:12:00", "2026-10-25 02:10:00", "2026-10-25 03:10:00"]).str.to_datetime()
+    naive = pl.Series(
+        "t",
+        [
+            "2026-10-25 01:50:00",
+            "2026-10-25 02:10:00",
+            "2026-10-25 02:55:00",
+            "2026-10-25 02:05:00",
+            "2026-10-25 02:12:00",
+            "2026-10-25 02:10:00",
+            "2026-10-25 03:10:00",
+        ],
+    ).str.to_datetime()
     frame = pl.DataFrame({"t": naive})
     utc, nonexistent = local_to_utc(pl.col("t"), "Europe/Paris")
     out = frame.select(utc.alias("u"), nonexistent.alias("n"))["u"].dt.strftime("%H:%M").to_list()
@@ -223,7 +252,9 @@ def test_same_card_same_pseudonym_across_days(clean_drop, tmp_path, monkeypatch)
     settings = lake_env(monkeypatch, tmp_path / "lake", clean_drop)
     ingest(settings, operator="bus")
     ft = staged(open_storage(settings), "fare_transactions")
-    per_day = ft.filter(pl.col("fare_media_type") == "Carte").group_by("service_date").agg(pl.col("fare_media_id").unique())
+    per_day = (
+        ft.filter(pl.col("fare_media_type") == "Carte").group_by("service_date").agg(pl.col("fare_media_id").unique())
+    )
     a, b = (set(x) for x in per_day.sort("service_date")["fare_media_id"].to_list())
     assert len(a & b) > 0.3 * min(len(a), len(b)), "commuters' cards chain across days"
 
@@ -275,9 +306,20 @@ def test_sftp_drop_served_locally(clean_drop, tmp_path, monkeypatch) -> None:
         monkeypatch.setenv("BUS_SFTP_USER", USER)
         monkeypatch.setenv("BUS_SFTP_PASSWORD", PASSWORD)
         settings = lake_env(monkeypatch, tmp_path / "lake", tmp_path / "unused")
-        config = {"bus": {"name": "bus", "feeds": ["gtfs", "fleet", "avl", "ticketing"],
-                          "drop": {"type": "sftp", "host": "127.0.0.1", "port": server.port, "path": "/bus",
-                                   "username_env": "BUS_SFTP_USER", "password_env": "BUS_SFTP_PASSWORD"}}}
+        config = {
+            "bus": {
+                "name": "bus",
+                "feeds": ["gtfs", "fleet", "avl", "ticketing"],
+                "drop": {
+                    "type": "sftp",
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "path": "/bus",
+                    "username_env": "BUS_SFTP_USER",
+                    "password_env": "BUS_SFTP_PASSWORD",
+                },
+            }
+        }
         report = ingest(settings, config=config)
         assert report.ok, report.lines()
         assert {f.feed: len(f.staged) for f in report.feeds} == {"gtfs": 1, "fleet": 1, "avl": 2, "ticketing": 2}

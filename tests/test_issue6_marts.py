@@ -43,8 +43,17 @@ def real_montpellier_drop(drop: Path) -> None:
 def lake(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("issue6")
     drop = base / "drop"
-    simulate(SimulationConfig(network=SAMPLE_NETWORK, start=date(2026, 3, 30), days=2,
-                              out=drop, faults=parse_faults("default,missing_day,late_delivery"), seed=5, progress=False))
+    simulate(
+        SimulationConfig(
+            network=SAMPLE_NETWORK,
+            start=date(2026, 3, 30),
+            days=2,
+            out=drop,
+            faults=parse_faults("default,missing_day,late_delivery"),
+            seed=5,
+            progress=False,
+        )
+    )
     real_montpellier_drop(drop)
     mp = pytest.MonkeyPatch()
     mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
@@ -71,8 +80,13 @@ def test_build_passes_with_parking_maintenance_and_contract_marts(lake) -> None:
     result = lake["result"]
     assert result.success, [(r["node"], r["message"]) for r in result.failures]
     nodes = {r["node"] for r in result.results}
-    for model in ("mart_parking_occupancy_daily", "dim_car_parks", "mart_fleet_availability_daily",
-                  "mart_maintenance_monthly", "mart_contract_kpis"):
+    for model in (
+        "mart_parking_occupancy_daily",
+        "dim_car_parks",
+        "mart_fleet_availability_daily",
+        "mart_maintenance_monthly",
+        "mart_contract_kpis",
+    ):
         assert f"model.citylake.{model}" in nodes
     assert "unit_test.citylake.mart_contract_kpis.kpi_formula_at_target_cap_tolerated_missing" in nodes
 
@@ -103,7 +117,9 @@ def test_simulated_parking_anomalies_are_flagged_not_averaged(lake) -> None:
     over_id = faults["over_capacity"]["detail"].split(":")[0]
     daily = q(lake, "select * from mart_parking_occupancy_daily where operator = 'parking'")
     stuck = daily.filter(pl.col("readings_stuck") > 0)
-    assert stuck["facility_id"].to_list() == [stuck_id] and stuck["readings_stuck"][0] == 72  # 09:00-15:00, nothing else
+    assert (
+        stuck["facility_id"].to_list() == [stuck_id] and stuck["readings_stuck"][0] == 72
+    )  # 09:00-15:00, nothing else
     over = daily.filter(pl.col("readings_over_capacity") > 0)
     assert over["facility_id"].to_list() == [over_id] and over["readings_over_capacity"][0] == 24  # 16:00-18:00
     # anomalies lower completeness instead of being averaged in; other days are complete
@@ -128,7 +144,9 @@ def test_contract_kpis_with_delivery_breaches(lake) -> None:
     delivery = kpis.filter((pl.col("operator") == "bus") & (pl.col("kpi_code") == "DATA_DELIVERY")).row(0, named=True)
     # a ticketing day missing and an APC day late: 2 of 10 daily deliveries not on time
     assert delivery["value"] == pytest.approx(0.8) and delivery["status"] == "missed" and delivery["amount_eur"] < 0
-    breaches = q(lake, "select delivery_status, count(*) n from int_delivery_compliance_daily where operator = 'bus' group by 1")
+    breaches = q(
+        lake, "select delivery_status, count(*) n from int_delivery_compliance_daily where operator = 'bus' group by 1"
+    )
     assert dict(zip(breaches["delivery_status"], breaches["n"], strict=True)) == {"on_time": 8, "missing": 1, "late": 1}
     offer = kpis.filter(pl.col("kpi_code") == "OFFER_DELIVERED").row(0, named=True)
     assert 0.9 < offer["value"] <= 1 and offer["contract_version"] == "DSP-bus-2026-v1"

@@ -24,8 +24,9 @@ from citylake.publish.reader import current, published_views
 
 def test_exports_suppress_small_counts_and_carry_no_identifier(published) -> None:
     base, night = published
-    settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
-                                        duckdb_memory_limit="4GB")
+    settings = Settings.model_construct(
+        lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
+    )
     storage = open_storage(settings)
     con = duck.connect(settings, storage)
     published_views(con, storage, current(storage))
@@ -39,7 +40,9 @@ def test_exports_suppress_small_counts_and_carry_no_identifier(published) -> Non
                 if col in frame.columns:
                     assert frame[col].drop_nulls().min() >= 10
             if "boardings" in frame.columns:
-                assert frame["is_suppressed"].any() and frame.filter(pl.col("is_suppressed"))["boardings"].null_count() > 0
+                assert (
+                    frame["is_suppressed"].any() and frame.filter(pl.col("is_suppressed"))["boardings"].null_count() > 0
+                )
         if k.endswith("datapackage.json"):
             package = json.loads(storage.get_bytes(k))
             assert package["licenses"][0]["name"] == "ODbL-1.0" and package["resources"][0]["schema"]["fields"]
@@ -50,13 +53,20 @@ def test_formula_injection_is_neutralised_and_k_rules() -> None:
     out = neutralise_formulas(frame)
     assert out["name"].to_list() == ['\'=HYPERLINK("x")', "'+33", "Gare", "'@SUM(A1)", "'-1"]
     s = suppress(frame, ("n",), 10)
-    assert s["n"].to_list() == [None, 20, None, 30, 10] and s["is_suppressed"].to_list() == [True, False, True, False, False]
+    assert s["n"].to_list() == [None, 20, None, 30, 10] and s["is_suppressed"].to_list() == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_catalog_is_a_duckdb_file_analysts_open_read_only(published, tmp_path) -> None:
     base, night = published
-    settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
-                                        duckdb_memory_limit="4GB")
+    settings = Settings.model_construct(
+        lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
+    )
     storage = open_storage(settings)
     path = tmp_path / "citylake.duckdb"
     names = write_catalog(path, storage, current(storage))
@@ -74,16 +84,19 @@ def test_monthly_report_shows_the_published_kpis(published) -> None:
     from citylake.consumers.contract_report import build_report, write_report
 
     base, night = published
-    settings = Settings.model_construct(lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2,
-                                        duckdb_memory_limit="4GB")
+    settings = Settings.model_construct(
+        lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
+    )
     storage = open_storage(settings)
     pointer = current(storage)
     con = duck.connect(settings, storage)
     published_views(con, storage, pointer)
     for operator, chart in (("bus", "Serpent de charge"), ("parking", "Occupation des parcs")):
         page, rows = build_report(con, operator, date(2026, 3, 1), pointer["groups"]["contract"])
-        mart = con.execute("select kpi_code, value, amount_eur from mart_contract_kpis where operator = ? order by kpi_code",
-                           [operator]).fetchall()
+        mart = con.execute(
+            "select kpi_code, value, amount_eur from mart_contract_kpis where operator = ? order by kpi_code",
+            [operator],
+        ).fetchall()
         shown = re.findall(r"data-kpi='([A-Z_]+)' data-value='([^']*)' data-amount='([^']*)'", page)
         assert [(k, float(v) if v else None, float(a)) for k, v, a in shown] == [(k, v, a) for k, v, a in mart]
         assert chart in page and "<svg" in page and night.run_id in page and "<script" not in page

@@ -30,17 +30,34 @@ def render(html: Path, png: Path, tmp_path: Path) -> list[str]:
     png.parent.mkdir(parents=True, exist_ok=True)
     png.unlink(missing_ok=True)
     out = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
-         "--v=0", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1100,4200",
-         html.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={png}",
+            "--window-size=1100,4200",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert png.exists(), f"no screenshot: {out.stderr[-2000:]}"
     return [line for line in out.stderr.splitlines() if ":CONSOLE" in line]
 
 
 def count_pixels(png: Path, rgb: tuple[int, int, int], tolerance: int = 6) -> int:
     image = Image.open(png).convert("RGB")
-    return sum(n for n, c in image.getcolors(maxcolors=1 << 24) if all(abs(a - b) <= tolerance for a, b in zip(c, rgb, strict=True)))
+    return sum(
+        n
+        for n, c in image.getcolors(maxcolors=1 << 24)
+        if all(abs(a - b) <= tolerance for a, b in zip(c, rgb, strict=True))
+    )
 
 
 def coloured_pixels(png: Path) -> int:

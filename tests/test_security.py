@@ -100,9 +100,15 @@ SECRET_PATTERNS = {
     "citylake API token": re.compile(r"\bclk_[A-Za-z0-9_-]{40,}"),
     "password in a URL": re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^/\s:@'\"{}$]{6,}@"),
     "secret assignment": re.compile(
-        r"""(?i)(?<![a-z0-9])(secret[_-]?key|password|passwd|api[_-]?key|pseudonym[_-]?key)\b\s*[=:]\s*["']([^"'\s$<{]{12,})["']"""),
+        r"""(?i)(?<![a-z0-9])(secret[_-]?key|password|passwd|api[_-]?key|pseudonym[_-]?key)\b\s*[=:]\s*["']([^"'\s$<{]{12,})["']"""
+    ),
 }
-ALLOWED = {"citylake-test-secret-key", "opendata-test-key-0123456789", "operator-bus", "pseudonym-key-for-the-log-test-42"}
+ALLOWED = {
+    "citylake-test-secret-key",
+    "opendata-test-key-0123456789",
+    "operator-bus",
+    "pseudonym-key-for-the-log-test-42",
+}
 
 
 def tracked_files() -> list[Path]:

@@ -25,9 +25,14 @@ NYC = ROOT / ".cache" / "nyc_subway_gtfs.zip"
 DST_START = date(2026, 3, 28)  # Sat 28, Sun 29 (DST change), Mon 30 March 2026
 
 
-def run(out: Path, faults: str | None = None, days: int = 3, start: date = DST_START, network: Path = SAMPLE, seed: int = 7) -> dict:
-    return simulate(SimulationConfig(network=network, start=start, days=days, out=out,
-                                     faults=parse_faults(faults), seed=seed, progress=False))
+def run(
+    out: Path, faults: str | None = None, days: int = 3, start: date = DST_START, network: Path = SAMPLE, seed: int = 7
+) -> dict:
+    return simulate(
+        SimulationConfig(
+            network=network, start=start, days=days, out=out, faults=parse_faults(faults), seed=seed, progress=False
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -145,8 +150,14 @@ def test_every_delivery_matches_its_contract(clean: Path) -> None:
 
 def test_delivery_names_and_times_follow_the_contract(clean: Path) -> None:
     for day in (date(2026, 3, 28), date(2026, 3, 29), date(2026, 3, 30)):
-        for operator, feed in (("bus", "ticketing"), ("bus", "avl"), ("bus", "apc"), ("bus", "trips"),
-                               ("bus", "maintenance"), ("parking", "occupancy")):
+        for operator, feed in (
+            ("bus", "ticketing"),
+            ("bus", "avl"),
+            ("bus", "apc"),
+            ("bus", "trips"),
+            ("bus", "maintenance"),
+            ("parking", "occupancy"),
+        ):
             path = clean / operator / feed / contract(operator, feed).file_name(day)
             assert path.exists(), path
             delivered = datetime.fromtimestamp(path.stat().st_mtime)
@@ -155,8 +166,12 @@ def test_delivery_names_and_times_follow_the_contract(clean: Path) -> None:
 
 def test_parking_readings_follow_the_local_day_across_dst(clean: Path) -> None:
     def readings(day: str) -> pl.DataFrame:
-        return pl.read_csv(clean / "parking" / "occupancy" / f"occupation_parcs_{day}.csv", separator=";",
-                           encoding="cp1252", infer_schema=False)
+        return pl.read_csv(
+            clean / "parking" / "occupancy" / f"occupation_parcs_{day}.csv",
+            separator=";",
+            encoding="cp1252",
+            infer_schema=False,
+        )
 
     per_park = readings("20260329").group_by("Identifiant").len()["len"].unique().to_list()
     assert per_park == [276]  # 23 hours on 29 March 2026
@@ -195,8 +210,12 @@ def test_truth_journeys_go_downstream_and_chain(clean: Path) -> None:
     assert (later["boarded_at"] > later["prev_alight"]).all(), "a rider boards after getting off"
     sv = pl.read_parquet(clean / "truth" / "stop_visits" / "**" / "*.parquet", hive_partitioning=False)
     per_row = st.group_by("service_date", "trip_id", "board_stop_sequence").len()
-    joined = sv.join(per_row, left_on=["service_date", "trip_id", "stop_sequence"],
-                     right_on=["service_date", "trip_id", "board_stop_sequence"], how="left")
+    joined = sv.join(
+        per_row,
+        left_on=["service_date", "trip_id", "stop_sequence"],
+        right_on=["service_date", "trip_id", "board_stop_sequence"],
+        how="left",
+    )
     assert (joined["len"].fill_null(0) == joined["boardings"]).all(), "stages and stop visits agree"
     # fraudsters never validate, and every validated stage has a card or a paper ticket
     assert st.filter(pl.col("is_fraud"))["is_validated"].sum() == 0
@@ -212,7 +231,9 @@ def test_validations_match_truth_counts(clean: Path) -> None:
 
 def test_fleet_and_maintenance_truth(clean: Path) -> None:
     vd = pl.read_parquet(clean / "truth" / "vehicle_days" / "**" / "*.parquet", hive_partitioning=False)
-    daily = vd.group_by("service_date").agg(pl.col("is_available_for_service").sum(), pl.len(), pl.col("vehicles_required_at_peak").first())
+    daily = vd.group_by("service_date").agg(
+        pl.col("is_available_for_service").sum(), pl.len(), pl.col("vehicles_required_at_peak").first()
+    )
     assert (daily["is_available_for_service"] <= daily["len"]).all()
     assert (daily["vehicles_required_at_peak"] <= daily["len"]).all()
     trips = pl.read_parquet(clean / "truth" / "trips" / "**" / "*.parquet", hive_partitioning=False)
@@ -285,11 +306,18 @@ def test_every_fault_kind_is_injected_and_recorded(faulty: Path) -> None:
     assert apc["boardings"].min() < 0
     avl_rows = pl.concat([pl.read_ndjson(p) for p in sorted(avl.glob("*.jsonl"))])
     assert "9999" in avl_rows["vehicule"].to_list()
-    occ = pl.concat([
-        pl.read_csv(p, separator=";", encoding="utf8-lossy" if p.name == enc["file"] else "cp1252", infer_schema=False)
-        .select(pl.nth(0).alias("id"), pl.nth(4).cast(pl.Int64).alias("occupied"), pl.nth(3).cast(pl.Int64).alias("capacity"))
-        for p in sorted((faulty / "parking" / "occupancy").glob("*.csv"))
-    ])
+    occ = pl.concat(
+        [
+            pl.read_csv(
+                p, separator=";", encoding="utf8-lossy" if p.name == enc["file"] else "cp1252", infer_schema=False
+            ).select(
+                pl.nth(0).alias("id"),
+                pl.nth(4).cast(pl.Int64).alias("occupied"),
+                pl.nth(3).cast(pl.Int64).alias("capacity"),
+            )
+            for p in sorted((faulty / "parking" / "occupancy").glob("*.csv"))
+        ]
+    )
     assert (occ["occupied"] > occ["capacity"]).any()
     stuck = by_kind["stuck_sensor"][0]
     assert "from 09:00 to 15:00" in stuck["detail"]

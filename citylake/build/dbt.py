@@ -43,8 +43,6 @@ class BuildResult:
         return [r for r in self.results if r["status"] == "warn"]
 
 
-
-
 def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[str, str]:
     """Return the environment dbt needs to read the lake and write the warehouse."""
     env = {
@@ -57,13 +55,15 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
     }
     if isinstance(storage, S3Storage):
         access, secret = settings.s3_credentials()
-        env.update({
-            "CITYLAKE_S3_ACCESS_KEY": access,
-            "CITYLAKE_S3_SECRET_KEY": secret,
-            "CITYLAKE_S3_REGION": storage.region,
-            "CITYLAKE_S3_ENDPOINT_HOST": urlparse(storage.endpoint).netloc,
-            "CITYLAKE_S3_USE_SSL": "true" if storage.endpoint.startswith("https") else "false",
-        })
+        env.update(
+            {
+                "CITYLAKE_S3_ACCESS_KEY": access,
+                "CITYLAKE_S3_SECRET_KEY": secret,
+                "CITYLAKE_S3_REGION": storage.region,
+                "CITYLAKE_S3_ENDPOINT_HOST": urlparse(storage.endpoint).netloc,
+                "CITYLAKE_S3_USE_SSL": "true" if storage.endpoint.startswith("https") else "false",
+            }
+        )
     return env
 
 
@@ -93,8 +93,9 @@ def _release_dbt_connection() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-def run_dbt(args: Sequence[str], settings: Settings, storage: LakeStorage | None = None,
-            warehouse: Path | None = None) -> BuildResult:
+def run_dbt(
+    args: Sequence[str], settings: Settings, storage: LakeStorage | None = None, warehouse: Path | None = None
+) -> BuildResult:
     """Run a dbt command in-process against the lake; return its node results."""
     from dbt.cli.main import dbtRunner
 
@@ -112,23 +113,33 @@ def run_dbt(args: Sequence[str], settings: Settings, storage: LakeStorage | None
     results = []
     for r in getattr(res.result, "results", None) or []:
         depends = list(getattr(getattr(r.node, "depends_on", None), "nodes", []) or [])
-        results.append({
-            "node": r.node.unique_id,
-            "path": str(getattr(r.node, "original_file_path", "") or ""),
-            "depends_on": depends,
-            "status": str(r.status).lower().split(".")[-1],
-            "message": r.message,
-            "failures": getattr(r, "failures", None),
-            "execution_time": round(r.execution_time or 0, 3),
-        })
+        results.append(
+            {
+                "node": r.node.unique_id,
+                "path": str(getattr(r.node, "original_file_path", "") or ""),
+                "depends_on": depends,
+                "status": str(r.status).lower().split(".")[-1],
+                "message": r.message,
+                "failures": getattr(r, "failures", None),
+                "execution_time": round(r.execution_time or 0, 3),
+            }
+        )
     if res.exception is not None and not results:
         raise BuildFailed(f"dbt {' '.join(args)} failed: {res.exception}")
     return BuildResult(bool(res.success), warehouse, results)
 
 
-def build(settings: Settings, *, service_dates: Sequence[date] = (), full_refresh: bool = False,
-          select: str | None = None, storage: LakeStorage | None = None, warehouse: Path | None = None,
-          extra_vars: dict | None = None, indirect_selection: str | None = None) -> BuildResult:
+def build(
+    settings: Settings,
+    *,
+    service_dates: Sequence[date] = (),
+    full_refresh: bool = False,
+    select: str | None = None,
+    storage: LakeStorage | None = None,
+    warehouse: Path | None = None,
+    extra_vars: dict | None = None,
+    indirect_selection: str | None = None,
+) -> BuildResult:
     """dbt seed + build (models and tests) for the given service dates (all when empty)."""
     dates = sorted({d.isoformat() for d in service_dates})
     vars_ = json.dumps({"service_dates": dates, **(extra_vars or {})})
@@ -150,5 +161,3 @@ def staged_dates(storage: LakeStorage, dataset: str = "stop_visits") -> list[dat
             if part.startswith("service_date="):
                 out.add(date.fromisoformat(part.split("=", 1)[1]))
     return sorted(out)
-
-

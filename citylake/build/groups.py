@@ -56,12 +56,16 @@ def mart_groups(manifest: dict) -> dict[str, str]:
         group = _group_of(node)
         if group is None:
             if node.get("original_file_path", "").startswith("models/marts/"):
-                raise ConfigError(f"dbt model {node['name']} is under models/marts/ but declares no "
-                                  "publication group (config: meta: group:)")
+                raise ConfigError(
+                    f"dbt model {node['name']} is under models/marts/ but declares no "
+                    "publication group (config: meta: group:)"
+                )
             continue
         if group not in known:
-            raise ConfigError(f"dbt model {node['name']}: meta group {group!r} is not one of {sorted(known)} "
-                              "(ingestion/operators.yaml groups)")
+            raise ConfigError(
+                f"dbt model {node['name']}: meta group {group!r} is not one of {sorted(known)} "
+                "(ingestion/operators.yaml groups)"
+            )
         out[node["name"]] = group
     return out
 
@@ -76,8 +80,7 @@ def group_marts(manifest: dict) -> dict[str, tuple[str, ...]]:
 
 def _graph(manifest: dict) -> tuple[dict[str, dict], dict[str, list[str]]]:
     nodes = {**manifest["nodes"], **manifest.get("unit_tests", {})}
-    parents = {uid: [p for p in (n.get("depends_on") or {}).get("nodes", []) if p in nodes]
-               for uid, n in nodes.items()}
+    parents = {uid: [p for p in (n.get("depends_on") or {}).get("nodes", []) if p in nodes] for uid, n in nodes.items()}
     return nodes, parents
 
 

@@ -17,7 +17,6 @@ with a role per token:
 Errors are JSON ``{"error": {"status", "code", "message"}}``, never a stack trace.
 """
 
-
 import datetime as dt
 import decimal
 import enum
@@ -57,8 +56,18 @@ ROLES = ("analyst", "operator")
 #: Reference tables with nothing of any operator in them.
 PUBLIC_MARTS = frozenset({"dim_calendar"})
 MAX_LIMIT = 5000
-FILTER_OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "like": "like",
-              "null": "is null", "notnull": "is not null"}
+FILTER_OPS = {
+    "eq": "=",
+    "ne": "<>",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "in": "in",
+    "like": "like",
+    "null": "is null",
+    "notnull": "is not null",
+}
 FILTER_PATTERN = r"^[a-z_][a-z0-9_]*:(" + "|".join(FILTER_OPS) + r")(:.*)?$"
 ORDER_PATTERN = r"^-?[a-z_][a-z0-9_]*(,-?[a-z_][a-z0-9_]*)*$"
 FilterText = Annotated[str, StringConstraints(max_length=1000, pattern=FILTER_PATTERN)]
@@ -118,8 +127,15 @@ class TokenRegister:
         if any(e["name"] == name for e in entries):
             raise CitylakeError(f"a token named {name!r} exists already (revoke it first)")
         token = "clk_" + secrets.token_urlsafe(32)
-        entries.append({"name": name, "role": role, "operator": operator, "sha256": _hash(token),
-                        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        entries.append(
+            {
+                "name": name,
+                "role": role,
+                "operator": operator,
+                "sha256": _hash(token),
+                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
         self._write(entries)
         return token
 
@@ -369,14 +385,21 @@ def _records(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": {"status": status, "code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
-ERRORS = {s: {"model": ErrorBody, "description": d} for s, d in (
-    (400, "bad filter, order or paging"), (401, "missing or unknown token"),
-    (403, "the token's role may not read this"), (404, "no such mart, line or publication"),
-    (422, "malformed parameters"))}
+ERRORS = {
+    s: {"model": ErrorBody, "description": d}
+    for s, d in (
+        (400, "bad filter, order or paging"),
+        (401, "missing or unknown token"),
+        (403, "the token's role may not read this"),
+        (404, "no such mart, line or publication"),
+        (422, "malformed parameters"),
+    )
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +414,9 @@ def parse_filters(mart: Mart, filters: list[str]) -> tuple[list[str], list[Any]]
     for raw in filters:
         parts = raw.split(":", 2)
         if len(parts) < 2:
-            raise ApiError(400, "bad_filter", f"filter {raw!r}: expected column:op:value (op one of {', '.join(FILTER_OPS)})")
+            raise ApiError(
+                400, "bad_filter", f"filter {raw!r}: expected column:op:value (op one of {', '.join(FILTER_OPS)})"
+            )
         column, op = parts[0], parts[1]
         value = parts[2] if len(parts) == 3 else None
         if column not in types:
@@ -438,8 +463,9 @@ def parse_order(mart: Mart, order_by: str | None) -> str:
 # The application
 
 
-def create_app(settings: Settings | None = None, storage: LakeStorage | None = None,
-               tokens: TokenRegister | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, storage: LakeStorage | None = None, tokens: TokenRegister | None = None
+) -> FastAPI:
     settings = settings or Settings()
     storage = storage or open_storage(settings)
     tokens = tokens or TokenRegister(settings.api_tokens_file)
@@ -459,7 +485,8 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
             "Read-only access to the marts citylake has published (what `published/CURRENT.json` "
             "points to). Bearer tokens per role: analysts read everything; an operator reads its "
             "own rows. Filters: `filter=column:op:value`, op in "
-            + ", ".join(f"`{o}`" for o in FILTER_OPS) + " (`in` takes `a|b|c`)."
+            + ", ".join(f"`{o}`" for o in FILTER_OPS)
+            + " (`in` takes `a|b|c`)."
         ),
         responses=ERRORS,
     )
@@ -471,8 +498,12 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
-                      headers=getattr(exc, "headers", None))
+        return _error(
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -490,15 +521,21 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
 
     def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         if creds is None or not creds.credentials:
-            raise StarletteHTTPException(401, "a bearer token is required (Authorization: Bearer <token>)",
-                                         headers={"WWW-Authenticate": "Bearer"})
+            raise StarletteHTTPException(
+                401,
+                "a bearer token is required (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         who = tokens.authenticate(creds.credentials)
         if who is None:
             raise StarletteHTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
         return who
 
     Who = Annotated[Principal, Depends(principal)]
-    AsOf = Annotated[str | None, Query(max_length=64, description="a publication id or a date YYYY-MM-DD: read what was published then")]
+    AsOf = Annotated[
+        str | None,
+        Query(max_length=64, description="a publication id or a date YYYY-MM-DD: read what was published then"),
+    ]
 
     def visible(pub: Publication, who: Principal, name: str) -> tuple[Mart, str, list[Any]]:
         mart = pub.marts.get(name)
@@ -506,26 +543,36 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
             raise ApiError(404, "mart_not_found", f"no published mart {name!r} (GET /v1/marts lists them)")
         scope = row_scope(who, mart, operators)
         if scope is None:
-            raise ApiError(403, "forbidden", f"token {who.name!r} (operator {who.operator}) may not read {name}: "
-                                             "it is built from another operator's data")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"token {who.name!r} (operator {who.operator}) may not read {name}: "
+                "it is built from another operator's data",
+            )
         return mart, *scope
 
     def info(mart: Mart, who: Principal) -> MartInfo:
         d = docs.get(mart.name, {})
         scoped = who.role == "operator" and "operator" in mart.types and mart.name not in PUBLIC_MARTS
-        return MartInfo(name=mart.name, group=mart.group, publication_id=mart.publication_id,
-                        published_at=mart.published_at, description=d.get("description", ""),
-                        row_scope="own operator's rows" if scoped else "all rows",
-                        columns=[ColumnInfo(name=c, type=t, description=d.get("columns", {}).get(c, ""))
-                                 for c, t in mart.columns])
+        return MartInfo(
+            name=mart.name,
+            group=mart.group,
+            publication_id=mart.publication_id,
+            published_at=mart.published_at,
+            description=d.get("description", ""),
+            row_scope="own operator's rows" if scoped else "all rows",
+            columns=[ColumnInfo(name=c, type=t, description=d.get("columns", {}).get(c, "")) for c, t in mart.columns],
+        )
 
     @app.get("/v1/publication", response_model=PublicationInForce, summary="What is published now")
     def publication(who: Who, as_of: AsOf = None) -> PublicationInForce:
         pub = published.get(as_of)
         groups: dict[str, GroupInForce] = {}
         for m in pub.marts.values():
-            g = groups.setdefault(m.group, GroupInForce(group=m.group, publication_id=m.publication_id,
-                                                        published_at=m.published_at, marts=[]))
+            g = groups.setdefault(
+                m.group,
+                GroupInForce(group=m.group, publication_id=m.publication_id, published_at=m.published_at, marts=[]),
+            )
             g.marts.append(m.name)
         return PublicationInForce(groups=list(groups.values()))
 
@@ -545,9 +592,13 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
     def rows(
         mart: MartName,
         who: Who,
-        filter: Annotated[list[FilterText] | None, Query(max_length=50, description="column:op:value, repeatable (AND)")] = None,  # noqa: A002
-        order_by: Annotated[str | None, Query(max_length=500, pattern=ORDER_PATTERN,
-                                              description="columns, comma-separated; -col for descending")] = None,
+        filter: Annotated[
+            list[FilterText] | None, Query(max_length=50, description="column:op:value, repeatable (AND)")
+        ] = None,  # noqa: A002
+        order_by: Annotated[
+            str | None,
+            Query(max_length=500, pattern=ORDER_PATTERN, description="columns, comma-separated; -col for descending"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
         as_of: AsOf = None,
@@ -562,26 +613,46 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
         cur = pub.cursor()
         try:
             total = cur.execute(f"select count(*) from {m.name}{where}", params).fetchone()[0]
-            cur.execute(f"select * from {m.name}{where} order by {parse_order(m, order_by)} limit {limit} offset {offset}", params)
+            cur.execute(
+                f"select * from {m.name}{where} order by {parse_order(m, order_by)} limit {limit} offset {offset}",
+                params,
+            )
             records = _records(cur)
         except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.BinderException) as exc:
-            raise ApiError(400, "bad_filter", f"cannot apply the filters to {m.name}: {str(exc).splitlines()[0]}") from None
+            raise ApiError(
+                400, "bad_filter", f"cannot apply the filters to {m.name}: {str(exc).splitlines()[0]}"
+            ) from None
         finally:
             cur.close()
         nxt = offset + len(records)
-        return RowsPage(mart=m.name, publication_id=m.publication_id, total=total, limit=limit, offset=offset,
-                        next_offset=nxt if nxt < total else None, columns=[c for c, _ in m.columns], rows=records)
+        return RowsPage(
+            mart=m.name,
+            publication_id=m.publication_id,
+            total=total,
+            limit=limit,
+            offset=offset,
+            next_offset=nxt if nxt < total else None,
+            columns=[c for c, _ in m.columns],
+            rows=records,
+        )
 
-    @app.get("/v1/parking/availability", response_model=ParkingAvailability,
-             summary="Places available per car park, at the last published hour")
+    @app.get(
+        "/v1/parking/availability",
+        response_model=ParkingAvailability,
+        summary="Places available per car park, at the last published hour",
+    )
     def parking_availability(who: Who) -> ParkingAvailability:
         pub = published.get()
         m, scope_sql, params = visible(pub, who, "mart_parking_occupancy_hourly")
         where = "where readings_usable > 0" + (f" and {scope_sql}" if scope_sql else "")
         has_dim = "dim_car_parks" in pub.marts
-        geo = ("left join (select operator, facility_id, any_value(lat order by as_of_date desc) as lat, "
-               "any_value(lon order by as_of_date desc) as lon from dim_car_parks group by all) d using (operator, facility_id)"
-               if has_dim else "")
+        geo = (
+            "left join (select operator, facility_id, any_value(lat order by as_of_date desc) as lat, "
+            "any_value(lon order by as_of_date desc) as lon from dim_car_parks group by all) d using (operator, "
+            "facility_id)"
+            if has_dim
+            else ""
+        )
         sql = f"""
             with last as (
                 select *, row_number() over (partition by operator, facility_id
@@ -603,10 +674,14 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
         return ParkingAvailability(
             publication_id=m.publication_id,
             note="citylake publishes nightly: this is the last usable hour of the published data, not a live count.",
-            car_parks=[CarParkAvailability(**r) for r in records])
+            car_parks=[CarParkAvailability(**r) for r in records],
+        )
 
-    @app.get("/v1/lines/{route_short_name}/load-profile", response_model=LineLoadProfile,
-             summary="Serpent de charge of a line: mean load stop by stop")
+    @app.get(
+        "/v1/lines/{route_short_name}/load-profile",
+        response_model=LineLoadProfile,
+        summary="Serpent de charge of a line: mean load stop by stop",
+    )
     def load_profile(
         route_short_name: Annotated[str, PathParam(max_length=64)],
         who: Who,
@@ -626,24 +701,35 @@ def create_app(settings: Settings | None = None, storage: LakeStorage | None = N
             values += params
         cur = pub.cursor()
         try:
-            records = _records(cur.execute(
-                f"select * from {m.name} where {' and '.join(conds)} "
-                "order by direction_id, day_type, time_band, stop_sequence", values))
+            records = _records(
+                cur.execute(
+                    f"select * from {m.name} where {' and '.join(conds)} "
+                    "order by direction_id, day_type, time_band, stop_sequence",
+                    values,
+                )
+            )
             if not records:
-                known = cur.execute(f"select count(*) from {m.name} where route_short_name = ?", [route_short_name]).fetchone()[0]
+                known = cur.execute(
+                    f"select count(*) from {m.name} where route_short_name = ?", [route_short_name]
+                ).fetchone()[0]
         finally:
             cur.close()
         if not records:
             if not known:
                 raise ApiError(404, "line_not_found", f"no load profile published for line {route_short_name!r}")
-            raise ApiError(404, "profile_not_found", f"line {route_short_name!r} has no profile for these direction/day_type/time_band")
+            raise ApiError(
+                404,
+                "profile_not_found",
+                f"line {route_short_name!r} has no profile for these direction/day_type/time_band",
+            )
         profiles: dict[tuple, LoadProfile] = {}
         for r in records:
             k = (r["direction_id"], r["day_type"], r["time_band"])
             p = profiles.setdefault(k, LoadProfile(direction_id=k[0], day_type=k[1], time_band=k[2], stops=[]))
             p.stops.append(LoadProfileStop(**{f: r.get(f) for f in LoadProfileStop.model_fields}))
-        return LineLoadProfile(route_short_name=route_short_name, publication_id=m.publication_id,
-                               profiles=list(profiles.values()))
+        return LineLoadProfile(
+            route_short_name=route_short_name, publication_id=m.publication_id, profiles=list(profiles.values())
+        )
 
     return app
 

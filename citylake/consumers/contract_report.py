@@ -21,9 +21,12 @@ from ingestion import registry
 E = html.escape
 STATUS_FR = {"met": "atteint", "tolerated": "toléré", "missed": "non atteint", "not_computable": "non calculable"}
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1c2733;margin:2rem auto;max-width:1050px;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:2px solid #dde3ea;padding-bottom:.3rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem} th,td{border-bottom:1px solid #dde3ea;padding:.35rem .5rem;text-align:left}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1c2733;
+margin:2rem auto;max-width:1050px;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}
+h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:2px solid #dde3ea;padding-bottom:.3rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem}
+th,td{border-bottom:1px solid #dde3ea;padding:.35rem .5rem;text-align:left}
 th{background:#f2f5f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .met{color:#1d7a3a;font-weight:600} .missed{color:#b3261e;font-weight:600} .tolerated{color:#9a6700;font-weight:600}
 .not_computable{color:#5b6673;font-style:italic} .muted{color:#5b6673;font-size:.85rem} figure{margin:1rem 0}
@@ -43,11 +46,20 @@ def _fmt(value, unit: str = "rate") -> str:
     return f"{value:,.2f}".replace(",", " ").replace(".", ",")
 
 
+def _reason(kpi: dict) -> str:
+    """Return the muted line saying why a KPI could not be computed (nothing for the others)."""
+    if kpi["status"] != "not_computable":
+        return ""
+    return "<br><span class=muted>" + html.escape(kpi["not_computable_reason"] or "") + "</span>"
+
+
 def _eur(value) -> str:
     return (f"{value:+,.2f} €").replace(",", " ").replace(".", ",") if value is not None else "—"
 
 
-def line_chart(points: list[tuple[str, float | None]], target: float | None, minimum: float | None, width=480, height=150) -> str:
+def line_chart(
+    points: list[tuple[str, float | None]], target: float | None, minimum: float | None, width=480, height=150
+) -> str:
     """An SVG line of monthly values with the target and minimum as dashed lines."""
     vals = [v for _, v in points if v is not None] + [x for x in (target, minimum) if x is not None]
     if not vals:
@@ -67,12 +79,18 @@ def line_chart(points: list[tuple[str, float | None]], target: float | None, min
     for ref, color, label in refs:
         if ref is not None:
             _, y = xy(0, ref)
-            parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>'
-                         f'<text x="{width - pad + 3}" y="{y + 4:.1f}" font-size="10" fill="{color}">{label}</text>')
+            parts.append(
+                f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" '
+                'stroke-dasharray="4 3"/>'
+                f'<text x="{width - pad + 3}" y="{y + 4:.1f}" font-size="10" fill="{color}">{label}</text>'
+            )
     pts = [(xy(i, v), v) for i, (_, v) in enumerate(points) if v is not None]
     if len(pts) > 1:
-        parts.append('<polyline fill="none" stroke="#1f5fa8" stroke-width="2" points="'
-                     + " ".join(f"{x:.1f},{y:.1f}" for (x, y), _ in pts) + '"/>')
+        parts.append(
+            '<polyline fill="none" stroke="#1f5fa8" stroke-width="2" points="'
+            + " ".join(f"{x:.1f},{y:.1f}" for (x, y), _ in pts)
+            + '"/>'
+        )
     for (x, y), v in pts:
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#1f5fa8"><title>{_fmt(v)}</title></circle>')
     for i, (label, _) in enumerate(points):
@@ -94,17 +112,28 @@ def load_profile_chart(rows: list[tuple], width=960, height=260) -> str:
     for i, (name, _seq, mean, p90_load, _cap) in enumerate(rows):
         x = pad_l + i * bw
         h = (mean or 0) / top * (height - pad_b - 10)
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - pad_b - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
-                     f'fill="#7aa7d6"><title>{E(name)} : {mean:.1f} en moyenne</title></rect>')
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{height - pad_b - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
+            f'fill="#7aa7d6"><title>{E(name)} : {mean:.1f} en moyenne</title></rect>'
+        )
         p90.append((x + bw / 2, height - pad_b - (p90_load or 0) / top * (height - pad_b - 10)))
         if len(rows) <= 45:
-            parts.append(f'<text transform="translate({x + bw / 2:.1f},{height - pad_b + 8}) rotate(60)" font-size="8">{E(name[:22])}</text>')
-    parts.append('<polyline fill="none" stroke="#1c2733" stroke-width="1.5" points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y in p90) + '"/>')
+            parts.append(
+                f'<text transform="translate({x + bw / 2:.1f},{height - pad_b + 8}) rotate(60)" '
+                f'font-size="8">{E(name[:22])}</text>'
+            )
+    parts.append(
+        '<polyline fill="none" stroke="#1c2733" stroke-width="1.5" points="'
+        + " ".join(f"{x:.1f},{y:.1f}" for x, y in p90)
+        + '"/>'
+    )
     cap = max((r[4] or 0) for r in rows)
     if cap:
         y = height - pad_b - cap / top * (height - pad_b - 10)
-        parts.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#b3261e" stroke-dasharray="5 3"/>'
-                     f'<text x="{pad_l + 2}" y="{y - 3:.1f}" font-size="10" fill="#b3261e">capacité {cap:.0f}</text>')
+        parts.append(
+            f'<line x1="{pad_l}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#b3261e" stroke-dasharray="5 3"/>'
+            f'<text x="{pad_l + 2}" y="{y - 3:.1f}" font-size="10" fill="#b3261e">capacité {cap:.0f}</text>'
+        )
     parts.append('<text x="4" y="14" font-size="10">voyageurs</text></svg>')
     return "".join(parts)
 
@@ -121,39 +150,76 @@ def heat_map(rows: list[tuple[str, int, float | None]]) -> str:
         parts.append(f'<text x="{left - 4}" y="{j * h + 12}" font-size="10" text-anchor="end">{E(park[:32])}</text>')
         for hour in range(24):
             v = cell.get((park, hour))
-            color = "#eeeeee" if v is None else f"hsl({int(120 - 120 * min(max(v, 0), 1))},70%,{int(85 - 35 * min(max(v, 0), 1))}%)"
+            color = (
+                "#eeeeee"
+                if v is None
+                else f"hsl({int(120 - 120 * min(max(v, 0), 1))},70%,{int(85 - 35 * min(max(v, 0), 1))}%)"
+            )
             label = "sans relevé" if v is None else f"{v * 100:.0f} %"
-            parts.append(f'<rect x="{left + hour * w}" y="{j * h}" width="{w - 1}" height="{h - 1}" fill="{color}"><title>{E(park)} {hour} h : {label}</title></rect>')
+            parts.append(
+                f'<rect x="{left + hour * w}" y="{j * h}" width="{w - 1}" height="{h - 1}" '
+                f'fill="{color}"><title>{E(park)} {hour} h : {label}</title></rect>'
+            )
     for hour in range(0, 24, 2):
-        parts.append(f'<text x="{left + hour * w + w / 2}" y="{len(parks) * h + 12}" font-size="10" text-anchor="middle">{hour}h</text>')
+        parts.append(
+            f'<text x="{left + hour * w + w / 2}" y="{len(parks) * h + 12}" font-size="10" '
+            f'text-anchor="middle">{hour}h</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def build_report(con: duckdb.DuckDBPyConnection, operator: str, month: date, publication: dict) -> tuple[str, list[dict]]:
+def build_report(
+    con: duckdb.DuckDBPyConnection, operator: str, month: date, publication: dict
+) -> tuple[str, list[dict]]:
     """Return the report page and the KPI rows it shows, from published views in ``con``."""
     kpis = con.execute(
         "select kpi_code, label, unit, value, numerator, denominator, minimum, target, status, amount_eur, cap_eur, "
         "is_capped, not_computable_reason, contract_version, source_deliveries, source_sha256s, publication_id "
-        "from mart_contract_kpis where operator = ? and month = ? order by kpi_code", [operator, month]).fetchall()
-    cols = ["kpi_code", "label", "unit", "value", "numerator", "denominator", "minimum", "target", "status", "amount_eur",
-            "cap_eur", "is_capped", "not_computable_reason", "contract_version", "source_deliveries", "source_sha256s", "publication_id"]
+        "from mart_contract_kpis where operator = ? and month = ? order by kpi_code",
+        [operator, month],
+    ).fetchall()
+    cols = [
+        "kpi_code",
+        "label",
+        "unit",
+        "value",
+        "numerator",
+        "denominator",
+        "minimum",
+        "target",
+        "status",
+        "amount_eur",
+        "cap_eur",
+        "is_capped",
+        "not_computable_reason",
+        "contract_version",
+        "source_deliveries",
+        "source_sha256s",
+        "publication_id",
+    ]
     kpi_rows = [dict(zip(cols, r, strict=True)) for r in kpis]
     trends = con.execute(
         "select kpi_code, month, value, minimum, target from mart_contract_kpis where operator = ? "
-        "and month between ? - interval 11 month and ? order by kpi_code, month", [operator, month, month]).fetchall()
+        "and month between ? - interval 11 month and ? order by kpi_code, month",
+        [operator, month, month],
+    ).fetchall()
     sections = []
     rows_html = "".join(
-        f"<tr data-kpi='{E(k['kpi_code'])}' data-value='{'' if k['value'] is None else k['value']}' data-amount='{k['amount_eur']}'>"
+        f"<tr data-kpi='{E(k['kpi_code'])}' data-value='{'' if k['value'] is None else k['value']}' "
+        f"data-amount='{k['amount_eur']}'>"
         f"<td>{E(k['label'])}</td><td class='num'>{_fmt(k['value'])}</td>"
         f"<td class='num'>{_fmt(k['minimum'])}</td><td class='num'>{_fmt(k['target'])}</td>"
-        f"<td class='{k['status']}'>{STATUS_FR[k['status']]}{'<br><span class=muted>' + E(k['not_computable_reason'] or '') + '</span>' if k['status'] == 'not_computable' else ''}</td>"
+        f"<td class='{k['status']}'>{STATUS_FR[k['status']]}{_reason(k)}</td>"
         f"<td class='num'>{_eur(k['amount_eur'])}{' (plafonné)' if k['is_capped'] else ''}</td>"
-        f"<td class='num muted'>{'' if k['numerator'] is None else _fmt(k['numerator'], 'n')} / {'' if k['denominator'] is None else _fmt(k['denominator'], 'n')}</td></tr>"
-        for k in kpi_rows)
+        f"<td class='num muted'>{'' if k['numerator'] is None else _fmt(k['numerator'], 'n')} / "
+        f"{'' if k['denominator'] is None else _fmt(k['denominator'], 'n')}</td></tr>"
+        for k in kpi_rows
+    )
     total = sum(k["amount_eur"] or 0 for k in kpi_rows)
     sections.append(f"""<h2>Indicateurs contractuels</h2>
-<table><tr><th>indicateur</th><th>valeur</th><th>seuil minimum</th><th>objectif</th><th>statut</th><th>bonus / pénalité</th><th>numérateur / dénominateur</th></tr>
+<table><tr><th>indicateur</th><th>valeur</th><th>seuil minimum</th><th>objectif</th><th>statut</th><th>bonus /
+pénalité</th><th>numérateur / dénominateur</th></tr>
 {rows_html}<tr><th colspan="5">total du mois</th><th class="num">{_eur(total)}</th><th></th></tr></table>""")
     charts = []
     by_kpi: dict[str, list] = {}
@@ -169,60 +235,99 @@ def build_report(con: duckdb.DuckDBPyConnection, operator: str, month: date, pub
     if operator in registry.operators_of_group("transit"):  # an operator that delivers the network's data
         lines = con.execute(
             "select route_short_name from fct_stop_visit_loads where service_date >= ? and service_date < ? "
-            "group by 1 order by sum(boardings_estimated) desc limit 3", [first, last]).fetchall()
+            "group by 1 order by sum(boardings_estimated) desc limit 3",
+            [first, last],
+        ).fetchall()
         for (line,) in lines:
             profile = con.execute(
                 """select any_value(stop_name), stop_sequence, sum(mean_load * trips_observed) / sum(trips_observed),
                           max(p90_load), max(mean_capacity)
                    from mart_bus_load_profile where route_short_name = ? and direction_id = 0
-                   and day_type = (select day_type from mart_bus_load_profile where route_short_name = ? group by 1 order by sum(trips_observed) desc limit 1)
-                   group by stop_sequence order by stop_sequence""", [line, line]).fetchall()
-            sections.append(f"<h2>Serpent de charge — ligne {E(line)}, sens aller</h2>"
-                            f"<figure>{load_profile_chart(profile)}<figcaption>Charge moyenne à bord après chaque arrêt "
-                            f"(barres), 90e centile (trait), capacité du véhicule (tirets), jour type le plus fréquent.</figcaption></figure>")
-        avail = con.execute("select service_date, availability_rate, available_at_peak, vehicles_required_at_peak "
-                            "from mart_fleet_availability_daily where service_date >= ? and service_date < ? order by 1", [first, last]).fetchall()
-        maint = con.execute("select sum(preventive_within_tolerance), sum(preventive_jobs), sum(failures), sum(km), "
-                            "sum(inspections_late) from mart_maintenance_monthly where month = ?", [month]).fetchone()
-        sections.append("<h2>Parc et maintenance</h2>"
-                        f"<figure>{line_chart([(f'{d:%d/%m}', r) for d, r, _, _ in avail], None, None, 960, 150)}"
-                        "<figcaption>Disponibilité du parc à l'heure de pointe (véhicules disponibles / parc), par jour.</figcaption></figure>"
-                        f"<p>Maintenance préventive dans la tolérance : {maint[0] or 0} sur {maint[1] or 0} ; pannes : {maint[2] or 0} "
-                        f"pour {_fmt(maint[3] or 0, 'n')} km ; contrôles réglementaires en retard : {maint[4] or 0}.</p>")
+                   and day_type = (select day_type from mart_bus_load_profile where route_short_name = ? group by 1
+                   order by sum(trips_observed) desc limit 1)
+                   group by stop_sequence order by stop_sequence""",
+                [line, line],
+            ).fetchall()
+            sections.append(
+                f"<h2>Serpent de charge — ligne {E(line)}, sens aller</h2>"
+                f"<figure>{load_profile_chart(profile)}<figcaption>Charge moyenne à bord après chaque arrêt "
+                "(barres), 90e centile (trait), capacité du véhicule (tirets), jour type le plus "
+                "fréquent.</figcaption></figure>"
+            )
+        avail = con.execute(
+            "select service_date, availability_rate, available_at_peak, vehicles_required_at_peak "
+            "from mart_fleet_availability_daily where service_date >= ? and service_date < ? order by 1",
+            [first, last],
+        ).fetchall()
+        maint = con.execute(
+            "select sum(preventive_within_tolerance), sum(preventive_jobs), sum(failures), sum(km), "
+            "sum(inspections_late) from mart_maintenance_monthly where month = ?",
+            [month],
+        ).fetchone()
+        sections.append(
+            "<h2>Parc et maintenance</h2>"
+            f"<figure>{line_chart([(f'{d:%d/%m}', r) for d, r, _, _ in avail], None, None, 960, 150)}"
+            "<figcaption>Disponibilité du parc à l'heure de pointe (véhicules disponibles / parc), par "
+            "jour.</figcaption></figure>"
+            f"<p>Maintenance préventive dans la tolérance : {maint[0] or 0} sur {maint[1] or 0} ; pannes : "
+            f"{maint[2] or 0} "
+            f"pour {_fmt(maint[3] or 0, 'n')} km ; contrôles réglementaires en retard : {maint[4] or 0}.</p>"
+        )
     else:
         heat = con.execute(
             "select facility_name, local_hour, avg(mean_occupancy_rate) from mart_parking_occupancy_hourly "
-            "where operator = ? and service_date >= ? and service_date < ? group by all", [operator, first, last]).fetchall()
-        sections.append("<h2>Occupation des parcs (heure locale)</h2>"
-                        f"<figure>{heat_map(heat)}<figcaption>Taux d'occupation moyen du mois par parc et par heure "
-                        "(vert : libre, rouge : saturé ; gris : aucun relevé exploitable).</figcaption></figure>")
+            "where operator = ? and service_date >= ? and service_date < ? group by all",
+            [operator, first, last],
+        ).fetchall()
+        sections.append(
+            "<h2>Occupation des parcs (heure locale)</h2>"
+            f"<figure>{heat_map(heat)}<figcaption>Taux d'occupation moyen du mois par parc et par heure "
+            "(vert : libre, rouge : saturé ; gris : aucun relevé exploitable).</figcaption></figure>"
+        )
     delivery = next((k for k in kpi_rows if k["kpi_code"] == "DATA_DELIVERY"), None)
     if delivery:
-        sections.append(f"<h2>Livraison des données</h2><p>{_fmt(delivery['numerator'], 'count')} livraisons quotidiennes "
-                        f"à l'heure et exploitables sur {_fmt(delivery['denominator'], 'count')} attendues "
-                        f"({_fmt(delivery['value'])}).</p>")
+        sections.append(
+            f"<h2>Livraison des données</h2><p>{_fmt(delivery['numerator'], 'count')} livraisons quotidiennes "
+            f"à l'heure et exploitables sur {_fmt(delivery['denominator'], 'count')} attendues "
+            f"({_fmt(delivery['value'])}).</p>"
+        )
     hashes = sorted({h for k in kpi_rows for h in (k["source_sha256s"] or "").split(",") if h})
     versions = sorted({k["contract_version"] for k in kpi_rows})
-    footer = (f"<footer>Publication {E(publication.get('publication_id', '?'))} du {E(publication.get('published_at', '?'))} · "
-              f"contrat {E(', '.join(versions))} · {len(hashes)} livraisons (sha256) : {E(' '.join(h[:16] for h in hashes))}</footer>")
+    footer = (
+        f"<footer>Publication {E(publication.get('publication_id', '?'))} du "
+        f"{E(publication.get('published_at', '?'))} · "
+        f"contrat {E(', '.join(versions))} · {len(hashes)} livraisons (sha256) : "
+        f"{E(' '.join(h[:16] for h in hashes))}</footer>"
+    )
     title = f"Rapport mensuel — opérateur {operator} — {month:%m/%Y}"
-    page = (f"<!doctype html><html lang='fr'><head><meta charset='utf-8'><title>{E(title)}</title><style>{CSS}</style></head>"
-            f"<body><h1>{E(title)}</h1><p class='muted'>Indicateurs recalculés par la collectivité à partir des données "
-            f"livrées par l'opérateur.</p>{''.join(sections)}{footer}</body></html>")
+    page = (
+        "<!doctype html><html lang='fr'><head><meta "
+        f"charset='utf-8'><title>{E(title)}</title><style>{CSS}</style></head>"
+        f"<body><h1>{E(title)}</h1><p class='muted'>Indicateurs recalculés par la collectivité à partir des données "
+        f"livrées par l'opérateur.</p>{''.join(sections)}{footer}</body></html>"
+    )
     return page, kpi_rows
 
 
-def write_report(storage: LakeStorage, con: duckdb.DuckDBPyConnection, operator: str, month: date, pointer: dict) -> str:
+def write_report(
+    storage: LakeStorage, con: duckdb.DuckDBPyConnection, operator: str, month: date, pointer: dict
+) -> str:
     """Write the report of one operator and month from the publication in ``pointer``; return its key."""
     publication = pointer.get("groups", {}).get("contract", {})
     page, _ = build_report(con, operator, month, publication)
-    k = key(Zone.REPORTS, "contract", {"operator": operator, "month": f"{month:%Y-%m}"},
-            f"{publication.get('publication_id', 'unpublished')}.html")
+    k = key(
+        Zone.REPORTS,
+        "contract",
+        {"operator": operator, "month": f"{month:%Y-%m}"},
+        f"{publication.get('publication_id', 'unpublished')}.html",
+    )
     storage.put_bytes(k, page.encode("utf-8"), metadata={"content-type": "text/html"}, overwrite=True)
     return k
 
 
-def write_month_to_date(settings, storage: LakeStorage, published_groups: list[str], service_dates: list[date]) -> list[str]:
+def write_month_to_date(
+    settings, storage: LakeStorage, published_groups: list[str], service_dates: list[date]
+) -> list[str]:
     """After a night that published contract KPIs, rewrite each operator's report for the months it touched.
 
     Returns the keys written. The publication is already atomic and final; a report is derived
@@ -238,8 +343,10 @@ def write_month_to_date(settings, storage: LakeStorage, published_groups: list[s
     try:
         published_views(con, storage, pointer)
         months = sorted({d.replace(day=1) for d in service_dates})
-        pairs = con.sql("select distinct operator, month from mart_contract_kpis where list_contains(?, month) "
-                        "order by 1, 2", params=[months]).fetchall()
+        pairs = con.sql(
+            "select distinct operator, month from mart_contract_kpis where list_contains(?, month) order by 1, 2",
+            params=[months],
+        ).fetchall()
         return [write_report(storage, con, op, month, pointer) for op, month in pairs]
     finally:
         con.close()

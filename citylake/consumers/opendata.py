@@ -28,7 +28,11 @@ from citylake.core.storage import LakeStorage
 
 FORBIDDEN_COLUMNS = re.compile(r"(fare_media|card|serial|pseudonym|rider|person|email|phone)", re.IGNORECASE)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: also tab and CR
-LICENSE = {"name": "ODbL-1.0", "title": "Open Data Commons Open Database License 1.0", "path": "https://opendatacommons.org/licenses/odbl/1-0/"}
+LICENSE = {
+    "name": "ODbL-1.0",
+    "title": "Open Data Commons Open Database License 1.0",
+    "path": "https://opendatacommons.org/licenses/odbl/1-0/",
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ class OpenDataset:
 
 DATASETS = (
     OpenDataset(
-        "ridership_per_stop_month", "Fréquentation estimée par arrêt et par mois",
+        "ridership_per_stop_month",
+        "Fréquentation estimée par arrêt et par mois",
         "Montées et descentes estimées (validations redressées par les comptages) par arrêt et par mois.",
         """select date_trunc('month', service_date)::date as month, stop_id, any_value(stop_name) as stop_name,
                   round(sum(boardings_estimated)) as boardings, round(sum(alightings_estimated)) as alightings
@@ -50,25 +55,30 @@ DATASETS = (
         ("boardings", "alightings"),
     ),
     OpenDataset(
-        "load_profiles_per_line", "Profils de charge par ligne (serpents de charge)",
+        "load_profiles_per_line",
+        "Profils de charge par ligne (serpents de charge)",
         "Charge moyenne et 90e centile à bord, arrêt par arrêt, par ligne, sens, type de jour et tranche horaire.",
         """select route_short_name, direction_id, stop_sequence, stop_id, stop_name, day_type, time_band,
-                  trips_observed, round(mean_boardings, 1) as mean_boardings, round(mean_alightings, 1) as mean_alightings,
+                  trips_observed, round(mean_boardings, 1) as mean_boardings, round(mean_alightings, 1) as
+                  mean_alightings,
                   round(mean_load, 1) as mean_load, round(p90_load, 1) as p90_load, round(load_factor, 3) as load_factor
            from mart_bus_load_profile order by all""",
         ("mean_boardings", "mean_alightings", "mean_load", "p90_load"),
     ),
     OpenDataset(
-        "parking_occupancy_hourly", "Occupation horaire des parcs de stationnement",
+        "parking_occupancy_hourly",
+        "Occupation horaire des parcs de stationnement",
         "Taux d'occupation moyen et maximal par parc et par heure, hors relevés anormaux.",
         """select operator, facility_id, facility_name, service_date, local_hour, capacity,
-                  round(mean_occupancy_rate, 3) as mean_occupancy_rate, round(peak_occupancy_rate, 3) as peak_occupancy_rate,
+                  round(mean_occupancy_rate, 3) as mean_occupancy_rate, round(peak_occupancy_rate, 3) as
+                  peak_occupancy_rate,
                   round(completeness, 3) as completeness
            from mart_parking_occupancy_hourly order by all""",
         (),
     ),
     OpenDataset(
-        "service_delivered", "Offre réalisée par ligne et par jour",
+        "service_delivered",
+        "Offre réalisée par ligne et par jour",
         "Courses et kilomètres programmés et réalisés par ligne et par jour.",
         """select service_date, route_short_name, trips_scheduled, trips_run, round(km_scheduled, 1) as km_scheduled,
                   round(km_run, 1) as km_run, round(offer_delivered_rate, 4) as offer_delivered_rate
@@ -93,7 +103,8 @@ def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     starts = "".join(re.escape(s) for s in FORMULA_START)
     return frame.with_columns(
         pl.when(pl.col(c).str.contains(f"^[{starts}]")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c, t in frame.schema.items() if t == pl.Utf8
+        for c, t in frame.schema.items()
+        if t == pl.Utf8
     )
 
 
@@ -131,8 +142,14 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
             "licenses": [LICENSE],
             "sources": [{"title": "citylake, publication " + publication_id}],
             "resources": [
-                {"name": "data-csv", "path": "data.csv", "format": "csv", "mediatype": "text/csv", "encoding": "utf-8",
-                 "schema": {"fields": [{"name": c, "type": _field_type(t)} for c, t in frame.schema.items()]}},
+                {
+                    "name": "data-csv",
+                    "path": "data.csv",
+                    "format": "csv",
+                    "mediatype": "text/csv",
+                    "encoding": "utf-8",
+                    "schema": {"fields": [{"name": c, "type": _field_type(t)} for c, t in frame.schema.items()]},
+                },
                 {"name": "data-parquet", "path": "data.parquet", "format": "parquet"},
             ],
         }
@@ -142,8 +159,14 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
             frame.write_parquet(pq_path)
             for name, path in (("data.csv", csv_path), ("data.parquet", pq_path)):
                 written.append(storage.put_file(key(Zone.OPENDATA, folder, filename=name), path, overwrite=True).key)
-        written.append(storage.put_json(key(Zone.OPENDATA, folder, filename="datapackage.json"), package, overwrite=True).key)
-        storage.put_json(key(Zone.OPENDATA, ds.name, filename="latest.json"), {"publication_id": publication_id, "folder": folder}, overwrite=True)
+        written.append(
+            storage.put_json(key(Zone.OPENDATA, folder, filename="datapackage.json"), package, overwrite=True).key
+        )
+        storage.put_json(
+            key(Zone.OPENDATA, ds.name, filename="latest.json"),
+            {"publication_id": publication_id, "folder": folder},
+            overwrite=True,
+        )
     return written
 
 
@@ -157,7 +180,9 @@ def write_catalog(path: Path, storage: LakeStorage, pointer: dict) -> list[str]:
     con = duckdb.connect(str(tmp))
     try:
         names = published_views(con, storage, pointer)
-        con.execute("create table publication_in_force (group_name varchar, publication_id varchar, published_at varchar)")
+        con.execute(
+            "create table publication_in_force (group_name varchar, publication_id varchar, published_at varchar)"
+        )
         rows = [(g, e["publication_id"], e.get("published_at")) for g, e in pointer.get("groups", {}).items()]
         if rows:
             con.executemany("insert into publication_in_force values (?, ?, ?)", rows)

@@ -32,9 +32,7 @@ def bundled_extension_file(name: str) -> Path:
         ) from exc
     path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     if not path.is_file():
-        raise LakeConfigError(
-            f"{path} missing: duckdb-extension-{name} must match duckdb {duckdb.__version__}"
-        )
+        raise LakeConfigError(f"{path} missing: duckdb-extension-{name} must match duckdb {duckdb.__version__}")
     return path
 
 

@@ -33,10 +33,14 @@ class PublicationRefused(CitylakeError):
     """Blocking checks failed: the groups concerned keep their last good publication."""
 
     def __init__(self, refused: dict[str, list[str]], published: list[str] | None = None) -> None:
-        lines = [f"{g}: " + "; ".join(reasons[:3]) + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else "")
-                 for g, reasons in refused.items()]
-        super().__init__(f"publication refused for group(s) {', '.join(refused)} "
-                         f"(published: {', '.join(published or []) or 'none'}): " + " | ".join(lines))
+        lines = [
+            f"{g}: " + "; ".join(reasons[:3]) + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else "")
+            for g, reasons in refused.items()
+        ]
+        super().__init__(
+            f"publication refused for group(s) {', '.join(refused)} "
+            f"(published: {', '.join(published or []) or 'none'}): " + " | ".join(lines)
+        )
         self.refused = refused
         self.published = list(published or [])
 
@@ -78,4 +82,3 @@ class ObjectExistsError(LakeError):
 
 class TransientLakeError(LakeError, TransientError):
     """The lake did not answer (network, 5xx, throttling): retry."""
-

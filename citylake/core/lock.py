@@ -44,8 +44,14 @@ def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = time
     k = f"control/locks/{name}.json"
     now = datetime.now(UTC)
     token = os.urandom(8).hex()
-    body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "acquired_at": now.isoformat(),
-            "expires_at": (now + ttl).isoformat(), "owner_token": token}
+    body = {
+        "owner": owner,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "acquired_at": now.isoformat(),
+        "expires_at": (now + ttl).isoformat(),
+        "owner_token": token,
+    }
     try:
         storage.put_json(k, body)
     except ObjectExistsError:
@@ -54,8 +60,10 @@ def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = time
         except LakeObjectNotFound:
             held = None
         if held and datetime.fromisoformat(held["expires_at"]) > now and not _dead(held):
-            raise LockHeld(f"another run holds {k}: {held['owner']} on {held['host']} (pid {held.get('pid')}) "
-                           f"since {held['acquired_at']}") from None
+            raise LockHeld(
+                f"another run holds {k}: {held['owner']} on {held['host']} (pid {held.get('pid')}) "
+                f"since {held['acquired_at']}"
+            ) from None
         storage.delete(k)  # expired, or its process is dead: take it over
         try:
             storage.put_json(k, body)

@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(default=2, ge=1)
     duckdb_memory_limit: str = "8GB"
     raw_personal_retention_days: int = Field(
-        default=90, ge=1,
+        default=90,
+        ge=1,
         description="Days raw files of personal-data feeds (ticketing) are kept before the retention job purges them.",
     )
     api_tokens_file: str = Field(
@@ -71,11 +72,13 @@ class Settings(BaseSettings):
         description="The DuckDB file dbt builds the candidate marts into (relative to the working directory).",
     )
     pseudonym_rotation: str = Field(
-        default="quarter", pattern="^(quarter|month|year|never)$",
+        default="quarter",
+        pattern="^(quarter|month|year|never)$",
         description="How often card pseudonyms change (the same card gets a new pseudonym each period).",
     )
     sftp_known_hosts: str | None = Field(
-        default=None, description="known_hosts file for operators' SFTP drops; empty means ~/.ssh/known_hosts.",
+        default=None,
+        description="known_hosts file for operators' SFTP drops; empty means ~/.ssh/known_hosts.",
     )
     opendata_k: int = Field(default=10, ge=1, description="Open-data exports suppress counts below this (k-anonymity).")
     notify_webhook_url: str | None = Field(default=None, description="Notifications: a URL that receives a JSON POST.")

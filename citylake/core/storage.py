@@ -153,7 +153,7 @@ class LakeStorage(ABC):
         """Return the distinct next-level folders under ``prefix`` (which should end with '/')."""
         seen: dict[str, None] = {}
         for info in self._list(prefix):
-            rest = info.key[len(prefix):]
+            rest = info.key[len(prefix) :]
             if "/" in rest:
                 seen[prefix + rest.split("/", 1)[0] + "/"] = None
         return list(seen)
@@ -371,7 +371,9 @@ class S3Storage(LakeStorage):
                     f"bucket {self.bucket!r} does not exist at {self.endpoint}: run 'citylake lake init'"
                 ) from None
             if exc.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise LakeConfigError(f"S3 refused {exc.code} on {key!r} at {self.endpoint}: check credentials and policy") from None
+                raise LakeConfigError(
+                    f"S3 refused {exc.code} on {key!r} at {self.endpoint}: check credentials and policy"
+                ) from None
             raise LakeError(f"S3 error {exc.code} on {key!r}: {exc.message}") from exc
         except HTTPError as exc:
             raise TransientLakeError(f"S3 endpoint {self.endpoint} did not answer for {key!r}: {exc}") from exc
@@ -400,8 +402,13 @@ class S3Storage(LakeStorage):
                 return False  # large write-once object: check, then multipart (see lake_layout.md)
             with open(source, "rb") as fh:
                 self.client.put_object(
-                    self.bucket, name, fh, size,
-                    content_type=content_type, metadata=metadata, part_size=S3_PART_SIZE,
+                    self.bucket,
+                    name,
+                    fh,
+                    size,
+                    content_type=content_type,
+                    metadata=metadata,
+                    part_size=S3_PART_SIZE,
                 )
         return True
 
@@ -441,7 +448,7 @@ class S3Storage(LakeStorage):
             objects = list(self.client.list_objects(self.bucket, prefix=self.prefix + prefix, recursive=True))
         for obj in sorted(objects, key=lambda o: o.object_name):
             yield ObjectInfo(
-                key=obj.object_name[len(self.prefix):],
+                key=obj.object_name[len(self.prefix) :],
                 size=obj.size or 0,
                 last_modified=obj.last_modified or datetime.now(UTC),
                 etag=obj.etag,

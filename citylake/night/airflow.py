@@ -62,7 +62,13 @@ def failure_callback(context: dict) -> None:
     from citylake.night.notify import notify
 
     ti = context.get("task_instance")
-    notify(Settings(), "citylake task failed", {
-        "dag_id": getattr(ti, "dag_id", None), "task_id": getattr(ti, "task_id", None),
-        "run_id": context.get("run_id"), "exception": str(context.get("exception")),
-    })
+    notify(
+        Settings(),
+        "citylake task failed",
+        {
+            "dag_id": getattr(ti, "dag_id", None),
+            "task_id": getattr(ti, "task_id", None),
+            "run_id": context.get("run_id"),
+            "exception": str(context.get("exception")),
+        },
+    )

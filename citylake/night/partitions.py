@@ -35,12 +35,17 @@ class IngestPartition:
     feeds: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"operator": self.operator, "group": self.group, "service_date": self.service_date,
-                "feeds": list(self.feeds)}
+        return {
+            "operator": self.operator,
+            "group": self.group,
+            "service_date": self.service_date,
+            "feeds": list(self.feeds),
+        }
 
 
-def plan_partitions(settings: Settings, storage: LakeStorage, as_of: datetime | None = None,
-                    config: dict | None = None) -> dict[str, list]:
+def plan_partitions(
+    settings: Settings, storage: LakeStorage, as_of: datetime | None = None, config: dict | None = None
+) -> dict[str, list]:
     """Return the partitions of files not yet landed: ``references``, ``dated``, and the ``dates`` they carry."""
     config = config or registry.operators()
     deliveries = manifest.load(storage, "deliveries")
@@ -71,6 +76,8 @@ def plan_partitions(settings: Settings, storage: LakeStorage, as_of: datetime | 
                 if day:
                     dates.add(day.isoformat())
     refs = [IngestPartition(o, g, None, tuple(fs)).as_dict() for (o, g), fs in sorted(references.items())]
-    parts = [IngestPartition(o, g, d, tuple(sorted(fs))).as_dict()
-             for (o, g, d), fs in sorted(dated.items(), key=lambda kv: (kv[0][2] or "", kv[0][0], kv[0][1]))]
+    parts = [
+        IngestPartition(o, g, d, tuple(sorted(fs))).as_dict()
+        for (o, g, d), fs in sorted(dated.items(), key=lambda kv: (kv[0][2] or "", kv[0][0], kv[0][1]))
+    ]
     return {"references": refs, "dated": parts, "dates": sorted(dates)}

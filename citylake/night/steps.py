@@ -42,6 +42,7 @@ LOCK = "nightly"
 
 # -- 1. ingestion -----------------------------------------------------------------------------
 
+
 def changed_dates(report: IngestReport) -> set[date]:
     """Return the service dates whose staged partitions this ingestion rewrote."""
     out = set()
@@ -55,8 +56,12 @@ def changed_dates(report: IngestReport) -> set[date]:
 
 def raise_for_feeds(report: IngestReport) -> None:
     """Raise the feeds' errors with their kind: configuration first (never retried), else transient."""
-    config = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e, kind in zip(f.errors, f.error_kinds, strict=True)
-              if kind == "config"]
+    config = [
+        f"{f.operator}/{f.feed}: {e}"
+        for f in report.feeds
+        for e, kind in zip(f.errors, f.error_kinds, strict=True)
+        if kind == "config"
+    ]
     if config:
         raise ConfigError("; ".join(config))
     errors = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e in f.errors]
@@ -82,14 +87,22 @@ def ingest_partition(settings: Settings, partition: dict[str, Any], as_of: datet
     return {**partition, "changed_dates": sorted(d.isoformat() for d in staged)}
 
 
-def ingest_feed(settings: Settings, operator: str, feed: str, service_date: date | None,
-                as_of: datetime | None = None) -> dict[str, Any]:
+def ingest_feed(
+    settings: Settings, operator: str, feed: str, service_date: date | None, as_of: datetime | None = None
+) -> dict[str, Any]:
     """Land, parse and stage one operator feed; return a summary (the feed's errors raise)."""
     report = ingest(settings, operator=operator, feed=feed, service_date=service_date, as_of=as_of)
     raise_for_feeds(report)
     f = report.feeds[0]
-    return {"operator": operator, "feed": feed, "landed": f.landed, "parsed": f.parsed, "staged": f.staged,
-            "quarantined": f.quarantined, "rows_invalid": f.rows_invalid}
+    return {
+        "operator": operator,
+        "feed": feed,
+        "landed": f.landed,
+        "parsed": f.parsed,
+        "staged": f.staged,
+        "quarantined": f.quarantined,
+        "rows_invalid": f.rows_invalid,
+    }
 
 
 def ingest_all(settings: Settings, as_of: datetime | None = None) -> dict[str, Any]:
@@ -98,8 +111,12 @@ def ingest_all(settings: Settings, as_of: datetime | None = None) -> dict[str, A
     A feed's failure never stops the others: errors are returned (and notified), not raised,
     except configuration errors, which no later step could get past."""
     report = ingest(settings, as_of=as_of)
-    config = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e, k in zip(f.errors, f.error_kinds, strict=True)
-              if k == "config"]
+    config = [
+        f"{f.operator}/{f.feed}: {e}"
+        for f in report.feeds
+        for e, k in zip(f.errors, f.error_kinds, strict=True)
+        if k == "config"
+    ]
     if config and len(config) == sum(len(f.errors) for f in report.feeds) == len(report.feeds):
         raise ConfigError("; ".join(config))
     return {
@@ -129,34 +146,59 @@ def staged_inputs(storage: LakeStorage) -> list[str]:
 
 # -- 2. build ---------------------------------------------------------------------------------
 
-def plan_build(settings: Settings, dates: list[str], *, full_refresh: bool = False,
-               warehouse: Path | None = None, selections: bool = True) -> dict[str, Any]:
+
+def plan_build(
+    settings: Settings,
+    dates: list[str],
+    *,
+    full_refresh: bool = False,
+    warehouse: Path | None = None,
+    selections: bool = True,
+) -> dict[str, Any]:
     """Decide once, before anything builds, whether the night is a full build, and what each group selects.
 
     A first build (no warehouse yet) or a full refresh covers every staged date."""
     from citylake.build.groups import build_selections, load_manifest
 
     first = not (warehouse or warehouse_path(settings)).exists()
-    return {"first_build": first or full_refresh, "full_refresh": full_refresh, "dates": sorted(set(dates)),
-            "selections": build_selections(load_manifest(settings)) if selections else {}}
+    return {
+        "first_build": first or full_refresh,
+        "full_refresh": full_refresh,
+        "dates": sorted(set(dates)),
+        "selections": build_selections(load_manifest(settings)) if selections else {},
+    }
 
 
-def build_marts(settings: Settings, plan: dict[str, Any], group: str | None = None,
-                publication_id: str = "set-by-the-gate") -> dict[str, Any]:
+def build_marts(
+    settings: Settings, plan: dict[str, Any], group: str | None = None, publication_id: str = "set-by-the-gate"
+) -> dict[str, Any]:
     """dbt build of one group's nodes (every node when ``group`` is None) for the planned dates."""
     storage = open_storage(settings)
     wanted = [] if plan["first_build"] else [date.fromisoformat(d) for d in plan["dates"]]
     select = " ".join(plan["selections"][group]) if group else None
-    result = build(settings, service_dates=wanted, full_refresh=plan.get("full_refresh", False), select=select,
-                   storage=storage, extra_vars={"publication_id": publication_id},
-                   indirect_selection="empty" if group else None)
+    result = build(
+        settings,
+        service_dates=wanted,
+        full_refresh=plan.get("full_refresh", False),
+        select=select,
+        storage=storage,
+        extra_vars={"publication_id": publication_id},
+        indirect_selection="empty" if group else None,
+    )
     built = [d.isoformat() for d in (wanted or staged_dates(storage))]
     counts: dict[str, int] = {}
     for r in result.results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     notable = [r for r in result.results if r["status"] not in ("success", "pass")]  # what the gate needs
-    return {"group": group or "all", "success": result.success, "warehouse": str(result.warehouse),
-            "service_dates": built, "counts": counts, "results": notable, "nodes": len(result.results)}
+    return {
+        "group": group or "all",
+        "success": result.success,
+        "warehouse": str(result.warehouse),
+        "service_dates": built,
+        "counts": counts,
+        "results": notable,
+        "nodes": len(result.results),
+    }
 
 
 def merge_builds(builds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -168,15 +210,22 @@ def merge_builds(builds: list[dict[str, Any]]) -> dict[str, Any]:
     for b in builds:
         for k, v in b["counts"].items():
             counts[k] = counts.get(k, 0) + v
-    return {"success": all(b["success"] for b in builds), "warehouse": builds[0]["warehouse"],
-            "service_dates": sorted({d for b in builds for d in b["service_dates"]}), "counts": counts,
-            "results": [r for b in builds for r in b["results"]], "groups": [b["group"] for b in builds]}
+    return {
+        "success": all(b["success"] for b in builds),
+        "warehouse": builds[0]["warehouse"],
+        "service_dates": sorted({d for b in builds for d in b["service_dates"]}),
+        "counts": counts,
+        "results": [r for b in builds for r in b["results"]],
+        "groups": [b["group"] for b in builds],
+    }
 
 
 # -- 3. audit and publish -----------------------------------------------------------------------
 
-def month_to_date_reports(settings: Settings, storage: LakeStorage, published: list[str],
-                          service_dates: list[date]) -> tuple[list[str], str | None]:
+
+def month_to_date_reports(
+    settings: Settings, storage: LakeStorage, published: list[str], service_dates: list[date]
+) -> tuple[list[str], str | None]:
     """Write the month-to-date contract reports; a failure is returned, never raised (the publication stands)."""
     from citylake.consumers.contract_report import write_month_to_date
 
@@ -187,8 +236,9 @@ def month_to_date_reports(settings: Settings, storage: LakeStorage, published: l
         return [], f"contract reports not written: {type(exc).__name__}: {exc}"
 
 
-def _audit_and_publish(settings: Settings, storage: LakeStorage, run_id: str,
-                       built: dict[str, Any]) -> tuple[GateResult, list[str], str | None]:
+def _audit_and_publish(
+    settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any]
+) -> tuple[GateResult, list[str], str | None]:
     dates = [date.fromisoformat(d) for d in built["service_dates"]]
     gate = run_gate(storage, Path(built["warehouse"]), run_id, dates, built["results"], inputs=staged_inputs(storage))
     reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
@@ -197,10 +247,16 @@ def _audit_and_publish(settings: Settings, storage: LakeStorage, run_id: str,
 
 def outcome(storage: LakeStorage, gate: GateResult, reports: list[str], report_error: str | None) -> dict[str, Any]:
     """Return what a publication did, as the DAG passes it on and notifications send it."""
-    return {"run_id": gate.run_id, "publication_id": gate.publication_id, "published": gate.published_groups,
-            "refused": gate.refused_groups, "warnings": gate.warnings,
-            "report": storage.url(gate.report_key) if gate.report_key else None,
-            "contract_reports": [storage.url(k) for k in reports], "contract_report_error": report_error}
+    return {
+        "run_id": gate.run_id,
+        "publication_id": gate.publication_id,
+        "published": gate.published_groups,
+        "refused": gate.refused_groups,
+        "warnings": gate.warnings,
+        "report": storage.url(gate.report_key) if gate.report_key else None,
+        "contract_reports": [storage.url(k) for k in reports],
+        "contract_report_error": report_error,
+    }
 
 
 def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +272,7 @@ def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) ->
 
 # -- 4. notify ----------------------------------------------------------------------------------
 
+
 def notify_outcome(settings: Settings, ingested: dict[str, Any], published: dict[str, Any]) -> list[str]:
     """Notify when a feed failed, a group was refused or a report failed; return the channels used."""
     if not ingested.get("errors") and not published.get("refused") and not published.get("contract_report_error"):
@@ -224,6 +281,7 @@ def notify_outcome(settings: Settings, ingested: dict[str, Any], published: dict
 
 
 # -- the night in one process -------------------------------------------------------------------
+
 
 @dataclass
 class NightResult:
@@ -238,12 +296,23 @@ class NightResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.gate and self.gate.all_published and self.build_ok and not self.report_error
-                    and (self.ingest is None or self.ingest.ok))
+        return bool(
+            self.gate
+            and self.gate.all_published
+            and self.build_ok
+            and not self.report_error
+            and (self.ingest is None or self.ingest.ok)
+        )
 
 
-def run_night(settings: Settings, *, service_date: date | None = None, as_of: datetime | None = None,
-              full_refresh: bool = False, skip_ingest: bool = False) -> NightResult:
+def run_night(
+    settings: Settings,
+    *,
+    service_date: date | None = None,
+    as_of: datetime | None = None,
+    full_refresh: bool = False,
+    skip_ingest: bool = False,
+) -> NightResult:
     """Run the whole night in-process, under the lake's lock; publish every group that passes."""
     storage = open_storage(settings)
     run_id = new_run_id()
@@ -263,9 +332,15 @@ def run_night(settings: Settings, *, service_date: date | None = None, as_of: da
         result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
         result.gate, result.contract_reports, result.report_error = _audit_and_publish(settings, storage, run_id, built)
         if not result.ok:
-            result.notified = notify_outcome(settings, {"errors": ingested.get("errors") or ["build with failures"]
-                                                        if not result.build_ok else ingested.get("errors")},
-                                             outcome(storage, result.gate, result.contract_reports, result.report_error))
+            result.notified = notify_outcome(
+                settings,
+                {
+                    "errors": ingested.get("errors") or ["build with failures"]
+                    if not result.build_ok
+                    else ingested.get("errors")
+                },
+                outcome(storage, result.gate, result.contract_reports, result.report_error),
+            )
     return result
 
 

@@ -47,11 +47,21 @@ def _crash_point(step: str) -> None:
 def code_version() -> str:
     """Return the git commit of the code (or the package version outside a checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parents[2])
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parents[2],
+        )
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
-                                   cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parents[2],
+            ).stdout.strip()
             return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -77,8 +87,9 @@ class GateResult:
         return not self.refused_groups
 
 
-def export_candidate(storage: LakeStorage, warehouse: Path, run_id: str, publication_id: str,
-                     marts_by_group: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+def export_candidate(
+    storage: LakeStorage, warehouse: Path, run_id: str, publication_id: str, marts_by_group: dict[str, tuple[str, ...]]
+) -> dict[str, list[str]]:
     """Write each group's marts from the warehouse to candidate/<run_id>/<group>/; return the keys."""
     con = duckdb.connect(str(warehouse), read_only=True)
     out: dict[str, list[str]] = {}
@@ -89,7 +100,11 @@ def export_candidate(storage: LakeStorage, warehouse: Path, run_id: str, publica
             for mart in marts:
                 if mart not in tables:
                     continue
-                select = f"select * replace ('{publication_id}' as publication_id) from {mart}" if mart == "mart_contract_kpis" else f"select * from {mart}"
+                select = (
+                    f"select * replace ('{publication_id}' as publication_id) from {mart}"
+                    if mart == "mart_contract_kpis"
+                    else f"select * from {mart}"
+                )
                 k = key(Zone.CANDIDATE, f"{run_id}/{group}", filename=f"{mart}.parquet")
                 with tempfile.TemporaryDirectory() as tmp:
                     local = Path(tmp) / "m.parquet"
@@ -101,9 +116,16 @@ def export_candidate(storage: LakeStorage, warehouse: Path, run_id: str, publica
     return out
 
 
-def run_gate(storage: LakeStorage, warehouse: Path, run_id: str, service_dates: list[date],
-             dbt_results: list[dict] | None = None, inputs: list[str] | None = None,
-             suites: list | None = None, manifest: dict | None = None) -> GateResult:
+def run_gate(
+    storage: LakeStorage,
+    warehouse: Path,
+    run_id: str,
+    service_dates: list[date],
+    dbt_results: list[dict] | None = None,
+    inputs: list[str] | None = None,
+    suites: list | None = None,
+    manifest: dict | None = None,
+) -> GateResult:
     """Audit the candidate and publish every group that passed; return what happened.
 
     Which mart and which dbt node belong to which group is read from dbt's manifest."""
@@ -113,15 +135,18 @@ def run_gate(storage: LakeStorage, warehouse: Path, run_id: str, service_dates: 
     exported = export_candidate(storage, warehouse, run_id, publication_id, group_marts(manifest))
     _crash_point("exported")
 
-    checks = run_suites(warehouse, suites if suites is not None else build_suites(service_dates),
-                        mart_groups(manifest))
+    checks = run_suites(warehouse, suites if suites is not None else build_suites(service_dates), mart_groups(manifest))
     affected = node_groups(manifest)
     unassigned: list[str] = []
     reasons: dict[str, list[str]] = {g: [] for g in groups}
     for r in checks.blocking_failures():
-        reasons[r.group].append(f"{r.suite}: {r.why} ({r.expectation}" + (f" on {r.column}" if r.column else "")
-                                + (f", {r.unexpected_count} unexpected" if r.unexpected_count else "")
-                                + (f", {r.error}" if r.error else "") + ")")
+        reasons[r.group].append(
+            f"{r.suite}: {r.why} ({r.expectation}"
+            + (f" on {r.column}" if r.column else "")
+            + (f", {r.unexpected_count} unexpected" if r.unexpected_count else "")
+            + (f", {r.error}" if r.error else "")
+            + ")"
+        )
     for res in dbt_results or []:
         if res["status"] in ("error", "fail", "runtime error"):
             text = f"dbt {res['status']}: {res['node']}: {(res.get('message') or '').strip()[:300]}"
@@ -140,10 +165,15 @@ def run_gate(storage: LakeStorage, warehouse: Path, run_id: str, service_dates: 
     refused = {g: r for g, r in reasons.items() if r}
     _crash_point("audited")
 
-    result = GateResult(run_id, publication_id if passed else None, passed, refused,
-                        [f"{w.suite}: {w.why} ({w.expectation}, {w.unexpected_count} unexpected)" for w in checks.warnings()]
-                        + unassigned,
-                        checks=checks)
+    result = GateResult(
+        run_id,
+        publication_id if passed else None,
+        passed,
+        refused,
+        [f"{w.suite}: {w.why} ({w.expectation}, {w.unexpected_count} unexpected)" for w in checks.warnings()]
+        + unassigned,
+        checks=checks,
+    )
     # promote: copy audited candidate files to the write-once version folder
     promoted: dict[str, list[str]] = {}
     for i, g in enumerate(passed):
@@ -162,8 +192,11 @@ def run_gate(storage: LakeStorage, warehouse: Path, run_id: str, service_dates: 
     now = datetime.now(UTC).replace(microsecond=0)
     after = {"groups": dict(before.get("groups", {})), "updated_at": now.isoformat()}
     for g in passed:
-        after["groups"][g] = {"publication_id": publication_id, "published_at": now.isoformat(),
-                              "marts": {k.rsplit("/", 1)[-1].removesuffix(".parquet"): k for k in promoted[g]}}
+        after["groups"][g] = {
+            "publication_id": publication_id,
+            "published_at": now.isoformat(),
+            "marts": {k.rsplit("/", 1)[-1].removesuffix(".parquet"): k for k in promoted[g]},
+        }
     report_key = key(Zone.REPORTS, f"quality/{run_id}", filename="index.html")
     record = {
         "publication_id": publication_id,
@@ -175,8 +208,11 @@ def run_gate(storage: LakeStorage, warehouse: Path, run_id: str, service_dates: 
         "groups_refused": refused,
         "warnings": result.warnings,
         "inputs": sorted(inputs or []),
-        "checks": {"total": len(checks.results), "failed_blocking": len(checks.blocking_failures()),
-                   "failed_warning": len(checks.warnings())},
+        "checks": {
+            "total": len(checks.results),
+            "failed_blocking": len(checks.blocking_failures()),
+            "failed_warning": len(checks.warnings()),
+        },
         "report": report_key,
         "current_after": after,
         "current_before": before,

@@ -90,9 +90,7 @@ class DemandModel:
         # Opposite direction: the busiest pattern of the same route in the other direction.
         opposite = np.full(n_pat, -1)
         for p in range(n_pat):
-            cand = np.flatnonzero(
-                (net.pattern_route == net.pattern_route[p]) & (net.pattern_dir != net.pattern_dir[p])
-            )
+            cand = np.flatnonzero((net.pattern_route == net.pattern_route[p]) & (net.pattern_dir != net.pattern_dir[p]))
             if len(cand):
                 opposite[p] = cand[np.argmax(trips_per_pattern[cand])]
 
@@ -116,15 +114,25 @@ class DemandModel:
         b = np.flatnonzero(active & (pos_i < pos_len - 1))
         pairs = []
         for chunk in np.array_split(a, max(1, len(a) // 500)):
-            d = haversine_m(lat[pos_s[chunk]][:, None], lon[pos_s[chunk]][:, None], lat[pos_s[b]][None, :], lon[pos_s[b]][None, :])
+            d = haversine_m(
+                lat[pos_s[chunk]][:, None], lon[pos_s[chunk]][:, None], lat[pos_s[b]][None, :], lon[pos_s[b]][None, :]
+            )
             ia, ib = np.nonzero(d <= params.transfer_walk_m)
             keep = net.pattern_route[pos_p[chunk[ia]]] != net.pattern_route[pos_p[b[ib]]]
             pairs.append(np.stack([chunk[ia][keep], b[ib][keep]], axis=1))
         pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
         transfers = np.stack([pos_p[pairs[:, 0]], pos_i[pairs[:, 0]], pos_p[pairs[:, 1]], pos_i[pairs[:, 1]]], axis=1)
-        before = np.array([_before_mass(net, home_w, p, j) for p, j in transfers[:, :2]]) if len(transfers) else np.zeros(0)
-        after = np.array([_after_mass(net, attr_w, p, k) for p, k in transfers[:, 2:]]) if len(transfers) else np.zeros(0)
-        transfer_weight = before * after * np.sqrt(trips_per_pattern[transfers[:, 0]] * trips_per_pattern[transfers[:, 2]]) if len(transfers) else np.zeros(0)
+        before = (
+            np.array([_before_mass(net, home_w, p, j) for p, j in transfers[:, :2]]) if len(transfers) else np.zeros(0)
+        )
+        after = (
+            np.array([_after_mass(net, attr_w, p, k) for p, k in transfers[:, 2:]]) if len(transfers) else np.zeros(0)
+        )
+        transfer_weight = (
+            before * after * np.sqrt(trips_per_pattern[transfers[:, 0]] * trips_per_pattern[transfers[:, 2]])
+            if len(transfers)
+            else np.zeros(0)
+        )
 
         # Ride starts near each stop (for midday trips from the activity place).
         c = np.flatnonzero(active & (pos_i < pos_len - 1))
@@ -133,8 +141,19 @@ class DemandModel:
         order = np.argsort(si, kind="stable")
         starts = np.stack([si[order], pos_p[c[ci[order]]], pos_i[c[ci[order]]]], axis=1)
         starts_ptr = np.searchsorted(starts[:, 0], np.arange(net.n_stops + 1))
-        return cls(net, params, pattern_weight, home_w, attr_w, opposite, near_pos, transfers,
-                   transfer_weight, starts, starts_ptr)
+        return cls(
+            net,
+            params,
+            pattern_weight,
+            home_w,
+            attr_w,
+            opposite,
+            near_pos,
+            transfers,
+            transfer_weight,
+            starts,
+            starts_ptr,
+        )
 
     # -- sampling ------------------------------------------------------------------------
     def _stops(self, p: int) -> np.ndarray:
@@ -290,7 +309,11 @@ def build_population(model: DemandModel, tiles: int, per_tile: int, seed: int) -
     n = per_tile * tiles
     tile = np.repeat(np.arange(tiles), per_tile)
     u = rng.random(n)
-    rtype = np.where(u < params.share_workers, WORKER, np.where(u < params.share_workers + params.share_students, STUDENT, OCCASIONAL))
+    rtype = np.where(
+        u < params.share_workers,
+        WORKER,
+        np.where(u < params.share_workers + params.share_students, STUDENT, OCCASIONAL),
+    )
     fare = np.zeros(n, dtype=np.int64)
     for t, mix in FARE_MIX.items():
         sel = np.flatnonzero(rtype == t)
@@ -299,7 +322,9 @@ def build_population(model: DemandModel, tiles: int, per_tile: int, seed: int) -
         if t == OCCASIONAL:
             probs = probs.copy()
             probs[names.index("Ticket papier")] = params.paper_ticket_share
-        fare[sel] = np.array([FARE_INDEX[k] for k in names])[rng.choice(len(names), size=len(sel), p=probs / probs.sum())]
+        fare[sel] = np.array([FARE_INDEX[k] for k in names])[
+            rng.choice(len(names), size=len(sel), p=probs / probs.sum())
+        ]
     fraud = rng.random(n) < params.fraud_share
     card = _unique_serials(rng, n)
     card[fraud | (fare == PAPER)] = 0
@@ -330,7 +355,12 @@ def build_population(model: DemandModel, tiles: int, per_tile: int, seed: int) -
         # the walk between the two return rides must stay a transfer
         s_end = model.stop_at(np.where(ok, q2, 0), np.where(ok, b2, 0))
         s_start = model.stop_at(np.where(ok, q1, 0), np.where(ok, a1, 0))
-        walk = haversine_m(model.net.stop_lat[s_end], model.net.stop_lon[s_end], model.net.stop_lat[s_start], model.net.stop_lon[s_start])
+        walk = haversine_m(
+            model.net.stop_lat[s_end],
+            model.net.stop_lon[s_end],
+            model.net.stop_lat[s_start],
+            model.net.stop_lon[s_start],
+        )
         ok &= walk <= params.transfer_walk_m
         rp1[t_idx] = np.where(ok, q2, -1)
         ri1[t_idx], rj1[t_idx] = a2, b2
@@ -340,12 +370,35 @@ def build_population(model: DemandModel, tiles: int, per_tile: int, seed: int) -
     depart = np.where(
         rtype == WORKER,
         rng.normal(7.9 * 3600, 70 * 60, n).clip(5 * 3600, 11 * 3600),
-        np.where(rtype == STUDENT, rng.normal(7.5 * 3600, 25 * 60, n).clip(6.25 * 3600, 9.5 * 3600), rng.uniform(9 * 3600, 16.5 * 3600, n)),
+        np.where(
+            rtype == STUDENT,
+            rng.normal(7.5 * 3600, 25 * 60, n).clip(6.25 * 3600, 9.5 * 3600),
+            rng.uniform(9 * 3600, 16.5 * 3600, n),
+        ),
     )
     stay = np.where(
         rtype == OCCASIONAL,
         rng.uniform(0.75 * 3600, 3 * 3600, n),
         rng.normal(8.5 * 3600, 80 * 60, n).clip(4 * 3600, 11 * 3600),
     )
-    return Population(tile, rtype, card, fraud, fare, p1, i1, j1, p2, k2, l2, rp1, ri1, rj1, rp2, rk2, rl2,
-                      depart.astype(np.int64), stay.astype(np.int64))
+    return Population(
+        tile,
+        rtype,
+        card,
+        fraud,
+        fare,
+        p1,
+        i1,
+        j1,
+        p2,
+        k2,
+        l2,
+        rp1,
+        ri1,
+        rj1,
+        rp2,
+        rk2,
+        rl2,
+        depart.astype(np.int64),
+        stay.astype(np.int64),
+    )

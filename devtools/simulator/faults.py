@@ -21,7 +21,8 @@ FAULT_KINDS: dict[str, str] = {
     "redelivery": "bus/ticketing: a corrected complete file of a day is delivered again later (_v2)",
     "schema_drift": "bus/ticketing: one day has a renamed column, two columns swapped and an extra column",
     "wrong_encoding": "parking/occupancy: one day's file is UTF-8 instead of Windows-1252",
-    "unparsable_rows": "bus/ticketing: ~0.2 % of rows (at least one of each kind) have an impossible date, a non-numeric amount or empty fields",
+    "unparsable_rows": "bus/ticketing: ~0.2 % of rows (at least one of each kind) have an impossible date, a "
+    "non-numeric amount or empty fields",
     "unknown_ids": "bus/ticketing: ~0.1 % of stop codes unknown; bus/avl: one trip reported by an unknown vehicle",
     "negative_counts": "bus/apc: ~0.3 % of rows have negative counts",
     "over_capacity": "parking/occupancy: one car park reports more cars than places for two hours",
@@ -68,12 +69,20 @@ class FaultPlan:
 
     def record(self, kind: str, operator: str, feed: str, day: date | None, file: str | None, detail: str) -> None:
         self.records.append(
-            {"kind": kind, "operator": operator, "feed": feed, "service_date": day.isoformat() if day else None,
-             "file": file, "detail": detail}
+            {
+                "kind": kind,
+                "operator": operator,
+                "feed": feed,
+                "service_date": day.isoformat() if day else None,
+                "file": file,
+                "detail": detail,
+            }
         )
 
 
-def plan_faults(kinds: tuple[str, ...], days: int, seed: int, vehicle_ids: list[str], facility_ids: list[str]) -> FaultPlan:
+def plan_faults(
+    kinds: tuple[str, ...], days: int, seed: int, vehicle_ids: list[str], facility_ids: list[str]
+) -> FaultPlan:
     """Decide where each fault lands (distinct days for the ticketing file faults when possible)."""
     rng = np.random.default_rng([seed, 23])
     order = list(rng.permutation(days))
@@ -97,17 +106,33 @@ def ticketing_frame_faults(plan: FaultPlan, frame: pl.DataFrame, day: date, rng:
     if plan.on("clock_skew") and plan.skew_vehicle:
         hit = frame["vehicle_id"] == plan.skew_vehicle
         frame = frame.with_columns(
-            pl.when(hit).then(pl.col("validated_at") + pl.duration(seconds=SKEW_S)).otherwise(pl.col("validated_at")).alias("validated_at")
+            pl.when(hit)
+            .then(pl.col("validated_at") + pl.duration(seconds=SKEW_S))
+            .otherwise(pl.col("validated_at"))
+            .alias("validated_at")
         )
-        plan.record("clock_skew", "bus", "ticketing", day, None, f"vehicle {plan.skew_vehicle}: {int(hit.sum())} validations +{SKEW_S} s")
+        plan.record(
+            "clock_skew",
+            "bus",
+            "ticketing",
+            day,
+            None,
+            f"vehicle {plan.skew_vehicle}: {int(hit.sum())} validations +{SKEW_S} s",
+        )
     if plan.on("unknown_ids"):
         mask = pl.Series(rng.random(frame.height) < 0.001) & frame["stop_id"].is_not_null()
-        frame = frame.with_columns(pl.when(mask).then(pl.lit(UNKNOWN_STOP)).otherwise(pl.col("stop_id")).alias("stop_id"))
-        plan.record("unknown_ids", "bus", "ticketing", day, None, f"{int(mask.sum())} validations with stop {UNKNOWN_STOP}")
+        frame = frame.with_columns(
+            pl.when(mask).then(pl.lit(UNKNOWN_STOP)).otherwise(pl.col("stop_id")).alias("stop_id")
+        )
+        plan.record(
+            "unknown_ids", "bus", "ticketing", day, None, f"{int(mask.sum())} validations with stop {UNKNOWN_STOP}"
+        )
     return frame
 
 
-def ticketing_vendor_faults(plan: FaultPlan, vendor: pl.DataFrame, day: date, day_index: int, rng: np.random.Generator) -> pl.DataFrame:
+def ticketing_vendor_faults(
+    plan: FaultPlan, vendor: pl.DataFrame, day: date, day_index: int, rng: np.random.Generator
+) -> pl.DataFrame:
     """Faults on the vendor's text rows: unparsable rows, schema drift."""
     if plan.on("unparsable_rows"):
         n = vendor.height
@@ -116,19 +141,41 @@ def ticketing_vendor_faults(plan: FaultPlan, vendor: pl.DataFrame, day: date, da
         bad_date, bad_amount, empty = (np.zeros(n, dtype=bool) for _ in range(3))
         bad_date[order[:k]], bad_amount[order[k : 2 * k]], empty[order[2 * k : 3 * k]] = True, True, True
         vendor = vendor.with_columns(
-            pl.when(pl.Series(bad_date)).then(pl.lit(f"31/02/{day.year} 25:61:00")).otherwise(pl.col("Date et heure")).alias("Date et heure"),
+            pl.when(pl.Series(bad_date))
+            .then(pl.lit(f"31/02/{day.year} 25:61:00"))
+            .otherwise(pl.col("Date et heure"))
+            .alias("Date et heure"),
             pl.when(pl.Series(bad_amount)).then(pl.lit("1,6O€")).otherwise(pl.col("Montant (€)")).alias("Montant (€)"),
             pl.when(pl.Series(empty)).then(pl.lit(None)).otherwise(pl.col("N° support")).alias("N° support"),
-            pl.when(pl.Series(empty)).then(pl.lit(None)).otherwise(pl.col("Titre de transport")).alias("Titre de transport"),
+            pl.when(pl.Series(empty))
+            .then(pl.lit(None))
+            .otherwise(pl.col("Titre de transport"))
+            .alias("Titre de transport"),
         )
-        plan.record("unparsable_rows", "bus", "ticketing", day, None,
-                    f"{int(bad_date.sum())} impossible dates, {int(bad_amount.sum())} bad amounts, {int(empty.sum())} rows with empty required fields")
+        plan.record(
+            "unparsable_rows",
+            "bus",
+            "ticketing",
+            day,
+            None,
+            f"{int(bad_date.sum())} impossible dates, {int(bad_amount.sum())} bad amounts, {int(empty.sum())} rows "
+            "with empty required fields",
+        )
     if plan.on("schema_drift", day_index):
         cols = vendor.columns
         i, j = cols.index("Ligne"), cols.index("Sens")
         cols[i], cols[j] = cols[j], cols[i]
-        vendor = vendor.select(cols).rename({"Code arrêt": "Code_Arret"}).with_columns(pl.lit("1").alias("Zone tarifaire"))
-        plan.record("schema_drift", "bus", "ticketing", day, None, "'Code arrêt' renamed 'Code_Arret', 'Ligne'/'Sens' swapped, extra 'Zone tarifaire'")
+        vendor = (
+            vendor.select(cols).rename({"Code arrêt": "Code_Arret"}).with_columns(pl.lit("1").alias("Zone tarifaire"))
+        )
+        plan.record(
+            "schema_drift",
+            "bus",
+            "ticketing",
+            day,
+            None,
+            "'Code arrêt' renamed 'Code_Arret', 'Ligne'/'Sens' swapped, extra 'Zone tarifaire'",
+        )
     return vendor
 
 
@@ -143,15 +190,24 @@ def truncate(data: bytes) -> bytes:
 def avl_faults(plan: FaultPlan, frame: pl.DataFrame, day: date) -> pl.DataFrame:
     if plan.on("unknown_ids") and frame.height:
         trip = frame["trip_id"][frame.height // 2]
-        frame = frame.with_columns(pl.when(pl.col("trip_id") == trip).then(pl.lit(UNKNOWN_VEHICLE)).otherwise(pl.col("vehicle_id")).alias("vehicle_id"))
-        plan.record("unknown_ids", "bus", "avl", day, None, f"trip {trip} reported by unknown vehicle {UNKNOWN_VEHICLE}")
+        frame = frame.with_columns(
+            pl.when(pl.col("trip_id") == trip)
+            .then(pl.lit(UNKNOWN_VEHICLE))
+            .otherwise(pl.col("vehicle_id"))
+            .alias("vehicle_id")
+        )
+        plan.record(
+            "unknown_ids", "bus", "avl", day, None, f"trip {trip} reported by unknown vehicle {UNKNOWN_VEHICLE}"
+        )
     return frame
 
 
 def apc_faults(plan: FaultPlan, frame: pl.DataFrame, day: date, rng: np.random.Generator) -> pl.DataFrame:
     if plan.on("negative_counts") and frame.height:
         mask = pl.Series(rng.random(frame.height) < 0.003)
-        frame = frame.with_columns(pl.when(mask).then(-pl.col("boardings") - 1).otherwise(pl.col("boardings")).alias("boardings"))
+        frame = frame.with_columns(
+            pl.when(mask).then(-pl.col("boardings") - 1).otherwise(pl.col("boardings")).alias("boardings")
+        )
         plan.record("negative_counts", "bus", "apc", day, None, f"{int(mask.sum())} rows with negative boardings")
     return frame
 
@@ -161,16 +217,29 @@ def parking_faults(plan: FaultPlan, frame: pl.DataFrame, day: date, day_index: i
     local_h = pl.col("observed_at").dt.convert_time_zone(tz).dt.hour()
     if plan.on("stuck_sensor", day_index) and fid:
         window = (pl.col("facility_id") == fid) & (local_h >= 9) & (local_h < 15)
-        first = frame.filter((pl.col("facility_id") == fid) & (pl.col("observed_at").dt.convert_time_zone(tz).dt.hour() == 9))["occupied"]
+        first = frame.filter(
+            (pl.col("facility_id") == fid) & (pl.col("observed_at").dt.convert_time_zone(tz).dt.hour() == 9)
+        )["occupied"]
         if first.len():
             frame = frame.with_columns(
                 pl.when(window).then(pl.lit(int(first[0]))).otherwise(pl.col("occupied")).alias("occupied"),
                 pl.when(window).then(0).otherwise(pl.col("entries")).alias("entries"),
                 pl.when(window).then(0).otherwise(pl.col("exits")).alias("exits"),
             )
-            plan.record("stuck_sensor", "parking", "occupancy", day, None, f"{fid}: reading stuck at {int(first[0])} from 09:00 to 15:00")
+            plan.record(
+                "stuck_sensor",
+                "parking",
+                "occupancy",
+                day,
+                None,
+                f"{fid}: reading stuck at {int(first[0])} from 09:00 to 15:00",
+            )
     if plan.on("over_capacity", day_index) and fid:
         window = (pl.col("facility_id") == fid) & (local_h >= 16) & (local_h < 18)
-        frame = frame.with_columns(pl.when(window).then(pl.col("capacity") + 25).otherwise(pl.col("occupied")).alias("occupied"))
-        plan.record("over_capacity", "parking", "occupancy", day, None, f"{fid}: occupied = capacity + 25 from 16:00 to 18:00")
+        frame = frame.with_columns(
+            pl.when(window).then(pl.col("capacity") + 25).otherwise(pl.col("occupied")).alias("occupied")
+        )
+        plan.record(
+            "over_capacity", "parking", "occupancy", day, None, f"{fid}: occupied = capacity + 25 from 16:00 to 18:00"
+        )
     return frame

@@ -157,7 +157,11 @@ def _next_due_km(rng, last_km: np.ndarray, params: Params) -> np.ndarray:
     """When the next preventive job will actually happen: mostly within tolerance, some late."""
     tol = params.preventive_tolerance
     late = rng.random(len(last_km)) < params.preventive_late_share
-    factor = np.where(late, rng.uniform(1 + tol * 1.2, 1 + tol * 2.5, len(last_km)), rng.uniform(1 - tol * 0.8, 1 + tol * 0.8, len(last_km)))
+    factor = np.where(
+        late,
+        rng.uniform(1 + tol * 1.2, 1 + tol * 2.5, len(last_km)),
+        rng.uniform(1 - tol * 0.8, 1 + tol * 0.8, len(last_km)),
+    )
     return last_km + params.preventive_interval_km * factor
 
 
@@ -167,15 +171,26 @@ def _next_due_day(rng, last_day: np.ndarray, params: Params) -> np.ndarray:
     return last_day + params.inspection_interval_days + offset
 
 
-def end_of_day(fleet: Fleet, day: date, km: np.ndarray, params: Params, rng: np.random.Generator, tz: str) -> list[WorkOrder]:
+def end_of_day(
+    fleet: Fleet, day: date, km: np.ndarray, params: Params, rng: np.random.Generator, tz: str
+) -> list[WorkOrder]:
     """Add the day's km, open the night's work orders; return the orders opened."""
     fleet.odometer += km
     base = service_day_start(day, tz)
     opened: list[WorkOrder] = []
     free = fleet.immobilised_until <= (base + timedelta(hours=20)).timestamp()
 
-    def order(v: int, kind: str, component: str, at: datetime, hours: float, due_km=None, due_date=None,
-              labour=(1.0, 4.0), parts=(50.0, 400.0)) -> None:
+    def order(
+        v: int,
+        kind: str,
+        component: str,
+        at: datetime,
+        hours: float,
+        due_km=None,
+        due_date=None,
+        labour=(1.0, 4.0),
+        parts=(50.0, 400.0),
+    ) -> None:
         at = at.replace(microsecond=0)
         closed = (at + timedelta(hours=hours)).replace(microsecond=0)
         wo = WorkOrder(
@@ -207,16 +222,32 @@ def end_of_day(fleet: Fleet, day: date, km: np.ndarray, params: Params, rng: np.
     for v in np.flatnonzero(free & (fleet.odometer >= fleet.next_pm_km)):
         due = float(fleet.last_pm_km[v] + params.preventive_interval_km)
         at = base + timedelta(hours=float(rng.uniform(20.5, 23)))
-        order(int(v), "Préventif", "Entretien périodique", at, float(rng.uniform(8, 18)), due_km=round(due, 1),
-              labour=(3, 8), parts=(150, 900))
+        order(
+            int(v),
+            "Préventif",
+            "Entretien périodique",
+            at,
+            float(rng.uniform(8, 18)),
+            due_km=round(due, 1),
+            labour=(3, 8),
+            parts=(150, 900),
+        )
         fleet.last_pm_km[v] = fleet.odometer[v]
         fleet.next_pm_km[v] = _next_due_km(rng, fleet.last_pm_km[v : v + 1], params)[0]
     today = day.toordinal()
     for v in np.flatnonzero(free & (fleet.next_insp <= today)):
         due_day = date.fromordinal(int(fleet.last_insp[v] + params.inspection_interval_days))
         at = base + timedelta(hours=float(rng.uniform(20.5, 23)))
-        order(int(v), "Contrôle réglementaire", "Contrôle technique", at, float(rng.uniform(6, 14)),
-              due_date=due_day, labour=(2, 5), parts=(0, 120))
+        order(
+            int(v),
+            "Contrôle réglementaire",
+            "Contrôle technique",
+            at,
+            float(rng.uniform(6, 14)),
+            due_date=due_day,
+            labour=(2, 5),
+            parts=(0, 120),
+        )
         fleet.last_insp[v] = today
         fleet.next_insp[v] = _next_due_day(rng, fleet.last_insp[v : v + 1], params)[0]
     return opened

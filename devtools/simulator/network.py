@@ -184,7 +184,9 @@ def load_network(path: Path | str) -> BaseNetwork:
                 pl.col("route_short_name") if "route_short_name" in routes_raw.columns else pl.lit(None),
                 pl.col("route_id"),
             ).alias("short_name"),
-            (pl.col("route_long_name") if "route_long_name" in routes_raw.columns else pl.lit("")).fill_null("").alias("long_name"),
+            (pl.col("route_long_name") if "route_long_name" in routes_raw.columns else pl.lit(""))
+            .fill_null("")
+            .alias("long_name"),
             pl.col("route_type").cast(pl.Int32, strict=False).fill_null(3).alias("route_type"),
         )
         .sort("route_id")
@@ -205,9 +207,11 @@ def load_network(path: Path | str) -> BaseNetwork:
         .join(trips.select("trip_id"), on="trip_id", how="semi")
         .sort("trip_id", "seq")
     )
-    per_trip = st.group_by("trip_id", maintain_order=True).agg(
-        pl.col("stop_idx").cast(pl.Utf8).str.join("-").alias("pattern_key"), pl.len().alias("n")
-    ).filter(pl.col("n") >= 2)
+    per_trip = (
+        st.group_by("trip_id", maintain_order=True)
+        .agg(pl.col("stop_idx").cast(pl.Utf8).str.join("-").alias("pattern_key"), pl.len().alias("n"))
+        .filter(pl.col("n") >= 2)
+    )
     st = st.join(per_trip.select("trip_id"), on="trip_id", how="semi")
     trips = (
         trips.join(per_trip, on="trip_id", how="inner")
@@ -269,7 +273,9 @@ def load_network(path: Path | str) -> BaseNetwork:
     return network
 
 
-def _spread_untimed(arr: np.ndarray, dep: np.ndarray, km: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _spread_untimed(
+    arr: np.ndarray, dep: np.ndarray, km: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Return arrival/departure times where runs of identical times are interpolated by distance."""
     arr = arr.astype(float)
     dep = np.maximum(dep, arr).astype(float)
@@ -279,9 +285,7 @@ def _spread_untimed(arr: np.ndarray, dep: np.ndarray, km: np.ndarray, counts: np
     last = (frame["trip"] != frame["trip"].shift(-1)).fill_null(True)
     frame = frame.with_columns(
         pl.when(repeated & ~last).then(None).otherwise(pl.col("arr")).alias("arr_t"),
-    ).with_columns(
-        pl.col("arr_t").interpolate_by("km").over("trip").alias("arr_i")
-    )
+    ).with_columns(pl.col("arr_t").interpolate_by("km").over("trip").alias("arr_i"))
     new_arr = frame["arr_i"].fill_null(frame["arr"]).round().to_numpy()
     new_dep = np.where(repeated.to_numpy() & ~last.to_numpy(), new_arr, np.maximum(dep, new_arr))
     return new_arr.astype(np.int64), new_dep.astype(np.int64)

@@ -72,7 +72,9 @@ def reading_instants(day: date, tz: str, step_min: int) -> list[datetime]:
     return [start + timedelta(minutes=step_min * i) for i in range(n)]
 
 
-def occupancy_day(parks: pl.DataFrame, info: DayInfo, tz: str, params: Params, rng: np.random.Generator) -> pl.DataFrame:
+def occupancy_day(
+    parks: pl.DataFrame, info: DayInfo, tz: str, params: Params, rng: np.random.Generator
+) -> pl.DataFrame:
     """Return the true occupancy of every car park at every reading of the day."""
     instants = reading_instants(info.day, tz, params.parking_step_min)
     zone = ZoneInfo(tz)
@@ -98,7 +100,11 @@ def occupancy_day(parks: pl.DataFrame, info: DayInfo, tz: str, params: Params, r
             f = f + 0.75 * _window(h, 19.5, 23.3, 0.25)
         occupied = np.round(cap * np.clip(f, 0, 1)).astype(np.int64)
         delta = np.diff(occupied, prepend=occupied[0])
-        busy = np.where((h >= 7) & (h < 20), 0.10, 0.01) if row["kind"] == CENTRE else np.where((h >= 6) & (h < 20), 0.02, 0.003)
+        busy = (
+            np.where((h >= 7) & (h < 20), 0.10, 0.01)
+            if row["kind"] == CENTRE
+            else np.where((h >= 6) & (h < 20), 0.02, 0.003)
+        )
         churn = rng.poisson(cap * busy * step_h)
         out.append(
             pl.DataFrame(

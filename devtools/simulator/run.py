@@ -61,7 +61,11 @@ class SimulationConfig:
 
 def _instants(base: datetime, secs: np.ndarray) -> pl.Series:
     epoch = int(base.timestamp())
-    return pl.from_epoch(pl.Series(np.asarray(secs, dtype=np.int64) + epoch), time_unit="s").dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+    return (
+        pl.from_epoch(pl.Series(np.asarray(secs, dtype=np.int64) + epoch), time_unit="s")
+        .dt.replace_time_zone("UTC")
+        .dt.cast_time_unit("us")
+    )
 
 
 def _local(day: date, hour: float, tz: str) -> datetime:
@@ -101,7 +105,9 @@ class Simulation:
         self.parks = build_car_parks(self.net, self.tiles, cfg.insee, cfg.seed)
         self.ids = deliveries.Ids(self.net)
         vehicles = self.fleet.register.filter(pl.col("tile") == 0)["vehicle_id"].to_list()
-        self.plan = faults.plan_faults(cfg.faults, cfg.days, cfg.seed, vehicles, self.parks["facility_id"].to_list()[:5])
+        self.plan = faults.plan_faults(
+            cfg.faults, cfg.days, cfg.seed, vehicles, self.parks["facility_id"].to_list()[:5]
+        )
         self.blocks: dict = {}
         self.summary: dict = {"days": []}
 
@@ -114,8 +120,17 @@ class Simulation:
     def _deliver(self, operator: str, feed: str, name: str, data: bytes, at: datetime) -> Path:
         return deliveries.deliver(self.cfg.out / operator / feed / name, data, at)
 
-    def _deliver_frame(self, operator: str, feed: str, day: date, frame: pl.DataFrame, at: datetime,
-                       vendor_hook=None, day_index: int = 0, encoding: str | None = None) -> tuple[str, bytes]:
+    def _deliver_frame(
+        self,
+        operator: str,
+        feed: str,
+        day: date,
+        frame: pl.DataFrame,
+        at: datetime,
+        vendor_hook=None,
+        day_index: int = 0,
+        encoding: str | None = None,
+    ) -> tuple[str, bytes]:
         c = contract(operator, feed)
         vendor = deliveries.vendor_frame(c, frame, self.cfg.tz)
         if vendor_hook:
@@ -180,10 +195,19 @@ class Simulation:
         parks = self.parks.with_columns(
             pl.lit(cfg.insee).alias("insee"),
             pl.lit(None, pl.Utf8).alias("address"),
-            pl.when(pl.col("kind") == "parc-relais").then(pl.lit("abonnés")).otherwise(pl.lit("tous")).alias("user_type"),
-            pl.when(pl.col("kind") == "parc-relais").then(pl.col("capacity")).otherwise(None).alias("park_and_ride_places"),
+            pl.when(pl.col("kind") == "parc-relais")
+            .then(pl.lit("abonnés"))
+            .otherwise(pl.lit("tous"))
+            .alias("user_type"),
+            pl.when(pl.col("kind") == "parc-relais")
+            .then(pl.col("capacity"))
+            .otherwise(None)
+            .alias("park_and_ride_places"),
             pl.lit("00000000000000").alias("operator_siret"),
-            pl.when(pl.col("kind") == "parc-relais").then(pl.lit("enclos_en_surface")).otherwise(pl.lit("ouvrage")).alias("structure_type"),
+            pl.when(pl.col("kind") == "parc-relais")
+            .then(pl.lit("enclos_en_surface"))
+            .otherwise(pl.lit("ouvrage"))
+            .alias("structure_type"),
         )
         self._deliver_frame("parking", "facilities", cfg.start, parks, at)
         _write_truth(cfg.out, "vehicles", None, self.fleet.register)
@@ -214,7 +238,11 @@ class Simulation:
         ok = st.status == 1
         rider = st.rider
         pass_holder = transit.is_pass(self.pop.fare[rider])
-        validates = ok & ~self.pop.fraud[rider] & ((st.leg == 0) | ~pass_holder | (rng.random(len(rider)) >= p.transfer_non_validation))
+        validates = (
+            ok
+            & ~self.pop.fraud[rider]
+            & ((st.leg == 0) | ~pass_holder | (rng.random(len(rider)) >= p.transfer_non_validation))
+        )
         v = np.flatnonzero(validates)
         brow = st.board_row[v]
         vtime = svc.arr[brow] + (rng.random(len(v)) * np.maximum(svc.dep[brow] - svc.arr[brow], 5)).astype(np.int64)
@@ -246,13 +274,17 @@ class Simulation:
                 "direction": np.where(direction[trip] == 0, "Aller", "Retour"),
                 "stop_id": stop_ids,
                 "vehicle_id": trip_vehicle[trip].astype(str),
-                "validator_id": pl.Series(trip_vehicle[trip].astype(str)) + "-V" + pl.Series(rng.integers(1, 3, len(v))).cast(pl.Utf8),
+                "validator_id": pl.Series(trip_vehicle[trip].astype(str))
+                + "-V"
+                + pl.Series(rng.integers(1, 3, len(v))).cast(pl.Utf8),
                 "amount_eur": amount,
             }
         ).with_columns(pl.when(drop_stop).then(None).otherwise(pl.col("stop_id")).alias("stop_id"))
         dup = pl.Series(rng.random(ticketing.height) < p.double_validation_share)
         doubles = ticketing.filter(dup).with_columns(
-            (pl.col("validated_at") + pl.duration(seconds=pl.Series(rng.integers(2, 20, int(dup.sum()))))).alias("validated_at")
+            (pl.col("validated_at") + pl.duration(seconds=pl.Series(rng.integers(2, 20, int(dup.sum()))))).alias(
+                "validated_at"
+            )
         )
         ticketing = pl.concat([ticketing, doubles]).sort("validated_at", "vehicle_id", maintain_order=True)
         ticketing = faults.ticketing_frame_faults(plan, ticketing, day, rng)
@@ -300,9 +332,13 @@ class Simulation:
                 "vehicle_id": tf["vehicle_id"],
                 "scheduled_start_at": _instants(base, tf["scheduled_start_s"].to_numpy()),
                 "scheduled_end_at": _instants(base, tf["scheduled_end_s"].to_numpy()),
-                "trip_status": np.where(tf["is_cancelled"], "NON_REALISEE", np.where(tf["is_detoured"], "DEVIEE", "REALISEE")),
+                "trip_status": np.where(
+                    tf["is_cancelled"], "NON_REALISEE", np.where(tf["is_detoured"], "DEVIEE", "REALISEE")
+                ),
                 "cancel_cause": tf["cancel_cause"],
-                "cancel_cause_class": tf["cancel_cause"].replace_strict(transit.CAUSE_CLASS, default=None, return_dtype=pl.Utf8),
+                "cancel_cause_class": tf["cancel_cause"].replace_strict(
+                    transit.CAUSE_CLASS, default=None, return_dtype=pl.Utf8
+                ),
                 "scheduled_km": tf["scheduled_km"],
             }
         )
@@ -336,58 +372,81 @@ class Simulation:
 
         # -- truth -------------------------------------------------------------------------
         capacity = np.where(svc.trip_vehicle >= 0, fleet.capacity[np.maximum(svc.trip_vehicle, 0)], 0)
-        _write_truth(cfg.out, "stop_visits", day, pl.DataFrame({
-            "service_date": pl.Series([day] * svc.n_rows, dtype=pl.Date),
-            "trip_id": trip_ids.gather(trip_of_row),
-            "route_id": ids.route(net.trip_route[svc.trip_base[trip_of_row]], svc.trip_tile[trip_of_row]),
-            "route_short_name": route_names.gather(trip_of_row),
-            "direction_id": direction[trip_of_row],
-            "stop_id": stop_all,
-            "stop_sequence": net.st_seq[svc.row_base],
-            "vehicle_id": transit.nullable_text(veh_ids[np.maximum(svc.trip_vehicle, 0)][trip_of_row], svc.trip_vehicle[trip_of_row] < 0),
-            "is_served": svc.served,
-            "scheduled_departure_at": _instants(base, svc.sched_dep),
-            "actual_arrival_at": _instants(base, svc.arr),
-            "actual_departure_at": _instants(base, svc.dep),
-            "boardings": boardings,
-            "alightings": alightings,
-            "load": load,
-            "validated_boardings": validated_per_row,
-            "capacity": capacity[trip_of_row],
-        }))
+        _write_truth(
+            cfg.out,
+            "stop_visits",
+            day,
+            pl.DataFrame(
+                {
+                    "service_date": pl.Series([day] * svc.n_rows, dtype=pl.Date),
+                    "trip_id": trip_ids.gather(trip_of_row),
+                    "route_id": ids.route(net.trip_route[svc.trip_base[trip_of_row]], svc.trip_tile[trip_of_row]),
+                    "route_short_name": route_names.gather(trip_of_row),
+                    "direction_id": direction[trip_of_row],
+                    "stop_id": stop_all,
+                    "stop_sequence": net.st_seq[svc.row_base],
+                    "vehicle_id": transit.nullable_text(
+                        veh_ids[np.maximum(svc.trip_vehicle, 0)][trip_of_row], svc.trip_vehicle[trip_of_row] < 0
+                    ),
+                    "is_served": svc.served,
+                    "scheduled_departure_at": _instants(base, svc.sched_dep),
+                    "actual_arrival_at": _instants(base, svc.arr),
+                    "actual_departure_at": _instants(base, svc.dep),
+                    "boardings": boardings,
+                    "alightings": alightings,
+                    "load": load,
+                    "validated_boardings": validated_per_row,
+                    "capacity": capacity[trip_of_row],
+                }
+            ),
+        )
         _write_truth(cfg.out, "trips", day, tf.with_columns(pl.lit(day).alias("service_date")))
         s = np.flatnonzero(ok)
         srow_b, srow_a = st.board_row[s], st.alight_row[s]
         card = self.pop.card[rider[s]]
-        _write_truth(cfg.out, "stages", day, pl.DataFrame({
-            "service_date": pl.Series([day] * len(s), dtype=pl.Date),
-            "rider_id": rider[s],
-            "card_serial": pl.Series(card).cast(pl.Utf8).replace("0", None),
-            "is_fraud": self.pop.fraud[rider[s]],
-            "fare_product": np.array([f[0] for f in FARES], dtype=object)[self.pop.fare[rider[s]]],
-            "journey_no": st.journey[s],
-            "leg": st.leg[s],
-            "trip_id": trip_ids.gather(trip_of_row[srow_b]),
-            "board_stop_id": stop_all.gather(srow_b),
-            "board_stop_sequence": net.st_seq[svc.row_base[srow_b]],
-            "boarded_at": _instants(base, svc.dep[srow_b]),
-            "alight_stop_id": stop_all.gather(srow_a),
-            "alight_stop_sequence": net.st_seq[svc.row_base[srow_a]],
-            "alighted_at": _instants(base, svc.arr[srow_a]),
-            "is_validated": validates[s],
-        }))
+        _write_truth(
+            cfg.out,
+            "stages",
+            day,
+            pl.DataFrame(
+                {
+                    "service_date": pl.Series([day] * len(s), dtype=pl.Date),
+                    "rider_id": rider[s],
+                    "card_serial": pl.Series(card).cast(pl.Utf8).replace("0", None),
+                    "is_fraud": self.pop.fraud[rider[s]],
+                    "fare_product": np.array([f[0] for f in FARES], dtype=object)[self.pop.fare[rider[s]]],
+                    "journey_no": st.journey[s],
+                    "leg": st.leg[s],
+                    "trip_id": trip_ids.gather(trip_of_row[srow_b]),
+                    "board_stop_id": stop_all.gather(srow_b),
+                    "board_stop_sequence": net.st_seq[svc.row_base[srow_b]],
+                    "boarded_at": _instants(base, svc.dep[srow_b]),
+                    "alight_stop_id": stop_all.gather(srow_a),
+                    "alight_stop_sequence": net.st_seq[svc.row_base[srow_a]],
+                    "alighted_at": _instants(base, svc.arr[srow_a]),
+                    "is_validated": validates[s],
+                }
+            ),
+        )
         peak = base + timedelta(seconds=p.peak_check_s)
-        active_at_peak = (svc.sched_dep[svc.trip_start] <= p.peak_check_s) & (svc.sched_arr[svc.trip_start + svc.trip_count - 1] >= p.peak_check_s)
+        active_at_peak = (svc.sched_dep[svc.trip_start] <= p.peak_check_s) & (
+            svc.sched_arr[svc.trip_start + svc.trip_count - 1] >= p.peak_check_s
+        )
         required = np.zeros(self.tiles, dtype=np.int64)
         for k in range(self.tiles):
             required[k] = len(np.unique(svc.trip_block[active_at_peak & (svc.trip_tile == k)]))
-        _write_truth(cfg.out, "vehicle_days", day, fleet.register.select("vehicle_id", "tile", "vehicle_class").with_columns(
-            pl.lit(day).alias("service_date"),
-            pl.Series("is_available_for_service", available),
-            pl.Series("is_immobilised_at_peak", fleet.immobilised_at(peak)),
-            pl.Series("km", svc.vehicle_km.round(1)),
-            pl.Series("vehicles_required_at_peak", required[fleet.tile]),
-        ))
+        _write_truth(
+            cfg.out,
+            "vehicle_days",
+            day,
+            fleet.register.select("vehicle_id", "tile", "vehicle_class").with_columns(
+                pl.lit(day).alias("service_date"),
+                pl.Series("is_available_for_service", available),
+                pl.Series("is_immobilised_at_peak", fleet.immobilised_at(peak)),
+                pl.Series("km", svc.vehicle_km.round(1)),
+                pl.Series("vehicles_required_at_peak", required[fleet.tile]),
+            ),
+        )
         bar.update(1)
 
         # -- maintenance -------------------------------------------------------------------
@@ -398,30 +457,38 @@ class Simulation:
         # -- parking -----------------------------------------------------------------------
         occ = occupancy_day(self.parks, info, cfg.tz, p, rng)
         _write_truth(cfg.out, "parking_occupancy", day, occ)
-        delivered = faults.parking_faults(plan, occ, day, index, cfg.tz).join(
-            self.parks.select("facility_id", "facility_name"), on="facility_id"
-        ).with_columns(
-            (pl.col("capacity") - pl.col("occupied")).alias("free"),
-            (pl.col("occupied") / pl.col("capacity") * 100).alias("occupancy_rate_pct"),
+        delivered = (
+            faults.parking_faults(plan, occ, day, index, cfg.tz)
+            .join(self.parks.select("facility_id", "facility_name"), on="facility_id")
+            .with_columns(
+                (pl.col("capacity") - pl.col("occupied")).alias("free"),
+                (pl.col("occupied") / pl.col("capacity") * 100).alias("occupancy_rate_pct"),
+            )
         )
         encoding = "utf-8" if plan.on("wrong_encoding", index) else None
-        name, _ = self._deliver_frame("parking", "occupancy", day, delivered, night - timedelta(minutes=50), encoding=encoding)
+        name, _ = self._deliver_frame(
+            "parking", "occupancy", day, delivered, night - timedelta(minutes=50), encoding=encoding
+        )
         if encoding:
-            plan.record("wrong_encoding", "parking", "occupancy", day, name, "written in UTF-8, contract says Windows-1252")
+            plan.record(
+                "wrong_encoding", "parking", "occupancy", day, name, "written in UTF-8, contract says Windows-1252"
+            )
         bar.update(1)
 
-        self.summary["days"].append({
-            "service_date": day.isoformat(),
-            "day_type": info.label,
-            "public_holiday": info.public_holiday_name,
-            "trips_scheduled": len(svc.trip_base),
-            "trips_cancelled": int((svc.trip_cancel >= 0).sum()),
-            "validations": ticketing.height,
-            "boardings": int(boardings.sum()),
-            "stop_visits": len(rows),
-            "apc_rows": len(arows),
-            **counters,
-        })
+        self.summary["days"].append(
+            {
+                "service_date": day.isoformat(),
+                "day_type": info.label,
+                "public_holiday": info.public_holiday_name,
+                "trips_scheduled": len(svc.trip_base),
+                "trips_cancelled": int((svc.trip_cancel >= 0).sum()),
+                "validations": ticketing.height,
+                "boardings": int(boardings.sum()),
+                "stop_visits": len(rows),
+                "apc_rows": len(arows),
+                **counters,
+            }
+        )
 
     def _ticketing_delivery(self, index: int, day: date, frame: pl.DataFrame, night: datetime, rng) -> None:
         plan, cfg = self.plan, self.cfg
@@ -443,7 +510,14 @@ class Simulation:
             v2 = name.replace(".csv", "_v2.csv")
             at = _local(day + timedelta(days=2), 9, cfg.tz)
             self._deliver("bus", "ticketing", v2, data, at)
-            plan.record("redelivery", "bus", "ticketing", day, v2, f"corrected complete file, supersedes {name}, delivered {at.isoformat()}")
+            plan.record(
+                "redelivery",
+                "bus",
+                "ticketing",
+                day,
+                v2,
+                f"corrected complete file, supersedes {name}, delivered {at.isoformat()}",
+            )
 
     def _maintenance_delivery(self, day: date, night: datetime) -> None:
         cfg = self.cfg
@@ -457,26 +531,37 @@ class Simulation:
             if opened_day != day and closed_day != day:
                 continue
             closed = wo.closed_at <= end
-            rows.append({
-                "work_order_id": wo.ot_id,
-                "vehicle_id": veh[wo.vehicle],
-                "work_order_type": wo.kind,
-                "component": wo.component,
-                "opened_at": wo.opened_at.astimezone(UTC),
-                "closed_at": wo.closed_at.astimezone(UTC) if closed else None,
-                "odometer_km": wo.odometer_km,
-                "due_km": wo.due_km,
-                "due_date": wo.due_date,
-                "labour_hours": wo.labour_hours,
-                "parts_cost_eur": wo.parts_cost,
-                "is_immobilising": wo.immobilising,
-                "status": "Clôturé" if closed else "En cours",
-            })
+            rows.append(
+                {
+                    "work_order_id": wo.ot_id,
+                    "vehicle_id": veh[wo.vehicle],
+                    "work_order_type": wo.kind,
+                    "component": wo.component,
+                    "opened_at": wo.opened_at.astimezone(UTC),
+                    "closed_at": wo.closed_at.astimezone(UTC) if closed else None,
+                    "odometer_km": wo.odometer_km,
+                    "due_km": wo.due_km,
+                    "due_date": wo.due_date,
+                    "labour_hours": wo.labour_hours,
+                    "parts_cost_eur": wo.parts_cost,
+                    "is_immobilising": wo.immobilising,
+                    "status": "Clôturé" if closed else "En cours",
+                }
+            )
         schema = {
-            "work_order_id": pl.Utf8, "vehicle_id": pl.Utf8, "work_order_type": pl.Utf8, "component": pl.Utf8,
-            "opened_at": pl.Datetime("us", "UTC"), "closed_at": pl.Datetime("us", "UTC"),
-            "odometer_km": pl.Float64, "due_km": pl.Float64, "due_date": pl.Date, "labour_hours": pl.Float64,
-            "parts_cost_eur": pl.Float64, "is_immobilising": pl.Boolean, "status": pl.Utf8,
+            "work_order_id": pl.Utf8,
+            "vehicle_id": pl.Utf8,
+            "work_order_type": pl.Utf8,
+            "component": pl.Utf8,
+            "opened_at": pl.Datetime("us", "UTC"),
+            "closed_at": pl.Datetime("us", "UTC"),
+            "odometer_km": pl.Float64,
+            "due_km": pl.Float64,
+            "due_date": pl.Date,
+            "labour_hours": pl.Float64,
+            "parts_cost_eur": pl.Float64,
+            "is_immobilising": pl.Boolean,
+            "status": pl.Utf8,
         }
         frame = pl.DataFrame(rows, schema=schema)
         self._deliver_frame("bus", "maintenance", day, frame, night + timedelta(minutes=30))

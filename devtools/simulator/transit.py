@@ -60,8 +60,17 @@ class DayService:
         return len(self.row_trip)
 
 
-def run_service(net: BaseNetwork, fleet: Fleet, info: DayInfo, template, tiles: int, params: Params,
-                rng: np.random.Generator, tz: str, block_cache: dict) -> DayService:
+def run_service(
+    net: BaseNetwork,
+    fleet: Fleet,
+    info: DayInfo,
+    template,
+    tiles: int,
+    params: Params,
+    rng: np.random.Generator,
+    tz: str,
+    block_cache: dict,
+) -> DayService:
     """Return the day's service: vehicles on blocks, cancellations, detours, actual times."""
     bt = net.trips_on_template(template)
     if template not in block_cache:
@@ -146,11 +155,27 @@ def run_service(net: BaseNetwork, fleet: Fleet, info: DayInfo, template, tiles: 
     odometer = base_odo[row_trip] + 3.0 + km_before[row_trip] + net.st_km[row_base]
 
     return DayService(
-        day=info.day, info=info, trip_base=trip_base, trip_tile=trip_tile, trip_block=trip_block,
-        trip_pattern=net.trip_pattern[trip_base] + trip_tile * n_pat, trip_start=starts, trip_count=counts,
-        trip_vehicle=trip_vehicle, trip_cancel=trip_cancel, trip_detoured=detoured, row_trip=row_trip,
-        row_pos=row_pos, row_base=row_base, served=served, sched_arr=sched_arr, sched_dep=sched_dep,
-        arr=arr, dep=dep, odometer=odometer.round(1), vehicle_km=vehicle_km,
+        day=info.day,
+        info=info,
+        trip_base=trip_base,
+        trip_tile=trip_tile,
+        trip_block=trip_block,
+        trip_pattern=net.trip_pattern[trip_base] + trip_tile * n_pat,
+        trip_start=starts,
+        trip_count=counts,
+        trip_vehicle=trip_vehicle,
+        trip_cancel=trip_cancel,
+        trip_detoured=detoured,
+        row_trip=row_trip,
+        row_pos=row_pos,
+        row_base=row_base,
+        served=served,
+        sched_arr=sched_arr,
+        sched_dep=sched_dep,
+        arr=arr,
+        dep=dep,
+        odometer=odometer.round(1),
+        vehicle_km=vehicle_km,
     )
 
 
@@ -174,8 +199,9 @@ class Stages:
     prev: np.ndarray
 
 
-def plan_stages(model: DemandModel, pop: Population, svc: DayService, params: Params,
-                rng: np.random.Generator) -> Stages:
+def plan_stages(
+    model: DemandModel, pop: Population, svc: DayService, params: Params, rng: np.random.Generator
+) -> Stages:
     """Return the stages of everyone travelling today, in (rider, slot) order."""
     info = svc.info
     label = info.label
@@ -207,9 +233,19 @@ def plan_stages(model: DemandModel, pop: Population, svc: DayService, params: Pa
 
     def add(mask, slot, journey, leg, p, b, a, desired, gap):
         sel = np.flatnonzero(mask)
-        parts.append((idx[sel], np.full(len(sel), slot), np.full(len(sel), journey), np.full(len(sel), leg),
-                      p[sel] + tile[sel] * n_pat, b[sel], a[sel], np.asarray(desired)[sel] if np.ndim(desired) else np.full(len(sel), desired),
-                      np.asarray(gap)[sel] if np.ndim(gap) else np.full(len(sel), gap)))
+        parts.append(
+            (
+                idx[sel],
+                np.full(len(sel), slot),
+                np.full(len(sel), journey),
+                np.full(len(sel), leg),
+                p[sel] + tile[sel] * n_pat,
+                b[sel],
+                a[sel],
+                np.asarray(desired)[sel] if np.ndim(desired) else np.full(len(sel), desired),
+                np.asarray(gap)[sel] if np.ndim(gap) else np.full(len(sel), gap),
+            )
+        )
 
     def walk_s(p_from, pos_from, p_to, pos_to):
         s1 = model.stop_at(p_from, pos_from)
@@ -232,7 +268,17 @@ def plan_stages(model: DemandModel, pop: Population, svc: DayService, params: Pa
     ok_m &= runs[np.where(ok_m, mp, 0) + tile * n_pat] & runs[np.where(ok_m, mq, 0) + tile * n_pat]
     lunch = rng.normal(12 * 3600, 20 * 60, n)
     add(ok_m, 2, 1, 0, np.where(ok_m, mp, 0), np.where(ok_m, mi, 0), np.where(ok_m, mj, 1), lunch, 300)
-    add(ok_m, 3, 2, 0, np.where(ok_m, mq, 0), np.where(ok_m, ma, 0), np.where(ok_m, mb, 1), 0, rng.normal(45 * 60, 10 * 60, n).clip(15 * 60, None).astype(np.int64))
+    add(
+        ok_m,
+        3,
+        2,
+        0,
+        np.where(ok_m, mq, 0),
+        np.where(ok_m, ma, 0),
+        np.where(ok_m, mb, 1),
+        0,
+        rng.normal(45 * 60, 10 * 60, n).clip(15 * 60, None).astype(np.int64),
+    )
 
     # The way back (unless a one-way day or no return on the network).
     rp1, ri1, rj1 = pop.rp1[idx], pop.ri1[idx], pop.rj1[idx]
@@ -243,8 +289,17 @@ def plan_stages(model: DemandModel, pop: Population, svc: DayService, params: Pa
     back &= ~(rp2 >= 0) | runs[np.where(rp2 >= 0, rp2, 0) + tile * n_pat]
     rtwo &= back
     add(back, 4, 3, 0, np.where(back, rp1, 0), ri1, rj1, depart + stay, 300)
-    add(rtwo, 5, 3, 1, np.where(rtwo, rp2, 0), rk2, rl2, 0,
-        walk_s(np.where(rtwo, rp1, 0), rj1, np.where(rtwo, rp2, 0), np.where(rtwo, rk2, 0)))
+    add(
+        rtwo,
+        5,
+        3,
+        1,
+        np.where(rtwo, rp2, 0),
+        rk2,
+        rl2,
+        0,
+        walk_s(np.where(rtwo, rp1, 0), rj1, np.where(rtwo, rp2, 0), np.where(rtwo, rk2, 0)),
+    )
 
     cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
     order = np.lexsort((cols[1], cols[0]))
@@ -252,8 +307,22 @@ def plan_stages(model: DemandModel, pop: Population, svc: DayService, params: Pa
     m = len(rider)
     prev = np.arange(m) - 1
     prev[np.r_[True, rider[1:] != rider[:-1]]] = -1
-    return Stages(rider, slot, journey, leg, pattern, bpos, apos, desired.astype(np.int64), gap.astype(np.int64),
-                  np.full(m, -1), np.full(m, -1), np.zeros(m, dtype=np.int8), np.zeros(m, dtype=np.int64), prev)
+    return Stages(
+        rider,
+        slot,
+        journey,
+        leg,
+        pattern,
+        bpos,
+        apos,
+        desired.astype(np.int64),
+        gap.astype(np.int64),
+        np.full(m, -1),
+        np.full(m, -1),
+        np.zeros(m, dtype=np.int8),
+        np.zeros(m, dtype=np.int64),
+        prev,
+    )
 
 
 class Boarding:
@@ -307,8 +376,14 @@ def assign(st: Stages, svc: DayService, board: Boarding, pending: np.ndarray) ->
         st.status[sel] = np.where(found, 1, 2)
 
 
-def enforce_capacity(st: Stages, svc: DayService, board: Boarding, capacity_row: np.ndarray,
-                     rng: np.random.Generator, max_rounds: int = 500) -> int:
+def enforce_capacity(
+    st: Stages,
+    svc: DayService,
+    board: Boarding,
+    capacity_row: np.ndarray,
+    rng: np.random.Generator,
+    max_rounds: int = 500,
+) -> int:
     """Bump riders who cannot fit to the next bus until no trip exceeds its vehicle.
 
     Return how many stages were denied boarding at least once."""
@@ -356,8 +431,9 @@ def is_pass(fare: np.ndarray) -> np.ndarray:
     return np.array([f[2] for f in FARES])[fare]
 
 
-def riders_travel(model: DemandModel, pop: Population, svc: DayService, fleet: Fleet, params: Params,
-                  rng: np.random.Generator) -> tuple[Stages, dict]:
+def riders_travel(
+    model: DemandModel, pop: Population, svc: DayService, fleet: Fleet, params: Params, rng: np.random.Generator
+) -> tuple[Stages, dict]:
     """Plan, place and settle the day's riders; return the stages and a few counters."""
     st = plan_stages(model, pop, svc, params, rng)
     max_pos = int(svc.trip_count.max()) + 1 if len(svc.trip_count) else 1
@@ -365,7 +441,11 @@ def riders_travel(model: DemandModel, pop: Population, svc: DayService, fleet: F
     assign(st, svc, board, np.ones(len(st.rider), dtype=bool))
     capacity_row = np.where(svc.trip_vehicle >= 0, fleet.capacity[np.maximum(svc.trip_vehicle, 0)], 0)[svc.row_trip]
     denied = enforce_capacity(st, svc, board, capacity_row, rng)
-    return st, {"stages_planned": len(st.rider), "stages_ridden": int((st.status == 1).sum()), "stages_denied_once": denied}
+    return st, {
+        "stages_planned": len(st.rider),
+        "stages_ridden": int((st.status == 1).sum()),
+        "stages_denied_once": denied,
+    }
 
 
 def stop_visit_truth(st: Stages, svc: DayService) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -391,7 +471,9 @@ def trips_frame(net: BaseNetwork, svc: DayService, fleet: Fleet, ids) -> pl.Data
             "route_id": ids.route(net.trip_route[svc.trip_base], svc.trip_tile),
             "direction_id": net.trips["direction_id"].to_numpy()[svc.trip_base],
             "block": svc.trip_block,
-            "vehicle_id": nullable_text(fleet.register["vehicle_id"].to_numpy()[np.maximum(svc.trip_vehicle, 0)], svc.trip_vehicle < 0),
+            "vehicle_id": nullable_text(
+                fleet.register["vehicle_id"].to_numpy()[np.maximum(svc.trip_vehicle, 0)], svc.trip_vehicle < 0
+            ),
             "scheduled_start_s": svc.sched_dep[svc.trip_start],
             "scheduled_end_s": svc.sched_arr[last],
             "actual_start_s": pl.Series(svc.dep[svc.trip_start]).set(pl.Series(cancel >= 0), None),
