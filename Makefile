@@ -8,6 +8,7 @@ UV_VERSION := 0.13.9
 NYC_FEED := .cache/nyc_subway_gtfs.zip
 PYTEST_ARGS ?=
 PY_DIRS := citylake ingestion quality devtools tests dags
+SQL_DIRS := dbt_project/models dbt_project/tests
 
 .PHONY: install browser demo test lint bench scaleout-check lock clean help
 
@@ -16,7 +17,7 @@ help:
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
 	@echo "make scaleout-check  the nightly refresh on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
-	@echo "make lint     ruff and the import-direction contracts"
+	@echo "make lint     ruff, the import-direction contracts, sqlfluff"
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
 
 # The venv is built from the committed lock (constraints.txt), as Airflow recommends.
@@ -43,16 +44,21 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
-# Lint first (ruff; the import direction between rooms, pyproject's [tool.importlinter]), then pytest.
+# Lint first (ruff and its formatter; the import direction between rooms, pyproject's
+# [tool.importlinter]; sqlfluff over the dbt SQL, .sqlfluff), then pytest.
 test: install browser
 	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/lint-imports
+	$(BIN)/sqlfluff lint $(SQL_DIRS)
 	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
 	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/lint-imports
+	$(BIN)/sqlfluff lint $(SQL_DIRS)
 
 bench: install
 	$(BIN)/python -m devtools.bench

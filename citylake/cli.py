@@ -141,6 +141,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def cmd_freshness(args: argparse.Namespace) -> int:
+    """How old the newest staged day of each dated feed is, against the contracts' deadlines."""
+    from citylake.build.dbt import run_dbt
+
+    result = run_dbt(["source", "freshness"], _settings())
+    worst = "pass"
+    for r in sorted(result.results, key=lambda r: r["node"]):
+        age = (
+            f"newest service date {r['age_s'] / 3600:.0f} h old" if r.get("age_s") is not None else (r["message"] or "")
+        )
+        print(f"{r['status']:<6} {r['node'].removeprefix('source.citylake.')}: {age}")
+        if r["status"] in ("error", "runtime error") or (r["status"] == "warn" and worst == "pass"):
+            worst = "error" if r["status"] != "warn" else "warn"
+    print(
+        f"source freshness: {worst} "
+        "(thresholds: dbt_project/models/staging/_sources.yml, from the contracts' deadlines)"
+    )
+    return 1 if worst == "error" else 0
+
+
 def _print_gate(gate, storage) -> None:
     print(
         f"published groups: {', '.join(gate.published_groups) or 'none'}"
@@ -410,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_utc, help="only files delivered by this time (replay a night)")
     p.add_argument("--full-refresh", action="store_true")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("freshness", help="age of the newest staged day of each dated feed vs the contracts' deadlines")
+    p.set_defaults(func=cmd_freshness)
     p = sub.add_parser("publish", help="audit the warehouse and publish the groups that pass")
     p.add_argument("--date", type=_date.fromisoformat, help="the service date being published (freshness check)")
     p.set_defaults(func=cmd_publish)

@@ -90,3 +90,25 @@ def test_devtools_simulate_command(tmp_path, capsys) -> None:
         dev_cli.main(["simulate", "--start", "2026-03-16", "--out", str(out), "--faults", "dst", "--no-progress"]) == 2
     )
     assert "DST change day" in capsys.readouterr().err
+
+
+def test_freshness_follows_the_deadlines(tmp_path, monkeypatch, capsys) -> None:
+    """Yesterday's data is fresh; a feed whose newest day is four days old is an error (exit 1)."""
+    from datetime import date, timedelta
+
+    import duckdb
+
+    lake = tmp_path / "lake"
+    datasets = ["fare_transactions", "stop_visits", "trips_performed", "passenger_events", "parking_occupancy"]
+    for ds in [*datasets, "work_orders"]:
+        age = 4 if ds == "work_orders" else 1
+        day = date.today() - timedelta(days=age)
+        folder = lake / "staged" / ds / "operator=bus" / f"service_date={day.isoformat()}"
+        folder.mkdir(parents=True)
+        duckdb.sql(f"copy (select 1 as source_row) to '{folder / 'part-0.parquet'}' (format parquet)")
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", lake.as_uri())
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    assert cli.main(["freshness"]) == 1
+    out = capsys.readouterr().out
+    assert "pass   staged.fare_transactions" in out and "error  staged.work_orders" in out
+    assert "source freshness: error" in out

@@ -122,6 +122,7 @@ def run_dbt(
                 "message": r.message,
                 "failures": getattr(r, "failures", None),
                 "execution_time": round(r.execution_time or 0, 3),
+                "age_s": getattr(r, "age", None),  # source freshness: seconds since the newest row
             }
         )
     if res.exception is not None and not results:

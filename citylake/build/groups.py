@@ -1,7 +1,8 @@
 """Which publication group each dbt node belongs to, read from dbt's manifest — never guessed.
 
 A published mart is a dbt model that declares its group (``config: meta: group:``, set per
-folder in ``dbt_project.yml`` or per model in its YAML). The groups themselves, and what each
+folder in ``dbt_project.yml`` or per model in its YAML); a marts-layer building block that only
+feeds other marts says ``meta: published: false`` (the contract's KPI values). The groups themselves, and what each
 depends on, are declared in the registry (``ingestion/operators.yaml``). From the manifest:
 
 * :func:`group_marts`: the marts each group publishes;
@@ -41,9 +42,8 @@ def load_manifest(settings: Settings | None = None, path: Path = MANIFEST) -> di
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _group_of(node: dict) -> str | None:
-    meta = {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
-    return meta.get("group")
+def _meta(node: dict) -> dict:
+    return {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
 
 
 def mart_groups(manifest: dict) -> dict[str, str]:
@@ -53,7 +53,10 @@ def mart_groups(manifest: dict) -> dict[str, str]:
     for node in manifest["nodes"].values():
         if node["resource_type"] != "model":
             continue
-        group = _group_of(node)
+        meta = _meta(node)
+        if meta.get("published") is False:
+            continue
+        group = meta.get("group")
         if group is None:
             if node.get("original_file_path", "").startswith("models/marts/"):
                 raise ConfigError(

@@ -2,29 +2,43 @@
 -- delivered, on time (before the contract deadline), and parsed? One row per (operator, feed,
 -- service_date). Missing, late and unparsable deliveries are contract breaches a manager sees.
 with deliveries as (
-    select * from {{ ref('stg_manifest__deliveries') }} where duplicate_of is null
+    select * from {{ ref('stg_manifest__deliveries') }}
+    where duplicate_of is null
 ),
 
 parsed as (
-    select distinct sha256 from {{ ref('stg_manifest__steps') }} where step = 'parsed'
+    select distinct sha256 from {{ ref('stg_manifest__steps') }}
+    where step = 'parsed'
 ),
 
 -- daily feeds are those whose contract sets a deadline per service date (D+N): registers and
 -- networks are delivered when they change and are not expected every day
 daily_feeds as (
-    select distinct operator, feed from deliveries where deadline_at is not null
+    select distinct
+        operator,
+        feed
+    from deliveries
+    where deadline_at is not null
 ),
 
 period as (
-    select operator, min(declared_date) as first_date, max(declared_date) as last_date
-    from deliveries where deadline_at is not null group by all
+    select
+        operator,
+        min(declared_date) as first_date,
+        max(declared_date) as last_date
+    from deliveries
+    where deadline_at is not null
+    group by all
 ),
 
 expected as (
-    select daily_feeds.operator, daily_feeds.feed, calendar.service_date
+    select
+        daily_feeds.operator,
+        daily_feeds.feed,
+        calendar.service_date
     from daily_feeds
     inner join period using (operator)
-    inner join {{ ref('dim_calendar') }} as calendar
+    inner join {{ ref('int_calendar_days') }} as calendar
         on calendar.service_date between period.first_date and period.last_date
 ),
 
@@ -40,10 +54,10 @@ judged as (
         string_agg(deliveries.sha256, ',' order by deliveries.sha256) as sha256s
     from expected
     left join deliveries
-        on deliveries.operator = expected.operator
-        and deliveries.feed = expected.feed
-        and deliveries.declared_date = expected.service_date
-    left join parsed on parsed.sha256 = deliveries.sha256
+        on expected.operator = deliveries.operator
+            and expected.feed = deliveries.feed
+            and expected.service_date = deliveries.declared_date
+    left join parsed on deliveries.sha256 = parsed.sha256
     group by all
 )
 

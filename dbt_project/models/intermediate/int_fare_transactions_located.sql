@@ -56,8 +56,8 @@ by_time as (
     from deduplicated
     asof left join visits
         on deduplicated.service_date = visits.service_date
-        and deduplicated.vehicle_id = visits.vehicle_id
-        and deduplicated.validated_at >= visits.window_start_at
+            and deduplicated.vehicle_id = visits.vehicle_id
+            and deduplicated.validated_at >= visits.window_start_at
 ),
 
 -- the vehicle's visit of the validation's own stop nearest in time (ties: the smaller trip id,
@@ -76,7 +76,7 @@ by_stop as (
             deduplicated.source_sha256,
             deduplicated.source_row,
             arg_min(
-                {'trip_id': visits.trip_id, 'stop_position': visits.stop_position},
+                { 'trip_id': visits.trip_id, 'stop_position': visits.stop_position },
                 {
                     'd': abs(epoch(deduplicated.validated_at) - epoch(visits.actual_arrival_at)),
                     't': visits.trip_id, 'p': visits.stop_position
@@ -85,11 +85,11 @@ by_stop as (
         from deduplicated
         inner join visits
             on deduplicated.service_date = visits.service_date
-            and deduplicated.vehicle_id = visits.vehicle_id
-            and deduplicated.stop_id = visits.stop_id
-            and abs(epoch(deduplicated.validated_at) - epoch(visits.actual_arrival_at)) <= 900
+                and deduplicated.vehicle_id = visits.vehicle_id
+                and deduplicated.stop_id = visits.stop_id
+                and abs(epoch(deduplicated.validated_at) - epoch(visits.actual_arrival_at)) <= 900
         group by deduplicated.service_date, deduplicated.source_sha256, deduplicated.source_row
-    )
+    ) as nearest_visits
 ),
 
 chosen as (
@@ -127,7 +127,8 @@ final as (
         -- a validation at a trip's terminus cannot ride this trip: it is left unlocated
         chosen.location_method not in ('unlocated', 'terminus') as is_located,
         case when chosen.location_method not in ('unlocated', 'terminus') then visits.trip_id end as trip_id,
-        case when chosen.location_method not in ('unlocated', 'terminus') then visits.stop_position end as board_position,
+        case when chosen.location_method not in ('unlocated', 'terminus') then visits.stop_position end
+            as board_position,
         visits.stop_id as board_stop_id,
         visits.stop_sequence as board_stop_sequence,
         visits.actual_departure_at as boarded_at,
@@ -138,9 +139,9 @@ final as (
         visits.stop_lon as board_lon
     from chosen
     left join visits
-        on visits.service_date = chosen.service_date
-        and visits.trip_id = chosen.located_trip_id
-        and visits.stop_position = chosen.located_position
+        on chosen.service_date = visits.service_date
+            and chosen.located_trip_id = visits.trip_id
+            and chosen.located_position = visits.stop_position
 )
 
 select * from final

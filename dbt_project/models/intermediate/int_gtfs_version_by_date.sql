@@ -20,8 +20,8 @@ in_force as (
     inner join versions
         on dates.service_date between versions.valid_from and versions.valid_to
     qualify row_number() over (
-        partition by dates.service_date order by versions.delivered_at desc, versions.feed_version desc
-    ) = 1
+            partition by dates.service_date order by versions.delivered_at desc, versions.feed_version desc
+        ) = 1
 )
 
 select * from in_force

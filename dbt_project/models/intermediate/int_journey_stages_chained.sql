@@ -15,7 +15,15 @@ with boardings as (
 ),
 
 visits as (
-    select service_date, trip_id, stop_position, stop_id, stop_sequence, actual_arrival_at, stop_lat, stop_lon
+    select
+        service_date,
+        trip_id,
+        stop_position,
+        stop_id,
+        stop_sequence,
+        actual_arrival_at,
+        stop_lat,
+        stop_lon
     from {{ ref('int_stop_visits_enriched') }}
     where {{ service_date_filter() }}
 ),
@@ -70,9 +78,9 @@ candidates as (
             as alight_to_target_m
     from targets
     inner join visits
-        on visits.service_date = targets.service_date
-        and visits.trip_id = targets.trip_id
-        and visits.stop_position > targets.board_position
+        on targets.service_date = visits.service_date
+            and targets.trip_id = visits.trip_id
+            and targets.board_position < visits.stop_position
     where targets.boardings_of_day > 1
         -- one gets off before boarding again
         and (targets.is_last_of_day or visits.actual_arrival_at <= targets.next_validated_at)
@@ -91,7 +99,7 @@ nearest as (
                 'alight_stop_sequence': alight_stop_sequence, 'alighted_at': alighted_at,
                 'alight_lat': alight_lat, 'alight_lon': alight_lon, 'alight_to_target_m': alight_to_target_m
             },
-            {'d': alight_to_target_m, 'p': alight_position}
+            { 'd': alight_to_target_m, 'p': alight_position }
         ) as best
     from candidates
     group by service_date, source_sha256, source_row
@@ -124,16 +132,16 @@ linked as (
         *,
         not_inferred_reason is null as is_inferred,
         not_inferred_reason is null
-            and not is_last_of_day
-            and (
-                next_fare_action = 'transfer'
-                or (
-                    next_validated_at - alighted_at <= to_minutes({{ var('transfer_window_min') }})
-                    and {{ haversine_m('alight_lat', 'alight_lon', 'next_lat', 'next_lon') }}
-                        <= {{ var('chaining_max_walk_m') }}
-                    and next_route_short_name <> route_short_name
-                )
-            ) as next_is_transfer
+        and not is_last_of_day
+        and (
+            next_fare_action = 'transfer'
+            or (
+                next_validated_at - alighted_at <= to_minutes({{ var('transfer_window_min') }})
+                and {{ haversine_m('alight_lat', 'alight_lon', 'next_lat', 'next_lon') }}
+                <= {{ var('chaining_max_walk_m') }}
+                and next_route_short_name != route_short_name
+            )
+        ) as next_is_transfer
     from judged
 ),
 

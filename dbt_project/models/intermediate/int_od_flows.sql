@@ -14,7 +14,11 @@ with boardings as (
 ),
 
 visits as (
-    select service_date, trip_id, stop_position, stop_id
+    select
+        service_date,
+        trip_id,
+        stop_position,
+        stop_id
     from {{ ref('int_stop_visits_enriched') }}
     where {{ service_date_filter() }}
 ),
@@ -25,18 +29,39 @@ inferred as (
 ),
 
 level_trip as (
-    select service_date, trip_id, board_position, alight_position, count(*) as n
-    from inferred group by all
+    select
+        service_date,
+        trip_id,
+        board_position,
+        alight_position,
+        count(*) as n
+    from inferred
+    group by all
 ),
 
 level_band as (
-    select service_date, route_short_name, direction_id, time_band, board_stop_id, alight_stop_id, count(*) as n
-    from inferred group by all
+    select
+        service_date,
+        route_short_name,
+        direction_id,
+        time_band,
+        board_stop_id,
+        alight_stop_id,
+        count(*) as n
+    from inferred
+    group by all
 ),
 
 level_day as (
-    select service_date, route_short_name, direction_id, board_stop_id, alight_stop_id, count(*) as n
-    from inferred group by all
+    select
+        service_date,
+        route_short_name,
+        direction_id,
+        board_stop_id,
+        alight_stop_id,
+        count(*) as n
+    from inferred
+    group by all
 ),
 
 candidates as (
@@ -52,27 +77,27 @@ candidates as (
         1 as w_even
     from boardings
     inner join visits as downstream
-        on downstream.service_date = boardings.service_date
-        and downstream.trip_id = boardings.trip_id
-        and downstream.stop_position > boardings.stop_position
+        on boardings.service_date = downstream.service_date
+            and boardings.trip_id = downstream.trip_id
+            and boardings.stop_position < downstream.stop_position
     left join level_trip
-        on level_trip.service_date = boardings.service_date
-        and level_trip.trip_id = boardings.trip_id
-        and level_trip.board_position = boardings.stop_position
-        and level_trip.alight_position = downstream.stop_position
+        on boardings.service_date = level_trip.service_date
+            and boardings.trip_id = level_trip.trip_id
+            and boardings.stop_position = level_trip.board_position
+            and downstream.stop_position = level_trip.alight_position
     left join level_band
-        on level_band.service_date = boardings.service_date
-        and level_band.route_short_name = boardings.route_short_name
-        and level_band.direction_id = boardings.direction_id
-        and level_band.time_band = boardings.time_band
-        and level_band.board_stop_id = boardings.stop_id
-        and level_band.alight_stop_id = downstream.stop_id
+        on boardings.service_date = level_band.service_date
+            and boardings.route_short_name = level_band.route_short_name
+            and boardings.direction_id = level_band.direction_id
+            and boardings.time_band = level_band.time_band
+            and boardings.stop_id = level_band.board_stop_id
+            and downstream.stop_id = level_band.alight_stop_id
     left join level_day
-        on level_day.service_date = boardings.service_date
-        and level_day.route_short_name = boardings.route_short_name
-        and level_day.direction_id = boardings.direction_id
-        and level_day.board_stop_id = boardings.stop_id
-        and level_day.alight_stop_id = downstream.stop_id
+        on boardings.service_date = level_day.service_date
+            and boardings.route_short_name = level_day.route_short_name
+            and boardings.direction_id = level_day.direction_id
+            and boardings.stop_id = level_day.board_stop_id
+            and downstream.stop_id = level_day.alight_stop_id
 ),
 
 totals as (
@@ -107,4 +132,5 @@ final as (
     from totals
 )
 
-select * from final where passengers > 0
+select * from final
+where passengers > 0

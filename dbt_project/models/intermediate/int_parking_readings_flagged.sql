@@ -8,7 +8,8 @@ with readings as (
     where facility_id is not null
         and not coalesce(invalid_reason like 'out of scope%', false)
     -- one reading per car park and instant (a feed may repeat a car park under two names)
-    qualify row_number() over (partition by operator, facility_id, observed_at order by is_valid desc, source_row) = 1
+    qualify row_number() over (partition by operator, facility_id, observed_at order by is_valid desc, source_row asc)
+        = 1
 ),
 
 runs as (
@@ -17,9 +18,11 @@ runs as (
         -- a new run starts whenever the value changes
         sum(case when occupied is distinct from prev_occupied then 1 else 0 end) over facility_order as run_id
     from (
-        select *, lag(occupied) over (partition by operator, facility_id order by observed_at) as prev_occupied
+        select
+            *,
+            lag(occupied) over (partition by operator, facility_id order by observed_at) as prev_occupied
         from readings
-    )
+    ) as with_previous
     window facility_order as (partition by operator, facility_id order by observed_at)
 ),
 
@@ -58,4 +61,8 @@ final as (
     from sized
 )
 
-select *, anomaly is null as is_usable, occupied / nullif(capacity, 0) as occupancy_rate from final
+select
+    *,
+    anomaly is null as is_usable,
+    occupied / nullif(capacity, 0) as occupancy_rate
+from final

@@ -12,7 +12,11 @@ with visits as (
 ),
 
 validations as (
-    select service_date, trip_id, board_position as stop_position, count(*) as validations
+    select
+        service_date,
+        trip_id,
+        board_position as stop_position,
+        count(*) as validations
     from {{ ref('int_fare_transactions_located') }}
     where is_located and not is_duplicate and {{ service_date_filter() }}
     group by all
@@ -24,7 +28,10 @@ apc as (
 ),
 
 apc_trips as (
-    select distinct service_date, trip_id from apc
+    select distinct
+        service_date,
+        trip_id
+    from apc
 ),
 
 vehicles as (
@@ -51,23 +58,28 @@ joined as (
     left join validations using (service_date, trip_id, stop_position)
     left join apc_trips using (service_date, trip_id)
     left join apc
-        on apc.service_date = visits.service_date
-        and apc.trip_id = visits.trip_id
-        and apc.stop_sequence = visits.stop_sequence
+        on visits.service_date = apc.service_date
+            and visits.trip_id = apc.trip_id
+            and visits.stop_sequence = apc.stop_sequence
 ),
 
 -- validation rate = validations / APC boardings on equipped trips, by decreasing detail
 rates as (
     select
         *,
-        sum(validations) filter (where has_apc) over (partition by service_date, route_short_name, direction_id, time_band)
-            / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date, route_short_name, direction_id, time_band), 0)
+        sum(validations) filter (where has_apc)
+            over (partition by service_date, route_short_name, direction_id, time_band)
+        / nullif(
+            sum(apc_boardings) filter (where has_apc)
+                over (partition by service_date, route_short_name, direction_id, time_band),
+            0
+        )
             as rate_band,
         sum(validations) filter (where has_apc) over (partition by service_date, route_short_name)
-            / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date, route_short_name), 0)
+        / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date, route_short_name), 0)
             as rate_line,
         sum(validations) filter (where has_apc) over (partition by service_date)
-            / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date), 0)
+        / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date), 0)
             as rate_network
     from joined
 ),
@@ -75,8 +87,10 @@ rates as (
 capacity as (
     select
         rates.*,
-        least(greatest(coalesce(rate_band, rate_line, rate_network, 1.0), {{ var('min_validation_rate') }}),
-              {{ var('max_validation_rate') }}) as validation_rate,
+        least(
+            greatest(coalesce(rate_band, rate_line, rate_network, 1.0), {{ var('min_validation_rate') }}),
+            {{ var('max_validation_rate') }}
+        ) as validation_rate,
         case
             when rate_band is not null then 'line_direction_band'
             when rate_line is not null then 'line'
@@ -86,10 +100,11 @@ capacity as (
         vehicles.capacity as vehicle_capacity
     from rates
     left join vehicles
-        on vehicles.vehicle_id = rates.vehicle_id
+        on rates.vehicle_id = vehicles.vehicle_id
     qualify row_number() over (
-        partition by rates.service_date, rates.trip_id, rates.stop_position order by vehicles.as_of_date desc nulls last
-    ) = 1
+            partition by rates.service_date, rates.trip_id, rates.stop_position
+            order by vehicles.as_of_date desc nulls last
+        ) = 1
 ),
 
 final as (

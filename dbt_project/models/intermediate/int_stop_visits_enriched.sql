@@ -26,8 +26,8 @@ located as (
     from visits
     left join version using (service_date)
     left join stops
-        on stops.feed_version = version.feed_version
-        and stops.stop_id = visits.stop_id
+        on version.feed_version = stops.feed_version
+            and visits.stop_id = stops.stop_id
 ),
 
 positioned as (

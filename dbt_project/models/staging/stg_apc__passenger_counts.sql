@@ -4,7 +4,8 @@ with source as (
 ),
 
 valid as (
-    select * from source where is_valid
+    select * from source
+    where is_valid
 ),
 
 pivoted as (

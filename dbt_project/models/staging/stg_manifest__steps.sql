@@ -1,6 +1,7 @@
 select
     run_id,
-    "at" as step_at,
+    -- the manifest names the column after a keyword: keep it quoted
+    "at" as step_at,  -- noqa: RF06
     operator,
     feed,
     sha256,

@@ -10,26 +10,33 @@ with contract as (
 ),
 
 values_ as (
-    select * from {{ ref('int_kpi_values_monthly') }}
+    select * from {{ ref('fct_contract_kpi_values_monthly') }}
 ),
 
 months as (
-    select distinct operator, month from values_
+    select distinct
+        operator,
+        month
+    from values_
 ),
 
 expected as (
     -- every KPI of the contract in force, for every month the operator has data
-    select contract.*, months.month
+    select
+        contract.*,
+        months.month
     from contract
     inner join months
-        on months.operator = contract.operator
-        and months.month between date_trunc('month', cast(contract.valid_from as date)) and cast(contract.valid_to as date)
+        on contract.operator = months.operator
+            and months.month between date_trunc('month', cast(contract.valid_from as date)) and cast(
+                contract.valid_to as date
+            )
 ),
 
 lineage as (
     select
         operator,
-        date_trunc('month', declared_date)::date as month,
+        cast(date_trunc('month', declared_date) as date) as month,
         count(distinct sha256) as source_deliveries,
         string_agg(distinct sha256, ',' order by sha256) as source_sha256s
     from {{ ref('stg_manifest__deliveries') }}
@@ -55,13 +62,16 @@ joined as (
         values_.numerator,
         values_.denominator,
         values_.computed_from,
-        coalesce(values_.not_computable_reason, case when values_.kpi_code is null then 'no data for this KPI in the month' end)
+        coalesce(
+            values_.not_computable_reason,
+            case when values_.kpi_code is null then 'no data for this KPI in the month' end
+        )
             as not_computable_reason
     from expected
     left join values_
-        on values_.operator = expected.operator
-        and values_.kpi_code = expected.kpi_code
-        and values_.month = expected.month
+        on expected.operator = values_.operator
+            and expected.kpi_code = values_.kpi_code
+            and expected.month = values_.month
 ),
 
 judged as (

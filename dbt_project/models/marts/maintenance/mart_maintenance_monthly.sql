@@ -3,18 +3,26 @@
 -- mean km between failures, mean time to repair, immobilisation, regulatory inspections done
 -- late, costs and cost per km. One row per (vehicle_id, month).
 with orders as (
-    select *, date_trunc('month', {{ local_ts('opened_at') }})::date as month
+    select
+        *,
+        date_trunc('month', {{ local_ts('opened_at') }})::date as month
     from {{ ref('stg_maintenance__work_orders') }}
 ),
 
 km as (
-    select vehicle_id, date_trunc('month', service_date)::date as month, sum(km) as km
+    select
+        vehicle_id,
+        date_trunc('month', service_date)::date as month,
+        sum(km) as km
     from {{ ref('int_vehicle_km_daily') }}
     group by all
 ),
 
 vehicles as (
-    select vehicle_id, model from {{ ref('dim_vehicles') }}
+    select
+        vehicle_id,
+        model
+    from {{ ref('dim_vehicles') }}
 ),
 
 per_vehicle as (
@@ -24,10 +32,11 @@ per_vehicle as (
         count(*) filter (where work_order_type = 'Préventif') as preventive_jobs,
         count(*) filter (
             where work_order_type = 'Préventif'
-                and abs(odometer_km - due_km) <= {{ var('preventive_tolerance') }} * {{ var('preventive_interval_km') }}
+            and abs(odometer_km - due_km) <= {{ var('preventive_tolerance') }} * {{ var('preventive_interval_km') }}
         ) as preventive_within_tolerance,
         count(*) filter (where work_order_type = 'Correctif') as failures,
-        avg(epoch(closed_at) - epoch(opened_at)) filter (where work_order_type = 'Correctif' and closed_at is not null) / 3600
+        avg(epoch(closed_at) - epoch(opened_at)) filter (where work_order_type = 'Correctif' and closed_at is not null)
+        / 3600
             as mean_time_to_repair_h,
         sum(epoch(closed_at) - epoch(opened_at)) filter (where is_immobilising and closed_at is not null) / 86400
             as immobilisation_days,
@@ -59,7 +68,7 @@ final as (
         coalesce(parts_cost_eur, 0) as parts_cost_eur,
         coalesce(labour_hours, 0) as labour_hours,
         (coalesce(parts_cost_eur, 0) + coalesce(labour_hours, 0) * {{ var('labour_rate_eur_per_hour') }})
-            / nullif(km.km, 0) as cost_per_km_eur
+        / nullif(km.km, 0) as cost_per_km_eur
     from per_vehicle
     full outer join km using (vehicle_id, month)
     left join vehicles on vehicles.vehicle_id = coalesce(per_vehicle.vehicle_id, km.vehicle_id)

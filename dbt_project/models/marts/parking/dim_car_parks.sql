@@ -13,8 +13,8 @@ select
     capacity is not null and capacity >= 0 as has_capacity,
     lat between -90 and 90 and lon between -180 and 180 as has_coordinates,
     is_valid
-        and regexp_full_match(facility_id, '([013-9]\d|2[AB1-9])\d{3}-P-\d{3}')
-        and regexp_full_match(insee, '([013-9]\d|2[AB1-9])\d{3}')
-        and capacity is not null
+    and regexp_full_match(facility_id, '([013-9]\d|2[AB1-9])\d{3}-P-\d{3}')
+    and regexp_full_match(insee, '([013-9]\d|2[AB1-9])\d{3}')
+    and capacity is not null
         as is_schema_conformant
 from latest

@@ -5,8 +5,10 @@ with hourly as (
     select
         *,
         -- minutes in the local day: 1380 on the March DST day, 1500 in October, else 1440
-        (epoch(timezone('{{ var("timezone") }}', (service_date + interval 1 day)::timestamp))
-            - epoch(timezone('{{ var("timezone") }}', service_date::timestamp))) / 60.0 as day_minutes
+        (
+            epoch(timezone('{{ var("timezone") }}', (service_date + interval 1 day)::timestamp))
+            - epoch(timezone('{{ var("timezone") }}', service_date::timestamp))
+        ) / 60.0 as day_minutes
     from {{ ref('mart_parking_occupancy_hourly') }}
 ),
 
@@ -38,4 +40,7 @@ daily as (
     group by all
 )
 
-select *, least(readings_usable / readings_expected, 1.0) as completeness from daily
+select
+    *,
+    least(readings_usable / readings_expected, 1.0) as completeness
+from daily

@@ -24,7 +24,7 @@ hourly as (
         avg(readings.occupancy_rate) filter (where readings.is_usable) as mean_occupancy_rate,
         max(readings.occupancy_rate) filter (where readings.is_usable) as peak_occupancy_rate,
         count(*) filter (where readings.is_usable and readings.occupancy_rate >= {{ var('parking_saturation_rate') }})
-            * any_value(intervals.interval_min) as saturated_minutes,
+        * any_value(intervals.interval_min) as saturated_minutes,
         sum(readings.entries) filter (where readings.is_usable) as entries,
         sum(readings.exits) filter (where readings.is_usable) as exits,
         60.0 / any_value(intervals.interval_min) as readings_expected
@@ -33,4 +33,7 @@ hourly as (
     group by all
 )
 
-select *, least(readings_usable / readings_expected, 1.0) as completeness from hourly
+select
+    *,
+    least(readings_usable / readings_expected, 1.0) as completeness
+from hourly

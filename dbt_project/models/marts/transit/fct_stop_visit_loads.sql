@@ -77,7 +77,7 @@ final as (
         case when alightings_estimated > 0 then alightings_from_trip_chaining / alightings_estimated end
             as alightings_inferred_share,
         'validations located on AVL, trip chaining (Barry 2002), '
-            || case when has_apc then 'APC boardings' else 'validations / validation rate' end
+        || case when has_apc then 'APC boardings' else 'validations / validation rate' end
             as estimate_method
     from loads
 )

@@ -6,7 +6,10 @@ with loads as (
 ),
 
 calendar as (
-    select service_date, day_type from {{ ref('dim_calendar') }}
+    select
+        service_date,
+        day_type
+    from {{ ref('dim_calendar') }}
 ),
 
 profile as (

@@ -6,7 +6,12 @@ with visits as (
 ),
 
 trips as (
-    select service_date, trip_id, scheduled_km from {{ ref('stg_avl__trips_performed') }} where is_valid
+    select
+        service_date,
+        trip_id,
+        scheduled_km
+    from {{ ref('stg_avl__trips_performed') }}
+    where is_valid
 ),
 
 segments as (
@@ -20,7 +25,7 @@ segments as (
         stop_id as from_stop_id,
         lead(stop_id) over trip_order as to_stop_id,
         {{ haversine_m('stop_lat', 'stop_lon', 'lead(stop_lat) over trip_order', 'lead(stop_lon) over trip_order') }}
-            * {{ var('road_factor') }} as segment_m,
+        * {{ var('road_factor') }} as segment_m,
         epoch(lead(actual_arrival_at) over trip_order) - epoch(actual_departure_at) as running_s,
         epoch(last_value(actual_arrival_at) over trip_all) - epoch(first_value(actual_departure_at) over trip_all)
             as trip_duration_s

@@ -14,7 +14,10 @@ with validations as (
 ),
 
 line_day as (
-    select service_date, route_short_name, sum(boardings_estimated) as boardings_estimated
+    select
+        service_date,
+        route_short_name,
+        sum(boardings_estimated) as boardings_estimated
     from {{ ref('fct_stop_visit_loads') }}
     group by all
 ),
@@ -26,9 +29,9 @@ final as (
         validations.fare_product_id,
         validations.validations,
         line_day.boardings_estimated
-            * validations.validations / sum(validations.validations) over (
-                partition by validations.service_date, validations.route_short_name
-            ) as boardings_estimated
+        * validations.validations / sum(validations.validations) over (
+            partition by validations.service_date, validations.route_short_name
+        ) as boardings_estimated
     from validations
     left join line_day using (service_date, route_short_name)
 )

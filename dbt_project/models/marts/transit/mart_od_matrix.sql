@@ -27,9 +27,9 @@ trip_expansion as (
         sum(boardings.boardings_estimated) / nullif(count(distinct stages.source_row), 0) as weight
     from {{ ref('int_stop_visit_boardings') }} as boardings
     left join stages
-        on stages.service_date = boardings.service_date
-        and stages.trip_id = boardings.trip_id
-        and stages.is_inferred
+        on boardings.service_date = stages.service_date
+            and boardings.trip_id = stages.trip_id
+            and stages.is_inferred
     group by all
 ),
 
@@ -39,13 +39,17 @@ weighted as (
         coalesce(trip_expansion.weight, 1.0) as weight
     from journeys
     left join trip_expansion
-        on trip_expansion.service_date = journeys.service_date
-        and trip_expansion.trip_id = journeys.first_trip_id
+        on journeys.service_date = trip_expansion.service_date
+            and journeys.first_trip_id = trip_expansion.trip_id
     where journeys.is_complete
 ),
 
 stops as (
-    select stop_id, any_value(zone_id) as zone_id from {{ ref('dim_stops') }} group by all
+    select
+        stop_id,
+        any_value(zone_id) as zone_id
+    from {{ ref('dim_stops') }}
+    group by all
 ),
 
 final as (
@@ -59,8 +63,8 @@ final as (
         sum(weighted.weight) as journeys_estimated,
         avg(weighted.stages) as mean_stages
     from weighted
-    left join stops as origin on origin.stop_id = weighted.origin_stop_id
-    left join stops as destination on destination.stop_id = weighted.destination_stop_id
+    left join stops as origin on weighted.origin_stop_id = origin.stop_id
+    left join stops as destination on weighted.destination_stop_id = destination.stop_id
     group by all
 )
 

@@ -29,19 +29,26 @@ final as (
         time_band,
         count(*) as departures_observed,
         avg(case when departure_delay_s between -{{ var('punctuality_early_s') }} and {{ var('punctuality_late_s') }}
-            then 1.0 else 0.0 end) as punctuality_all_stops,
+                then 1.0
+            else 0.0
+        end) as punctuality_all_stops,
         avg(case when departure_delay_s between -{{ var('punctuality_early_s') }} and {{ var('punctuality_late_s') }}
-            then 1.0 else 0.0 end) filter (where stop_position = 1) as punctuality_first_stop,
+                then 1.0
+            else 0.0
+        end) filter (where stop_position = 1) as punctuality_first_stop,
         avg(departure_delay_s) as mean_delay_s,
         quantile_cont(departure_delay_s, 0.9) as p90_delay_s,
         avg(case when departure_delay_s < -{{ var('punctuality_early_s') }} then 1.0 else 0.0 end) as early_share,
         stddev_samp(actual_headway_s) filter (where scheduled_headway_s between 1 and 900)
-            / nullif(avg(actual_headway_s) filter (where scheduled_headway_s between 1 and 900), 0)
+        / nullif(avg(actual_headway_s) filter (where scheduled_headway_s between 1 and 900), 0)
             as headway_cv,
         -- excess wait: mean wait with actual headways minus mean wait with scheduled ones
-        (sum(actual_headway_s * actual_headway_s) filter (where scheduled_headway_s between 1 and 900)
-            / nullif(2 * sum(actual_headway_s) filter (where scheduled_headway_s between 1 and 900), 0))
-        - (sum(scheduled_headway_s * scheduled_headway_s) filter (where scheduled_headway_s between 1 and 900)
+        (
+            sum(actual_headway_s * actual_headway_s) filter (where scheduled_headway_s between 1 and 900)
+            / nullif(2 * sum(actual_headway_s) filter (where scheduled_headway_s between 1 and 900), 0)
+        )
+        - (
+            sum(scheduled_headway_s * scheduled_headway_s) filter (where scheduled_headway_s between 1 and 900)
             / nullif(2 * sum(scheduled_headway_s) filter (where scheduled_headway_s between 1 and 900), 0))
             as excess_wait_s
     from headways

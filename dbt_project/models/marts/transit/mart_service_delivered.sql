@@ -15,11 +15,11 @@ scheduled_trips as (
         trips.direction_id
     from version
     inner join {{ ref('stg_gtfs__service_dates') }} as calendar
-        on calendar.feed_version = version.feed_version and calendar.service_date = version.service_date
+        on version.feed_version = calendar.feed_version and version.service_date = calendar.service_date
     inner join {{ ref('stg_gtfs__trips') }} as trips
-        on trips.feed_version = version.feed_version and trips.service_id = calendar.service_id
+        on version.feed_version = trips.feed_version and calendar.service_id = trips.service_id
     inner join {{ ref('stg_gtfs__routes') }} as routes
-        on routes.feed_version = version.feed_version and routes.route_id = trips.route_id
+        on version.feed_version = routes.feed_version and trips.route_id = routes.route_id
 ),
 
 scheduled_km as (
@@ -30,24 +30,34 @@ scheduled_km as (
         sum({{ haversine_m('prev_lat', 'prev_lon', 'stop_lat', 'stop_lon') }}) / 1000 * {{ var('road_factor') }} as km
     from (
         select
-            st.feed_version, st.trip_id, stops.stop_lat, stops.stop_lon,
+            st.feed_version,
+            st.trip_id,
+            stops.stop_lat,
+            stops.stop_lon,
             lag(stops.stop_lat) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lat,
             lag(stops.stop_lon) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lon
         from {{ ref('stg_gtfs__stop_times') }} as st
         inner join {{ ref('stg_gtfs__stops') }} as stops
-            on stops.feed_version = st.feed_version and stops.stop_id = st.stop_id
+            on st.feed_version = stops.feed_version and st.stop_id = stops.stop_id
     ) as stop_times
     group by all
 ),
 
 served as (
-    select service_date, trip_id, count(*) as stops_served
+    select
+        service_date,
+        trip_id,
+        count(*) as stops_served
     from {{ ref('int_stop_visits_enriched') }}
     group by all
 ),
 
 reported as (
-    select service_date, trip_id, trip_status, cancel_cause_class
+    select
+        service_date,
+        trip_id,
+        trip_status,
+        cancel_cause_class
     from {{ ref('stg_avl__trips_performed') }}
     where is_valid
 ),
@@ -64,11 +74,11 @@ per_trip as (
     from scheduled_trips
     left join version using (service_date)
     left join scheduled_km
-        on scheduled_km.feed_version = version.feed_version and scheduled_km.trip_id = scheduled_trips.trip_id
+        on version.feed_version = scheduled_km.feed_version and scheduled_trips.trip_id = scheduled_km.trip_id
     left join served
-        on served.service_date = scheduled_trips.service_date and served.trip_id = scheduled_trips.trip_id
+        on scheduled_trips.service_date = served.service_date and scheduled_trips.trip_id = served.trip_id
     left join reported
-        on reported.service_date = scheduled_trips.service_date and reported.trip_id = scheduled_trips.trip_id
+        on scheduled_trips.service_date = reported.service_date and scheduled_trips.trip_id = reported.trip_id
 ),
 
 final as (

@@ -1,7 +1,11 @@
 -- Average daily use of each stop over the dates built, with the rarely used ones flagged
 -- (fewer than var rarely_used_boardings_per_day estimated boardings a day). One row per stop_id.
 with daily as (
-    select service_date, stop_id, any_value(stop_name) as stop_name, sum(boardings_estimated) as boardings
+    select
+        service_date,
+        stop_id,
+        any_value(stop_name) as stop_name,
+        sum(boardings_estimated) as boardings
     from {{ ref('fct_stop_visit_loads') }}
     group by all
 ),
