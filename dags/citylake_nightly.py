@@ -8,9 +8,10 @@ function of ``citylake.night.airflow``; the same steps run in-process with ``cit
 * ``plan_ingest`` → ``ingest_references`` → ``ingest_dated`` → ``ingest_sweep``: the files not yet
   landed, partitioned by (service date × operator × dependency group) and mapped over the
   executor's workers (``citylake.night.partitions``); the sweep stages whatever a failed partition left;
-* ``plan_build`` → ``build_group`` (the groups that depend on no other: transit, parking,
-  maintenance) → ``build_contract``: dbt build of the service dates that changed (all of them on
-  a first build), one publication group per task (groups from ``ingestion/operators.yaml``);
+* ``plan_build`` → ``build_transit`` → ``build_parking`` → ``build_maintenance`` →
+  ``build_contract``: dbt build of the service dates that changed (all of them on a first
+  build), one publication group per task, in the order of ``ingestion/operators.yaml``: they
+  share one DuckDB warehouse (one writer), and a group may use nodes an earlier group built;
 * ``audit_and_publish``: quality suites and the gate: each publication group that passes is
   published by one atomic pointer switch, the others keep their last good publication; when a
   group is refused the task fails (``PublicationRefused``, no retry) with the reason;
@@ -34,8 +35,6 @@ from ingestion import registry
 
 # "none": only triggered or backfilled nights (the scale-out check, a test environment)
 SCHEDULE = Settings().nightly_schedule
-INDEPENDENT = [g for g, deps in registry.group_depends().items() if not deps]
-DEPENDENT = [g for g, deps in registry.group_depends().items() if deps]
 PUBLISHED = Asset("citylake://published/CURRENT.json")
 
 default_args = {
@@ -101,8 +100,9 @@ def nightly_refresh():
 
         return plan(Settings(), ingested["build_dates"])
 
-    # one DuckDB warehouse, one writer: the group builds run one at a time, on any worker
-    @task(execution_timeout=timedelta(hours=1), max_active_tis_per_dagrun=1)
+    # one DuckDB warehouse, one writer: the group builds run one after the other, on any worker,
+    # in the registry's order (a group's dbt selection may use nodes an earlier group built)
+    @task(execution_timeout=timedelta(hours=1))
     def build_group(plan: dict, group: str) -> dict:
         from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry
@@ -111,14 +111,14 @@ def nightly_refresh():
         return no_retry(build_marts)(Settings(), plan, group)
 
     @task(execution_timeout=timedelta(minutes=30), outlets=[PUBLISHED])
-    def audit_and_publish(groups: list, dependent: list, **context) -> dict:
+    def audit_and_publish(builds: list, **context) -> dict:
         from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry, refuse_if_refused
         from citylake.night.steps import audit_and_publish as run
         from citylake.night.steps import merge_builds
         from ingestion.run import new_run_id
 
-        result = no_retry(run)(Settings(), new_run_id(), merge_builds([*groups, *dependent]))
+        result = no_retry(run)(Settings(), new_run_id(), merge_builds(builds))
         return no_retry(refuse_if_refused)(result, context["ti"])
 
     @task(trigger_rule="all_done", retries=0)
@@ -131,21 +131,29 @@ def nightly_refresh():
         outcome = published or context["ti"].xcom_pull(task_ids="audit_and_publish", key=OUTCOME_KEY) or {}
         return notify_outcome(Settings(), ingested or {}, outcome)
 
+    # notify runs in every case, so it is the leaf that decides the run's state: this watcher
+    # (Airflow's pattern for all_done leaves) makes the night failed when the publication was
+    # refused or could not run, after notify has done its work
+    @task(trigger_rule="one_failed", retries=0)
+    def night_failed() -> None:
+        from citylake.night.airflow import fail_night
+
+        fail_night()
+
     references = ingest_references.expand(partition=plan_ingest.override(task_id="plan_references")("references"))
     dated = ingest_dated.expand(partition=plan_ingest.override(task_id="plan_dated")("dated"))
     references >> dated
     ingested = ingest_sweep(references, dated)
     build_plan = plan_build(ingested)
-    # groups that depend on none build side by side; the others (contract) after them, in order
-    groups = build_group.partial(plan=build_plan).expand(group=INDEPENDENT)
-    dependent, before = [], groups
-    for group in DEPENDENT:
+    builds, before = [], build_plan
+    for group in registry.groups():
         built = build_group.override(task_id=f"build_{group}")(build_plan, group)
         before >> built
-        dependent.append(built)
+        builds.append(built)
         before = built
-    published = audit_and_publish(groups, dependent)
+    published = audit_and_publish(builds)
     notify(ingested, published)
+    published >> night_failed()
 
 
 nightly_refresh()

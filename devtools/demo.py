@@ -119,7 +119,7 @@ def main(workdir: Path | None = None) -> int:
     reports = sorted(i.key for i in storage.list("reports/contract/") if i.key.endswith(f"/{contract_pub}.html"))
     catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", storage, current(storage))
     drop = resolve_local_root(settings.drop_root)
-    print("\n-- 4. accuracy against the simulator's ground truth (citylake evaluate)")
+    print("\n-- 4. accuracy against the simulator's ground truth (python -m devtools evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():
         print(f"   {name}: {value:.4f}")
     storage = open_storage(settings)

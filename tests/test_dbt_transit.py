@@ -168,7 +168,7 @@ def test_build_reads_a_lake_on_s3(pipeline, s3_settings, monkeypatch, tmp_path) 
     for path in sorted((local / "staged").rglob("*.parquet")):
         lake.put_file(path.relative_to(local).as_posix(), path)
     monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "s3.duckdb"))
-    result = build(Settings(), select="+fct_stop_visit_loads")
+    result = build(Settings(), select="+fct_stop_visit_loads", indirect_selection="cautious")
     assert result.success, [(r["node"], r["message"]) for r in result.failures]
     n = q(result.warehouse, "select count(*) n from fct_stop_visit_loads")["n"][0]
     assert n > 10_000

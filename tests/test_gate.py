@@ -284,12 +284,13 @@ def test_groups_come_from_dbt_meta_not_paths() -> None:
         if n["resource_type"] == "test" and n.get("attached_node") == "model.citylake.dim_vehicles"
     ]
     assert tests_on_vehicles
-    assert all(affected[uid] == {"maintenance"} for uid in tests_on_vehicles)
-    # an upstream model refuses every group with a mart below it; the calendar feeds several
+    # maintenance, and contract, whose KPI values read the maintenance marts; never transit
+    assert all(affected[uid] == {"maintenance", "contract"} for uid in tests_on_vehicles)
+    # an upstream model refuses every group with a mart below it: the calendar feeds the transit
+    # marts and the contract's data-delivery KPI
     assert affected["model.citylake.fct_stop_visit_loads"] == {"transit"}
-    assert {"transit", "maintenance"} <= affected["model.citylake.dim_calendar"] | affected[
-        "seed.citylake.fr_public_holidays"
-    ]
+    assert affected["model.citylake.int_calendar_days"] == {"transit", "contract"}
+    assert affected["seed.citylake.fr_public_holidays"] == {"transit", "contract"}
 
 
 def test_a_failing_test_on_dim_vehicles_refuses_maintenance_and_publishes_transit(

@@ -35,3 +35,9 @@ def test_info_prints_every_setting_with_secrets_masked(monkeypatch, capsys) -> N
     assert shown["opendata_k"] == 12
     assert shown["pseudonym_key"] == "set" and "a-secret" not in json.dumps(shown)
     assert all(shown[name] in ("set", "not set") for name in SECRET_FIELDS)
+
+
+def test_the_configuration_table_names_every_setting() -> None:
+    table = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"`CITYLAKE_{name.upper()}`" not in table]
+    assert not missing, f"docs/operations.md, section Configuration, does not name {missing}"

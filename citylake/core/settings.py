@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     )
     pseudonym_rotation: str = Field(
         default="quarter",
-        pattern="^(quarter|month|year|never)$",
+        pattern="^(month|quarter|year)$",
         description="How often card pseudonyms change (the same card gets a new pseudonym each period).",
     )
     sftp_known_hosts: str | None = Field(

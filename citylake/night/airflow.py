@@ -32,7 +32,7 @@ def no_retry(fn: Callable) -> Callable:
         except TransientError:
             raise
         except CitylakeError as exc:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
@@ -54,6 +54,13 @@ def refuse_if_refused(result: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     if result.get("refused"):
         raise PublicationRefused(result["refused"], result.get("published"))
     return result
+
+
+def fail_night() -> None:
+    """Fail the watcher task: the night's publication failed or was refused (its task says why)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException("the night's publication was refused or failed: see audit_and_publish")
 
 
 def failure_callback(context: dict) -> None:
