@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, S3Storage, open_storage
-from citylake.night.steps import run_night
+from citylake.night.steps import NightResult, run_night
 from devtools import SAMPLE_NETWORK
 from devtools.simulator.faults import parse_faults
 from devtools.simulator.run import SimulationConfig, simulate
@@ -24,6 +26,20 @@ from devtools.simulator.run import SimulationConfig, simulate
 S3_ACCESS = "citylake-test-access"
 S3_SECRET = "citylake-test-secret-key"
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def require_shared(relative: str) -> Path:
+    """Return a file or folder of ../shared, or fail the test saying what is missing (never skip)."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.fail(
+            f"this test reads ../shared/{relative} (real public files, see ../shared/realdata/README.md), "
+            f"which is not beside the checkout: {path} does not exist. Run the tests from a checkout that "
+            "has the project's shared/ folder next to it, as CI does.",
+            pytrace=False,
+        )
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -84,48 +100,99 @@ def lake(lake_settings: Settings) -> LakeStorage:
     return open_storage(lake_settings)
 
 
+# -- the simulated operators and a lake after N nights, built once per session -----------------
+SIMULATED_START = date(2026, 3, 30)  # a Monday and a Tuesday in term time
+SIMULATED_DAYS = 2
+PSEUDONYM_KEY = "session-test-pseudonym-key-0123456789"
+
+
 @pytest.fixture(scope="session")
-def published(tmp_path_factory):
-    """One simulated day through a real night (run_night): a published lake, shared by the
-    tests that read publications (open data, catalog, report, API)."""
-    base = tmp_path_factory.mktemp("opendata")
+def simulated_days(tmp_path_factory) -> Path:
+    """The operators' deliveries of two simulated days (default faults) with the ground truth:
+    every test that needs a drop copies or reads this one (never writes to it)."""
+    drop = tmp_path_factory.mktemp("simulated_days")
     simulate(
         SimulationConfig(
             network=SAMPLE_NETWORK,
-            start=date(2026, 3, 30),
-            days=1,
-            out=base / "drop",
+            start=SIMULATED_START,
+            days=SIMULATED_DAYS,
+            out=drop,
             faults=parse_faults("default"),
-            seed=41,
+            seed=11,
             progress=False,
         )
     )
+    return drop
+
+
+@dataclass(frozen=True)
+class Nights:
+    """A lake after N simulated nights: the drop (with its truth), the lake, the warehouse, each night's result."""
+
+    base: Path
+    drop: Path
+    nights: tuple[NightResult, ...]
+
+    @property
+    def lake(self) -> Path:
+        return self.base / "lake"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.base / "warehouse.duckdb"
+
+    @property
+    def last(self) -> NightResult:
+        return self.nights[-1]
+
+    def settings(self) -> Settings:
+        """Settings reading this lake (tests' environments are cleaned, so nothing else points at it)."""
+        return published_settings(self.base)
+
+    def env(self, monkeypatch: pytest.MonkeyPatch) -> Settings:
+        """Point the environment at this lake, as a night would see it; return the Settings."""
+        monkeypatch.setenv("CITYLAKE_LAKE_URI", self.lake.as_uri())
+        monkeypatch.setenv("CITYLAKE_DROP_ROOT", self.drop.as_uri())
+        monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
+        monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(self.warehouse))
+        return Settings()
+
+
+@pytest.fixture(scope="session")
+def lake_after_nights(simulated_days, tmp_path_factory) -> Iterator[Nights]:
+    """A lake after the two simulated days' nights, run as a city runs them (``run_night`` with the
+    files delivered by 06:30 of the next day): published, reported, with two publications in the
+    registry. Shared, read-only, by the tests that read publications (API, open data, catalog,
+    reports, dbt docs) and copied by those that break things (the fault suite)."""
+    base = tmp_path_factory.mktemp("lake_after_nights")
     mp = pytest.MonkeyPatch()
-    mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
-    mp.setenv("CITYLAKE_DROP_ROOT", (base / "drop").as_uri())
-    mp.setenv("CITYLAKE_PSEUDONYM_KEY", "opendata-test-key-0123456789")
-    mp.setenv("CITYLAKE_WAREHOUSE", str(base / "warehouse.duckdb"))
     try:
-        night = run_night(Settings())
-        assert night.ok
-        # the night writes each operator's month-to-date contract report from what it published
-        pub = night.gate.publication_id
-        assert night.contract_reports == [
-            f"reports/contract/operator={op}/month=2026-03/{pub}.html" for op in ("bus", "parking")
-        ]
-        yield base, night
+        settings = Nights(base, simulated_days, ()).env(mp)
+        nights = []
+        for day in range(SIMULATED_DAYS):
+            as_of = datetime.combine(SIMULATED_START + timedelta(days=day + 1), time(6, 30), ZoneInfo("Europe/Paris"))
+            night = run_night(settings, as_of=as_of)
+            assert night.ok, (night.gate.refused_groups if night.gate else None, night.ingest.lines())
+            # the night writes each operator's month-to-date contract report from what it published
+            assert night.contract_reports == [
+                f"reports/contract/operator={op}/month=2026-03/{night.gate.publication_id}.html"
+                for op in ("bus", "parking")
+            ]
+            nights.append(night)
+        yield Nights(base, simulated_days, tuple(nights))
     finally:
         mp.undo()
 
 
 def published_settings(base: Path) -> Settings:
-    """Settings reading the ``published`` fixture's lake (the environment is cleaned per test)."""
+    """Settings reading the lake under ``base`` (the environment is cleaned per test)."""
     return Settings.model_construct(
         lake_uri=(base / "lake").as_uri(),
         timezone="Europe/Paris",
         duckdb_threads=2,
         duckdb_memory_limit="4GB",
         api_tokens_file=str(base / "api_tokens.json"),
+        warehouse=str(base / "warehouse.duckdb"),
     )
 
 

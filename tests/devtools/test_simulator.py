@@ -19,7 +19,7 @@ from devtools.simulator.faults import FAULT_KINDS, parse_faults
 from devtools.simulator.run import SimulationConfig, simulate
 from ingestion.contracts import all_contracts, contract
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLE_NETWORK
 NYC = ROOT / ".cache" / "nyc_subway_gtfs.zip"
 DST_START = date(2026, 3, 28)  # Sat 28, Sun 29 (DST change), Mon 30 March 2026

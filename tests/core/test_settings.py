@@ -9,7 +9,7 @@ from pathlib import Path
 from citylake import cli
 from citylake.core.settings import SECRET_FIELDS, Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ("citylake", "ingestion", "quality", "dags")
 
 

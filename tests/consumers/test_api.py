@@ -20,7 +20,7 @@ from citylake.core.settings import Settings
 from citylake.core.storage import open_storage
 from tests.conftest import published_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -34,8 +34,8 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(published) -> Api:
-    base, _night = published
+def api(lake_after_nights) -> Api:
+    base = lake_after_nights.base
     s = published_settings(base)
     register = TokenRegister(s.api_tokens_file)
     for e in register.entries():

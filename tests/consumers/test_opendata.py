@@ -22,8 +22,8 @@ from citylake.core.storage import open_storage
 from citylake.publish.reader import current, published_views
 
 
-def test_exports_suppress_small_counts_and_carry_no_identifier(published) -> None:
-    base, night = published
+def test_exports_suppress_small_counts_and_carry_no_identifier(lake_after_nights) -> None:
+    base, night = lake_after_nights.base, lake_after_nights.last
     settings = Settings.model_construct(
         lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
     )
@@ -62,8 +62,8 @@ def test_formula_injection_is_neutralised_and_k_rules() -> None:
     ]
 
 
-def test_catalog_is_a_duckdb_file_analysts_open_read_only(published, tmp_path) -> None:
-    base, night = published
+def test_catalog_is_a_duckdb_file_analysts_open_read_only(lake_after_nights, tmp_path) -> None:
+    base, night = lake_after_nights.base, lake_after_nights.last
     settings = Settings.model_construct(
         lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
     )
@@ -78,12 +78,12 @@ def test_catalog_is_a_duckdb_file_analysts_open_read_only(published, tmp_path) -
         con.execute("create table x as select 1")
 
 
-def test_monthly_report_shows_the_published_kpis(published) -> None:
+def test_monthly_report_shows_the_published_kpis(lake_after_nights) -> None:
     import re
 
     from citylake.consumers.contract_report import build_report, write_report
 
-    base, night = published
+    base, night = lake_after_nights.base, lake_after_nights.last
     settings = Settings.model_construct(
         lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
     )

@@ -19,17 +19,16 @@ from devtools.simulator.faults import parse_faults
 from devtools.simulator.run import SimulationConfig, simulate
 from ingestion import manifest
 from ingestion.run import ingest
+from tests.conftest import require_shared
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "realdata" / "parking"
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "issue6-pseudonym-key-0123456789"
 
 
 def real_montpellier_drop(drop: Path) -> None:
     """Lay the real Montpellier files out as the operator 'montpellier' would deliver them."""
-    series = REAL / "montpellier_historique_parkings.csv"
-    inventory = REAL / "montpellier_parkings_inventaire_VilleMTP_MTP_ParkingOuv.csv"
-    assert series.exists() and inventory.exists(), "shared/realdata/parking is beside the checkout"
+    series = require_shared("realdata/parking/montpellier_historique_parkings.csv")
+    inventory = require_shared("realdata/parking/montpellier_parkings_inventaire_VilleMTP_MTP_ParkingOuv.csv")
     (drop / "montpellier" / "occupancy").mkdir(parents=True)
     (drop / "montpellier" / "facilities").mkdir(parents=True)
     shutil.copy2(series, drop / "montpellier" / "occupancy" / "historique_parkings.csv")

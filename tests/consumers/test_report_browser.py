@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -67,8 +67,8 @@ def coloured_pixels(png: Path) -> int:
 
 
 @pytest.mark.parametrize("operator", ["bus", "parking"])
-def test_contract_report_renders_in_chromium_with_its_charts(published, operator: str, tmp_path: Path) -> None:
-    base, night = published
+def test_contract_report_renders_in_chromium_with_its_charts(lake_after_nights, operator: str, tmp_path: Path) -> None:
+    base, night = lake_after_nights.base, lake_after_nights.last
     key = f"reports/contract/operator={operator}/month=2026-03/{night.gate.publication_id}.html"
     html = base / "lake" / key
     page = html.read_text(encoding="utf-8")

@@ -16,11 +16,8 @@ import pytest
 from citylake.core.settings import Settings
 from citylake.core.storage import open_storage
 from citylake.publish.reader import current, published_views, registry
-from devtools import SAMPLE_NETWORK
-from devtools.simulator.faults import parse_faults
-from devtools.simulator.run import SimulationConfig, simulate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "dag-test-pseudonym-key-0123456789"
 
 
@@ -111,20 +108,9 @@ def _nightly():
 
 
 @pytest.fixture(scope="session")
-def two_days(tmp_path_factory) -> Path:
-    drop = tmp_path_factory.mktemp("dag_drop")
-    simulate(
-        SimulationConfig(
-            network=SAMPLE_NETWORK,
-            start=date(2026, 3, 30),
-            days=2,
-            out=drop,
-            faults=parse_faults("default"),
-            seed=31,
-            progress=False,
-        )
-    )
-    return drop
+def two_days(simulated_days) -> Path:
+    """The session's two simulated days (the test copies them before breaking one)."""
+    return simulated_days
 
 
 def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeypatch, capfd, airflow_home) -> None:

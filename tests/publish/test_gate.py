@@ -22,33 +22,15 @@ from citylake.night.steps import run_night
 from citylake.publish import gate as gate_mod
 from citylake.publish.gate import STEPS, run_gate
 from citylake.publish.reader import CURRENT, current, pointer_as_of, published_views, registry
-from devtools import SAMPLE_NETWORK
-from devtools.simulator.faults import parse_faults
-from devtools.simulator.run import SimulationConfig, simulate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "gate-test-pseudonym-key-0123456789"
 
 
 @pytest.fixture(scope="session")
-def drops(tmp_path_factory) -> dict:
-    """Day 1 clean; day 2 clean; day 2 again with a parking feed that will fail its checks."""
-    base = tmp_path_factory.mktemp("gate_drops")
-    out = {}
-    for name, start, days in (("two_days", date(2026, 3, 30), 2),):
-        simulate(
-            SimulationConfig(
-                network=SAMPLE_NETWORK,
-                start=start,
-                days=days,
-                out=base / name,
-                faults=parse_faults("default"),
-                seed=21,
-                progress=False,
-            )
-        )
-        out[name] = base / name
-    return out
+def drops(simulated_days) -> dict:
+    """The session's two simulated days; each test copies the days it delivers (day_drop)."""
+    return {"two_days": simulated_days}
 
 
 def night_env(monkeypatch, lake_settings: Settings, tmp_path: Path, drop: Path) -> Settings:
@@ -164,9 +146,10 @@ def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp
 
 
 def _crash_run(settings: Settings, step: str, env_extra: dict) -> int:
+    """Publish the built warehouse in a process killed at one step of the gate (citylake publish)."""
     code = (
-        "import sys; from citylake.night.steps import run_night; from citylake.core.settings import Settings;"
-        "sys.exit(0 if run_night(Settings()).ok else 1)"
+        "import sys; from citylake.night.steps import publish_only; from citylake.core.settings import Settings;"
+        "sys.exit(0 if publish_only(Settings()).all_published else 1)"
     )
     env = {**os.environ, **env_extra, "CITYLAKE_GATE_CRASH_AT": step}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, timeout=600).returncode
@@ -180,6 +163,11 @@ def test_a_crash_at_any_step_never_exposes_a_mix(drops, lake_settings, tmp_path,
     storage = open_storage(settings)
     good = current(storage)
     day_drop(drops["two_days"], drop, "2026-03-31")
+    # the second night's data is ingested and built once; each crash is in its publication
+    from citylake.night.steps import build_marts, ingest_all, plan_build
+
+    assert ingest_all(settings)["changed_dates"] == ["2026-03-31"]
+    assert build_marts(settings, plan_build(settings, ["2026-03-31"], selections=False))["success"]
     env = {k: v for k, v in os.environ.items() if k.startswith("CITYLAKE_")}
     seen = []
     for step in STEPS:

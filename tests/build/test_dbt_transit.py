@@ -11,34 +11,18 @@ import pytest
 
 from citylake.build.dbt import build, run_dbt
 from citylake.core.settings import Settings
-from devtools import SAMPLE_NETWORK
 from devtools.evaluate import evaluate
-from devtools.simulator.faults import parse_faults
-from devtools.simulator.run import SimulationConfig, simulate
 from ingestion.run import ingest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "dbt-test-pseudonym-key-0123456789"
 START = date(2026, 3, 30)  # Monday and Tuesday, term time
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory) -> dict:
-    """Two simulated days with default faults, ingested into a file lake."""
-    base = tmp_path_factory.mktemp("dbt")
-    drop = base / "drop"
-    simulate(
-        SimulationConfig(
-            network=SAMPLE_NETWORK,
-            start=START,
-            days=2,
-            out=drop,
-            faults=parse_faults("default"),
-            seed=11,
-            progress=False,
-        )
-    )
-    return {"base": base, "drop": drop}
+def pipeline(simulated_days, tmp_path_factory) -> dict:
+    """The session's two simulated days, ingested into a lake of this module's own."""
+    return {"base": tmp_path_factory.mktemp("dbt"), "drop": simulated_days}
 
 
 def env(monkeypatch, pipeline: dict, name: str) -> Settings:

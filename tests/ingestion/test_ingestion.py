@@ -23,7 +23,7 @@ from ingestion.parsing import local_to_utc
 from ingestion.pseudonym import Pseudonymiser, period_label
 from ingestion.run import ingest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = SAMPLE_NETWORK
 KEY = "test-pseudonym-key-0123456789"
 
@@ -296,7 +296,7 @@ def test_s3_drop_into_s3_lake(clean_drop, s3_settings, monkeypatch, moto_endpoin
 
 
 def test_sftp_drop_served_locally(clean_drop, tmp_path, monkeypatch) -> None:
-    from tests.sftp_server import PASSWORD, USER, SFTPServer
+    from tests.support.sftp_server import PASSWORD, USER, SFTPServer
 
     server = SFTPServer(clean_drop)
     try:

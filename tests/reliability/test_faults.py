@@ -42,7 +42,7 @@ from devtools.simulator.run import SimulationConfig, simulate
 from ingestion import manifest
 from ingestion.run import ingest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "fault-suite-pseudonym-key-0123456789"
 DAY = date(2026, 3, 30)
 MUTATING = ("put_bytes", "put_file", "put_json", "delete", "rename", "_write_meta")
@@ -204,12 +204,12 @@ def _pointer_is_whole(storage: LakeStorage) -> list[str]:
 
 
 @pytest.fixture
-def published_copy(published, tmp_path, monkeypatch):
+def published_copy(lake_after_nights, tmp_path, monkeypatch):
     """A private copy of the session's published lake and its warehouse."""
-    base, night = published
+    base, night = lake_after_nights.base, lake_after_nights.last
     shutil.copytree(base / "lake", tmp_path / "lake")
     shutil.copyfile(base / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
-    settings = _env(monkeypatch, tmp_path / "lake", base / "drop", tmp_path / "warehouse.duckdb")
+    settings = _env(monkeypatch, tmp_path / "lake", lake_after_nights.drop, tmp_path / "warehouse.duckdb")
     return settings, open_storage(settings), tmp_path / "warehouse.duckdb", night
 
 
@@ -309,7 +309,7 @@ def test_kill_points_in_the_dbt_build(published_copy, reliability) -> None:
 # -- S3 ---------------------------------------------------------------------------------------
 @pytest.fixture
 def s3_through_proxy(s3_settings, moto_endpoint, monkeypatch):
-    from tests.fault_proxy import FaultProxy
+    from tests.support.fault_proxy import FaultProxy
 
     proxies = []
 
@@ -753,6 +753,6 @@ def test_every_simulator_fault_kind_is_survived(tmp_path, monkeypatch, reliabili
         len(FAULT_KINDS),
         0,
         "each has its documented outcome (quarantine, repair with a warning, invalid rows with their reason, "
-        "late flag, duplicate by hash, DST by file order: tests/test_ingestion.py checks each); every delivered "
-        "file kept",
+        "late flag, duplicate by hash, DST by file order: tests/ingestion/test_ingestion.py checks each); "
+        "every delivered file kept",
     )
