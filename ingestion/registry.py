@@ -21,7 +21,10 @@ CONFIG = Path(__file__).with_name("operators.yaml")
 
 
 @cache
-def _load(path: Path = CONFIG) -> dict:
+def load(path: Path = CONFIG) -> dict:
+    """Return the registry file, checked: operators with drops and feeds that have contracts,
+    groups whose dependencies exist, contracts whose group exists; else a :class:`ConfigError`
+    saying what to fix."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -58,17 +61,17 @@ def _load(path: Path = CONFIG) -> dict:
 
 def operators() -> dict[str, dict]:
     """Return operator id -> its configuration (name, drop, feeds, aliases)."""
-    return _load()["operators"]
+    return load()["operators"]
 
 
 def groups() -> tuple[str, ...]:
     """Return the publication groups, in the order they are declared (dependencies last)."""
-    return tuple(_load()["groups"])
+    return tuple(load()["groups"])
 
 
 def group_depends() -> dict[str, tuple[str, ...]]:
     """Return group -> the groups it needs to have passed before it may publish."""
-    return {g: tuple((s or {}).get("depends_on", [])) for g, s in _load()["groups"].items()}
+    return {g: tuple((s or {}).get("depends_on", [])) for g, s in load()["groups"].items()}
 
 
 def feeds() -> list[Contract]:

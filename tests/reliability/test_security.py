@@ -105,7 +105,7 @@ SECRET_PATTERNS = {
 }
 ALLOWED = {
     "citylake-test-secret-key",
-    "opendata-test-key-0123456789",
+    "session-test-pseudonym-key-0123456789",
     "operator-bus",
     "pseudonym-key-for-the-log-test-42",
 }
