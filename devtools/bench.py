@@ -422,7 +422,7 @@ def render(
         "## Growth curve",
         "",
         "The same night (Airflow `dag.test()`, fresh lake and warehouse) at four volumes of the metro scenario "
-        "(`citylake simulate --scale metro --volume v`: validations and trips scaled together).",
+        "(`python -m devtools simulate --scale metro --volume v`: validations and trips scaled together).",
         "",
         "| volume | validations | wall | s per M validations | peak memory |",
         "|---|---|---|---|---|",
@@ -498,7 +498,7 @@ def render_accuracy(figures: dict[str, float]) -> str:
         "",
         "## Accuracy of the transit marts (metro day, default faults)",
         "",
-        "`citylake evaluate` against the simulator's ground truth (same run as above).",
+        "`python -m devtools evaluate` against the simulator's ground truth (same run as above).",
         "",
         "| figure | value | target | met |",
         "|---|---|---|---|",

@@ -9,13 +9,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import date as _date
 from pathlib import Path
 
-from citylake.core.errors import CitylakeError
 from citylake.core.settings import Settings
 from devtools import SAMPLE_NETWORK
 
@@ -32,7 +30,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         kinds = parse_faults(args.faults)
     except ValueError as exc:
-        print(f"devtools: error: {exc}", file=sys.stderr)
+        print(f"python -m devtools: error: {exc}", file=sys.stderr)
         return 2
     cfg = SimulationConfig(
         network=args.network,
@@ -50,7 +48,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         summary = simulate(cfg)
     except ValueError as exc:
-        print(f"devtools: error: {exc}", file=sys.stderr)
+        print(f"python -m devtools: error: {exc}", file=sys.stderr)
         return 2
     total = sum(d["validations"] for d in summary["days"])
     print(
@@ -102,20 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("evaluate", help="accuracy of the transit marts against a simulator's ground truth")
-    p.add_argument("--truth", type=Path, required=True, help="a citylake simulate output folder")
+    p.add_argument("--truth", type=Path, required=True, help="a python -m devtools simulate output folder")
     p.add_argument("--warehouse", type=Path, help="DuckDB warehouse to evaluate (default: CITYLAKE_WAREHOUSE)")
     p.set_defaults(func=cmd_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except CitylakeError as exc:
-        print(f"devtools: error: {exc}", file=sys.stderr)
-        return 1
+    from citylake.cli import run
+
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

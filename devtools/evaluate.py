@@ -1,4 +1,4 @@
-"""``citylake evaluate --truth DIR``: accuracy of the transit marts against a simulator's truth.
+"""``python -m devtools evaluate --truth DIR``: accuracy of the transit marts against a simulator's truth.
 
 Figures (each printed as ``name: value``):
 

@@ -1,4 +1,4 @@
-"""``citylake simulate``: operators' daily deliveries from a real GTFS network, with ground truth.
+"""``python -m devtools simulate``: operators' daily deliveries from a real GTFS network, with ground truth.
 
 Output folder layout (the drop layout ingestion reads, plus the truth beside it)::
 
