@@ -267,8 +267,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     from citylake.core.storage import open_storage
     from citylake.publish.reader import pointer_as_of
 
-    storage = open_storage(_settings())
-    names = write_catalog(args.out.resolve(), storage, pointer_as_of(storage, args.as_of))
+    settings = _settings()
+    storage = open_storage(settings)
+    names = write_catalog(args.out.resolve(), settings, storage, pointer_as_of(storage, args.as_of))
     print(f"{args.out.resolve()}: {len(names)} views ({', '.join(names)})")
     print(f"open it read-only: duckdb -readonly {args.out}   or   duckdb.connect('{args.out}', read_only=True)")
     return 0

@@ -117,7 +117,7 @@ def main(workdir: Path | None = None) -> int:
     # the night wrote the month-to-date contract reports of the publication now current
     contract_pub = current(storage)["groups"]["contract"]["publication_id"]
     reports = sorted(i.key for i in storage.list("reports/contract/") if i.key.endswith(f"/{contract_pub}.html"))
-    catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", storage, current(storage))
+    catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", settings, storage, current(storage))
     drop = resolve_local_root(settings.drop_root)
     print("\n-- 4. accuracy against the simulator's ground truth (python -m devtools evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():

@@ -24,6 +24,7 @@ import duckdb
 import polars as pl
 
 from citylake.core.lake import Zone, key
+from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
 
 FORBIDDEN_COLUMNS = re.compile(r"(fare_media|card|serial|pseudonym|rider|person|email|phone)", re.IGNORECASE)
@@ -170,14 +171,18 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
     return written
 
 
-def write_catalog(path: Path, storage: LakeStorage, pointer: dict) -> list[str]:
-    """Write a DuckDB database of views over the published marts, for analysts (open it read-only)."""
+def write_catalog(path: Path, settings: Settings, storage: LakeStorage, pointer: dict) -> list[str]:
+    """Write a DuckDB database of views over the published marts, for analysts (open it read-only).
+
+    On S3 the views are bound through the lake's credentials as a session secret, which DuckDB
+    never writes into the file: analysts open it with their own read-only secret."""
+    from citylake.core import duck
     from citylake.publish.reader import published_views
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.duckdb")
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    con = duck.connect(settings, storage, str(tmp))
     try:
         names = published_views(con, storage, pointer)
         con.execute(

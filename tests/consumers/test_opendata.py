@@ -69,7 +69,7 @@ def test_catalog_is_a_duckdb_file_analysts_open_read_only(lake_after_nights, tmp
     )
     storage = open_storage(settings)
     path = tmp_path / "citylake.duckdb"
-    names = write_catalog(path, storage, current(storage))
+    names = write_catalog(path, settings, storage, current(storage))
     assert "mart_bus_load_profile" in names and "mart_contract_kpis" in names
     con = duckdb.connect(str(path), read_only=True)
     assert con.sql("select count(*) from fct_stop_visit_loads").fetchone()[0] > 10_000
