@@ -194,6 +194,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if night.ok else 1
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """A range of service dates in one pass: ingest, one build, one audit, one publication."""
+    from citylake.core.storage import open_storage
+    from citylake.night.steps import backfill
+
+    settings = _settings()
+    night = backfill(settings, args.first, args.last)
+    for line in night.ingest.lines():
+        print(line)
+    print(
+        f"built service dates: {len(night.service_dates)} from {args.first} to {args.last} "
+        f"(dbt {'ok' if night.build_ok else 'with failures'})"
+    )
+    _print_gate(night.gate, open_storage(settings))
+    return 0 if night.ok else 1
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """Audit the current warehouse and publish the groups that pass (no ingest, no build)."""
     from citylake.core.storage import open_storage
@@ -431,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_utc, help="only files delivered by this time (replay a night)")
     p.add_argument("--full-refresh", action="store_true")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("backfill", help="ingest, build and publish a range of service dates in one pass")
+    p.add_argument("--from", dest="first", type=_date.fromisoformat, required=True, help="first service date")
+    p.add_argument("--to", dest="last", type=_date.fromisoformat, required=True, help="last service date")
+    p.set_defaults(func=cmd_backfill)
     p = sub.add_parser("freshness", help="age of the newest staged day of each dated feed vs the contracts' deadlines")
     p.set_defaults(func=cmd_freshness)
     p = sub.add_parser("publish", help="audit the warehouse and publish the groups that pass")
