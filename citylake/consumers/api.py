@@ -299,6 +299,11 @@ class RowsPage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None = Field(description="offset of the next page, null on the last one")
+    next_page: str | None = Field(
+        default=None,
+        description="the next page's path and query, pinned to this page's publication (as_of): pages "
+        "never mix two publications, even when a night publishes in between; null on the last page",
+    )
     columns: list[str]
     rows: list[dict[str, Any]]
 
@@ -590,6 +595,7 @@ def create_app(
 
     @app.get("/v1/marts/{mart}/rows", response_model=RowsPage, summary="Rows of a mart, filtered and paged")
     def rows(
+        request: Request,
         mart: MartName,
         who: Who,
         filter: Annotated[
@@ -625,6 +631,10 @@ def create_app(
         finally:
             cur.close()
         nxt = offset + len(records)
+        next_page = None
+        if nxt < total:
+            pinned = request.url.include_query_params(offset=nxt, as_of=m.publication_id)
+            next_page = f"{pinned.path}?{pinned.query}"
         return RowsPage(
             mart=m.name,
             publication_id=m.publication_id,
@@ -632,6 +642,7 @@ def create_app(
             limit=limit,
             offset=offset,
             next_offset=nxt if nxt < total else None,
+            next_page=next_page,
             columns=[c for c, _ in m.columns],
             rows=records,
         )

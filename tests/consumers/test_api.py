@@ -287,3 +287,16 @@ def test_fuzzed_as_an_analyst_never_fails_on_the_server(api: Api) -> None:
 
 def test_fuzzed_as_an_operator_never_fails_on_the_server(api: Api) -> None:
     fuzz(api, "parking")
+
+
+def test_pages_are_pinned_to_the_publication_they_started_on(api: Api) -> None:
+    """Each page names its publication; the next-page link reads that same publication (as_of)."""
+    whole = api.get("analyst", "/v1/marts/mart_stop_usage/rows", order_by="stop_id", limit=1000).json()
+    first = api.get("analyst", "/v1/marts/mart_stop_usage/rows", order_by="stop_id", limit=100).json()
+    assert first["next_page"] and f"as_of={first['publication_id']}" in first["next_page"]
+    pages, page = [first], first
+    while page["next_page"]:
+        page = api.client.get(page["next_page"], headers={"Authorization": f"Bearer {api.tokens['analyst']}"}).json()
+        assert page["publication_id"] == first["publication_id"]
+        pages.append(page)
+    assert [r for p in pages for r in p["rows"]] == whole["rows"] and pages[-1]["next_page"] is None
