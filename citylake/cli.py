@@ -183,14 +183,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     night = run_night(settings, service_date=args.date, as_of=args.as_of, full_refresh=args.full_refresh)
-    if night.ingest:
-        for line in night.ingest.lines():
-            print(line)
-    print(
-        f"built service dates: {', '.join(d.isoformat() for d in night.service_dates)} (dbt "
-        f"{'ok' if night.build_ok else 'with failures'})"
-    )
-    _print_gate(night.gate, open_storage(settings))
+    return _print_night(night, ", ".join(d.isoformat() for d in night.service_dates), open_storage(settings))
+
+
+def _print_night(night, dates: str, storage) -> int:
+    """Print what a night (or a backfill) ingested, built and published; return the exit code."""
+    for line in night.ingest.lines() if night.ingest else []:
+        print(line)
+    print(f"built service dates: {dates} (dbt {'ok' if night.build_ok else 'with failures'})")
+    _print_gate(night.gate, storage)
     return 0 if night.ok else 1
 
 
@@ -201,14 +202,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = _settings()
     night = backfill(settings, args.first, args.last)
-    for line in night.ingest.lines():
-        print(line)
-    print(
-        f"built service dates: {len(night.service_dates)} from {args.first} to {args.last} "
-        f"(dbt {'ok' if night.build_ok else 'with failures'})"
-    )
-    _print_gate(night.gate, open_storage(settings))
-    return 0 if night.ok else 1
+    return _print_night(night, f"{len(night.service_dates)} from {args.first} to {args.last}", open_storage(settings))
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
