@@ -77,12 +77,17 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
         served.join(trip_start, on=["service_date", "trip_id"])
         .join(day_types, on="service_date")
         .with_columns(_time_band(pl.col("start").dt.convert_time_zone(tz).dt.hour()).alias("time_band"))
-        .group_by("route_short_name", "direction_id", "stop_sequence", "stop_id", "day_type", "time_band")
+        .with_columns(pl.col("service_date").dt.truncate("1mo").alias("month"))
+        .group_by("route_short_name", "direction_id", "month", "stop_sequence", "stop_id", "day_type", "time_band")
         .agg(pl.col("load").mean().alias("true_mean_load"))
     )
-    keys = ["route_short_name", "direction_id", "stop_sequence", "stop_id", "day_type", "time_band"]
+    keys = ["route_short_name", "direction_id", "month", "stop_sequence", "stop_id", "day_type", "time_band"]
+    # the marts' cells are per network version too: the truth knows no version, so weigh them together
+    est_cells = est_profile.group_by(keys).agg(
+        ((pl.col("mean_load") * pl.col("trips_observed")).sum() / pl.col("trips_observed").sum()).alias("mean_load")
+    )
     cells = truth_cells.join(
-        est_profile.select(*keys, pl.col("mean_load").alias("est_mean_load")).with_columns(
+        est_cells.select(*keys, pl.col("mean_load").alias("est_mean_load")).with_columns(
             pl.col("direction_id").cast(truth_cells["direction_id"].dtype),
             pl.col("stop_sequence").cast(truth_cells["stop_sequence"].dtype),
         ),

@@ -352,6 +352,8 @@ class LoadProfileStop(BaseModel):
 
 
 class LoadProfile(BaseModel):
+    month: dt.date = Field(description="the month the profile's trips ran in (first day)")
+    feed_version: str = Field(description="the network version in force for those trips")
     direction_id: int | None
     day_type: str | None
     time_band: str | None
@@ -691,11 +693,14 @@ def create_app(
     @app.get(
         "/v1/lines/{route_short_name}/load-profile",
         response_model=LineLoadProfile,
-        summary="Serpent de charge of a line: mean load stop by stop",
+        summary="Serpent de charge of a line: mean load stop by stop, for one month",
     )
     def load_profile(
         route_short_name: Annotated[str, PathParam(max_length=64)],
         who: Who,
+        month: Annotated[
+            dt.date | None, Query(description="any day of the month wanted; default: the line's latest month")
+        ] = None,
         direction_id: Annotated[int | None, Query(ge=0, le=1)] = None,
         day_type: Annotated[str | None, Query(max_length=64)] = None,
         time_band: Annotated[str | None, Query(max_length=64)] = None,
@@ -703,6 +708,12 @@ def create_app(
         pub = published.get()
         m, scope_sql, params = visible(pub, who, "mart_bus_load_profile")
         conds, values = ["route_short_name = ?"], [route_short_name]
+        if month is not None:
+            conds.append("month = date_trunc('month', ?::date)")
+            values.append(month)
+        else:
+            conds.append(f"month = (select max(month) from {m.name} where route_short_name = ?)")
+            values.append(route_short_name)
         for column, value in (("direction_id", direction_id), ("day_type", day_type), ("time_band", time_band)):
             if value is not None:
                 conds.append(f"{column} = ?")
@@ -715,7 +726,7 @@ def create_app(
             records = _records(
                 cur.execute(
                     f"select * from {m.name} where {' and '.join(conds)} "
-                    "order by direction_id, day_type, time_band, stop_sequence",
+                    "order by feed_version, direction_id, day_type, time_band, stop_sequence",
                     values,
                 )
             )
@@ -731,12 +742,15 @@ def create_app(
             raise ApiError(
                 404,
                 "profile_not_found",
-                f"line {route_short_name!r} has no profile for these direction/day_type/time_band",
+                f"line {route_short_name!r} has no profile for this month/direction/day_type/time_band",
             )
         profiles: dict[tuple, LoadProfile] = {}
         for r in records:
-            k = (r["direction_id"], r["day_type"], r["time_band"])
-            p = profiles.setdefault(k, LoadProfile(direction_id=k[0], day_type=k[1], time_band=k[2], stops=[]))
+            k = (r["month"], r["feed_version"], r["direction_id"], r["day_type"], r["time_band"])
+            p = profiles.setdefault(
+                k,
+                LoadProfile(month=k[0], feed_version=k[1], direction_id=k[2], day_type=k[3], time_band=k[4], stops=[]),
+            )
             p.stops.append(LoadProfileStop(**{f: r.get(f) for f in LoadProfileStop.model_fields}))
         return LineLoadProfile(
             route_short_name=route_short_name, publication_id=m.publication_id, profiles=list(profiles.values())

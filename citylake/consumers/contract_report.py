@@ -240,13 +240,17 @@ pénalité</th><th>numérateur / dénominateur</th></tr>
         ).fetchall()
         for (line,) in lines:
             profile = con.execute(
-                """select any_value(stop_name), stop_sequence, sum(mean_load * trips_observed) / sum(trips_observed),
+                """with usual as (  -- the month's most frequent day type, on its main network version
+                       select day_type, feed_version from mart_bus_load_profile
+                       where route_short_name = ? and month = ? and direction_id = 0
+                       group by all order by sum(trips_observed) desc, day_type, feed_version limit 1
+                   )
+                   select any_value(stop_name), stop_sequence, sum(mean_load * trips_observed) / sum(trips_observed),
                           max(p90_load), max(mean_capacity)
-                   from mart_bus_load_profile where route_short_name = ? and direction_id = 0
-                   and day_type = (select day_type from mart_bus_load_profile where route_short_name = ? group by 1
-                   order by sum(trips_observed) desc limit 1)
+                   from mart_bus_load_profile inner join usual using (day_type, feed_version)
+                   where route_short_name = ? and month = ? and direction_id = 0
                    group by stop_sequence order by stop_sequence""",
-                [line, line],
+                [line, month, line, month],
             ).fetchall()
             sections.append(
                 f"<h2>Serpent de charge — ligne {E(line)}, sens aller</h2>"

@@ -58,8 +58,10 @@ DATASETS = (
     OpenDataset(
         "load_profiles_per_line",
         "Profils de charge par ligne (serpents de charge)",
-        "Charge moyenne et 90e centile à bord, arrêt par arrêt, par ligne, sens, type de jour et tranche horaire.",
-        """select route_short_name, direction_id, stop_sequence, stop_id, stop_name, day_type, time_band,
+        "Charge moyenne et 90e centile à bord, arrêt par arrêt, par ligne, sens, mois, version du réseau, "
+        "type de jour et tranche horaire.",
+        """select route_short_name, direction_id, month, feed_version, stop_sequence, stop_id, stop_name,
+                  day_type, time_band,
                   trips_observed, round(mean_boardings, 1) as mean_boardings, round(mean_alightings, 1) as
                   mean_alightings,
                   round(mean_load, 1) as mean_load, round(p90_load, 1) as p90_load, round(load_factor, 3) as load_factor

@@ -170,12 +170,14 @@ def test_load_profile_of_a_line_follows_the_mart(api: Api) -> None:
     r = api.get(
         "bus",
         f"/v1/lines/{line}/load-profile",
+        month=row["month"],
         direction_id=row["direction_id"],
         day_type=row["day_type"],
         time_band=row["time_band"],
     )
     assert r.status_code == 200
     (profile,) = r.json()["profiles"]
+    assert (profile["month"], profile["feed_version"]) == (row["month"], row["feed_version"])
     seqs = [s["stop_sequence"] for s in profile["stops"]]
     assert seqs == sorted(seqs) and len(seqs) > 2
     mart = api.get(
@@ -185,6 +187,8 @@ def test_load_profile_of_a_line_follows_the_mart(api: Api) -> None:
         order_by="stop_sequence",
         filter=[
             f"route_short_name:eq:{line}",
+            f"month:eq:{row['month']}",
+            f"feed_version:eq:{row['feed_version']}",
             f"direction_id:eq:{row['direction_id']}",
             f"day_type:eq:{row['day_type']}",
             f"time_band:eq:{row['time_band']}",

@@ -1,5 +1,6 @@
 -- The "serpent de charge": on-board load stop by stop along a line, per direction, day type and
--- time band, over the service dates built. One row per (route_short_name, direction_id,
+-- time band, per month and network version in force: a profile never mixes seasons, nor two
+-- networks' stop sequences. One row per (route_short_name, direction_id, month, feed_version,
 -- stop_sequence, stop_id, day_type, time_band).
 with loads as (
     select * from {{ ref('fct_stop_visit_loads') }}
@@ -16,6 +17,8 @@ profile as (
     select
         loads.route_short_name,
         loads.direction_id,
+        date_trunc('month', loads.service_date)::date as month,
+        loads.feed_version,
         loads.stop_sequence,
         loads.stop_id,
         any_value(loads.stop_name) as stop_name,
