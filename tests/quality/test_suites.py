@@ -33,3 +33,6 @@ def test_row_checks_run_on_the_nights_dates_only(lake_after_nights, tmp_path) ->
     dates = con.sql(f"select distinct service_date from ({frame_sql})").fetchall()
     con.close()
     assert dates == [(date(2026, 3, 31),)]
+    # monthly marts: the months of the night's dates
+    profile = next(s for s in build_suites([date(2026, 3, 31)]) if s.name == "mart_bus_load_profile")
+    assert "month in (date '2026-03-01')" in profile.sql
