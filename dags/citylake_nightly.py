@@ -59,14 +59,12 @@ default_args = {
 def nightly_refresh():
     @task
     def plan_ingest(kind: str, **context) -> list:
-        from citylake.core.settings import Settings
         from citylake.night.steps import plan_ingest as plan
 
         return plan(Settings(), as_of=context["logical_date"])[kind]
 
     @task(execution_timeout=timedelta(minutes=30))
     def ingest_references(partition: dict, **context) -> dict:
-        from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry
         from citylake.night.steps import ingest_partition
 
@@ -74,7 +72,6 @@ def nightly_refresh():
 
     @task(execution_timeout=timedelta(minutes=30), trigger_rule="all_done")
     def ingest_dated(partition: dict, **context) -> dict:
-        from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry
         from citylake.night.steps import ingest_partition
 
@@ -82,7 +79,6 @@ def nightly_refresh():
 
     @task(execution_timeout=timedelta(minutes=30), trigger_rule="all_done")
     def ingest_sweep(references: list, dated: list, **context) -> dict:
-        from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry, service_date_of
         from citylake.night.steps import ingest_all
 
@@ -95,7 +91,6 @@ def nightly_refresh():
 
     @task
     def plan_build(ingested: dict) -> dict:
-        from citylake.core.settings import Settings
         from citylake.night.steps import plan_build as plan
 
         return plan(Settings(), ingested["build_dates"])
@@ -104,7 +99,6 @@ def nightly_refresh():
     # in the registry's order (a group's dbt selection may use nodes an earlier group built)
     @task(execution_timeout=timedelta(hours=1))
     def build_group(plan: dict, group: str) -> dict:
-        from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry
         from citylake.night.steps import build_marts
 
@@ -112,7 +106,6 @@ def nightly_refresh():
 
     @task(execution_timeout=timedelta(minutes=30), outlets=[PUBLISHED])
     def audit_and_publish(builds: list, **context) -> dict:
-        from citylake.core.settings import Settings
         from citylake.night.airflow import no_retry, refuse_if_refused
         from citylake.night.steps import audit_and_publish as run
         from citylake.night.steps import merge_builds
@@ -123,7 +116,6 @@ def nightly_refresh():
 
     @task(trigger_rule="all_done", retries=0)
     def notify(ingested: dict, published: dict, **context) -> list:
-        from citylake.core.settings import Settings
         from citylake.night.airflow import OUTCOME_KEY
         from citylake.night.steps import notify_outcome
 

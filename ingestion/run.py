@@ -112,6 +112,15 @@ class IngestReport:
     def ok(self) -> bool:
         return not any(f.errors for f in self.feeds)
 
+    def errors(self, kind: str | None = None) -> list[str]:
+        """Return the feeds' errors as "operator/feed: message", of one kind ("config", "transient") or all."""
+        return [
+            f"{f.operator}/{f.feed}: {e}"
+            for f in self.feeds
+            for e, k in zip(f.errors, f.error_kinds, strict=True)
+            if kind is None or k == kind
+        ]
+
     def lines(self) -> list[str]:
         out = []
         for f in self.feeds:

@@ -10,15 +10,14 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, S3Storage, open_storage
-from citylake.night.steps import NightResult, run_night
+from citylake.night.steps import NightResult, night_after, run_night
 from devtools import SAMPLE_NETWORK
 from devtools.simulator.faults import parse_faults
 from devtools.simulator.run import SimulationConfig, simulate
@@ -170,7 +169,7 @@ def lake_after_nights(simulated_days, tmp_path_factory) -> Iterator[Nights]:
         settings = Nights(base, simulated_days, ()).env(mp)
         nights = []
         for day in range(SIMULATED_DAYS):
-            as_of = datetime.combine(SIMULATED_START + timedelta(days=day + 1), time(6, 30), ZoneInfo("Europe/Paris"))
+            as_of = night_after(SIMULATED_START + timedelta(days=day), settings.timezone)
             night = run_night(settings, as_of=as_of)
             assert night.ok, (night.gate.refused_groups if night.gate else None, night.ingest.lines())
             # the night writes each operator's month-to-date contract report from what it published

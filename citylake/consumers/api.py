@@ -88,10 +88,6 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def known_operators() -> dict[str, dict]:
-    return registry.operators()
-
-
 class TokenRegister:
     """The token register: a JSON file of ``{name, role, operator, sha256, created_at}``."""
 
@@ -119,8 +115,8 @@ class TokenRegister:
         if role not in ROLES:
             raise CitylakeError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         if role == "operator":
-            if operator not in known_operators():
-                raise CitylakeError(f"an operator token needs --operator, one of {', '.join(known_operators())}")
+            if operator not in registry.operators():
+                raise CitylakeError(f"an operator token needs --operator, one of {', '.join(registry.operators())}")
         elif operator:
             raise CitylakeError("--operator is only for operator tokens")
         entries = self.entries()
@@ -477,7 +473,7 @@ def create_app(
     storage = storage or open_storage(settings)
     tokens = tokens or TokenRegister(settings.api_tokens_file)
     published = PublishedMarts(settings, storage)
-    operators = known_operators()
+    operators = registry.operators()
     manifest = load_manifest(settings)
     docs = column_docs(manifest)
     by_group = group_marts(manifest)

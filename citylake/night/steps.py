@@ -56,16 +56,9 @@ def changed_dates(report: IngestReport) -> set[date]:
 
 def raise_for_feeds(report: IngestReport) -> None:
     """Raise the feeds' errors with their kind: configuration first (never retried), else transient."""
-    config = [
-        f"{f.operator}/{f.feed}: {e}"
-        for f in report.feeds
-        for e, kind in zip(f.errors, f.error_kinds, strict=True)
-        if kind == "config"
-    ]
-    if config:
+    if config := report.errors("config"):
         raise ConfigError("; ".join(config))
-    errors = [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e in f.errors]
-    if errors:
+    if errors := report.errors():
         raise TransientError("; ".join(errors))
 
 
@@ -108,20 +101,12 @@ def ingest_feed(
 def ingest_all(settings: Settings, as_of: datetime | None = None) -> dict[str, Any]:
     """Ingest every operator feed (idempotent); return the changed service dates and the errors.
 
-    A feed's failure never stops the others: errors are returned (and notified), not raised,
-    except configuration errors, which no later step could get past."""
+    A feed's failure never stops the others: its errors are returned (and notified), not raised,
+    so the rest of the night goes on."""
     report = ingest(settings, as_of=as_of)
-    config = [
-        f"{f.operator}/{f.feed}: {e}"
-        for f in report.feeds
-        for e, k in zip(f.errors, f.error_kinds, strict=True)
-        if k == "config"
-    ]
-    if config and len(config) == sum(len(f.errors) for f in report.feeds) == len(report.feeds):
-        raise ConfigError("; ".join(config))
     return {
         "changed_dates": sorted(d.isoformat() for d in changed_dates(report)),
-        "errors": [f"{f.operator}/{f.feed}: {e}" for f in report.feeds for e in f.errors],
+        "errors": report.errors(),
         "lines": report.lines(),
         "report": report,
     }
@@ -274,8 +259,14 @@ def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) ->
 
 
 def notify_outcome(settings: Settings, ingested: dict[str, Any], published: dict[str, Any]) -> list[str]:
-    """Notify when a feed failed, a group was refused or a report failed; return the channels used."""
-    if not ingested.get("errors") and not published.get("refused") and not published.get("contract_report_error"):
+    """Notify when a feed failed, the build or a group was refused, or a report failed; return the channels."""
+    failed = (
+        ingested.get("errors")
+        or published.get("refused")
+        or published.get("contract_report_error")
+        or published.get("build_ok") is False
+    )
+    if not failed:
         return []
     return notify(settings, "citylake night with failures", {"ingest_errors": ingested.get("errors"), **published})
 
@@ -319,29 +310,34 @@ def run_night(
     result = NightResult(run_id)
     with lake_lock(storage, LOCK, owner=run_id):
         dates: set[str] = set()
-        ingested: dict[str, Any] = {}
         if not skip_ingest:
             ingested = ingest_all(settings, as_of=as_of)
             result.ingest = ingested.pop("report")
             dates |= set(ingested["changed_dates"])
         if service_date:
             dates.add(service_date.isoformat())
-        plan = plan_build(settings, sorted(dates), full_refresh=full_refresh, selections=False)
-        built = build_marts(settings, plan, publication_id=run_id)
-        result.build_ok = built["success"]
-        result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
-        result.gate, result.contract_reports, result.report_error = _audit_and_publish(settings, storage, run_id, built)
-        if not result.ok:
-            result.notified = notify_outcome(
-                settings,
-                {
-                    "errors": ingested.get("errors") or ["build with failures"]
-                    if not result.build_ok
-                    else ingested.get("errors")
-                },
-                outcome(storage, result.gate, result.contract_reports, result.report_error),
-            )
+        _build_publish_notify(settings, storage, result, sorted(dates), full_refresh=full_refresh)
     return result
+
+
+def _build_publish_notify(
+    settings: Settings, storage: LakeStorage, result: NightResult, dates: list[str], *, full_refresh: bool = False
+) -> None:
+    """The in-process tail of a night or a backfill: one dbt build, the gate, the reports, and a
+    notification when anything failed; fills ``result``."""
+    plan = plan_build(settings, dates, full_refresh=full_refresh, selections=False)
+    built = build_marts(settings, plan, publication_id=result.run_id)
+    result.build_ok = built["success"]
+    result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
+    result.gate, result.contract_reports, result.report_error = _audit_and_publish(
+        settings, storage, result.run_id, built
+    )
+    if not result.ok:
+        published = outcome(storage, result.gate, result.contract_reports, result.report_error)
+        ingest_errors = result.ingest.errors() if result.ingest else []
+        result.notified = notify_outcome(
+            settings, {"errors": ingest_errors}, {**published, "build_ok": result.build_ok}
+        )
 
 
 def night_after(service_date: date, tz: str) -> datetime:
@@ -370,18 +366,7 @@ def backfill(settings: Settings, first: date, last: date) -> NightResult:
         reports = [ingest(settings, service_date=day, as_of=as_of) for day in days]
         result.ingest = IngestReport(run_id, [f for r in reports for f in r.feeds])
         changed = set().union(*(changed_dates(r) for r in reports))
-        plan = plan_build(settings, sorted({d.isoformat() for d in changed | set(days)}), selections=False)
-        built = build_marts(settings, plan, publication_id=run_id)
-        result.build_ok = built["success"]
-        result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
-        result.gate, result.contract_reports, result.report_error = _audit_and_publish(settings, storage, run_id, built)
-        if not result.ok:
-            errors = [f"{f.operator}/{f.feed}: {e}" for f in result.ingest.feeds for e in f.errors]
-            result.notified = notify_outcome(
-                settings,
-                {"errors": errors},
-                outcome(storage, result.gate, result.contract_reports, result.report_error),
-            )
+        _build_publish_notify(settings, storage, result, sorted({d.isoformat() for d in changed | set(days)}))
     return result
 
 
@@ -390,7 +375,5 @@ def publish_only(settings: Settings, service_date: date | None = None) -> GateRe
     storage = open_storage(settings)
     dates = [service_date] if service_date else staged_dates(storage)
     run_id = new_run_id()
-    built = {"warehouse": str(warehouse_path(settings)), "service_dates": [d.isoformat() for d in dates], "results": []}
     with lake_lock(storage, LOCK, owner=run_id):  # never two publications at once
-        gate = run_gate(storage, Path(built["warehouse"]), run_id, dates, [], inputs=staged_inputs(storage))
-    return gate
+        return run_gate(storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage))
