@@ -28,3 +28,16 @@
         true
     {%- endif -%}
 {%- endmacro %}
+
+{% macro month_filter(column='service_date') -%}
+    {#- Restrict an incremental run to the months of the service dates being (re)computed: a
+        monthly mart rebuilds a whole month from every day of it. -#}
+    {%- set dates = var('service_dates', []) -%}
+    {%- if is_incremental() and dates and dates | length > 0 -%}
+        {%- set months = [] -%}
+        {%- for d in dates -%}{%- if d[:7] ~ '-01' not in months -%}{%- do months.append(d[:7] ~ '-01') -%}{%- endif -%}{%- endfor -%}
+        date_trunc('month', {{ column }}) in ({% for m in months %}date '{{ m }}'{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

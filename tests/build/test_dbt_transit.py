@@ -8,8 +8,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from citylake.build.dbt import build, run_dbt
+from citylake.build.groups import load_manifest, mart_groups
 from citylake.core.settings import Settings
 from devtools.evaluate import evaluate
 from ingestion.run import ingest
@@ -125,14 +127,15 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     assert second.success
     again = build(settings, service_dates=[START])  # recompute a date already built: no duplicates
     assert again.success
-    cols = "service_date, trip_id, stop_sequence, boardings_estimated b, load_estimated l"
-    inc = q(again.warehouse, f"select {cols} from fct_stop_visit_loads order by all")
-    full = q(built, f"select {cols} from fct_stop_visit_loads order by all")
-    assert inc.select("service_date", "trip_id", "stop_sequence").equals(
-        full.select("service_date", "trip_id", "stop_sequence")
-    )
-    # the same figures; parallel float sums may differ in their last bits
-    assert (inc["b"] - full["b"]).abs().max() < 1e-6 and (inc["l"] - full["l"]).abs().max() < 1e-6
+    # every published mart, row for row (floats from parallel sums within 1e-9)
+    for mart in sorted(mart_groups(load_manifest(settings))):
+        assert_same_rows(q(again.warehouse, f"select * from {mart}"), q(built, f"select * from {mart}"), mart)
+
+
+def assert_same_rows(a: pl.DataFrame, b: pl.DataFrame, what: str) -> None:
+    assert a.columns == b.columns and a.height == b.height, what
+    keys = [c for c, t in a.schema.items() if not t.is_float()]
+    assert_frame_equal(a.sort(keys, nulls_last=True), b.sort(keys, nulls_last=True), rel_tol=1e-9, abs_tol=1e-9)
 
 
 def test_dbt_docs_generate(built, pipeline, monkeypatch) -> None:

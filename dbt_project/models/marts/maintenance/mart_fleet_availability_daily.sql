@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Fleet availability at the peak hour (PPIAF Urban Bus Toolkit, methods_and_kpis.md §2.4):
 -- vehicles of the register not immobilised by a work order at peak_check_local, against the
 -- vehicles the day's timetable needs at that moment (trips of the GTFS version in force running
@@ -7,6 +9,7 @@ with days as (
         service_date,
         feed_version
     from {{ ref('int_gtfs_version_by_date') }}
+    where {{ service_date_filter() }}
 ),
 
 peak as (

@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Occupancy per car park and day: mean and peak rate, hours saturated, entries, exits,
 -- turnover (entries per place), completeness against the readings a local day should have
 -- (23 or 25 hours on DST days), anomalies by kind. One row per (operator, facility_id, service_date).
@@ -10,6 +12,7 @@ with hourly as (
             - epoch(timezone('{{ var("timezone") }}', service_date::timestamp))
         ) / 60.0 as day_minutes
     from {{ ref('mart_parking_occupancy_hourly') }}
+    where {{ service_date_filter() }}
 ),
 
 intervals as (

@@ -1,8 +1,11 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Occupancy per car park and local hour: mean and peak rate over usable readings, saturation,
 -- entries and exits, completeness (usable readings / readings expected in the hour) and
 -- anomalies counted apart. One row per (operator, facility_id, service_date, local_hour).
 with readings as (
     select * from {{ ref('int_parking_readings_flagged') }}
+    where {{ service_date_filter() }}
 ),
 
 intervals as (

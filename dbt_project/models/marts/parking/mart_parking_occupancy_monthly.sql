@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+
 -- Occupancy per car park and month. One row per (operator, facility_id, month).
 select
     operator,
@@ -13,4 +15,5 @@ select
     sum(readings_usable) / nullif(sum(readings_expected), 0) as completeness,
     sum(readings_anomalous) as readings_anomalous
 from {{ ref('mart_parking_occupancy_daily') }}
+where {{ month_filter() }}
 group by all

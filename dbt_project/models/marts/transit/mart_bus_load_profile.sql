@@ -1,9 +1,12 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='month') }}
+
 -- The "serpent de charge": on-board load stop by stop along a line, per direction, day type and
 -- time band, per month and network version in force: a profile never mixes seasons, nor two
 -- networks' stop sequences. One row per (route_short_name, direction_id, month, feed_version,
 -- stop_sequence, stop_id, day_type, time_band).
 with loads as (
     select * from {{ ref('fct_stop_visit_loads') }}
+    where {{ month_filter() }}
 ),
 
 calendar as (

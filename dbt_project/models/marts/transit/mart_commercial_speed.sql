@@ -1,8 +1,11 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Commercial speed per trip (scheduled km / time from first departure to last arrival) and per
 -- segment between consecutive served stops (straight line x road_factor / running time).
 -- One row per (service_date, trip_id, from_stop_sequence); trip-level columns repeat.
 with visits as (
     select * from {{ ref('int_stop_visits_enriched') }}
+    where {{ service_date_filter() }}
 ),
 
 trips as (
@@ -11,7 +14,7 @@ trips as (
         trip_id,
         scheduled_km
     from {{ ref('stg_avl__trips_performed') }}
-    where is_valid
+    where is_valid and {{ service_date_filter() }}
 ),
 
 segments as (

@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Ridership per line, day and fare product: validations as delivered (deduplicated, located or
 -- not) and boardings estimated (the line-day's estimated boardings shared out by product in
 -- proportion to its validations). One row per (service_date, route_short_name, fare_product_id).
@@ -9,7 +11,10 @@ with validations as (
         count(*) as validations
     from {{ ref('int_fare_transactions_located') }} as located
     inner join {{ ref('stg_ticketing__fare_transactions') }} as tx using (service_date, source_sha256, source_row)
-    where not located.is_duplicate
+    where
+        not located.is_duplicate
+        and {{ service_date_filter('located.service_date') }}
+        and {{ service_date_filter('tx.service_date') }}
     group by all
 ),
 
@@ -19,6 +24,7 @@ line_day as (
         route_short_name,
         sum(boardings_estimated) as boardings_estimated
     from {{ ref('fct_stop_visit_loads') }}
+    where {{ service_date_filter() }}
     group by all
 ),
 

@@ -1,9 +1,12 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Origin-destination of journeys (transfers linked), from chained cards, expanded to all
 -- boardings: each inferred journey counts for (estimated boardings / inferred boardings) of its
 -- first trip. Stop level and zone level (dim_stops.zone_id). One row per (service_date,
 -- origin_stop_id, destination_stop_id).
 with stages as (
     select * from {{ ref('int_journey_stages_chained') }}
+    where {{ service_date_filter() }}
 ),
 
 journeys as (
@@ -30,6 +33,7 @@ trip_expansion as (
         on boardings.service_date = stages.service_date
             and boardings.trip_id = stages.trip_id
             and stages.is_inferred
+    where {{ service_date_filter('boardings.service_date') }}
     group by all
 ),
 

@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Punctuality: share of departures within [-punctuality_early_s, +punctuality_late_s] of the
 -- timetable (methods_and_kpis.md §2.2: the window is a contract parameter), at every served
 -- stop and at the first stop; regularity for frequent lines: coefficient of variation of actual
@@ -8,6 +10,7 @@ with visits as (
         *,
         epoch(actual_departure_at) - epoch(scheduled_departure_at) as departure_delay_s
     from {{ ref('int_stop_visits_enriched') }}
+    where {{ service_date_filter() }}
 ),
 
 headways as (

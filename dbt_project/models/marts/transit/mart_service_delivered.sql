@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Offer delivered vs scheduled per line and day (taux de réalisation de l'offre,
 -- methods_and_kpis.md §2.2): trips and km scheduled by the GTFS version in force, trips run
 -- (at least trip_min_served_share of their stops served in AVL), and trips lost by cause class
@@ -5,6 +7,7 @@
 -- One row per (service_date, route_short_name).
 with version as (
     select * from {{ ref('int_gtfs_version_by_date') }}
+    where {{ service_date_filter() }}
 ),
 
 scheduled_trips as (
@@ -49,6 +52,7 @@ served as (
         trip_id,
         count(*) as stops_served
     from {{ ref('int_stop_visits_enriched') }}
+    where {{ service_date_filter() }}
     group by all
 ),
 
@@ -59,7 +63,7 @@ reported as (
         trip_status,
         cancel_cause_class
     from {{ ref('stg_avl__trips_performed') }}
-    where is_valid
+    where is_valid and {{ service_date_filter() }}
 ),
 
 per_trip as (

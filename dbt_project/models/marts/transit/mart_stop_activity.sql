@@ -1,6 +1,9 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Boardings and alightings per stop and hour (local). One row per (service_date, stop_id, hour).
 with loads as (
     select * from {{ ref('fct_stop_visit_loads') }}
+    where {{ service_date_filter() }}
 ),
 
 hourly as (
