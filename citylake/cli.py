@@ -324,6 +324,25 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vacuum(args: argparse.Namespace) -> int:
+    """Delete published table files that no kept publication reads (lake_layout.md section 5)."""
+    from citylake.publish.retention import vacuum_published
+    from ingestion.run import new_run_id
+
+    settings = _settings()
+    done = vacuum_published(settings, _storage(settings), dry_run=args.dry_run, owner=new_run_id())
+    for table, files in done["removed"].items():
+        if files:
+            print(f"{'would delete' if args.dry_run else 'deleted'} {len(files)} file(s) of {table}")
+    print(
+        f"{sum(len(f) for f in done['removed'].values())} file(s) in {done['tables']} table(s); "
+        f"{len(done['kept_publications'])} publication(s) kept reproducible "
+        f"(CITYLAKE_PUBLICATION_RETENTION_DAYS={settings.publication_retention_days}, and every one a contract "
+        "report names)"
+    )
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """The read-only HTTP API over the published marts (uvicorn)."""
     import uvicorn
@@ -477,6 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
     p.set_defaults(func=cmd_retention)
+    p = sub.add_parser(
+        "vacuum",
+        help="delete published table files no kept publication reads (CITYLAKE_PUBLICATION_RETENTION_DAYS)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    p.set_defaults(func=cmd_vacuum)
     p = sub.add_parser("serve", help="read-only HTTP API over the published marts (bearer tokens per role)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

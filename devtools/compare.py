@@ -10,19 +10,18 @@ from __future__ import annotations
 import math
 
 from citylake.core.storage import LakeStorage
+from citylake.publish.reader import mart_entries, mart_source
 
 RUN_COLUMNS = ("publication_id",)
 
 
-def _rows(con, url: str) -> tuple[list[str], list[tuple]]:
-    rel = con.sql(f"select * from read_parquet('{url}')")
+def _rows(con, source: str) -> tuple[list[str], list[tuple]]:
+    rel = con.sql(f"select * from {source}")
     cols = [c for c in rel.columns if c not in RUN_COLUMNS]
     types = dict(zip(rel.columns, (str(t) for t in rel.types), strict=True))
     exact = [c for c in cols if types[c] not in ("DOUBLE", "FLOAT", "REAL")]
     order = ", ".join(f'"{c}"' for c in exact + [c for c in cols if c not in exact]) or "1"
-    rows = con.sql(
-        f"select {', '.join(chr(34) + c + chr(34) for c in cols)} from read_parquet('{url}') order by {order}"
-    ).fetchall()
+    rows = con.sql(f"select {', '.join(chr(34) + c + chr(34) for c in cols)} from {source} order by {order}").fetchall()
     return cols, rows
 
 
@@ -42,14 +41,14 @@ def compare_publications(
     from citylake.core.settings import Settings
 
     (sa, pa), (sb, pb) = left, right
-    marts_a = {m: k for g in pa.get("groups", {}).values() for m, k in g.get("marts", {}).items()}
-    marts_b = {m: k for g in pb.get("groups", {}).values() for m, k in g.get("marts", {}).items()}
+    marts_a, marts_b = mart_entries(pa), mart_entries(pb)
     diffs = [f"{m}: published on one side only" for m in sorted(set(marts_a) ^ set(marts_b))]
     counts: dict[str, int] = {}
     con = duck.connect(Settings(), sa) if sa.url("x").startswith("s3") else duckdb.connect()
+    duck.load_extension(con, "delta")
     for mart in sorted(set(marts_a) & set(marts_b)):
-        cols_a, rows_a = _rows(con, sa.url(marts_a[mart]))
-        cols_b, rows_b = _rows(con, sb.url(marts_b[mart]))
+        cols_a, rows_a = _rows(con, mart_source(sa, marts_a[mart]))
+        cols_b, rows_b = _rows(con, mart_source(sb, marts_b[mart]))
         counts[mart] = len(rows_a)
         if cols_a != cols_b:
             diffs.append(f"{mart}: columns differ: {cols_a} vs {cols_b}")

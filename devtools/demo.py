@@ -135,7 +135,8 @@ def main(workdir: Path | None = None) -> int:
         folders = sorted({i.key.split("/")[1] for i in storage.list(prefix)})
         print(f"          {prefix}: {', '.join(folders) or '(empty)'}")
     print(
-        f"   published marts: {storage.url('published/CURRENT.json')} -> published/versions/{last['publication_id']}/"
+        f"   published marts: {storage.url('published/CURRENT.json')} -> published/marts/ "
+        "(Delta tables, each at its version)"
     )
     print(f"   quality report: {storage.url(last['report'])}")
     print(f"   airflow: {workdir / 'airflow_home'} (airflow standalone there for the UI)")

@@ -209,6 +209,8 @@ RELIABILITY_ROWS = {
     "disk_full": "disk full (ENOSPC) while writing the local lake",
     "permission": "permission denied (EACCES) on the local lake",
     "two_nights": "two publications started at the same moment",
+    "kill_vacuum": "a table commit killed after its data files; the vacuum killed after its first table",
+    "readers_while_publishing": "API clients paging through marts while three publications switch",
     "dead_lock_owner": "the lock of a killed night left behind",
     "simulator_faults": "every simulator fault kind (missing, late, duplicate, truncated, drift, encoding, rows, "
     "DST, …)",

@@ -6,6 +6,7 @@ feeds other marts says ``meta: published: false`` (the contract's KPI values). T
 depends on, are declared in the registry (``ingestion/operators.yaml``). From the manifest:
 
 * :func:`group_marts`: the marts each group publishes;
+* :func:`mart_periods`: the period each mart is rebuilt and published by (its incremental key);
 * :func:`node_groups`: the groups a node's failure refuses (a mart: its own group; an upstream
   model or seed: every group with a mart downstream of it; a test: the groups of what it tests);
 * :func:`build_selections`: per group, the nodes to ``--select`` so that the group builds run
@@ -70,6 +71,30 @@ def mart_groups(manifest: dict) -> dict[str, str]:
                 "(ingestion/operators.yaml groups)"
             )
         out[node["name"]] = group
+    return out
+
+
+PERIODS = ("service_date", "month")
+
+
+def mart_periods(manifest: dict) -> dict[str, str | None]:
+    """Return mart name -> its period column (None for a dimension, rewritten whole).
+
+    A mart's period is the ``unique_key`` of its incremental model (``service_date`` or
+    ``month``): the unit dbt rebuilds and the publication rewrites. A table-materialised mart has none."""
+    published = mart_groups(manifest)
+    out: dict[str, str | None] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or node["name"] not in published:
+            continue
+        config = node.get("config") or {}
+        key = config.get("unique_key") if config.get("materialized") == "incremental" else None
+        if key is not None and key not in PERIODS:
+            raise ConfigError(
+                f"dbt model {node['name']}: a published incremental mart's unique_key must be a period, "
+                f"one of {PERIODS}, not {key!r}"
+            )
+        out[node["name"]] = key
     return out
 
 

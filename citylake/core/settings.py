@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Days raw files of personal-data feeds (ticketing) are kept before the retention job purges them.",
     )
+    publication_retention_days: int = Field(
+        default=5480,
+        ge=1,
+        description=(
+            "Days a publication stays reproducible before `citylake vacuum` may delete files only it reads: "
+            "a 10-year delegation contract plus the 5-year limitation period (Code civil art. 2224). "
+            "Publications named by a contract report are kept whatever their age."
+        ),
+    )
     api_tokens_file: str = Field(
         default="api_tokens.json",
         description="The HTTP API's token register: sha256 hashes of tokens with their role (never the tokens).",

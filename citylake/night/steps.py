@@ -32,7 +32,7 @@ from citylake.core.lock import lake_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, open_storage
 from citylake.night.notify import notify
-from citylake.publish.gate import GateResult, run_gate
+from citylake.publish.gate import GateResult, read_pending, run_gate
 from ingestion import manifest, registry
 from ingestion.run import IngestReport, ingest, new_run_id
 
@@ -146,10 +146,12 @@ def plan_build(
     from citylake.build.groups import build_selections, load_manifest
 
     first = not (warehouse or warehouse_path(settings)).exists()
+    # a refused or crashed night's dates are rebuilt with this night's, and published with them
+    pending = {d for group_dates in read_pending(open_storage(settings)).values() for d in group_dates}
     return {
         "first_build": first or full_refresh,
         "full_refresh": full_refresh,
-        "dates": sorted(set(dates)),
+        "dates": sorted(set(dates) | pending),
         "selections": build_selections(load_manifest(settings)) if selections else {},
     }
 
@@ -225,7 +227,15 @@ def _audit_and_publish(
     settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any]
 ) -> tuple[GateResult, list[str], str | None]:
     dates = [date.fromisoformat(d) for d in built["service_dates"]]
-    gate = run_gate(storage, Path(built["warehouse"]), run_id, dates, built["results"], inputs=staged_inputs(storage))
+    gate = run_gate(
+        storage,
+        Path(built["warehouse"]),
+        run_id,
+        dates,
+        built["results"],
+        inputs=staged_inputs(storage),
+        settings=settings,
+    )
     reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
     return gate, reports, error
 
@@ -376,4 +386,6 @@ def publish_only(settings: Settings, service_date: date | None = None) -> GateRe
     dates = [service_date] if service_date else staged_dates(storage)
     run_id = new_run_id()
     with lake_lock(storage, LOCK, owner=run_id):  # never two publications at once
-        return run_gate(storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage))
+        return run_gate(
+            storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage), settings=settings
+        )

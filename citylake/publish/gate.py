@@ -1,16 +1,21 @@
 """The publication gate: write, audit, publish. Consumers never see a failed or half-written mart.
 
-1. **write**: the marts of each dependency group are exported from the candidate warehouse to
-   ``candidate/<run_id>/<group>/<mart>.parquet``;
-2. **audit**: the quality suites run on the candidate; dbt's failed tests and models count too;
-3. **promote**: each group that passed is copied to ``published/versions/<id>/<group>/``
-   (write-once) and the registry record ``published/registry/<id>.json`` is written (write-once);
+1. **write**: dbt builds the night's periods into the candidate warehouse (a DuckDB file consumers
+   never read);
+2. **audit**: the quality suites run on the candidate; dbt's failed tests and models count too.
+   A refused group's rebuilt periods are exported to ``candidate/<run_id>/<group>/`` for inspection;
+3. **promote**: for each group that passed, each mart's Delta table ``published/marts/<group>/<mart>/``
+   gets one commit replacing the partitions of the periods rebuilt since the group's last
+   publication (:mod:`.tables`); a dimension is rewritten only when its content changed. The
+   registry record ``published/registry/<id>.json`` (write-once) names every table version;
 4. **publish**: ``published/CURRENT.json`` is replaced in one atomic put. A group that failed
    keeps its previous pointer; ``contract`` publishes only if the groups it depends on passed.
 
-A crash at any step leaves CURRENT.json naming complete versions only: new version files are
-written before the registry record, and the record before the pointer. Set
-``CITYLAKE_GATE_CRASH_AT=<step>`` (``Settings.gate_crash_at``) to kill the process at a step (tests do).
+A crash at any step leaves CURRENT.json naming complete versions only: table versions are
+committed before the registry record, and the record before the pointer; the periods still to
+publish (``control/publish/pending.json``) are only cleared after the switch, so a rerun rewrites
+them. Set ``CITYLAKE_GATE_CRASH_AT=<step>`` (``Settings.gate_crash_at``) to kill the process at a
+step (tests do).
 """
 
 from __future__ import annotations
@@ -26,16 +31,18 @@ from pathlib import Path
 
 import duckdb
 
-from citylake.build.groups import group_marts, load_manifest, mart_groups, node_groups
+from citylake.build.groups import group_marts, load_manifest, mart_groups, mart_periods, node_groups
+from citylake.core.errors import LakeObjectNotFound
 from citylake.core.lake import Zone, key
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
 from citylake.publish.reader import CURRENT, current
+from citylake.publish.tables import period_values, table_key, write_mart
 from ingestion import registry
 from quality.suites import SuiteRun, build_suites, run_suites
 
 log = logging.getLogger("citylake.gate")
-STEPS = ("exported", "audited", "promoting", "promoted", "registered", "published")
+STEPS = ("planned", "audited", "promoting", "promoted", "registered", "published")
 
 
 def _crash_point(step: str) -> None:
@@ -87,33 +94,114 @@ class GateResult:
         return not self.refused_groups
 
 
-def export_candidate(
-    storage: LakeStorage, warehouse: Path, run_id: str, publication_id: str, marts_by_group: dict[str, tuple[str, ...]]
-) -> dict[str, list[str]]:
-    """Write each group's marts from the warehouse to candidate/<run_id>/<group>/; return the keys."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    out: dict[str, list[str]] = {}
+PENDING = key(Zone.CONTROL, "publish", filename="pending.json")
+
+
+def read_pending(storage: LakeStorage) -> dict[str, list[str]]:
+    """Service dates rebuilt but not yet published, per group (a refused or crashed night's)."""
     try:
-        tables = {r[0] for r in con.sql("select table_name from information_schema.tables").fetchall()}
-        for group, marts in marts_by_group.items():
-            out[group] = []
-            for mart in marts:
-                if mart not in tables:
-                    continue
-                select = (
-                    f"select * replace ('{publication_id}' as publication_id) from {mart}"
-                    if mart == "mart_contract_kpis"
-                    else f"select * from {mart}"
-                )
-                k = key(Zone.CANDIDATE, f"{run_id}/{group}", filename=f"{mart}.parquet")
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = Path(tmp) / "m.parquet"
-                    con.execute(f"copy ({select}) to '{local}' (format parquet, compression zstd)")
-                    storage.put_file(k, local, overwrite=True)
-                out[group].append(k)
-    finally:
-        con.close()
-    return out
+        return storage.get_json(PENDING)
+    except LakeObjectNotFound:
+        return {}
+
+
+def _mart_select(mart: str, publication_id: str) -> str:
+    if mart == "mart_contract_kpis":  # each KPI figure names the publication it was computed in
+        return f"select * replace ('{publication_id}' as publication_id) from {mart}"
+    return f"select * from {mart}"
+
+
+def _where(period: str | None, values: list[date] | None) -> str:
+    if period is None or values is None:
+        return ""
+    if not values:
+        return " where false"
+    listed = ", ".join(f"date '{v.isoformat()}'" for v in values)
+    return f" where {period} in ({listed})"
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection, mart: str) -> str:
+    """A digest of a whole (small) table's content: a dimension is rewritten only when it changed."""
+    n, h = con.sql(f"select count(*), coalesce(bit_xor(hash(t)), 0) from {mart} t").fetchone()
+    return f"{n}:{h}"
+
+
+def keep_for_inspection(
+    con: duckdb.DuckDBPyConnection, storage: LakeStorage, run_id: str, group: str, plans: dict[str, dict]
+) -> None:
+    """Export a refused group's rebuilt periods to ``candidate/<run_id>/<group>/`` for inspection."""
+    for mart, plan in plans.items():
+        k = key(Zone.CANDIDATE, f"{run_id}/{group}", filename=f"{mart}.parquet")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "m.parquet"
+            sql = f"select * from {mart}{_where(plan['period'], plan['values'])}"
+            con.execute(f"copy ({sql}) to '{local}' (format parquet, compression zstd)")
+            storage.put_file(k, local, overwrite=True)
+
+
+def plan_marts(
+    con: duckdb.DuckDBPyConnection,
+    marts: tuple[str, ...],
+    periods: dict[str, str | None],
+    dates: list[date],
+    before: dict,
+) -> dict[str, dict]:
+    """Per mart built in the warehouse: its period and the period values to write (None: whole)."""
+    tables = {r[0] for r in con.sql("select table_name from information_schema.tables").fetchall()}
+    plans: dict[str, dict] = {}
+    for mart in marts:
+        if mart not in tables:
+            continue
+        period = periods.get(mart)
+        previous = (before.get("marts") or {}).get(mart)
+        as_table = isinstance(previous, dict) and "table" in previous
+        plan: dict = {"period": period, "values": None, "previous": previous if as_table else None}
+        if period is None:
+            plan["fingerprint"] = fingerprint(con, mart)
+            if as_table and previous.get("fingerprint") == plan["fingerprint"]:
+                plan["unchanged"] = True
+        elif as_table:  # a table in force: only the periods rebuilt since
+            plan["values"] = period_values(period, dates)
+            if not plan["values"]:
+                plan["unchanged"] = True
+        plans[mart] = plan
+    return plans
+
+
+def promote(
+    settings: Settings,
+    storage: LakeStorage,
+    con: duckdb.DuckDBPyConnection,
+    group: str,
+    plans: dict[str, dict],
+    publication_id: str,
+    crash_after_first: bool,
+) -> dict[str, dict]:
+    """Commit a passed group's marts to their Delta tables; return the pointer's mart entries."""
+    entries: dict[str, dict] = {}
+    for mart, plan in plans.items():
+        table = table_key(group, mart)
+        if plan.get("unchanged"):
+            entries[mart] = plan["previous"]
+            continue
+        version = write_mart(
+            settings,
+            storage,
+            table,
+            lambda values, mart=mart, plan=plan: con.execute(
+                _mart_select(mart, publication_id) + _where(plan["period"], values)
+            ).to_arrow_reader(200_000),
+            period=plan["period"],
+            values=plan["values"],
+            publication_id=publication_id,
+        )
+        entries[mart] = {"table": table, "version": version, "period": plan["period"]}
+        if "fingerprint" in plan:
+            entries[mart]["fingerprint"] = plan["fingerprint"]
+        if crash_after_first:
+            _crash_point("promoting")
+            crash_after_first = False
+    return entries
 
 
 def run_gate(
@@ -125,16 +213,88 @@ def run_gate(
     inputs: list[str] | None = None,
     suites: list | None = None,
     manifest: dict | None = None,
+    settings: Settings | None = None,
 ) -> GateResult:
     """Audit the candidate and publish every group that passed; return what happened.
 
     Which mart and which dbt node belong to which group is read from dbt's manifest."""
     publication_id = run_id
+    settings = settings or Settings()
     manifest = manifest or load_manifest()
     groups = registry.groups()
-    exported = export_candidate(storage, warehouse, run_id, publication_id, group_marts(manifest))
-    _crash_point("exported")
+    periods = mart_periods(manifest)
+    before = current(storage)
+    # the service dates each group must publish: the night's, and those a refused or crashed
+    # night rebuilt without publishing (cleared only once the pointer names them)
+    pending = read_pending(storage)
+    night = sorted({d.isoformat() for d in service_dates})
+    pending = {g: sorted(set(pending.get(g, [])) | set(night)) for g in groups}
+    storage.put_json(PENDING, pending, overwrite=True)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        plans = {
+            g: plan_marts(
+                con,
+                marts,
+                periods,
+                [date.fromisoformat(d) for d in pending[g]],
+                before.get("groups", {}).get(g, {}),
+            )
+            for g, marts in group_marts(manifest).items()
+        }
+        _crash_point("planned")
+        result, record, after = _audit_and_promote(
+            settings,
+            storage,
+            con,
+            warehouse,
+            run_id,
+            publication_id,
+            service_dates,
+            plans,
+            before,
+            groups,
+            dbt_results,
+            inputs,
+            suites,
+            manifest,
+        )
+    finally:
+        con.close()
+    passed = result.published_groups
+    if passed:
+        registry_key = key(Zone.PUBLISHED, "registry", filename=f"{publication_id}.json")
+        storage.put_json(registry_key, record)
+        result.registry_key = registry_key
+        _crash_point("registered")
+        storage.put_json(CURRENT, after, overwrite=True)  # the one atomic switch
+        _crash_point("published")
+        result.current = after
+        storage.put_json(PENDING, {g: ([] if g in passed else pending[g]) for g in groups}, overwrite=True)
+    else:
+        result.current = before
+    from citylake.publish.report import write_report
 
+    result.report_key = write_report(storage, record, result.checks)
+    return result
+
+
+def _audit_and_promote(
+    settings: Settings,
+    storage: LakeStorage,
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
+    run_id: str,
+    publication_id: str,
+    service_dates: list[date],
+    plans: dict[str, dict[str, dict]],
+    before: dict,
+    groups: list[str],
+    dbt_results: list[dict] | None,
+    inputs: list[str] | None,
+    suites: list | None,
+    manifest: dict,
+) -> tuple[GateResult, dict, dict]:
     checks = run_suites(warehouse, suites if suites is not None else build_suites(service_dates), mart_groups(manifest))
     affected = node_groups(manifest)
     unassigned: list[str] = []
@@ -154,7 +314,7 @@ def run_gate(
                 reasons[g].append(text)
             if not affected.get(res["node"]):
                 unassigned.append(text + " (no published mart depends on it)")
-    for g, marts in exported.items():
+    for g, marts in plans.items():
         if not marts and g in reasons:
             reasons[g].append(f"no mart of group {g} was built")
     for g, deps in registry.group_depends().items():
@@ -163,6 +323,8 @@ def run_gate(
             reasons[g].append(f"depends on group(s) {failed} that failed their checks")
     passed = [g for g in groups if not reasons[g]]
     refused = {g: r for g, r in reasons.items() if r}
+    for g in refused:
+        keep_for_inspection(con, storage, run_id, g, plans.get(g, {}))
     _crash_point("audited")
 
     result = GateResult(
@@ -174,29 +336,17 @@ def run_gate(
         + unassigned,
         checks=checks,
     )
-    # promote: copy audited candidate files to the write-once version folder
-    promoted: dict[str, list[str]] = {}
-    for i, g in enumerate(passed):
-        promoted[g] = []
-        for ck in exported[g]:
-            mart = ck.rsplit("/", 1)[-1]
-            dst = key(Zone.PUBLISHED, f"versions/{publication_id}/{g}", filename=mart)
-            with tempfile.TemporaryDirectory() as tmp:
-                storage.put_file(dst, storage.download(ck, Path(tmp) / "m.parquet"))
-            promoted[g].append(dst)
-        if i == 0:
-            _crash_point("promoting")
-    _crash_point("promoted")
-
-    before = current(storage)
+    # promote: one Delta commit per changed mart of each group that passed
     now = datetime.now(UTC).replace(microsecond=0)
     after = {"groups": dict(before.get("groups", {})), "updated_at": now.isoformat()}
-    for g in passed:
+    for i, g in enumerate(passed):
         after["groups"][g] = {
             "publication_id": publication_id,
             "published_at": now.isoformat(),
-            "marts": {k.rsplit("/", 1)[-1].removesuffix(".parquet"): k for k in promoted[g]},
+            "marts": promote(settings, storage, con, g, plans[g], publication_id, crash_after_first=i == 0),
         }
+    _crash_point("promoted")
+
     report_key = key(Zone.REPORTS, f"quality/{run_id}", filename="index.html")
     record = {
         "publication_id": publication_id,
@@ -217,20 +367,7 @@ def run_gate(
         "current_after": after,
         "current_before": before,
     }
-    if passed:
-        registry_key = key(Zone.PUBLISHED, "registry", filename=f"{publication_id}.json")
-        storage.put_json(registry_key, record)
-        result.registry_key = registry_key
-        _crash_point("registered")
-        storage.put_json(CURRENT, after, overwrite=True)  # the one atomic switch
-        _crash_point("published")
-        result.current = after
-    else:
-        result.current = before
-    from citylake.publish.report import write_report
-
-    result.report_key = write_report(storage, record, checks)
-    return result
+    return result, record, after
 
 
 def to_json(result: GateResult) -> str:

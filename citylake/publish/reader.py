@@ -12,6 +12,7 @@ from datetime import date
 
 import duckdb
 
+from citylake.core.duck import load_extension
 from citylake.core.errors import CitylakeError, LakeObjectNotFound
 from citylake.core.storage import LakeStorage
 
@@ -50,11 +51,28 @@ def pointer_as_of(storage: LakeStorage, as_of: str | None) -> dict:
     return eligible[-1]["current_after"]
 
 
+def mart_entries(pointer: dict) -> dict[str, dict | str]:
+    """Return mart -> where it is published, for every group of a pointer."""
+    return {
+        mart: entry for group in pointer.get("groups", {}).values() for mart, entry in group.get("marts", {}).items()
+    }
+
+
+def mart_source(storage: LakeStorage, entry: dict | str) -> str:
+    """The DuckDB table expression that reads one published mart exactly as the pointer names it.
+
+    A Delta table at its recorded version (``delta_scan(url, version => n)``); a publication written
+    before the tables (a Parquet file per publication, ``published/versions/``) by its file."""
+    if isinstance(entry, str):
+        return f"read_parquet('{storage.url(entry)}')"
+    return f"delta_scan('{storage.url(entry['table'])}', version => {int(entry['version'])})"
+
+
 def published_views(con: duckdb.DuckDBPyConnection, storage: LakeStorage, pointer: dict) -> list[str]:
     """Create one view per published mart (as the pointer says) in a DuckDB connection."""
-    names = []
-    for entry in pointer.get("groups", {}).values():
-        for mart, k in entry.get("marts", {}).items():
-            con.execute(f"create or replace view {mart} as select * from read_parquet('{storage.url(k)}')")
-            names.append(mart)
-    return sorted(names)
+    entries = mart_entries(pointer)
+    if any(not isinstance(e, str) for e in entries.values()):
+        load_extension(con, "delta")
+    for mart, entry in entries.items():
+        con.execute(f"create or replace view {mart} as select * from {mart_source(storage, entry)}")
+    return sorted(entries)

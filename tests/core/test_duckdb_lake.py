@@ -85,7 +85,7 @@ def _cp1252_csv():
 
 
 def test_bundled_extensions_install_offline() -> None:
-    assert duck.install_bundled_extensions() == ["httpfs", "ducklake", "encodings"]
+    assert duck.install_bundled_extensions() == ["httpfs", "ducklake", "encodings", "delta"]
     con = duckdb.connect()
     for name in ("httpfs", "ducklake", "encodings"):
         duck.load_extension(con, name)
