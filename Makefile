@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 PY_DIRS := citylake ingestion quality devtools tests dags
 SQL_DIRS := dbt_project/models dbt_project/tests
 
-.PHONY: install browser demo test lint bench scaleout-check lock clean help
+.PHONY: install browser demo test lint bench bench-history scaleout-check lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
+	@echo "make bench-history  nights on 30, 180 and 365 days of history (BENCHMARKS.md)"
 	@echo "make scaleout-check  the nightly refresh on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
 	@echo "make lint     ruff, the import-direction contracts, sqlfluff"
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
@@ -62,6 +63,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m devtools.bench
+
+# A year of small-scale history: backfills, then nights on 30, 180 and 365 days (BENCHMARKS.md).
+bench-history: install
+	$(BIN)/python -m devtools.bench_history
 
 scaleout-check: install
 	$(BIN)/python -m devtools.scaleout

@@ -1,0 +1,162 @@
+"""``make bench-history``: what a night costs on top of 30, 180 and 365 days of history.
+
+A year (and a day) of small-scale deliveries is simulated once; the lake is then filled as a city
+would: a backfill of the first 30 days in one pass (``citylake backfill``), the night of day 31
+(``citylake run --as-of``, one process, as the nightly refresh runs it), a backfill up to day 180,
+the night of day 181, a backfill up to day 365, the night of day 366. Each command runs in its own
+process: wall time, peak RSS, bytes the lake gained, published bytes. The contract KPIs and the
+load profile read right after the night of day 31 are read again, as of that publication, at the
+end: they must be equal value for value. Figures go into BENCHMARKS.md between the history markers
+(``make bench`` keeps them). One run per stage: a year is too long to repeat three times here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from devtools.bench import KEY, ROOT, machine, measure
+
+START = date(2025, 3, 3)  # a Monday; the year holds both DST changes and every school holiday
+SEGMENTS = (30, 180, 365)  # days of history under each measured night
+BEGIN, END = "<!-- bench-history:start -->", "<!-- bench-history:end -->"
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "citylake.cli", *args]
+
+
+def _digest(lake: Path, warehouse: Path, as_of: str | None) -> tuple[str, dict[str, str]]:
+    """The publication read and a digest of its contract KPIs and load profile (now, or as of)."""
+    os.environ.update({"CITYLAKE_LAKE_URI": lake.as_uri(), "CITYLAKE_WAREHOUSE": str(warehouse)})
+    from citylake.core import duck
+    from citylake.core.settings import Settings
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import pointer_as_of, published_views
+
+    settings = Settings()
+    storage = open_storage(settings)
+    con = duck.connect(settings, storage)
+    pointer = pointer_as_of(storage, as_of)
+    published_views(con, storage, pointer)
+    out = {}
+    for mart in ("mart_contract_kpis", "mart_bus_load_profile"):
+        rows = con.sql(f"select * from {mart} order by all").fetchall()
+        out[mart] = f"{len(rows)} rows, sha256 {hashlib.sha256(repr(rows).encode()).hexdigest()[:16]}"
+    con.close()
+    return max(g["publication_id"] for g in pointer["groups"].values()), out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench_history", description=__doc__)
+    parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "history")
+    parser.add_argument("--keep-drop", action="store_true", help="reuse a simulated year already in --work")
+    args = parser.parse_args(argv)
+    work: Path = args.work
+    drop, lake, wh = work / "drop", work / "lake", work / "warehouse.duckdb"
+    days = SEGMENTS[-1] + 1
+    if not (args.keep_drop and (drop / "bus").exists()):
+        shutil.rmtree(drop, ignore_errors=True)
+        wall, mib, _ = measure(
+            [sys.executable, "-m", "devtools", "simulate", "--start", START.isoformat(), "--days", str(days)]
+            + ["--scale", "small", "--out", str(drop), "--no-progress"],
+            ROOT,
+        )
+        print(f"simulated {days} days in {wall:.0f} s ({_size(drop) / 1e9:.1f} GB)", flush=True)
+    shutil.rmtree(lake, ignore_errors=True)
+    wh.unlink(missing_ok=True)
+    env = {
+        "CITYLAKE_LAKE_URI": lake.as_uri(),
+        "CITYLAKE_DROP_ROOT": drop.as_uri(),
+        "CITYLAKE_WAREHOUSE": str(wh),
+        "CITYLAKE_PSEUDONYM_KEY": KEY,
+    }
+    rows, backfills, first = [], [], 0
+    pinned: tuple[str, dict[str, str]] | None = None
+    from citylake.night.steps import night_after
+
+    for history in SEGMENTS:
+        d1, d2 = START + timedelta(days=first), START + timedelta(days=history - 1)
+        wall, mib, _ = measure(_cli("backfill", "--from", d1.isoformat(), "--to", d2.isoformat()), ROOT, env, (0, 1))
+        backfills.append({"from": d1, "to": d2, "days": (d2 - d1).days + 1, "wall": wall, "mib": mib})
+        print(f"backfill {d1}..{d2}: {wall:.0f} s, {mib:.0f} MiB", flush=True)
+        night = START + timedelta(days=history)
+        before_lake, before_pub = _size(lake), _size(lake / "published")
+        as_of = night_after(night, "Europe/Paris").isoformat()
+        wall, mib, out = measure(_cli("run", "--as-of", as_of), ROOT, env, (0, 1))
+        rows.append(
+            {
+                "history": history,
+                "night": night,
+                "wall": wall,
+                "mib": mib,
+                "written": _size(lake) - before_lake,
+                "published_written": _size(lake / "published") - before_pub,
+                "published": _size(lake / "published"),
+                "lake": _size(lake),
+            }
+        )
+        print(f"night {night} on {history} days: {wall:.1f} s, {mib:.0f} MiB", flush=True)
+        if pinned is None:
+            pinned = _digest(lake, wh, None)
+        first = history + 1
+    _, later = _digest(lake, wh, pinned[0])
+    exact = later == pinned[1]
+    write(rows, backfills, pinned, later, exact)
+    return 0 if exact else 1
+
+
+def write(rows: list[dict], backfills: list[dict], pinned, later, exact: bool) -> None:
+    base = rows[0]
+    lines = [
+        BEGIN,
+        "## A night on top of a year of history (`make bench-history`)",
+        "",
+        f"Measured {date.today()} on {machine()}. Small scale (the sample network, ≈ 20 k validations a day), "
+        f"{SEGMENTS[-1] + 1} simulated days from {START}. One run each (`devtools/bench_history.py`).",
+        "",
+        "| night on | wall | × 30 days | peak RSS | × 30 days | lake bytes written | of which published | "
+        "published total | whole lake |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['history']} days ({r['night']}) | {r['wall']:.1f} s | {r['wall'] / base['wall']:.2f} | "
+            f"{r['mib']:.0f} MiB | {r['mib'] / base['mib']:.2f} | {r['written'] / 1e6:.1f} MB | "
+            f"{r['published_written'] / 1e6:.2f} MB | {r['published'] / 1e6:.0f} MB | {r['lake'] / 1e6:.0f} MB |"
+        )
+    lines += ["", "| backfill (one pass) | days | wall | peak RSS |", "|---|---|---|---|"]
+    for b in backfills:
+        lines.append(f"| {b['from']} → {b['to']} | {b['days']} | {b['wall']:.0f} s | {b['mib']:.0f} MiB |")
+    total = sum(b["wall"] for b in backfills)
+    lines += [
+        f"| all three | {sum(b['days'] for b in backfills)} | {total:.0f} s | |",
+        "",
+        f"As-of exactness: the contract KPIs and load profile read after the night of day {SEGMENTS[0] + 1} "
+        f"(publication `{pinned[0]}`) and read again at the end as of that publication: "
+        + ("**equal**" if exact else "**DIFFERENT**")
+        + f" ({pinned[1]['mart_contract_kpis']}; {pinned[1]['mart_bus_load_profile']}).",
+        END,
+    ]
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""
+    block = "\n".join(lines)
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+    print(block)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
