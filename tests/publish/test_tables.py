@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
@@ -73,6 +74,9 @@ def test_twelve_nights_with_a_late_delivery_every_version_reads_as_published(lak
         published.append((version, expected))
     for version, expected in published:  # as published on each night, value for value
         assert read(lake_settings, storage, table, version) == expected
+    # any engine reads a version without citylake: Polars, by path and version number
+    third = pl.scan_delta(storage.url(table), version=published[2][0], storage_options=_options(lake_settings, storage))
+    assert sorted(third.collect().rows()) == published[2][1]
     assert read(lake_settings, storage, table, published[2][0])[6:9] == [
         (DAY0 + timedelta(days=2), s, 200.0 + i) for i, s in enumerate("ABC")
     ]
