@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from citylake.core.errors import LakeObjectNotFound
 from citylake.core.lake import Zone, key
 from citylake.core.storage import LakeStorage
 
@@ -134,15 +135,44 @@ class RunRecords:
         return written
 
 
-def load(storage: LakeStorage, table: str) -> pl.DataFrame:
-    """Return a whole manifest table (empty with its schema when nothing was written yet)."""
-    schema = TABLES[table]
-    frames = []
-    for info in storage.list(f"control/manifest/{table}/"):
-        if info.key.endswith(".parquet"):
-            import io
+SNAPSHOT = "control/manifest_snapshot/{table}.parquet"
+COMPACT_AFTER = 50  # manifest objects outside the snapshot before load() folds them in
 
-            frames.append(pl.read_parquet(io.BytesIO(storage.get_bytes(info.key))).select(list(schema)).cast(schema))
-    if not frames:
-        return pl.DataFrame(schema=schema)
-    return pl.concat(frames)
+
+def _read(storage: LakeStorage, key_: str, schema: dict) -> pl.DataFrame:
+    import io
+
+    return pl.read_parquet(io.BytesIO(storage.get_bytes(key_))).select(list(schema)).cast(schema)
+
+
+def load(storage: LakeStorage, table: str) -> pl.DataFrame:
+    """Return a whole manifest table (empty with its schema when nothing was written yet).
+
+    The manifest is one object per run and feed: a year of nights is thousands of small objects.
+    A snapshot (``control/manifest_snapshot/<table>.parquet``, each row with the key it came from)
+    holds those already read; only objects missing from it are fetched, and once there are
+    ``COMPACT_AFTER`` of them the snapshot is rewritten with them (one atomic put). A snapshot only
+    ever holds whole, write-once objects, so a run writing while it is rewritten is simply read
+    from its own object next time: a night reads a few objects, not the history."""
+    schema = TABLES[table]
+    snapshot_key = SNAPSHOT.format(table=table)
+    try:
+        snapshot = _read(storage, snapshot_key, {"_key": pl.Utf8, **schema})
+    except LakeObjectNotFound:
+        snapshot = pl.DataFrame(schema={"_key": pl.Utf8, **schema})
+    known = set(snapshot["_key"].unique().to_list())
+    fresh = [
+        info.key
+        for info in storage.list(f"control/manifest/{table}/")
+        if info.key.endswith(".parquet") and info.key not in known
+    ]
+    frames = [snapshot] + [
+        _read(storage, k, schema).with_columns(_key=pl.lit(k)).select(snapshot.columns) for k in fresh
+    ]
+    whole = pl.concat(frames)
+    if len(fresh) >= COMPACT_AFTER:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "snapshot.parquet"
+            whole.write_parquet(path, compression="zstd")
+            storage.put_file(snapshot_key, path, overwrite=True)
+    return whole.drop("_key")

@@ -123,10 +123,18 @@ def delivery_present(settings: Settings, operator: str, feed: str, service_date:
     return any(date_from_name(c, f.name) == service_date for f in open_drop(settings, spec["drop"], feed).list())
 
 
-def staged_inputs(storage: LakeStorage) -> list[str]:
-    """Return the sha256 of every delivery currently staged (the publication's inputs)."""
+def staged_inputs(storage: LakeStorage, dates: list[date] | None = None) -> list[str]:
+    """Return the sha256 of the deliveries staged for these service dates (every date: None).
+
+    A publication records the inputs of the dates it rebuilt; the inputs of other dates are in the
+    records of the publications that rebuilt them, so a record stays the size of its night."""
+    import polars as pl
+
     steps = manifest.load(storage, "steps")
-    return sorted(set(steps.filter(steps["step"] == "staged")["sha256"].drop_nulls().to_list()))
+    staged = steps.filter(pl.col("step") == "staged")
+    if dates is not None:
+        staged = staged.filter(pl.col("partition_date").is_in(dates) | pl.col("partition_date").is_null())
+    return sorted(set(staged["sha256"].drop_nulls().to_list()))
 
 
 # -- 2. build ---------------------------------------------------------------------------------
@@ -233,7 +241,7 @@ def _audit_and_publish(
         run_id,
         dates,
         built["results"],
-        inputs=staged_inputs(storage),
+        inputs=staged_inputs(storage, dates),
         settings=settings,
     )
     reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
@@ -387,5 +395,5 @@ def publish_only(settings: Settings, service_date: date | None = None) -> GateRe
     run_id = new_run_id()
     with lake_lock(storage, LOCK, owner=run_id):  # never two publications at once
         return run_gate(
-            storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage), settings=settings
+            storage, warehouse_path(settings), run_id, dates, inputs=staged_inputs(storage, dates), settings=settings
         )

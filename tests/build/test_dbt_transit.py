@@ -127,6 +127,11 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     assert second.success
     again = build(settings, service_dates=[START])  # recompute a date already built: no duplicates
     assert again.success
+    # the night's data tests checked the night's date only (dbt_project/macros/night_tests.sql)
+    compiled = (ROOT / "dbt_project" / "target" / "run" / "citylake" / "models").rglob(
+        "unique_combination_fct_stop_visit*.sql"
+    )
+    assert f"where service_date in (date '{START}')" in next(compiled).read_text()
     # every published mart, row for row (floats from parallel sums within 1e-9)
     for mart in sorted(mart_groups(load_manifest(settings))):
         assert_same_rows(q(again.warehouse, f"select * from {mart}"), q(built, f"select * from {mart}"), mart)

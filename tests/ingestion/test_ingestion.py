@@ -345,3 +345,28 @@ def test_configuration_is_checked(tmp_path, monkeypatch) -> None:
     assert set(registry.operators()) == {"bus", "parking", "montpellier"}
     # an empty drop is not an error: nothing delivered yet
     assert ingest(settings).ok
+
+
+def test_the_manifest_reads_a_snapshot_and_only_the_objects_missing_from_it(file_settings) -> None:
+    """A year of nights is thousands of manifest objects: a night reads the snapshot and the few
+    objects written since, and the result is the same as reading every object."""
+    storage = open_storage(file_settings)
+    for i in range(manifest.COMPACT_AFTER + 3):
+        records = manifest.RunRecords(f"20260101T0000{i:02d}Z-run{i:04d}", "bus", "avl")
+        records.step(f"{i:064x}", "staged", partition_date=date(2026, 1, 1 + i % 28))
+        records.write(storage)
+    every = manifest.load(storage, "steps")  # folds the 53 objects into the snapshot
+    assert every.height == manifest.COMPACT_AFTER + 3
+    snapshot = manifest.SNAPSHOT.format(table="steps")
+    assert storage.exists(snapshot)
+    late = manifest.RunRecords("20260301T000000Z-late0000", "bus", "avl")
+    late.step("f" * 64, "staged", partition_date=date(2026, 3, 1))
+    written = late.write(storage)
+    gets: list[str] = []
+    real = storage.get_bytes
+    storage.get_bytes = lambda k: gets.append(k) or real(k)
+    after = manifest.load(storage, "steps")
+    assert sorted(gets) == sorted([snapshot, *written])  # the snapshot and the one new object only
+    expected = pl.concat([every, after.filter(pl.col("run_id").str.contains("late"))])
+    assert after.height == every.height + 1
+    assert after.sort("run_id").equals(expected.sort("run_id"))
