@@ -129,7 +129,7 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     assert again.success
     # the night's data tests checked the night's date only (dbt_project/macros/night_tests.sql)
     compiled = (ROOT / "dbt_project" / "target" / "run" / "citylake" / "models").rglob(
-        "unique_combination_fct_stop_visit*.sql"
+        "unique_combination_fct_stop_vi*.sql"
     )
     assert f"where service_date in (date '{START}')" in next(compiled).read_text()
     # every published mart, row for row (floats from parallel sums within 1e-9)
