@@ -178,7 +178,10 @@ def test_a_crash_at_any_step_never_exposes_a_mix(drops, lake_settings, tmp_path,
     assert build_marts(settings, plan_build(settings, ["2026-03-31"], selections=False))["success"]
     env = {k: v for k, v in os.environ.items() if k.startswith("CITYLAKE_")}
     seen = []
-    for step in STEPS:
+    # every step on the filesystem; on S3 the table commits, the registry and the pointer (before
+    # them the gate writes single small objects, whose put is atomic on both backends)
+    steps = STEPS if not settings.lake_uri.startswith("s3://") else ("promoting", "registered", "published")
+    for step in steps:
         rc = _crash_run(settings, step, env)
         assert rc == 137, f"the run was not killed at {step}"
         ptr = current(storage)
@@ -193,7 +196,8 @@ def test_a_crash_at_any_step_never_exposes_a_mix(drops, lake_settings, tmp_path,
         seen.append(ids.pop())
         # the lock of the killed run is left behind: a later run takes it over once expired
         storage.delete("control/locks/nightly.json")
-    assert seen[:4] == [first.run_id] * 4  # crashes before the registry: nothing new visible
+    before_registry = [s for s in steps if STEPS.index(s) < STEPS.index("registered")]
+    assert seen[: len(before_registry)] == [first.run_id] * len(before_registry)  # nothing new visible
     assert seen[-1] != first.run_id  # a crash after the switch: the new version, complete
     rerun = run_night(settings)
     assert rerun.ok and current(storage) != good
