@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from citylake.build.groups import group_marts, load_manifest, mart_groups, mart_periods, node_groups
+from citylake.core.duck import copy_to_lake
 from citylake.core.errors import LakeObjectNotFound
 from citylake.core.lake import Zone, key
 from citylake.core.settings import Settings
@@ -45,7 +45,8 @@ log = logging.getLogger("citylake.gate")
 STEPS = ("planned", "audited", "promoting", "promoted", "registered", "published")
 
 
-def _crash_point(step: str) -> None:
+def crash_point(step: str) -> None:
+    """Kill the process here when ``Settings.gate_crash_at`` names this step (the crash tests)."""
     if Settings().gate_crash_at == step:
         log.error("CITYLAKE_GATE_CRASH_AT=%s: killing the process now", step)
         os._exit(137)
@@ -132,11 +133,7 @@ def keep_for_inspection(
     """Export a refused group's rebuilt periods to ``candidate/<run_id>/<group>/`` for inspection."""
     for mart, plan in plans.items():
         k = key(Zone.CANDIDATE, f"{run_id}/{group}", filename=f"{mart}.parquet")
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / "m.parquet"
-            sql = f"select * from {mart}{_where(plan['period'], plan['values'])}"
-            con.execute(f"copy ({sql}) to '{local}' (format parquet, compression zstd)")
-            storage.put_file(k, local, overwrite=True)
+        copy_to_lake(con, f"select * from {mart}{_where(plan['period'], plan['values'])}", storage, k, overwrite=True)
 
 
 def plan_marts(
@@ -199,103 +196,15 @@ def promote(
         if "fingerprint" in plan:
             entries[mart]["fingerprint"] = plan["fingerprint"]
         if crash_after_first:
-            _crash_point("promoting")
+            crash_point("promoting")
             crash_after_first = False
     return entries
 
 
-def run_gate(
-    storage: LakeStorage,
-    warehouse: Path,
-    run_id: str,
-    service_dates: list[date],
-    dbt_results: list[dict] | None = None,
-    inputs: list[str] | None = None,
-    suites: list | None = None,
-    manifest: dict | None = None,
-    settings: Settings | None = None,
-) -> GateResult:
-    """Audit the candidate and publish every group that passed; return what happened.
-
-    Which mart and which dbt node belong to which group is read from dbt's manifest."""
-    publication_id = run_id
-    settings = settings or Settings()
-    manifest = manifest or load_manifest()
-    groups = registry.groups()
-    periods = mart_periods(manifest)
-    before = current(storage)
-    # the service dates each group must publish: the night's, and those a refused or crashed
-    # night rebuilt without publishing (cleared only once the pointer names them)
-    pending = read_pending(storage)
-    night = sorted({d.isoformat() for d in service_dates})
-    pending = {g: sorted(set(pending.get(g, [])) | set(night)) for g in groups}
-    storage.put_json(PENDING, pending, overwrite=True)
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        plans = {
-            g: plan_marts(
-                con,
-                marts,
-                periods,
-                [date.fromisoformat(d) for d in pending[g]],
-                before.get("groups", {}).get(g, {}),
-            )
-            for g, marts in group_marts(manifest).items()
-        }
-        _crash_point("planned")
-        result, record, after = _audit_and_promote(
-            settings,
-            storage,
-            con,
-            warehouse,
-            run_id,
-            publication_id,
-            service_dates,
-            plans,
-            before,
-            groups,
-            dbt_results,
-            inputs,
-            suites,
-            manifest,
-        )
-    finally:
-        con.close()
-    passed = result.published_groups
-    if passed:
-        registry_key = key(Zone.PUBLISHED, "registry", filename=f"{publication_id}.json")
-        storage.put_json(registry_key, record)
-        result.registry_key = registry_key
-        _crash_point("registered")
-        storage.put_json(CURRENT, after, overwrite=True)  # the one atomic switch
-        _crash_point("published")
-        result.current = after
-        storage.put_json(PENDING, {g: ([] if g in passed else pending[g]) for g in groups}, overwrite=True)
-    else:
-        result.current = before
-    from citylake.publish.report import write_report
-
-    result.report_key = write_report(storage, record, result.checks)
-    return result
-
-
-def _audit_and_promote(
-    settings: Settings,
-    storage: LakeStorage,
-    con: duckdb.DuckDBPyConnection,
-    warehouse: Path,
-    run_id: str,
-    publication_id: str,
-    service_dates: list[date],
-    plans: dict[str, dict[str, dict]],
-    before: dict,
-    groups: list[str],
-    dbt_results: list[dict] | None,
-    inputs: list[str] | None,
-    suites: list | None,
-    manifest: dict,
-) -> tuple[GateResult, dict, dict]:
-    checks = run_suites(warehouse, suites if suites is not None else build_suites(service_dates), mart_groups(manifest))
+def refusals(
+    checks: SuiteRun, dbt_results: list[dict] | None, manifest: dict, plans: dict[str, dict], groups: list[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Why each group is refused (no reason: it passes), and dbt failures no published mart depends on."""
     affected = node_groups(manifest)
     unassigned: list[str] = []
     reasons: dict[str, list[str]] = {g: [] for g in groups}
@@ -321,11 +230,65 @@ def _audit_and_promote(
         failed = [d for d in deps if reasons[d]]
         if failed:
             reasons[g].append(f"depends on group(s) {failed} that failed their checks")
-    passed = [g for g in groups if not reasons[g]]
-    refused = {g: r for g, r in reasons.items() if r}
-    for g in refused:
-        keep_for_inspection(con, storage, run_id, g, plans.get(g, {}))
-    _crash_point("audited")
+    return reasons, unassigned
+
+
+def run_gate(
+    storage: LakeStorage,
+    warehouse: Path,
+    run_id: str,
+    service_dates: list[date],
+    dbt_results: list[dict] | None = None,
+    inputs: list[str] | None = None,
+    suites: list | None = None,
+    manifest: dict | None = None,
+    settings: Settings | None = None,
+) -> GateResult:
+    """Audit the candidate and publish every group that passed; return what happened.
+
+    Which mart and which dbt node belong to which group is read from dbt's manifest."""
+    publication_id = run_id
+    settings = settings or Settings()
+    manifest = manifest or load_manifest()
+    groups = registry.groups()
+    before = current(storage)
+    # the service dates each group must publish: the night's, and those a refused or crashed
+    # night rebuilt without publishing (cleared only once the pointer names them)
+    pending = read_pending(storage)
+    night = sorted({d.isoformat() for d in service_dates})
+    pending = {g: sorted(set(pending.get(g, [])) | set(night)) for g in groups}
+    storage.put_json(PENDING, pending, overwrite=True)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        periods = mart_periods(manifest)
+        plans = {
+            g: plan_marts(
+                con, marts, periods, [date.fromisoformat(d) for d in pending[g]], before.get("groups", {}).get(g, {})
+            )
+            for g, marts in group_marts(manifest).items()
+        }
+        crash_point("planned")
+        checks = run_suites(
+            warehouse, suites if suites is not None else build_suites(service_dates), mart_groups(manifest)
+        )
+        reasons, unassigned = refusals(checks, dbt_results, manifest, plans, groups)
+        passed = [g for g in groups if not reasons[g]]
+        refused = {g: r for g, r in reasons.items() if r}
+        for g in refused:
+            keep_for_inspection(con, storage, run_id, g, plans.get(g, {}))
+        crash_point("audited")
+        # promote: one Delta commit per changed mart of each group that passed
+        now = datetime.now(UTC).replace(microsecond=0)
+        after = {"groups": dict(before.get("groups", {})), "updated_at": now.isoformat()}
+        for i, g in enumerate(passed):
+            after["groups"][g] = {
+                "publication_id": publication_id,
+                "published_at": now.isoformat(),
+                "marts": promote(settings, storage, con, g, plans[g], publication_id, crash_after_first=i == 0),
+            }
+        crash_point("promoted")
+    finally:
+        con.close()
 
     result = GateResult(
         run_id,
@@ -336,17 +299,6 @@ def _audit_and_promote(
         + unassigned,
         checks=checks,
     )
-    # promote: one Delta commit per changed mart of each group that passed
-    now = datetime.now(UTC).replace(microsecond=0)
-    after = {"groups": dict(before.get("groups", {})), "updated_at": now.isoformat()}
-    for i, g in enumerate(passed):
-        after["groups"][g] = {
-            "publication_id": publication_id,
-            "published_at": now.isoformat(),
-            "marts": promote(settings, storage, con, g, plans[g], publication_id, crash_after_first=i == 0),
-        }
-    _crash_point("promoted")
-
     report_key = key(Zone.REPORTS, f"quality/{run_id}", filename="index.html")
     record = {
         "publication_id": publication_id,
@@ -367,7 +319,21 @@ def _audit_and_promote(
         "current_after": after,
         "current_before": before,
     }
-    return result, record, after
+    if passed:
+        registry_key = key(Zone.PUBLISHED, "registry", filename=f"{publication_id}.json")
+        storage.put_json(registry_key, record)
+        result.registry_key = registry_key
+        crash_point("registered")
+        storage.put_json(CURRENT, after, overwrite=True)  # the one atomic switch
+        crash_point("published")
+        result.current = after
+        storage.put_json(PENDING, {g: ([] if g in passed else pending[g]) for g in groups}, overwrite=True)
+    else:
+        result.current = before
+    from citylake.publish.report import write_report
+
+    result.report_key = write_report(storage, record, checks)
+    return result
 
 
 def to_json(result: GateResult) -> str:

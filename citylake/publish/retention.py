@@ -17,16 +17,15 @@ lock: never while a night publishes.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 from citylake.core.lock import lake_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
+from citylake.publish.gate import crash_point
 from citylake.publish.reader import current, mart_entries, registry
 from citylake.publish.tables import vacuum_table
 
-log = logging.getLogger("citylake.vacuum")
 LOCK = "nightly"
 
 
@@ -68,11 +67,8 @@ def vacuum_published(
         removed: dict[str, list[str]] = {}
         for i, table in enumerate(tables):
             removed[table] = vacuum_table(settings, storage, table, sorted(versions[table]), dry_run=dry_run)
-            if i == 0 and not dry_run and settings.gate_crash_at == "vacuum":
-                log.error("CITYLAKE_GATE_CRASH_AT=vacuum: killing the process now")
-                import os
-
-                os._exit(137)
+            if i == 0 and not dry_run:
+                crash_point("vacuum")
         done = {"kept_publications": kept, "tables": len(tables), "removed": removed, "dry_run": dry_run}
         if not dry_run:  # what went, and why the rest stayed: a record per vacuum
             storage.put_json(f"control/vacuum/{owner}.json", done)

@@ -24,8 +24,9 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import TableNotFoundError
 
 from citylake.build.groups import PERIODS
+from citylake.core.duck import polars_storage_options
 from citylake.core.settings import Settings
-from citylake.core.storage import LakeStorage, S3Storage
+from citylake.core.storage import LakeStorage
 
 TABLE_PROPERTIES = {
     "delta.enableExpiredLogCleanup": "false",
@@ -39,20 +40,10 @@ def table_key(group: str, mart: str) -> str:
 
 
 def storage_options(settings: Settings, storage: LakeStorage) -> dict[str, str] | None:
-    """delta-rs options for the lake: none on the filesystem; endpoint and keys on S3/MinIO.
-
-    Commits are conditional PUTs (``If-None-Match``): no locking provider, never an unsafe rename."""
-    if not isinstance(storage, S3Storage):
-        return None
-    access, secret = settings.s3_credentials()
-    return {
-        "AWS_ENDPOINT_URL": storage.endpoint,
-        "AWS_REGION": storage.region,
-        "AWS_ACCESS_KEY_ID": access,
-        "AWS_SECRET_ACCESS_KEY": secret,
-        "AWS_ALLOW_HTTP": "true" if storage.endpoint.startswith("http://") else "false",
-        "aws_conditional_put": "etag",
-    }
+    """delta-rs options for the lake: the lake's object-store options (as Polars takes them), and
+    commits as conditional PUTs (``If-None-Match``): no locking provider, never an unsafe rename."""
+    options = polars_storage_options(settings, storage)
+    return None if options is None else {**options, "aws_conditional_put": "etag"}
 
 
 def period_values(period: str, dates: Iterable[date]) -> list[date]:
