@@ -145,6 +145,22 @@ def _read(storage: LakeStorage, key_: str, schema: dict) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(storage.get_bytes(key_))).select(list(schema)).cast(schema)
 
 
+def _snapshot_and_fresh(storage: LakeStorage, table: str) -> tuple[pl.DataFrame, list[str]]:
+    """The snapshot of a manifest table (empty with its schema if none) and the keys not in it."""
+    schema = TABLES[table]
+    try:
+        snapshot = _read(storage, SNAPSHOT.format(table=table), {"_key": pl.Utf8, **schema})
+    except LakeObjectNotFound:
+        snapshot = pl.DataFrame(schema={"_key": pl.Utf8, **schema})
+    known = set(snapshot["_key"].unique().to_list())
+    fresh = [
+        info.key
+        for info in storage.list(f"control/manifest/{table}/")
+        if info.key.endswith(".parquet") and info.key not in known
+    ]
+    return snapshot, fresh
+
+
 def load(storage: LakeStorage, table: str) -> pl.DataFrame:
     """Return a whole manifest table (empty with its schema when nothing was written yet).
 
@@ -154,25 +170,22 @@ def load(storage: LakeStorage, table: str) -> pl.DataFrame:
     ``COMPACT_AFTER`` of them the snapshot is rewritten with them (one atomic put). A snapshot only
     ever holds whole, write-once objects, so a run writing while it is rewritten is simply read
     from its own object next time: a night reads a few objects, not the history."""
-    schema = TABLES[table]
-    snapshot_key = SNAPSHOT.format(table=table)
-    try:
-        snapshot = _read(storage, snapshot_key, {"_key": pl.Utf8, **schema})
-    except LakeObjectNotFound:
-        snapshot = pl.DataFrame(schema={"_key": pl.Utf8, **schema})
-    known = set(snapshot["_key"].unique().to_list())
-    fresh = [
-        info.key
-        for info in storage.list(f"control/manifest/{table}/")
-        if info.key.endswith(".parquet") and info.key not in known
-    ]
+    snapshot, fresh = _snapshot_and_fresh(storage, table)
     frames = [snapshot] + [
-        _read(storage, k, schema).with_columns(_key=pl.lit(k)).select(snapshot.columns) for k in fresh
+        _read(storage, k, TABLES[table]).with_columns(_key=pl.lit(k)).select(snapshot.columns) for k in fresh
     ]
     whole = pl.concat(frames)
     if len(fresh) >= COMPACT_AFTER:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "snapshot.parquet"
             whole.write_parquet(path, compression="zstd")
-            storage.put_file(snapshot_key, path, overwrite=True)
+            storage.put_file(SNAPSHOT.format(table=table), path, overwrite=True)
     return whole.drop("_key")
+
+
+def object_keys(storage: LakeStorage, table: str) -> list[str]:
+    """The objects that together hold a manifest table once each: its snapshot, if there is one,
+    and the objects not folded into it yet. What a SQL reader (dbt's manifest source) reads instead
+    of every object of the history; the snapshot's extra ``_key`` column is to be ignored."""
+    snapshot, fresh = _snapshot_and_fresh(storage, table)
+    return ([SNAPSHOT.format(table=table)] if snapshot.height else []) + fresh

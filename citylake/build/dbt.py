@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from citylake.core.errors import CitylakeError
 from citylake.core.settings import Settings, warehouse_path
 from citylake.core.storage import LakeStorage, S3Storage, open_storage
+from ingestion import manifest
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
@@ -49,6 +50,7 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
         "CITYLAKE_WAREHOUSE": str(warehouse),
         "CITYLAKE_STAGED_URL": storage.url("staged").rstrip("/"),
         "CITYLAKE_MANIFEST_URL": storage.url("control/manifest").rstrip("/"),
+        **{f"CITYLAKE_MANIFEST_{table.upper()}": _duckdb_list(storage, table) for table in ("deliveries", "steps")},
         "CITYLAKE_TIMEZONE": settings.timezone,
         "CITYLAKE_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
         "DBT_PROFILES_DIR": str(DBT_PROJECT),
@@ -65,6 +67,15 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
             }
         )
     return env
+
+
+def _duckdb_list(storage: LakeStorage, table: str) -> str:
+    """The objects holding a manifest table (its snapshot and what is not in it yet), as the DuckDB
+    list dbt's source reads: a night reads a few objects, not one per run of the history."""
+    urls = [storage.url(k) for k in manifest.object_keys(storage, table)] or [
+        storage.url(f"control/manifest/{table}").rstrip("/") + "/**/*.parquet"
+    ]
+    return "[" + ", ".join("'" + u.replace("'", "''") + "'" for u in urls) + "]"
 
 
 @contextmanager
