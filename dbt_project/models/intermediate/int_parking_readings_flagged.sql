@@ -1,37 +1,61 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+
 -- Every reading of a known car park with its anomaly, if any: invalid at ingestion (above
 -- capacity, negative places, places that do not add up), or a stuck sensor (the same value,
--- neither empty nor full, for parking_stuck_readings readings in a row, in daytime, with no
--- entries or exits recorded). Out-of-scope rows
--- (bike stations, unknown car parks) are left out. One row per reading.
+-- neither empty nor full, for parking_stuck_readings daytime readings in a row of one service
+-- day, with no entries or exits recorded). Out-of-scope rows (bike stations, unknown car parks)
+-- are left out. One row per reading. A day's flags depend on that day's readings only (runs are
+-- counted within the daytime of a service day: the readings of a car park closed at night, the
+-- same value for hours, are no evidence of a stuck sensor), so a night rebuilds its dates alone.
 with readings as (
-    select * from {{ ref('stg_parking__occupancy') }}
+    select
+        *,
+        hour({{ local_ts('observed_at') }}) as local_hour
+    from {{ ref('stg_parking__occupancy') }}
     where facility_id is not null
         and not coalesce(invalid_reason like 'out of scope%', false)
+        and {{ service_date_filter() }}
     -- one reading per car park and instant (a feed may repeat a car park under two names)
     qualify row_number() over (partition by operator, facility_id, observed_at order by is_valid desc, source_row asc)
         = 1
 ),
 
-runs as (
+daytime_runs as (
     select
-        *,
+        operator,
+        facility_id,
+        observed_at,
+        service_date,
         -- a new run starts whenever the value changes
-        sum(case when occupied is distinct from prev_occupied then 1 else 0 end) over facility_order as run_id
+        sum(case when occupied is distinct from prev_occupied then 1 else 0 end) over facility_day as run_id
     from (
         select
             *,
-            lag(occupied) over (partition by operator, facility_id order by observed_at) as prev_occupied
+            lag(occupied) over (partition by operator, facility_id, service_date order by observed_at) as prev_occupied
         from readings
+        where local_hour between 7 and 19
     ) as with_previous
-    window facility_order as (partition by operator, facility_id order by observed_at)
+    window facility_day as (partition by operator, facility_id, service_date order by observed_at)
+),
+
+run_lengths as (
+    select
+        operator,
+        facility_id,
+        observed_at,
+        count(*) over (partition by operator, facility_id, service_date, run_id) as run_length
+    from daytime_runs
 ),
 
 sized as (
     select
-        *,
-        count(*) over (partition by operator, facility_id, run_id) as run_length,
-        hour({{ local_ts('observed_at') }}) as local_hour
-    from runs
+        readings.*,
+        run_lengths.run_length
+    from readings
+    left join run_lengths
+        on readings.operator = run_lengths.operator
+            and readings.facility_id = run_lengths.facility_id
+            and readings.observed_at = run_lengths.observed_at
 ),
 
 final as (
@@ -66,3 +90,5 @@ select
     anomaly is null as is_usable,
     occupied / nullif(capacity, 0) as occupancy_rate
 from final
+-- in date order: the table's row groups follow the dates, and a night's filter skips the others
+order by service_date
