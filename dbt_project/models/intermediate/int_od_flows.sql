@@ -134,3 +134,5 @@ final as (
 
 select * from final
 where passengers > 0
+-- in date order: the table's row groups follow the dates, and a night's filter skips the others
+order by service_date

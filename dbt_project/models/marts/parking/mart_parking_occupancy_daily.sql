@@ -47,3 +47,5 @@ select
     *,
     least(readings_usable / readings_expected, 1.0) as completeness
 from daily
+-- in date order: the table's row groups follow the dates, and a night's filter skips the others
+order by service_date

@@ -40,3 +40,5 @@ select
     *,
     least(readings_usable / readings_expected, 1.0) as completeness
 from hourly
+-- in date order: the table's row groups follow the dates, and a night's filter skips the others
+order by service_date

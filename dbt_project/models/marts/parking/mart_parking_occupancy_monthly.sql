@@ -17,3 +17,5 @@ select
 from {{ ref('mart_parking_occupancy_daily') }}
 where {{ month_filter() }}
 group by all
+-- in month order: the table's row groups follow the months, and a night's filter skips the others
+order by month

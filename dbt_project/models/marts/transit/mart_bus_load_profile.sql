@@ -49,3 +49,5 @@ profile as (
 )
 
 select * from profile
+-- in month order: the table's row groups follow the months, and a night's filter skips the others
+order by month

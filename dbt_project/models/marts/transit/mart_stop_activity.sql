@@ -21,3 +21,5 @@ hourly as (
 )
 
 select * from hourly
+-- in date order: the table's row groups follow the dates, and a night's filter skips the others
+order by service_date

@@ -26,3 +26,5 @@ usage as (
 )
 
 select * from usage
+-- in month order: the table's row groups follow the months, and a night's filter skips the others
+order by month
