@@ -10,9 +10,11 @@ import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
+from citylake.build.dbt import dbt_env
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, open_storage
 from devtools import SAMPLE_NETWORK
@@ -370,3 +372,11 @@ def test_the_manifest_reads_a_snapshot_and_only_the_objects_missing_from_it(file
     expected = pl.concat([every, after.filter(pl.col("run_id").str.contains("late"))])
     assert after.height == every.height + 1
     assert after.sort("run_id").equals(expected.sort("run_id"))
+    # what dbt's manifest source reads (the snapshot and the object not in it) is the same table
+    keys = manifest.object_keys(storage, "steps")
+    assert keys == [snapshot, *written]
+    env = dbt_env(file_settings, storage, Path("unused.duckdb"))
+    read = duckdb.sql(
+        f"select * exclude (_key) from read_parquet({env['CITYLAKE_MANIFEST_STEPS']}, union_by_name = true)"
+    ).pl()
+    assert read.select(after.columns).cast(after.schema).sort("run_id").equals(after.sort("run_id"))
