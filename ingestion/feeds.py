@@ -31,6 +31,15 @@ class Refs:
     gtfs_version: str | None = None
     vehicles: set[str] | None = None
     facilities_by_name: dict[str, str] | None = None  # normalised register name -> facility id
+    #: the GTFS in force, read on first use: one row per (trip_id, stop_sequence) with stop_id,
+    #: route_short_name, direction_id and arrival/departure seconds after the service day start
+    schedule_loader: Callable[[], pl.DataFrame] | None = None
+    _schedule: pl.DataFrame | None = None
+
+    def schedule(self) -> pl.DataFrame | None:
+        if self._schedule is None and self.schedule_loader is not None:
+            self._schedule = self.schedule_loader()
+        return self._schedule
 
 
 @dataclass
@@ -255,6 +264,122 @@ def passenger_events(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _check_vehicle(_check_stop(long, ctx), ctx)
 
 
+def stop_visits_observed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Passages read from real-time feeds (GTFS-RT, SIRI: ingestion.standards) as stop_visits rows.
+
+    Each row keeps its own service date (a batch of snapshots spans midnight). The line,
+    direction, stop and scheduled times a feed does not carry come from the GTFS in force, by
+    (trip_id, stop_sequence); a trip the GTFS does not know is invalid and says so. Arrival and
+    departure stand for each other when a feed gives only one (dwell unknown, taken as zero)."""
+    out = p.select(
+        "source_row",
+        "service_date",
+        pl.col("trip_id").alias("trip_id_performed"),
+        pl.col("trip_id").alias("trip_id_scheduled"),
+        pl.col("route_id").alias("route_short_name"),
+        "direction_id",
+        pl.col("stop_sequence").alias("trip_stop_sequence"),
+        "stop_id",
+        "vehicle_id",
+        pl.col("scheduled_arrival_at").alias("schedule_arrival_time"),
+        pl.col("scheduled_departure_at").alias("schedule_departure_time"),
+        pl.coalesce("actual_arrival_at", "actual_departure_at").alias("actual_arrival_time"),
+        pl.coalesce("actual_departure_at", "actual_arrival_at").alias("actual_departure_time"),
+        pl.lit(None, pl.Float64).alias("odometer_km"),
+        "observation",
+        "is_valid",
+        "invalid_reason",
+    )
+    schedule = ctx.refs.schedule()
+    if schedule is not None:
+        starts = pl.DataFrame(
+            {"service_date": sorted(set(out["service_date"].drop_nulls().to_list()))}, schema={"service_date": pl.Date}
+        ).with_columns(
+            pl.col("service_date")
+            .map_elements(lambda d: service_day_start(d, ctx.tz).astimezone(UTC), return_dtype=pl.Datetime("us", "UTC"))
+            .alias("_day_start")
+        )
+        known = set(schedule["trip_id"].unique().to_list())
+        out = (
+            out.join(starts, on="service_date", how="left")
+            .join(
+                schedule.rename({"trip_id": "trip_id_performed", "stop_sequence": "trip_stop_sequence"}),
+                on=["trip_id_performed", "trip_stop_sequence"],
+                how="left",
+                suffix="_gtfs",
+            )
+            .with_columns(
+                pl.coalesce("route_short_name_gtfs", "route_short_name").alias("route_short_name"),
+                pl.coalesce("direction_id", "direction_id_gtfs").alias("direction_id"),
+                pl.coalesce("stop_id", "stop_id_gtfs").alias("stop_id"),
+                pl.coalesce(
+                    "schedule_arrival_time", pl.col("_day_start") + pl.duration(seconds=pl.col("arrival_secs"))
+                ).alias("schedule_arrival_time"),
+                pl.coalesce(
+                    "schedule_departure_time", pl.col("_day_start") + pl.duration(seconds=pl.col("departure_secs"))
+                ).alias("schedule_departure_time"),
+            )
+            .select(out.columns)
+        )
+        out = _invalid(
+            out,
+            ~pl.col("trip_id_performed").is_in(pl.Series(sorted(known), dtype=pl.Utf8).implode()),
+            pl.format(f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("trip_id_performed")),
+        )
+    return _check_vehicle(_check_stop(out, ctx), ctx)
+
+
+def vehicle_locations(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Vehicle positions (GTFS-RT VehiclePositions, SIRI VM, TIDES) in the TIDES vocabulary."""
+    columns = [
+        "source_row",
+        "location_ping_id",
+        "service_date",
+        "event_timestamp",
+        "trip_id_performed",
+        "vehicle_id",
+        "stop_id",
+        "current_status",
+        "latitude",
+        "longitude",
+        "heading",
+        "speed",
+        "odometer",
+        "is_valid",
+        "invalid_reason",
+    ]
+    return p.select([c if c in p.columns else pl.lit(None).alias(c) for c in columns])
+
+
+def parking_occupancy_status(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Car-park readings of a status publication (DATEX II): each reading dated by its own local
+    day (a snapshot batch spans midnight), checked as the vendor readings are; the register's
+    name joins from the facility id at build time."""
+    local_day = pl.col("observed_at").dt.convert_time_zone(ctx.tz).dt.date()
+    out = p.with_columns(local_day.alias("service_date"))
+    out = out.select(
+        "source_row",
+        "service_date",
+        "facility_id",
+        "facility_name",
+        "observed_at",
+        "capacity",
+        "occupied",
+        "free",
+        "entries",
+        "exits",
+        "occupancy_rate_pct",
+        "is_valid",
+        "invalid_reason",
+    )
+    out = _invalid(
+        out,
+        pl.col("occupied") > pl.col("capacity"),
+        pl.format("occupied {} above capacity {}", pl.col("occupied"), pl.col("capacity")),
+    )
+    return _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
+
+
 def vehicles(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return p.select(
         "source_row",
@@ -417,6 +542,9 @@ BUILDERS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
     "parking_occupancy": parking_occupancy,
     "parking_occupancy_named": parking_occupancy_named,
     "parking_facilities": parking_facilities,
+    "stop_visits_observed": stop_visits_observed,
+    "vehicle_locations": vehicle_locations,
+    "parking_occupancy_status": parking_occupancy_status,
 }
 
 

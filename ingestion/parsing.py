@@ -379,6 +379,11 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFrame:
 def parse(contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris") -> Parsed:
     """Return the typed rows of a delivery, or raise Refused."""
     fmt = contract.format
+    from ingestion import standards  # the standards' readers import Refused from here
+
+    if fmt in standards.FORMATS:
+        frame, warnings = standards.read(contract, data, name, tz)
+        return Parsed(frame, warnings)
     if fmt == "xlsx":
         frame, warnings = read_xlsx_bytes(contract, data, name)
     else:

@@ -143,6 +143,7 @@ class Ingestion:
         self.deliveries = manifest.load(self.storage, "deliveries")
         self.steps = manifest.load(self.storage, "steps")
         self._refs: dict = {}
+        self._schedules: dict[str, pl.DataFrame] = {}
         self._pseudo: Pseudonymiser | None | str = "unset"
 
     # -- references ------------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Ingestion:
                 version = inforce["feed_version"][-1]
                 stops = self._read(key(Zone.STAGED, "gtfs_stops", {"feed_version": version}, "part-0.parquet"))
                 refs.stops, refs.gtfs_version = set(stops["stop_id"].to_list()), version
+                refs.schedule_loader = lambda version=version: self._schedule(version)
         facilities = [i.key for i in self.storage.list("staged/parking_facilities/") if i.key.endswith(".parquet")]
         if facilities:
             from ingestion.feeds import normalise_name
@@ -180,6 +182,48 @@ class Ingestion:
                 refs.vehicles = set(latest["vehicle_id"].drop_nulls().to_list())
         self._refs[day] = refs
         return refs
+
+    def _schedule(self, version: str) -> pl.DataFrame:
+        """The GTFS version's stop times with their line and direction (what real-time feeds
+        leave out), times as seconds after the service day start; read once per version."""
+        cache = self._schedules
+        if version not in cache:
+
+            def table(name: str) -> pl.DataFrame:
+                return self._read(key(Zone.STAGED, f"gtfs_{name}", {"feed_version": version}, "part-0.parquet"))
+
+            def seconds(col: str) -> pl.Expr:
+                parts = pl.col(col).str.split(":")
+                return (
+                    parts.list.get(0, null_on_oob=True).cast(pl.Int64, strict=False) * 3600
+                    + parts.list.get(1, null_on_oob=True).cast(pl.Int64, strict=False) * 60
+                    + parts.list.get(2, null_on_oob=True).cast(pl.Int64, strict=False)
+                )
+
+            trips = table("trips").select("trip_id", "route_id", pl.col("direction_id").cast(pl.Int64, strict=False))
+            routes = table("routes").select("route_id", "route_short_name")
+            cache[version] = (
+                table("stop_times")
+                .select(
+                    "trip_id",
+                    pl.col("stop_sequence").cast(pl.Int64, strict=False),
+                    "stop_id",
+                    seconds("arrival_time").alias("arrival_secs"),
+                    seconds("departure_time").alias("departure_secs"),
+                )
+                .join(trips, on="trip_id", how="left")
+                .join(routes, on="route_id", how="left")
+                .select(
+                    "trip_id",
+                    "stop_sequence",
+                    "stop_id",
+                    "route_short_name",
+                    "direction_id",
+                    "arrival_secs",
+                    "departure_secs",
+                )
+            )
+        return cache[version]
 
     def pseudonymiser(self) -> Pseudonymiser:
         if self._pseudo == "unset":

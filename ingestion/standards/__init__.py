@@ -1,0 +1,68 @@
+"""Readers for the standard formats operators and the national access point deliver.
+
+Each reader turns one delivered file into rows of the staged vocabulary (the TIDES names the
+vendor formats already map to), so every mart works unchanged whatever the source:
+
+* :mod:`.gtfs_rt`: GTFS-Realtime TripUpdates and VehiclePositions (protobuf; one snapshot, gzip,
+  or an hourly zip of snapshots) → observed stop passages and vehicle positions;
+* :mod:`.siri`: SIRI ET / VM / SM, SOAP or bare, XML or JSON → observed passages and positions;
+* :mod:`.datex2`: DATEX II parking status and parking table (v2 and v3) → occupancy and register;
+* :mod:`.tides`: TIDES CSV tables (1.0 and pre-1.0 column names) → the staged tables;
+* :mod:`.geo`: Lambert-93 and Lambert II étendu → WGS84.
+
+Well-kept libraries do the decoding (gtfs-realtime-bindings, lxml); these modules only map. A
+file that cannot be read raises :class:`ingestion.parsing.Refused` with the file and the rule.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+#: ``file.format`` values an extract contract may name for a standard, and what ``file.records``
+#: (or ``file.table`` for TIDES) selects among the rows the format carries.
+FORMATS = {
+    "gtfs_rt": ("passages", "positions"),
+    "siri": ("passages", "positions"),
+    "datex2": ("parking_status", "parking_table"),
+    "tides": ("vehicle_locations", "stop_visits", "trips_performed", "passenger_events", "fare_transactions"),
+}
+
+
+def read(contract, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list[str]]:
+    """Rows (source_row, canonical columns, is_valid, invalid_reason) and warnings of a delivery in
+    a standard format, as its extract contract says (``file.format`` and ``file.records``)."""
+    fmt = contract.format
+    what = contract.file.get("table" if fmt == "tides" else "records")
+    if what not in FORMATS.get(fmt, ()):
+        raise ValueError(
+            f"extract contract {contract.key} v{contract.version}: format {fmt} needs "
+            f"file.{'table' if fmt == 'tides' else 'records'} in {list(FORMATS.get(fmt, ()))}, not {what!r}"
+        )
+    if fmt == "gtfs_rt":
+        from ingestion.standards import gtfs_rt
+
+        snaps = gtfs_rt.snapshots(data, name)
+        reader = gtfs_rt.observed_passages if what == "passages" else gtfs_rt.vehicle_positions
+        return reader(snaps, tz), []
+    if fmt == "siri":
+        from ingestion.standards import siri
+
+        docs = siri.documents(data, name)
+        reader = siri.observed_passages if what == "passages" else siri.vehicle_positions
+        return reader(docs, tz), []
+    if fmt == "datex2":
+        from ingestion.standards import datex2
+        from ingestion.standards.containers import members
+
+        if what == "parking_table":
+            return pl.concat([datex2.parking_table(p, m) for m, p in members(data, name, (".xml",))]), []
+        stale = timedelta(minutes=float(contract.file.get("stale_after_min", datex2.STALE_AFTER.total_seconds() / 60)))
+        frames = [datex2.parking_status(p, m, stale) for m, p in members(data, name, (".xml",))]
+        # a reading repeated by later snapshots counts once
+        frame = pl.concat(frames).unique(["facility_id", "observed_at"], keep="first", maintain_order=True)
+        return frame.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row")), []
+    from ingestion.standards import tides
+
+    return tides.read(what, data, name, tz)
