@@ -126,6 +126,66 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_contract_check(args: argparse.Namespace) -> int:
+    """Parse a sample file against an extract contract and say what is wrong with it, before go-live."""
+    from pathlib import Path
+
+    from ingestion.contracts import contract, load_file
+    from ingestion.feeds import Context, Refs, dataset_of, date_from_name, to_staged
+    from ingestion.parsing import Refused, parse
+    from ingestion.run import generic_reason
+
+    settings = _settings()
+    try:
+        if args.contract.endswith((".yaml", ".yml")):
+            c = load_file(Path(args.contract))
+        else:
+            operator, _, feed = args.contract.partition("/")
+            c = contract(operator, feed)
+        dataset = dataset_of(c)
+    except (KeyError, ValueError) as exc:
+        print(f"citylake contract check: {exc}", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"citylake contract check: {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"{path.name} against {c.key} v{c.version} ({c.format}, staged as {dataset.name})")
+    day = date_from_name(c, path.name) if c.file.get("partition_from", "name") == "name" else None
+    if day is None and c.file.get("partition_from", "name") == "name":
+        print(f"  refused: the name does not match {c.file['file_name']!r}, so its date is unknown")
+        return 1
+    try:
+        parsed = parse(c, data, path.name, settings.timezone)
+        ctx = Context(c.operator, "sample", day or _date_today(settings), settings.timezone, Refs())
+        staged = to_staged(dataset, parsed.frame, ctx)
+    except Refused as exc:
+        print(f"  refused (the file would go to quarantine): {exc}")
+        return 1
+    bad = staged.filter(~staged["is_valid"]).unique("source_row", maintain_order=True)
+    print(f"  rows: {parsed.rows:,}, valid {parsed.rows - bad.height:,}, invalid {bad.height:,}")
+    print("  (ids are not checked against the network's references here: no lake is read)")
+    for warning in parsed.warnings:
+        print(f"  warning: {warning}")
+    by_rule: dict[str, list[tuple[int, str]]] = {}
+    for row, reason in bad.select("source_row", "invalid_reason").iter_rows():
+        by_rule.setdefault(generic_reason(reason), []).append((row, reason))
+    for rule, rows in sorted(by_rule.items(), key=lambda kv: -len(kv[1])):
+        first_row, first_reason = rows[0]
+        print(f"  {len(rows):>7,} × {rule}")
+        print(f"           first: row {first_row}: {first_reason}")
+    return 0 if bad.height == 0 and not parsed.warnings else 1
+
+
+def _date_today(settings):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(settings.timezone)).date()
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """dbt build of the marts into the warehouse (candidate) for some or all service dates."""
     from citylake.build.dbt import build
@@ -449,6 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be landed, write nothing")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_ingest)
+
+    con = sub.add_parser("contract", help="extract contracts: check an operator's sample file before go-live")
+    con_sub = con.add_subparsers(dest="contract_command", metavar="ACTION")
+    con_sub.required = True
+    p = con_sub.add_parser("check", help="parse FILE against a contract and list what is wrong, row by row")
+    p.add_argument("file", help="the sample file the operator sent")
+    p.add_argument("--contract", required=True, help="OPERATOR/FEED of a configured contract, or a contract YAML file")
+    p.set_defaults(func=cmd_contract_check)
 
     p = sub.add_parser("build", help="dbt build of the marts into the warehouse (incremental by service date)")
     p.add_argument("--dates", help="comma list of service dates to (re)compute; default: all")

@@ -15,16 +15,29 @@ from pathlib import Path
 import yaml
 
 from citylake.core.errors import ConfigError
-from ingestion.contracts import Contract, all_contracts, contract
+from ingestion.contracts import Contract, all_contracts, city_folder, contract
 
 CONFIG = Path(__file__).with_name("operators.yaml")
 
 
-@cache
-def load(path: Path = CONFIG) -> dict:
+def config_path() -> Path:
+    """The registry file: the city's (``CITYLAKE_CONFIG_DIR/operators.yaml``) when it has one,
+    else the one shipped (the demo's simulated operators)."""
+    folder = city_folder()
+    if folder is not None and (folder / "operators.yaml").is_file():
+        return folder / "operators.yaml"
+    return CONFIG
+
+
+def load(path: Path | None = None) -> dict:
     """Return the registry file, checked: operators with drops and feeds that have contracts,
     groups whose dependencies exist, contracts whose group exists; else a :class:`ConfigError`
     saying what to fix."""
+    return _load(path or config_path(), city_folder())
+
+
+@cache
+def _load(path: Path, _city: Path | None) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -50,8 +63,10 @@ def load(path: Path = CONFIG) -> dict:
             except KeyError:
                 raise ConfigError(
                     f"{path}: operator {op!r} lists feed {feed!r}, but there is no extract contract "
-                    f"ingestion/contracts/{op}__{feed}.v1.yaml"
+                    f"{op}__{feed}.v1.yaml in ingestion/contracts/ or $CITYLAKE_CONFIG_DIR/contracts/"
                 ) from None
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
             if c.group not in groups:
                 raise ConfigError(
                     f"extract contract {c.key} v{c.version}: group {c.group!r} is not one of {list(groups)}"

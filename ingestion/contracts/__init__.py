@@ -8,6 +8,7 @@ The simulator writes deliveries from these contracts; ingestion parses deliverie
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -91,11 +92,40 @@ def _parse(path: Path) -> Contract:
     )
 
 
-@cache
+CONFIG_DIR_ENV = "CITYLAKE_CONFIG_DIR"
+
+
+def city_folder() -> Path | None:
+    """The city's own configuration folder (``CITYLAKE_CONFIG_DIR``), if one is set: its
+    ``operators.yaml`` and ``contracts/*.yaml`` onboard operators without touching the code."""
+    folder = os.environ.get(CONFIG_DIR_ENV)
+    return Path(folder) if folder else None
+
+
+def load_file(path: Path) -> Contract:
+    """Return the contract in a YAML file; ValueError saying what is wrong with it."""
+    try:
+        return _parse(path)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot be read as YAML: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not an extract contract ({type(exc).__name__}: {exc})") from None
+
+
 def all_contracts() -> tuple[Contract, ...]:
-    """Return every contract shipped, sorted by operator, feed and version."""
-    found = [_parse(p) for p in sorted(HERE.glob("*.yaml"))]
-    return tuple(sorted(found, key=lambda c: (c.operator, c.feed, c.version)))
+    """Return every contract, sorted by operator, feed and version: those shipped, and the city's
+    (``CITYLAKE_CONFIG_DIR/contracts``), a city contract replacing a shipped one of the same
+    operator, feed and version."""
+    folder = city_folder()
+    return _contracts((folder / "contracts") if folder else None)
+
+
+@cache
+def _contracts(extra: Path | None) -> tuple[Contract, ...]:
+    found = {(c.operator, c.feed, c.version): c for c in (_parse(p) for p in sorted(HERE.glob("*.yaml")))}
+    if extra is not None and extra.is_dir():
+        found.update({(c.operator, c.feed, c.version): c for c in (load_file(p) for p in sorted(extra.glob("*.yaml")))})
+    return tuple(sorted(found.values(), key=lambda c: (c.operator, c.feed, c.version)))
 
 
 def contract(operator: str, feed: str, version: int | None = None) -> Contract:

@@ -37,7 +37,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("groups: {transit: {}}\noperators: {bus: {feeds: [gtfs]}}\n", "operator 'bus' has no 'drop'"),
         (
             "groups: {transit: {}}\noperators: {bus: {drop: {type: root}, feeds: [tram]}}\n",
-            "lists feed 'tram', but there is no extract contract ingestion/contracts/bus__tram.v1.yaml",
+            "lists feed 'tram', but there is no extract contract bus__tram.v1.yaml in ingestion/contracts/",
         ),
         (
             "groups: {transit: {}}\noperators: {bus: {drop: {type: root}, feeds: [fleet]}}\n",

@@ -364,3 +364,67 @@ def test_gtfs_rt_passages_land_as_stop_visits_with_the_gtfs_schedule() -> None:
     others = staged.filter(pl.col("trip_id_performed") != first["trip_id"])
     assert not others["is_valid"].any()
     assert others["invalid_reason"].str.contains("not in GTFS version v1|only predicted|skipped").all()
+
+
+# -- onboarding a standard-format operator with YAML only -------------------------------------------
+CITY_CONTRACT = """\
+operator: aachen
+feed: occupancy
+version: 1
+title: Occupation des parkings en temps réel (DATEX II ParkingStatusPublication)
+personal_data: false
+group: parking
+reference: false
+staged: {dataset: parking_occupancy, partition: service_date, builder: parking_occupancy_status}
+file:
+  format: datex2
+  records: parking_status
+  file_name: "parking_status.xml"
+  partition_from: rows     # a status snapshot (or a batch of them) dates each reading by its local day
+  stale_after_min: 60
+  deadline: "D+1 06:00 Europe/Paris"
+notes: Real-time car-park status polled from the city's DATEX II endpoint.
+"""
+
+
+def test_a_datex2_operator_is_onboarded_with_yaml_only(tmp_path, monkeypatch, capsys) -> None:
+    """The city's own folder (CITYLAKE_CONFIG_DIR) holds operators.yaml and the contract: no
+    Python changes, and the night's ingestion stages the operator's readings."""
+    from citylake.cli import main
+    from citylake.core.settings import Settings
+    from citylake.core.storage import open_storage
+    from ingestion import registry
+    from ingestion.run import ingest
+
+    config = tmp_path / "city"
+    (config / "contracts").mkdir(parents=True)
+    shipped = (registry.CONFIG).read_text(encoding="utf-8")
+    operator = (
+        "  aachen:\n    name: Parkings (DATEX II)\n    drop: {type: root, path: aachen}\n    feeds: [occupancy]\n"
+    )
+    (config / "operators.yaml").write_text(shipped.rstrip() + "\n" + operator, encoding="utf-8")
+    (config / "contracts" / "aachen__occupancy.v1.yaml").write_text(CITY_CONTRACT, encoding="utf-8")
+    drop = tmp_path / "drop" / "aachen" / "occupancy"
+    drop.mkdir(parents=True)
+    (drop / "parking_status.xml").write_bytes(require_shared(DATEX).read_bytes())
+    monkeypatch.setenv("CITYLAKE_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
+    settings = Settings()
+
+    assert "aachen" in registry.operators() and registry.feed_group("aachen", "occupancy") == "parking"
+    report = ingest(settings, operator="aachen", progress=False)
+    assert report.ok, report.lines()
+    storage = open_storage(settings)
+    keys = [i.key for i in storage.list("staged/parking_occupancy/")]
+    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys if k.endswith(".parquet")])
+    staged = staged.filter(pl.col("operator") == "aachen")
+    assert staged.height == 17 and staged["is_valid"].sum() == 13
+    assert sorted(staged["service_date"].unique().to_list()) == [date(2025, 2, 3), date(2025, 2, 4), date(2025, 2, 7)]
+
+    # before go-live, the operator's sample is checked against the contract, row by row
+    code = main(["contract", "check", str(drop / "parking_status.xml"), "--contract", "aachen/occupancy"])
+    out = capsys.readouterr().out
+    assert code == 1 and "rows: 17, valid 13, invalid 4" in out and "stale: reading of" in out
+    monkeypatch.delenv("CITYLAKE_CONFIG_DIR")
+    assert "aachen" not in registry.operators()  # the shipped registry again
