@@ -179,6 +179,20 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
     return 0 if bad.height == 0 and not parsed.warnings else 1
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Poll an operator's public real-time feed and deliver hourly batches into its drop."""
+    from ingestion.archiver import from_config
+
+    archiver = from_config(_settings(), args.operator, args.feed)
+    print(f"archiving {archiver.url.split('?')[0]} every {archiver.interval_s:g} s into {archiver.drop.uri}")
+    archiver.run(polls=args.polls, seconds=args.minutes * 60 if args.minutes else None)
+    outcomes = {o: sum(p.outcome == o for p in archiver.polls) for o in ("new", "same", "error")}
+    print(f"{len(archiver.polls)} polls: {outcomes['new']} new, {outcomes['same']} same, {outcomes['error']} errors")
+    for where in archiver.delivered:
+        print(f"delivered {where}")
+    return 0 if outcomes["new"] else 1
+
+
 def _date_today(settings):
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -517,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the sample file the operator sent")
     p.add_argument("--contract", required=True, help="OPERATOR/FEED of a configured contract, or a contract YAML file")
     p.set_defaults(func=cmd_contract_check)
+
+    p = sub.add_parser("archive", help="poll an operator's public real-time feed (GTFS-RT, SIRI-Lite) into its drop")
+    p.add_argument("--operator", required=True)
+    p.add_argument("--feed", required=True, help="a feed with a realtime entry in operators.yaml")
+    p.add_argument("--polls", type=int, help="stop after this many polls (default: run until stopped)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes")
+    p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser("build", help="dbt build of the marts into the warehouse (incremental by service date)")
     p.add_argument("--dates", help="comma list of service dates to (re)compute; default: all")

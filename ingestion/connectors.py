@@ -43,6 +43,11 @@ class Drop(ABC):
     def read(self, item: DeliveredFile) -> bytes:
         """Return a delivered file's bytes."""
 
+    def write(self, name: str, data: bytes) -> str:
+        """Deliver a file into this drop (the city's archiver of real-time feeds does); return where.
+        A drop the city only reads (an operator's SFTP) refuses."""
+        raise LakeConfigError(f"drop {self.uri} is read-only for citylake: archive into a folder or bucket drop")
+
 
 def _sorted(items: list[DeliveredFile]) -> list[DeliveredFile]:
     return sorted(items, key=lambda f: (f.delivered_at, f.name))
@@ -69,6 +74,13 @@ class LocalDrop(Drop):
 
     def read(self, item: DeliveredFile) -> bytes:
         return (self.path / item.name).read_bytes()
+
+    def write(self, name: str, data: bytes) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / f".{name}.part"  # hidden from list() until whole
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path / name)
+        return str(self.path / name)
 
 
 class S3Drop(Drop):
@@ -103,6 +115,12 @@ class S3Drop(Drop):
             if not o.is_dir
         ]
         return _sorted(out)
+
+    def write(self, name: str, data: bytes) -> str:
+        import io
+
+        self._s3.client.put_object(self.bucket, self.prefix + name, io.BytesIO(data), len(data))  # atomic on S3
+        return f"s3://{self.bucket}/{self.prefix}{name}"
 
     def read(self, item: DeliveredFile) -> bytes:
         resp = self._s3.client.get_object(self.bucket, self.prefix + item.name)
