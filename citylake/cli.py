@@ -142,6 +142,8 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
         else:
             operator, _, feed = args.contract.partition("/")
             c = contract(operator, feed)
+        if c.format in ("gtfs", "netex"):
+            return _check_offer(c, Path(args.file))
         dataset = dataset_of(c)
     except (KeyError, ValueError) as exc:
         print(f"citylake contract check: {exc}", file=sys.stderr)
@@ -191,6 +193,28 @@ def cmd_archive(args: argparse.Namespace) -> int:
     for where in archiver.delivered:
         print(f"delivered {where}")
     return 0 if outcomes["new"] else 1
+
+
+def _check_offer(c, path) -> int:
+    """A network's offer (GTFS zip or NeTEx): the tables it gives and the dates it covers."""
+    from citylake.core.errors import DataError
+    from ingestion import gtfs
+    from ingestion.parsing import Refused
+    from ingestion.standards import netex
+
+    print(f"{path.name} against {c.key} v{c.version} ({c.format}, staged as the GTFS tables)")
+    try:
+        feed = netex.read(path.read_bytes(), path.name) if c.format == "netex" else gtfs.read_feed(path)
+    except (Refused, DataError) as exc:
+        print(f"  refused (the file would go to quarantine): {exc}")
+        return 1
+    for table, frame in sorted(feed.tables.items()):
+        print(f"  {table}: {frame.height:,} rows")
+    dates = sorted(gtfs.service_dates(feed))
+    print(f"  service dates: {dates[0]} to {dates[-1]} ({len(dates)} days)" if dates else "  service dates: none")
+    for problem in feed.problems:
+        print(f"  not placed: {problem}")
+    return 0 if dates and not feed.problems else 1
 
 
 def _date_today(settings):

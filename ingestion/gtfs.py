@@ -30,6 +30,7 @@ class Feed:
 
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     source: str = ""
+    problems: list[str] = field(default_factory=list)  # what a converter (NeTEx) could not place
 
     def __getitem__(self, name: str) -> pl.DataFrame:
         return self.tables[name]

@@ -356,7 +356,7 @@ class Ingestion:
             item = DeliveredFile(row["original_name"], row["size_bytes"], row["delivered_at"], row["raw_key"])
             to_parse.append((row["sha256"], data, item, row["received_at"]))
 
-        if feed == "gtfs":
+        if c.format in ("gtfs", "netex"):  # the network's offer: staged as GTFS tables per version
             for sha, data, f, _ in to_parse:
                 self._gtfs(rec, report, sha, data, f, c, force)
         else:
@@ -512,6 +512,16 @@ class Ingestion:
                 )
 
     def _gtfs(self, rec, report, sha, data, f: DeliveredFile, c: Contract, force: bool) -> None:
+        if c.format == "netex":
+            from ingestion.standards import netex
+
+            try:
+                feed = netex.read(data, f.name)
+            except Refused as exc:
+                self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, str(exc))
+                return
+            self._stage_offer(rec, report, sha, feed, f, c)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "feed.zip"
             path.write_bytes(data)
@@ -523,6 +533,9 @@ class Ingestion:
                 reason = str(exc).replace(str(path), f.name)
                 self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, reason)
                 return
+        self._stage_offer(rec, report, sha, feed, f, c)
+
+    def _stage_offer(self, rec, report, sha, feed: gtfs.Feed, f: DeliveredFile, c: Contract) -> None:
         dates = sorted(gtfs.service_dates(feed))
         info = feed.get("feed_info")
         version = (
@@ -583,8 +596,9 @@ class Ingestion:
         rec.step(
             sha,
             "parsed",
-            "ok",
-            f"GTFS {version} valid {start}..{end}",
+            "warning" if feed.problems else "ok",
+            f"{c.format.upper() if c.format == 'netex' else 'GTFS'} {version} valid {start}..{end}"
+            + (f"; {len(feed.problems)} not placed: {'; '.join(feed.problems[:5])}" if feed.problems else ""),
             rows_total=rows,
             rows_valid=rows,
             dataset="gtfs",

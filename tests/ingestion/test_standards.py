@@ -428,3 +428,88 @@ def test_a_datex2_operator_is_onboarded_with_yaml_only(tmp_path, monkeypatch, ca
     assert code == 1 and "rows: 17, valid 13, invalid 4" in out and "stale: reading of" in out
     monkeypatch.delenv("CITYLAKE_CONFIG_DIR")
     assert "aachen" not in registry.operators()  # the shipped registry again
+
+
+# -- NeTEx France -------------------------------------------------------------------------------------
+NETEX = "realdata/standards/netex_fr_pabmar_finistere_maritime_2024-07-04.zip"
+
+
+def test_netex_france_offer_of_finistere_becomes_the_gtfs_tables() -> None:
+    from ingestion import gtfs
+    from ingestion.standards import netex
+
+    feed = netex.read(require_shared(NETEX).read_bytes(), "netex.zip")
+    assert feed.problems == []
+    quays = feed["stops"].filter(pl.col("location_type") == "0")
+    assert quays.height == 7 and feed["stops"].filter(pl.col("location_type") == "1").height == 7
+    assert quays["parent_station"].null_count() == 0  # every quay under its stop place
+    assert "FR:29003:Quay:7:PABMAR" in quays["stop_id"].to_list()  # ids kept opaque
+    assert feed["routes"].height == 23 and set(feed["routes"]["route_type"]) == {"4"}  # ferries
+    assert feed["trips"].height == 2_977 and feed["stop_times"].height == 5_954
+    # 46 passing times past midnight (DepartureDayOffset=1) become GTFS times past 24:00
+    past_midnight = feed["stop_times"].filter(pl.col("departure_time").str.slice(0, 2).cast(pl.Int32) >= 24)
+    assert past_midnight.height == 46
+    assert set(feed["trips"]["direction_id"].drop_nulls()) <= {"0", "1"}
+    dates = gtfs.service_dates(feed)
+    assert min(dates) == date(2024, 7, 4) and max(dates) == date(2024, 12, 31)
+    assert feed["agency"]["agency_timezone"].to_list() == ["Europe/Paris"]
+    lon, lat = quays.filter(pl.col("stop_id") == "FR:29003:Quay:7:PABMAR").select("stop_lon", "stop_lat").row(0)
+    assert abs(float(lon) + 4.55491) < 1e-4 and abs(float(lat) - 48.006) < 1e-3  # Audierne
+
+
+def test_netex_bad_inputs_are_refused_with_their_rule() -> None:
+    from ingestion.standards import netex
+
+    with pytest.raises(Refused, match="is not a NeTEx PublicationDelivery"):
+        netex.read(b"<PublicationDelivery xmlns='urn:other'/>", "x.xml")
+    only_stops = io.BytesIO()
+    with zipfile.ZipFile(require_shared(NETEX)) as src, zipfile.ZipFile(only_stops, "w") as dst:
+        dst.writestr("Arrets.xml", src.read("Arrets.xml"))
+    with pytest.raises(Refused, match="no ServiceJourney"):
+        netex.read(only_stops.getvalue(), "arrets.zip")
+
+
+def test_a_netex_network_is_onboarded_with_yaml_only(tmp_path, monkeypatch) -> None:
+    """A network that publishes no GTFS: its NeTEx offer is staged as the GTFS tables, one
+    version valid over the offer's dates, which AVL and ticketing rows are then checked against."""
+    from citylake.core.settings import Settings
+    from citylake.core.storage import open_storage
+    from ingestion import registry
+    from ingestion.run import ingest
+
+    config = tmp_path / "city"
+    (config / "contracts").mkdir(parents=True)
+    shipped = registry.CONFIG.read_text(encoding="utf-8")
+    (config / "operators.yaml").write_text(
+        shipped.rstrip() + "\n  pabmar:\n    name: Liaisons maritimes\n    drop: {type: root, path: pabmar}\n"
+        "    feeds: [offer]\n",
+        encoding="utf-8",
+    )
+    (config / "contracts" / "pabmar__offer.v1.yaml").write_text(
+        "operator: pabmar\nfeed: offer\nversion: 1\ntitle: Offre théorique NeTEx profil France\n"
+        "personal_data: false\ngroup: transit\nreference: true\n"
+        "staged: {dataset: gtfs_feed_versions, partition: feed_version, builder: gtfs}\n"
+        "file: {format: netex, file_name: 'offre_netex.zip', partition_from: delivered}\n",
+        encoding="utf-8",
+    )
+    drop = tmp_path / "drop" / "pabmar" / "offer"
+    drop.mkdir(parents=True)
+    (drop / "offre_netex.zip").write_bytes(require_shared(NETEX).read_bytes())
+    monkeypatch.setenv("CITYLAKE_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
+    settings = Settings()
+    report = ingest(settings, operator="pabmar", progress=False)
+    assert report.ok, report.lines()
+    storage = open_storage(settings)
+    versions = [i.key for i in storage.list("staged/gtfs_feed_versions/")]
+    assert len(versions) == 1
+    v = pl.read_parquet(io.BytesIO(storage.get_bytes(versions[0])))
+    assert v.select("valid_from", "valid_to").row(0) == (date(2024, 7, 4), date(2024, 12, 31))
+    version = v["feed_version"][0]
+    trips = pl.read_parquet(io.BytesIO(storage.get_bytes(f"staged/gtfs_trips/feed_version={version}/part-0.parquet")))
+    assert trips.height == 2_977 and set(trips["operator"]) == {"pabmar"}
+
+    from citylake.cli import main
+
+    assert main(["contract", "check", str(drop / "offre_netex.zip"), "--contract", "pabmar/offer"]) == 0
