@@ -357,27 +357,7 @@ def parking_occupancy_status(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     name joins from the facility id at build time."""
     local_day = pl.col("observed_at").dt.convert_time_zone(ctx.tz).dt.date()
     out = p.with_columns(local_day.alias("service_date"))
-    out = out.select(
-        "source_row",
-        "service_date",
-        "facility_id",
-        "facility_name",
-        "observed_at",
-        "capacity",
-        "occupied",
-        "free",
-        "entries",
-        "exits",
-        "occupancy_rate_pct",
-        "is_valid",
-        "invalid_reason",
-    )
-    out = _invalid(
-        out,
-        pl.col("occupied") > pl.col("capacity"),
-        pl.format("occupied {} above capacity {}", pl.col("occupied"), pl.col("capacity")),
-    )
-    return _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
+    return _places_add_up(out.select("source_row", "service_date", *PARKING_READING))
 
 
 def vehicles(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -422,27 +402,33 @@ def work_orders(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _check_vehicle(out, ctx)
 
 
-def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    out = p.select(
-        "source_row",
-        "facility_id",
-        "facility_name",
-        "observed_at",
-        "capacity",
-        "occupied",
-        "free",
-        "entries",
-        "exits",
-        "occupancy_rate_pct",
-        "is_valid",
-        "invalid_reason",
-    )
+PARKING_READING = (
+    "facility_id",
+    "facility_name",
+    "observed_at",
+    "capacity",
+    "occupied",
+    "free",
+    "entries",
+    "exits",
+    "occupancy_rate_pct",
+    "is_valid",
+    "invalid_reason",
+)
+
+
+def _places_add_up(out: pl.DataFrame) -> pl.DataFrame:
+    """A reading's counts are possible: no more cars than places, no negative count."""
     out = _invalid(
         out,
         pl.col("occupied") > pl.col("capacity"),
         pl.format("occupied {} above capacity {}", pl.col("occupied"), pl.col("capacity")),
     )
-    out = _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
+    return _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
+
+
+def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    out = _places_add_up(p.select("source_row", *PARKING_READING))
     out = _invalid(
         out,
         pl.col("occupied") + pl.col("free") != pl.col("capacity"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+from collections.abc import Callable
 
 from ingestion.parsing import Refused
 
@@ -57,3 +58,24 @@ def members(data: bytes, name: str, suffixes: tuple[str, ...]) -> list[tuple[str
     if not out:
         raise Refused(f"{name}: the archive holds no {' or '.join(suffixes)} file")
     return out
+
+
+def xml_elements(payload: bytes, member: str, root_rule: Callable[[str | None, str], str | None]):
+    """Stream an XML payload (lxml iterparse: entities and network off) and yield (event, element,
+    namespace, local name) for "start" and "end"; the root must pass ``root_rule(namespace,
+    local name)``, which returns why it does not (or None). A malformed document is Refused."""
+    from lxml import etree
+
+    root_seen = False
+    try:
+        for event, el in etree.iterparse(
+            io.BytesIO(payload), events=("start", "end"), resolve_entities=False, no_network=True
+        ):
+            q = etree.QName(el)
+            if not root_seen:
+                root_seen = True
+                if (why := root_rule(q.namespace, q.localname)) is not None:
+                    raise Refused(f"{member}: root <{q.localname}> in namespace {q.namespace!r} {why}")
+            yield event, el, q.namespace, q.localname
+    except etree.XMLSyntaxError as exc:
+        raise Refused(f"{member}: not well-formed XML ({exc})") from None

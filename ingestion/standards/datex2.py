@@ -19,13 +19,14 @@ publication (stale: kept, invalid, with its age), a capacity of 0, a status ``un
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from ingestion.parsing import Refused
 from ingestion.standards import geo
+from ingestion.standards.containers import xml_elements
+from ingestion.standards.passages import numbered
 
 NAMESPACE_PREFIX = "http://datex2.eu/schema/"
 #: An occupancy reading older than this when the publication was made is stale (the sensor or
@@ -124,32 +125,19 @@ def _instant(raw: str | None) -> datetime | None:
 
 def _records(data: bytes, name: str, local_name: str):
     """Yield (publication time, element) for each DATEX II element named ``local_name``."""
-    from lxml import etree
+    published = None
 
-    root_checked, published = False, None
-    try:
-        for event, el in etree.iterparse(
-            io.BytesIO(data), events=("start", "end"), resolve_entities=False, no_network=True, huge_tree=False
-        ):
-            if event == "start":
-                if not root_checked:
-                    root_checked = True
-                    if not _is_datex(el):
-                        ns = etree.QName(el).namespace
-                        raise Refused(
-                            f"{name}: root <{_local(el)}> in namespace {ns!r} is not DATEX II ({NAMESPACE_PREFIX}…)"
-                        )
-                continue
-            if not _is_datex(el):
-                continue
-            local = _local(el)
-            if local == "publicationTime" and published is None:
-                published = _instant((el.text or "").strip())
-            elif local == local_name:
-                yield published, el
-                el.clear()
-    except etree.XMLSyntaxError as exc:
-        raise Refused(f"{name}: not well-formed XML ({exc})") from None
+    def datex_root(ns: str | None, _local_name: str) -> str | None:
+        return None if ns and ns.startswith(NAMESPACE_PREFIX) else f"is not DATEX II ({NAMESPACE_PREFIX}…)"
+
+    for event, el, ns, local in xml_elements(data, name, datex_root):
+        if event == "start" or not (ns or "").startswith(NAMESPACE_PREFIX):
+            continue
+        if local == "publicationTime" and published is None:
+            published = _instant((el.text or "").strip())
+        elif local == local_name:
+            yield published, el
+            el.clear()
 
 
 def parking_status(data: bytes, name: str, stale_after: timedelta = STALE_AFTER) -> pl.DataFrame:
@@ -205,9 +193,7 @@ def parking_status(data: bytes, name: str, stale_after: timedelta = STALE_AFTER)
         )
     if not rows:
         raise Refused(f"{name}: no parkingRecordStatus: not a DATEX II ParkingStatusPublication")
-    for i, row in enumerate(rows, start=1):
-        row["source_row"] = i
-    return pl.DataFrame(rows, schema=OCCUPANCY_SCHEMA, orient="row")
+    return numbered(rows, OCCUPANCY_SCHEMA)
 
 
 def parking_table(data: bytes, name: str) -> pl.DataFrame:
@@ -245,6 +231,4 @@ def parking_table(data: bytes, name: str) -> pl.DataFrame:
         )
     if not rows:
         raise Refused(f"{name}: no parkingRecord: not a DATEX II ParkingTablePublication")
-    for i, row in enumerate(rows, start=1):
-        row["source_row"] = i
-    return pl.DataFrame(rows, schema=FACILITY_SCHEMA, orient="row")
+    return numbered(rows, FACILITY_SCHEMA)

@@ -28,7 +28,7 @@ import polars as pl
 
 from ingestion.parsing import Refused
 from ingestion.standards.containers import members
-from ingestion.standards.passages import Call, PassageLog
+from ingestion.standards.passages import Call, PassageLog, positions
 
 SUPPORTED_VERSIONS = ("1.0", "2.0")
 #: The hour before which a local time belongs to the previous service day, used only when a trip
@@ -157,29 +157,6 @@ def observed_passages(snaps: list[Snapshot], tz: str) -> pl.DataFrame:
     return log.frame()
 
 
-POSITION_SCHEMA = {
-    "source_row": pl.Int64,
-    "location_ping_id": pl.Utf8,
-    "service_date": pl.Date,
-    "event_timestamp": pl.Datetime("us", "UTC"),
-    "trip_id_performed": pl.Utf8,
-    "route_id": pl.Utf8,
-    "direction_id": pl.Int64,
-    "vehicle_id": pl.Utf8,
-    "vehicle_label": pl.Utf8,
-    "stop_id": pl.Utf8,
-    "current_status": pl.Utf8,
-    "latitude": pl.Float64,
-    "longitude": pl.Float64,
-    "heading": pl.Float64,
-    "speed": pl.Float64,
-    "odometer": pl.Float64,
-    "age_s": pl.Int64,
-    "is_valid": pl.Boolean,
-    "invalid_reason": pl.Utf8,
-}
-
-
 def vehicle_positions(snaps: list[Snapshot], tz: str) -> pl.DataFrame:
     """One row per vehicle and position time (a position repeated by later polls counts once),
     in the TIDES ``vehicle_locations`` vocabulary; ``age_s`` is how old the position was in the
@@ -225,7 +202,4 @@ def vehicle_positions(snaps: list[Snapshot], tz: str) -> pl.DataFrame:
                 "is_valid": reason is None,
                 "invalid_reason": reason,
             }
-    rows = sorted(seen.values(), key=lambda r: (r["event_timestamp"], r["vehicle_id"]))
-    for i, row in enumerate(rows, start=1):
-        row["source_row"] = i
-    return pl.DataFrame(rows, schema=POSITION_SCHEMA, orient="row") if rows else pl.DataFrame(schema=POSITION_SCHEMA)
+    return positions(seen)

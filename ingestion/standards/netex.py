@@ -19,7 +19,6 @@ Not read: fares, accessibility, interchanges, flexible services, notices.
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from datetime import date, timedelta
 
@@ -28,7 +27,7 @@ import polars as pl
 from ingestion.gtfs import Feed
 from ingestion.parsing import Refused
 from ingestion.standards import geo
-from ingestion.standards.containers import members
+from ingestion.standards.containers import members, xml_elements
 
 NETEX_NS = "http://www.netex.org.uk/netex"
 GML_NS = "http://www.opengis.net/gml/3.2"
@@ -271,36 +270,26 @@ class _Collected:
 
 def read(data: bytes, name: str) -> Feed:
     """The GTFS feed a NeTEx offer describes; Refused when it describes none."""
-    from lxml import etree
-
     got = _Collected()
+
+    def netex_root(ns: str | None, local_name: str) -> str | None:
+        ok = ns == NETEX_NS and local_name == "PublicationDelivery"
+        return None if ok else f"is not a NeTEx PublicationDelivery ({NETEX_NS})"
+
     for member, payload in members(data, name, (".xml",)):
-        root_checked = False
-        try:
-            for event, el in etree.iterparse(
-                io.BytesIO(payload), events=("start", "end"), resolve_entities=False, no_network=True
-            ):
-                q = etree.QName(el)
-                if event == "start":
-                    if not root_checked:
-                        root_checked = True
-                        if q.namespace != NETEX_NS or q.localname != "PublicationDelivery":
-                            raise Refused(
-                                f"{member}: root <{q.localname}> in namespace {q.namespace!r} is not a NeTEx "
-                                f"PublicationDelivery ({NETEX_NS})"
-                            )
-                        got.version = got.version or el.get("version")
-                    continue
-                if q.namespace != NETEX_NS:
-                    continue
-                if q.localname == "TimeZone" and got.timezone is None:
-                    got.timezone = (el.text or "").strip() or None
-                elif q.localname in RECORDS and el.get("id") and _parent_is_collection(el):
-                    got.add(q.localname, el)
-                    if q.localname not in ("Quay",):
-                        el.clear()
-        except etree.XMLSyntaxError as exc:
-            raise Refused(f"{member}: not well-formed XML ({exc})") from None
+        for event, el, ns, local in xml_elements(payload, member, netex_root):
+            if event == "start":
+                if local == "PublicationDelivery":
+                    got.version = got.version or el.get("version")
+                continue
+            if ns != NETEX_NS:
+                continue
+            if local == "TimeZone" and got.timezone is None:
+                got.timezone = (el.text or "").strip() or None
+            elif local in RECORDS and el.get("id") and _parent_is_collection(el):
+                got.add(local, el)
+                if local != "Quay":  # a quay is read again with its stop place
+                    el.clear()
     if not got.journeys:
         raise Refused(f"{name}: no ServiceJourney: not a NeTEx offer (timetable frame missing)")
     return _feed(got, name)

@@ -39,6 +39,42 @@ SCHEMA = {
 }
 
 
+def numbered(rows: list[dict], schema: dict) -> pl.DataFrame:
+    """The rows as a frame of ``schema``, each numbered ``source_row`` from 1 in the given order."""
+    for i, row in enumerate(rows, start=1):
+        row["source_row"] = i
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema, orient="row")
+
+
+POSITION_SCHEMA = {
+    "source_row": pl.Int64,
+    "location_ping_id": pl.Utf8,
+    "service_date": pl.Date,
+    "event_timestamp": pl.Datetime("us", "UTC"),
+    "trip_id_performed": pl.Utf8,
+    "route_id": pl.Utf8,
+    "direction_id": pl.Int64,
+    "vehicle_id": pl.Utf8,
+    "vehicle_label": pl.Utf8,
+    "stop_id": pl.Utf8,
+    "current_status": pl.Utf8,
+    "latitude": pl.Float64,
+    "longitude": pl.Float64,
+    "heading": pl.Float64,
+    "speed": pl.Float64,
+    "odometer": pl.Float64,
+    "age_s": pl.Int64,
+    "is_valid": pl.Boolean,
+    "invalid_reason": pl.Utf8,
+}
+
+
+def positions(seen: dict[tuple[str, datetime], dict]) -> pl.DataFrame:
+    """Vehicle positions (one per vehicle and time) in time order, TIDES ``vehicle_locations`` names."""
+    rows = sorted(seen.values(), key=lambda r: (r["event_timestamp"], r["vehicle_id"]))
+    return numbered(rows, POSITION_SCHEMA)
+
+
 @dataclass
 class Call:
     """One stop of one journey as one snapshot tells it."""
@@ -113,9 +149,7 @@ class PassageLog:
             rows.append(_row(c, at, observation, reason))
         rows.sort(key=lambda r: (r["service_date"], r["trip_id"], r["stop_sequence"] or -1, r["stop_id"] or ""))
         rows += [_row(c, at, "unplaced", c.reason or "names no journey") for at, c in self.unplaced]
-        for i, row in enumerate(rows, start=1):
-            row["source_row"] = i
-        return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
+        return numbered(rows, SCHEMA)
 
 
 def _row(c: Call, at: datetime, observation: str, reason: str | None) -> dict:

@@ -17,7 +17,6 @@ converted to WGS84 (:mod:`.geo`).
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ import polars as pl
 
 from ingestion.parsing import Refused
 from ingestion.standards import geo
-from ingestion.standards.containers import members
-from ingestion.standards.passages import Call, PassageLog
+from ingestion.standards.containers import members, xml_elements
+from ingestion.standards.passages import Call, PassageLog, positions
 
 SIRI_NS = "http://www.siri.org.uk/siri"
 SOAP_NS = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
@@ -77,39 +76,27 @@ def _todict(el) -> dict | str:
 
 
 def _xml(payload: bytes, member: str) -> tuple[str | None, str | None, list[tuple[str, dict]]]:
-    from lxml import etree
-
     timestamp = version = None
     records: list[tuple[str, dict]] = []
-    root_seen = False
-    try:
-        for event, el in etree.iterparse(
-            io.BytesIO(payload), events=("start", "end"), resolve_entities=False, no_network=True
-        ):
-            q = etree.QName(el)
-            if event == "start":
-                if not root_seen:
-                    root_seen = True
-                    if not (q.namespace == SIRI_NS or q.namespace in SOAP_NS):
-                        raise Refused(
-                            f"{member}: root <{q.localname}> in namespace {q.namespace!r} is neither SIRI "
-                            f"({SIRI_NS}) nor a SOAP envelope"
-                        )
-                if q.namespace == SIRI_NS and version is None and el.get("version"):
-                    version = el.get("version")
-                continue
-            if q.localname == "Fault" and q.namespace in SOAP_NS:
-                fault = " ".join(t.strip() for t in el.itertext() if t.strip())
-                raise Refused(f"{member}: SOAP fault: {fault[:300]}")
-            if q.namespace not in (SIRI_NS, None):
-                continue
-            if q.localname == "ResponseTimestamp" and timestamp is None:
-                timestamp = (el.text or "").strip()
-            elif q.localname in RECORDS:
-                records.append((q.localname, _todict(el)))
-                el.clear()
-    except etree.XMLSyntaxError as exc:
-        raise Refused(f"{member}: not well-formed XML ({exc})") from None
+
+    def siri_root(ns: str | None, _local_name: str) -> str | None:
+        return None if ns == SIRI_NS or ns in SOAP_NS else f"is neither SIRI ({SIRI_NS}) nor a SOAP envelope"
+
+    for event, el, ns, local in xml_elements(payload, member, siri_root):
+        if event == "start":
+            if ns == SIRI_NS and version is None and el.get("version"):
+                version = el.get("version")
+            continue
+        if local == "Fault" and ns in SOAP_NS:
+            fault = " ".join(t.strip() for t in el.itertext() if t.strip())
+            raise Refused(f"{member}: SOAP fault: {fault[:300]}")
+        if ns not in (SIRI_NS, None):
+            continue
+        if local == "ResponseTimestamp" and timestamp is None:
+            timestamp = (el.text or "").strip()
+        elif local in RECORDS:
+            records.append((local, _todict(el)))
+            el.clear()
     return timestamp, version, records
 
 
@@ -298,8 +285,6 @@ def observed_passages(docs: list[Document], tz: str) -> pl.DataFrame:
 
 def vehicle_positions(docs: list[Document], tz: str) -> pl.DataFrame:
     """VehicleMonitoring positions in the TIDES ``vehicle_locations`` vocabulary (WGS84)."""
-    from ingestion.standards.gtfs_rt import POSITION_SCHEMA
-
     seen: dict[tuple[str, datetime], dict] = {}
     for doc in docs:
         for kind, record in doc.records:
@@ -346,7 +331,4 @@ def vehicle_positions(docs: list[Document], tz: str) -> pl.DataFrame:
                 "is_valid": reason is None,
                 "invalid_reason": reason,
             }
-    rows = sorted(seen.values(), key=lambda r: (r["event_timestamp"], r["vehicle_id"]))
-    for i, row in enumerate(rows, start=1):
-        row["source_row"] = i
-    return pl.DataFrame(rows, schema=POSITION_SCHEMA, orient="row") if rows else pl.DataFrame(schema=POSITION_SCHEMA)
+    return positions(seen)

@@ -18,6 +18,7 @@ from ingestion.archiver import Archiver, from_config
 from ingestion.connectors import LocalDrop
 from ingestion.standards import gtfs_rt
 from tests.conftest import require_shared
+from tests.support.city import onboard
 
 TU = "realdata/standards/gtfsrt_tripupdates_edmonton_ets_2024-03-12T1837Z.pb"
 
@@ -121,33 +122,21 @@ def test_a_timeout_or_an_error_is_counted_and_polling_goes_on(server, tmp_path) 
 def test_configured_archive_then_the_night_stages_passages(server, tmp_path, monkeypatch) -> None:
     """operators.yaml (the city's folder) names the endpoint and the credential's variable; the
     hour's batch is delivered into the feed's drop; ingestion lands it and stages its passages."""
-    from citylake.core.settings import Settings
-    from ingestion import registry
     from ingestion.run import ingest
 
-    config = tmp_path / "city"
-    (config / "contracts").mkdir(parents=True)
-    shipped = registry.CONFIG.read_text(encoding="utf-8")
-    (config / "operators.yaml").write_text(
-        shipped.rstrip()
-        + "\n  edmonton:\n    name: Edmonton Transit (public GTFS-RT)\n    drop: {type: root, path: edmonton}\n"
-        + "    feeds: [avl_rt]\n    realtime:\n      avl_rt: {url: '"
-        + f"{server}/feed"
-        + "', interval_s: 0, headers_env: {X-Api-Key: EDMONTON_RT_KEY}}\n",
-        encoding="utf-8",
+    monkeypatch.setenv("CITYLAKE_TIMEZONE", "America/Edmonton")
+    operator = (
+        "  edmonton:\n    name: Edmonton Transit (public GTFS-RT)\n    drop: {type: root, path: edmonton}\n"
+        f"    feeds: [avl_rt]\n    realtime:\n      avl_rt: {{url: '{server}/feed', interval_s: 0, "
+        "headers_env: {X-Api-Key: EDMONTON_RT_KEY}}\n"
     )
-    (config / "contracts" / "edmonton__avl_rt.v1.yaml").write_text(
+    contract = (
         "operator: edmonton\nfeed: avl_rt\nversion: 1\ntitle: Passages from the archived GTFS-RT TripUpdates\n"
         "personal_data: false\ngroup: transit\nreference: false\n"
         "staged: {dataset: stop_visits, partition: service_date, builder: stop_visits_observed}\n"
-        "file: {format: gtfs_rt, records: passages, file_name: 'edmonton_avl_rt_hour.zip', partition_from: rows}\n",
-        encoding="utf-8",
+        "file: {format: gtfs_rt, records: passages, file_name: 'edmonton_avl_rt_hour.zip', partition_from: rows}\n"
     )
-    monkeypatch.setenv("CITYLAKE_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
-    monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
-    monkeypatch.setenv("CITYLAKE_TIMEZONE", "America/Edmonton")
-    settings = Settings()
+    settings = onboard(tmp_path, monkeypatch, operator, {"edmonton__avl_rt.v1.yaml": contract})
     from citylake.core.errors import LakeConfigError
 
     with pytest.raises(LakeConfigError, match="set EDMONTON_RT_KEY"):

@@ -17,6 +17,7 @@ from ingestion.feeds import Context, Refs, dataset_of, to_staged
 from ingestion.parsing import Refused, parse
 from ingestion.standards import datex2, geo, gtfs_rt, siri, tides
 from tests.conftest import require_shared
+from tests.support.city import onboard
 
 TU = "realdata/standards/gtfsrt_tripupdates_edmonton_ets_2024-03-12T1837Z.pb"
 VP = "realdata/standards/gtfsrt_vehiclepositions_edmonton_ets_2024-03-12T1837Z.pb"
@@ -391,26 +392,22 @@ def test_a_datex2_operator_is_onboarded_with_yaml_only(tmp_path, monkeypatch, ca
     """The city's own folder (CITYLAKE_CONFIG_DIR) holds operators.yaml and the contract: no
     Python changes, and the night's ingestion stages the operator's readings."""
     from citylake.cli import main
-    from citylake.core.settings import Settings
     from citylake.core.storage import open_storage
     from ingestion import registry
     from ingestion.run import ingest
 
-    config = tmp_path / "city"
-    (config / "contracts").mkdir(parents=True)
-    shipped = (registry.CONFIG).read_text(encoding="utf-8")
     operator = (
         "  aachen:\n    name: Parkings (DATEX II)\n    drop: {type: root, path: aachen}\n    feeds: [occupancy]\n"
     )
-    (config / "operators.yaml").write_text(shipped.rstrip() + "\n" + operator, encoding="utf-8")
-    (config / "contracts" / "aachen__occupancy.v1.yaml").write_text(CITY_CONTRACT, encoding="utf-8")
+    sample = require_shared(DATEX).read_bytes()
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        operator,
+        {"aachen__occupancy.v1.yaml": CITY_CONTRACT},
+        {"aachen/occupancy/parking_status.xml": sample},
+    )
     drop = tmp_path / "drop" / "aachen" / "occupancy"
-    drop.mkdir(parents=True)
-    (drop / "parking_status.xml").write_bytes(require_shared(DATEX).read_bytes())
-    monkeypatch.setenv("CITYLAKE_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
-    monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
-    settings = Settings()
 
     assert "aachen" in registry.operators() and registry.feed_group("aachen", "occupancy") == "parking"
     report = ingest(settings, operator="aachen", progress=False)
@@ -472,33 +469,22 @@ def test_netex_bad_inputs_are_refused_with_their_rule() -> None:
 def test_a_netex_network_is_onboarded_with_yaml_only(tmp_path, monkeypatch) -> None:
     """A network that publishes no GTFS: its NeTEx offer is staged as the GTFS tables, one
     version valid over the offer's dates, which AVL and ticketing rows are then checked against."""
-    from citylake.core.settings import Settings
     from citylake.core.storage import open_storage
-    from ingestion import registry
     from ingestion.run import ingest
 
-    config = tmp_path / "city"
-    (config / "contracts").mkdir(parents=True)
-    shipped = registry.CONFIG.read_text(encoding="utf-8")
-    (config / "operators.yaml").write_text(
-        shipped.rstrip() + "\n  pabmar:\n    name: Liaisons maritimes\n    drop: {type: root, path: pabmar}\n"
-        "    feeds: [offer]\n",
-        encoding="utf-8",
-    )
-    (config / "contracts" / "pabmar__offer.v1.yaml").write_text(
-        "operator: pabmar\nfeed: offer\nversion: 1\ntitle: Offre théorique NeTEx profil France\n"
-        "personal_data: false\ngroup: transit\nreference: true\n"
-        "staged: {dataset: gtfs_feed_versions, partition: feed_version, builder: gtfs}\n"
-        "file: {format: netex, file_name: 'offre_netex.zip', partition_from: delivered}\n",
-        encoding="utf-8",
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        "  pabmar:\n    name: Liaisons maritimes\n    drop: {type: root, path: pabmar}\n    feeds: [offer]\n",
+        {
+            "pabmar__offer.v1.yaml": "operator: pabmar\nfeed: offer\nversion: 1\n"
+            "title: Offre théorique NeTEx profil France\npersonal_data: false\ngroup: transit\nreference: true\n"
+            "staged: {dataset: gtfs_feed_versions, partition: feed_version, builder: gtfs}\n"
+            "file: {format: netex, file_name: 'offre_netex.zip', partition_from: delivered}\n"
+        },
+        {"pabmar/offer/offre_netex.zip": require_shared(NETEX).read_bytes()},
     )
     drop = tmp_path / "drop" / "pabmar" / "offer"
-    drop.mkdir(parents=True)
-    (drop / "offre_netex.zip").write_bytes(require_shared(NETEX).read_bytes())
-    monkeypatch.setenv("CITYLAKE_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
-    monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
-    settings = Settings()
     report = ingest(settings, operator="pabmar", progress=False)
     assert report.ok, report.lines()
     storage = open_storage(settings)
