@@ -47,3 +47,14 @@
         true
     {%- endif -%}
 {%- endmacro %}
+
+{% macro in_period_order(column='service_date') -%}
+    {#- Rows in period order when a build writes several dates (a backfill, a full build): the
+        table's row groups then follow the periods and a night's date filter skips the others.
+        A night that writes one date needs no sort (at metro scale the sort of a whole day held
+        400 MB more). -#}
+    {%- set dates = var('service_dates', []) -%}
+    {%- if not dates or dates | length > 1 %}
+order by {{ column }}
+    {%- endif -%}
+{%- endmacro %}

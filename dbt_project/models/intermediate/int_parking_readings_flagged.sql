@@ -90,5 +90,4 @@ select
     anomaly is null as is_usable,
     occupied / nullif(capacity, 0) as occupancy_rate
 from final
--- in date order: the table's row groups follow the dates, and a night's filter skips the others
-order by service_date
+{{ in_period_order('service_date') }}

@@ -10,5 +10,4 @@ select
 from {{ ref('stg_avl__stop_visits') }}
 where is_valid and {{ service_date_filter() }}
 group by all
--- in date order: the table's row groups follow the dates, and a night's filter skips the others
-order by service_date
+{{ in_period_order('service_date') }}

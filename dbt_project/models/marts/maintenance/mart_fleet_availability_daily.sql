@@ -86,5 +86,4 @@ select
     available_at_peak / nullif(fleet_size, 0) as availability_rate,
     available_at_peak >= vehicles_required_at_peak as covers_peak_requirement
 from final
--- in date order: the table's row groups follow the dates, and a night's filter skips the others
-order by service_date
+{{ in_period_order('service_date') }}

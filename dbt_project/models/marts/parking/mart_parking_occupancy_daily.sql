@@ -47,5 +47,4 @@ select
     *,
     least(readings_usable / readings_expected, 1.0) as completeness
 from daily
--- in date order: the table's row groups follow the dates, and a night's filter skips the others
-order by service_date
+{{ in_period_order('service_date') }}

@@ -17,5 +17,4 @@ select
 from {{ ref('mart_parking_occupancy_daily') }}
 where {{ month_filter() }}
 group by all
--- in month order: the table's row groups follow the months, and a night's filter skips the others
-order by month
+{{ in_period_order('month') }}

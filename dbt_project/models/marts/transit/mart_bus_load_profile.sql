@@ -49,5 +49,4 @@ profile as (
 )
 
 select * from profile
--- in month order: the table's row groups follow the months, and a night's filter skips the others
-order by month
+{{ in_period_order('month') }}

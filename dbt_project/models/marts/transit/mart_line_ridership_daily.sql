@@ -43,5 +43,4 @@ final as (
 )
 
 select * from final
--- in date order: the table's row groups follow the dates, and a night's filter skips the others
-order by service_date
+{{ in_period_order('service_date') }}

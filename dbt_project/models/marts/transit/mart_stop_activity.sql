@@ -21,5 +21,4 @@ hourly as (
 )
 
 select * from hourly
--- in date order: the table's row groups follow the dates, and a night's filter skips the others
-order by service_date
+{{ in_period_order('service_date') }}

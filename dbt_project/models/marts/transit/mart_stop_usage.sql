@@ -26,5 +26,4 @@ usage as (
 )
 
 select * from usage
--- in month order: the table's row groups follow the months, and a night's filter skips the others
-order by month
+{{ in_period_order('month') }}
