@@ -177,7 +177,8 @@ def build_marts(
         full_refresh=plan.get("full_refresh", False),
         select=select,
         storage=storage,
-        extra_vars={"publication_id": publication_id},
+        # rows are sorted by period only when several dates are written (see in_period_order)
+        extra_vars={"publication_id": publication_id, "several_dates": len(plan["dates"]) != 1},
         indirect_selection="empty" if group else None,
     )
     built = [d.isoformat() for d in (wanted or staged_dates(storage))]

@@ -54,7 +54,8 @@
         A night that writes one date needs no sort (at metro scale the sort of a whole day held
         400 MB more). -#}
     {%- set dates = var('service_dates', []) -%}
-    {%- if not dates or dates | length > 1 %}
+    {#- the night says how many dates it brings (a first build takes every staged date) -#}
+    {%- if var('several_dates', not dates or dates | length > 1) %}
 order by {{ column }}
     {%- endif -%}
 {%- endmacro %}
