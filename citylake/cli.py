@@ -160,7 +160,7 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
         print(f"  refused: the name does not match {c.file['file_name']!r}, so its date is unknown")
         return 1
     try:
-        parsed = parse(c, data, path.name, settings.timezone)
+        parsed = parse(c, data, path.name, settings.timezone, day)
         ctx = Context(c.operator, "sample", day or _date_today(settings), settings.timezone, Refs())
         staged = to_staged(dataset, parsed.frame, ctx)
     except Refused as exc:

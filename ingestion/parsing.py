@@ -89,7 +89,7 @@ def decode(contract: Contract, data: bytes, name: str) -> tuple[str, list[str]]:
     """Return the text of a delivery and warnings, or raise Refused."""
     expected = contract.file.get("encoding", "utf-8").lower()
     warnings: list[str] = []
-    if b"\x00" in data[:65536]:
+    if b"\x00" in data[:65536] and not expected.startswith(("utf-16", "utf-32", "utf16", "utf32")):
         raise Refused(f"{name}: binary content (NUL bytes, e.g. UTF-16): not {expected} text")
     if expected in ("cp1252", "windows-1252"):
         try:
@@ -103,11 +103,22 @@ def decode(contract: Contract, data: bytes, name: str) -> tuple[str, list[str]]:
                 raise Refused(
                     f"{name}: not Windows-1252 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
                 ) from None
-    else:
+    elif expected in ("utf-8", "utf8"):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise Refused(f"{name}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+    else:  # any codec Python knows (latin-1, iso-8859-15, mac-roman, cp850, utf-16…), as the contract says
+        import codecs
+
+        try:
+            codecs.lookup(expected)
+        except LookupError:
+            raise Refused(f"{name}: the contract's encoding {expected!r} is not a codec Python knows") from None
+        try:
+            text = data.decode(expected)
+        except UnicodeDecodeError as exc:
+            raise Refused(f"{name}: not {expected} text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
     return text.removeprefix("\ufeff"), warnings
 
 
@@ -276,14 +287,48 @@ def local_to_utc(naive: pl.Expr, tz: str, order_key: str | None = None) -> tuple
     return chosen.dt.convert_time_zone("UTC"), nonexistent
 
 
+def _mapped(col: Column, raw: pl.Expr) -> pl.Expr:
+    """The text of an identifier column mapped to the network's ids, as its contract says."""
+    if col.recode:
+        raw = raw.replace(dict(col.recode))
+    if col.strip_prefix:
+        raw = raw.str.strip_prefix(col.strip_prefix)
+    if col.offset is not None:
+        raw = (raw.cast(pl.Int64, strict=False) + col.offset).cast(pl.Utf8)
+    if col.add_prefix:
+        raw = pl.lit(col.add_prefix) + raw
+    return raw
+
+
+def _day_start(tz: str, service_date: pl.Expr) -> pl.Expr:
+    """The instant GTFS-style times of a service day count from: local noon minus 12 hours."""
+    noon = service_date.cast(pl.Datetime("us")) + pl.duration(hours=12)
+    return noon.dt.replace_time_zone(tz).dt.convert_time_zone("UTC") - pl.duration(hours=12)
+
+
 def _typed(
-    col: Column, tz: str, decimal_sep: str, order_key: str | None = None, raw: pl.Expr | None = None
+    col: Column,
+    tz: str,
+    decimal_sep: str,
+    order_key: str | None = None,
+    raw: pl.Expr | None = None,
+    day_start: pl.Expr | None = None,
 ) -> tuple[pl.Expr, pl.Expr | None]:
     """Return (typed expression, extra-invalid expression) for one contract column."""
     raw = pl.col(col.name).str.strip_chars() if raw is None else raw
     t = col.type
     extra = None
-    if t == "datetime_local":
+    if t in ("seconds_after_midnight", "minutes_after_midnight"):
+        # times counted from the service day's start (noon - 12 h, local), past 24 h for night trips
+        unit = 1000 if t == "seconds_after_midnight" else 60_000
+        amount = raw.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+        start = day_start if day_start is not None else pl.lit(None, pl.Datetime("us", "UTC"))
+        value = start + pl.duration(milliseconds=(amount * unit).round(0).cast(pl.Int64))
+        if day_start is None:
+            extra = pl.when(amount.is_not_null()).then(
+                pl.lit(f"column '{col.name}': no service date to count the time from (file name or a date column)")
+            )
+    elif t == "datetime_local":
         naive = raw.str.strptime(pl.Datetime("us"), col.format, strict=False)
         value, nonexistent = local_to_utc(naive, tz, order_key)
         extra = pl.when(nonexistent).then(
@@ -335,7 +380,7 @@ def _rule(col: Column) -> str:
     return f"a {col.type}"
 
 
-def type_rows(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+def type_rows(contract: Contract, frame: pl.DataFrame, tz: str, service_date: date | None = None) -> pl.DataFrame:
     """Return canonical typed columns plus source_row, is_valid and invalid_reason.
 
     Three passes, each expression computed once (profiled on a metro day: evaluating the typed
@@ -344,10 +389,19 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFrame:
     sep = contract.file.get("decimal_separator", ".")
     order_key = contract.file.get("order_key")
     cols = list(contract.columns)
-    stripped = frame.with_columns(pl.col(c.name).str.strip_chars().alias(f"__raw{i}") for i, c in enumerate(cols))
+    stripped = frame.with_columns(
+        _mapped(c, pl.col(c.name).str.strip_chars()).alias(f"__raw{i}") for i, c in enumerate(cols)
+    )
+    # the service day times after midnight count from: a date column of the rows, else the file's
+    dated = next((i for i, c in enumerate(cols) if c.canonical == "service_date" and c.type == "date"), None)
+    if dated is not None:
+        day = pl.col(f"__raw{dated}").str.strptime(pl.Date, cols[dated].format or "%Y-%m-%d", strict=False)
+        day_start = _day_start(tz, day)
+    else:
+        day_start = _day_start(tz, pl.lit(service_date, pl.Date)) if service_date is not None else None
     typed, extras = [], {}
     for i, col in enumerate(cols):
-        value, extra = _typed(col, tz, sep, order_key, raw=pl.col(f"__raw{i}"))
+        value, extra = _typed(col, tz, sep, order_key, raw=pl.col(f"__raw{i}"), day_start=day_start)
         typed.append(value.alias(f"__val{i}"))
         if extra is not None:
             extras[i] = extra.alias(f"__extra{i}")
@@ -376,8 +430,11 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFrame:
     )
 
 
-def parse(contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris") -> Parsed:
-    """Return the typed rows of a delivery, or raise Refused."""
+def parse(
+    contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris", service_date: date | None = None
+) -> Parsed:
+    """Return the typed rows of a delivery, or raise Refused. ``service_date``, the file's (from
+    its name), is what times counted after midnight count from when the rows carry no date."""
     fmt = contract.format
     from ingestion import standards  # the standards' readers import Refused from here
 
@@ -396,4 +453,4 @@ def parse(contract: Contract, data: bytes, name: str, tz: str = "Europe/Paris") 
         else:
             raise ValueError(f"no row parser for format {fmt!r}")
         warnings += more
-    return Parsed(type_rows(contract, frame, tz), warnings)
+    return Parsed(type_rows(contract, frame, tz, service_date), warnings)

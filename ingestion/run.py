@@ -418,7 +418,7 @@ class Ingestion:
                 report.fail(f"{f.name}: {exc}", exc)
                 continue
             try:
-                parsed = parse(c, data, f.name, self.tz)
+                parsed = parse(c, data, f.name, self.tz, date_from_name(c, f.name))
             except Refused as exc:
                 self._quarantine(rec, report, operator, feed, sha, data, f, c, str(exc))
                 continue

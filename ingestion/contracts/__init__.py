@@ -33,6 +33,13 @@ class Column:
     min: float | None = None
     pattern: str | None = None
     digits: int = 2
+    # identifier mapping to the network's ids, applied to the text in this order (``recode``: a
+    # mapping table as pairs; ``strip_prefix``; ``offset``, an integer added, e.g. -20000;
+    # ``add_prefix``): an operator's own codes become GTFS ids without code
+    recode: tuple[tuple[str, str], ...] | None = None
+    strip_prefix: str | None = None
+    offset: int | None = None
+    add_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,14 @@ class Contract:
 def _parse(path: Path) -> Contract:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     columns = tuple(
-        Column(**{**c, "values": tuple(c["values"]) if c.get("values") else None}) for c in raw.get("columns", [])
+        Column(
+            **{
+                **c,
+                "values": tuple(c["values"]) if c.get("values") else None,
+                "recode": tuple((str(k), str(v)) for k, v in c["recode"].items()) if c.get("recode") else None,
+            }
+        )
+        for c in raw.get("columns", [])
     )
     return Contract(
         operator=raw["operator"],

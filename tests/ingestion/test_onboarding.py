@@ -1,0 +1,145 @@
+"""Onboarding vendors with YAML only (the city's folder, no Python): an APC vendor with another
+layout, another encoding, times in seconds after the service day's start and its own stop codes;
+a second ticketing vendor whose codes are recoded to the staged vocabulary."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+
+import polars as pl
+
+from ingestion.run import ingest
+from tests.support.city import onboard
+
+APC_CONTRACT = """\
+operator: apcvendor
+feed: apc
+version: 1
+title: Comptages APC (autre fournisseur)
+personal_data: false
+group: transit
+reference: false
+staged: {dataset: passenger_events, partition: service_date, builder: passenger_events}
+file:
+  format: csv
+  file_name: "comptages_{service_date:%Y%m%d}.txt"
+  encoding: iso-8859-15
+  delimiter: "|"
+  line_terminator: "\\n"
+  decimal_separator: ","
+  header: true
+  deadline: "D+1 06:00 Europe/Paris"
+columns:
+  - {name: "Code arrêt", canonical: stop_id, type: string, offset: -20000}   # stop 21239 is GTFS 1239
+  - {name: "Course", canonical: trip_id, type: string, add_prefix: "RLA:"}
+  - {name: "Rang", canonical: stop_sequence, type: integer}
+  - {name: "Véhicule", canonical: vehicle_id, type: string, strip_prefix: "V"}
+  - {name: "Heure (s)", canonical: actual_arrival_at, type: seconds_after_midnight}
+  - {name: "Montées", canonical: boardings, type: integer, min: 0}
+  - {name: "Descentes", canonical: alightings, type: integer, min: 0}
+"""
+
+APC_FILE = (
+    "Code arrêt|Course|Rang|Véhicule|Heure (s)|Montées|Descentes\n"
+    "21239|T1|1|V290|27000|3|0\n"
+    "21240|T1|2|V290|27300,5|2|1\n"
+    "21241|T1|3|V290|90000|0|-4\n"  # 25:00, past midnight; a negative count
+).encode("iso-8859-15")
+
+
+def test_an_apc_vendor_with_its_own_layout_encoding_times_and_codes(tmp_path, monkeypatch) -> None:
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        "  apcvendor:\n    name: APC vendor\n    drop: {type: root, path: apcvendor}\n    feeds: [apc]\n",
+        {"apcvendor__apc.v1.yaml": APC_CONTRACT},
+        {"apcvendor/apc/comptages_20260330.txt": APC_FILE},
+    )
+    report = ingest(settings, operator="apcvendor", progress=False)
+    assert report.ok, report.lines()
+    from citylake.core.storage import open_storage
+
+    storage = open_storage(settings)
+    keys = [i.key for i in storage.list("staged/passenger_events/") if i.key.endswith(".parquet")]
+    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys]).sort("source_row")
+    boardings = staged.filter(pl.col("event_type") == "boarding")
+    assert boardings["stop_id"].to_list() == ["1239", "1240", "1241"]
+    assert set(staged["trip_id_performed"]) == {"RLA:T1"} and set(staged["vehicle_id"]) == {"290"}
+    # 27000 s after the start of 2026-03-30 (local noon - 12 h, CEST): 07:30 local, 05:30 UTC
+    assert boardings["event_timestamp"].to_list()[:2] == [
+        datetime(2026, 3, 30, 5, 30, tzinfo=UTC),
+        datetime(2026, 3, 30, 5, 35, 0, 500000, tzinfo=UTC),
+    ]
+    assert boardings["event_timestamp"][2] == datetime(2026, 3, 30, 23, 0, tzinfo=UTC)  # 25:00 local
+    assert set(staged["service_date"]) == {date(2026, 3, 30)}
+    bad = staged.filter(~pl.col("is_valid"))["invalid_reason"].unique().to_list()
+    assert bad == ["column 'Descentes': '-4' is below 0"]
+
+
+TICKETING_CONTRACT = """\
+operator: tickets2
+feed: ticketing
+version: 1
+title: Validations (second vendor)
+personal_data: true
+group: transit
+reference: false
+staged: {dataset: fare_transactions, partition: service_date, builder: fare_transactions}
+file:
+  format: csv
+  file_name: "tx_{service_date:%Y-%m-%d}.csv"
+  encoding: utf-8
+  delimiter: ","
+  line_terminator: "\\n"
+  decimal_separator: "."
+  header: true
+columns:
+  - {name: ts, canonical: validated_at, type: datetime_local, format: "%Y-%m-%d %H:%M:%S"}
+  - {name: card, canonical: card_serial, type: string, personal: true}
+  - {name: media, canonical: medium_type, type: enum, values: ["Carte", "Ticket papier"],
+     recode: {CARD: Carte, PAPER: Ticket papier}}
+  - {name: product, canonical: fare_product, type: string}
+  - {name: kind, canonical: validation_type, type: enum, values: ["Validation", "Correspondance"],
+     recode: {ENTRY: Validation, TRANSFER: Correspondance}}
+  - {name: line, canonical: route_short_name, type: string}
+  - {name: dir, canonical: direction, type: enum, values: ["Aller", "Retour"], recode: {"0": Aller, "1": Retour}}
+  - {name: stop, canonical: stop_id, type: string, required: false, strip_prefix: "STOP-"}
+  - {name: bus, canonical: vehicle_id, type: string}
+  - {name: device, canonical: validator_id, type: string}
+  - {name: amount, canonical: amount_eur, type: decimal}
+"""
+
+TICKETING_FILE = (
+    "ts,card,media,product,kind,line,dir,stop,bus,device,amount\n"
+    "2026-03-30 07:31:02,123456789012,CARD,Abonnement mensuel,ENTRY,A,0,STOP-1239,290,V1,0.00\n"
+    "2026-03-30 07:40:10,123456789012,CARD,Abonnement mensuel,TRANSFER,B,1,,291,V7,0.00\n"
+    "2026-03-30 07:41:00,P000000001,PAPER,Ticket unité,ENTRY,B,2,STOP-1240,291,V7,1.60\n"
+).encode()
+
+
+def test_a_second_ticketing_vendor_recoded_to_the_staged_vocabulary(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", "onboarding-test-pseudonym-key-0123456789")
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        "  tickets2:\n    name: Second ticketing vendor\n    drop: {type: root, path: tickets2}\n"
+        "    feeds: [ticketing]\n",
+        {"tickets2__ticketing.v1.yaml": TICKETING_CONTRACT},
+        {"tickets2/ticketing/tx_2026-03-30.csv": TICKETING_FILE},
+    )
+    report = ingest(settings, operator="tickets2", progress=False)
+    assert report.ok, report.lines()
+    from citylake.core.storage import open_storage
+
+    storage = open_storage(settings)
+    keys = [i.key for i in storage.list("staged/fare_transactions/") if i.key.endswith(".parquet")]
+    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys]).sort("source_row")
+    assert staged["fare_action"].to_list() == ["tap_on", "transfer", "tap_on"]
+    assert staged["fare_media_type"].to_list() == ["Carte", "Carte", "Ticket papier"]
+    assert staged["stop_id"].to_list() == ["1239", None, "1240"]
+    assert staged["direction_id"].to_list()[:2] == [0, 1]
+    assert staged["event_timestamp"][0] == datetime(2026, 3, 30, 5, 31, 2, tzinfo=UTC)
+    assert "card_serial" not in staged.columns and "123456789012" not in staged["fare_media_id"].to_list()
+    assert staged["is_valid"].to_list() == [True, True, False]  # direction '2' is neither 0 nor 1
+    assert staged["invalid_reason"][2] == "column 'dir': '2' is not one of ['Aller', 'Retour']"
