@@ -18,7 +18,7 @@ from ingestion.archiver import Archiver, from_config
 from ingestion.connectors import LocalDrop
 from ingestion.standards import gtfs_rt
 from tests.conftest import require_shared
-from tests.support.city import onboard
+from tests.support.city import ingested, onboard
 
 TU = "realdata/standards/gtfsrt_tripupdates_edmonton_ets_2024-03-12T1837Z.pb"
 
@@ -122,7 +122,6 @@ def test_a_timeout_or_an_error_is_counted_and_polling_goes_on(server, tmp_path) 
 def test_configured_archive_then_the_night_stages_passages(server, tmp_path, monkeypatch) -> None:
     """operators.yaml (the city's folder) names the endpoint and the credential's variable; the
     hour's batch is delivered into the feed's drop; ingestion lands it and stages its passages."""
-    from ingestion.run import ingest
 
     monkeypatch.setenv("CITYLAKE_TIMEZONE", "America/Edmonton")
     operator = (
@@ -147,18 +146,12 @@ def test_configured_archive_then_the_night_stages_passages(server, tmp_path, mon
     arch.run(polls=3, sleep=lambda s: None)
     assert len(arch.delivered) == 1
 
-    report = ingest(settings, operator="edmonton", progress=False)
-    assert report.ok, report.lines()
-    from citylake.core.storage import open_storage
-
-    storage = open_storage(settings)
-    keys = [i.key for i in storage.list("staged/stop_visits/") if i.key.endswith(".parquet")]
-    import io
-
-    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys])
+    staged = ingested(settings, "edmonton", "stop_visits")
     assert staged["service_date"].unique().to_list() == [date(2024, 3, 12)]
     recorded = staged.filter(pl.col("observation") == "recorded")
     # two snapshots 30 s apart: the second one's time makes a few more stops past
     assert recorded.height >= 2_314
     assert staged.filter(pl.col("observation") == "skipped")["is_valid"].sum() == 0
-    assert [r.key for r in storage.list("raw/") if "edmonton" in r.key]  # landed in raw, hashed
+    from citylake.core.storage import open_storage
+
+    assert [r.key for r in open_storage(settings).list("raw/") if "edmonton" in r.key]  # landed in raw, hashed

@@ -4,13 +4,11 @@ a second ticketing vendor whose codes are recoded to the staged vocabulary."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, date, datetime
 
 import polars as pl
 
-from ingestion.run import ingest
-from tests.support.city import onboard
+from tests.support.city import ingested, onboard
 
 APC_CONTRACT = """\
 operator: apcvendor
@@ -56,13 +54,7 @@ def test_an_apc_vendor_with_its_own_layout_encoding_times_and_codes(tmp_path, mo
         {"apcvendor__apc.v1.yaml": APC_CONTRACT},
         {"apcvendor/apc/comptages_20260330.txt": APC_FILE},
     )
-    report = ingest(settings, operator="apcvendor", progress=False)
-    assert report.ok, report.lines()
-    from citylake.core.storage import open_storage
-
-    storage = open_storage(settings)
-    keys = [i.key for i in storage.list("staged/passenger_events/") if i.key.endswith(".parquet")]
-    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys]).sort("source_row")
+    staged = ingested(settings, "apcvendor", "passenger_events").sort("source_row")
     boardings = staged.filter(pl.col("event_type") == "boarding")
     assert boardings["stop_id"].to_list() == ["1239", "1240", "1241"]
     assert set(staged["trip_id_performed"]) == {"RLA:T1"} and set(staged["vehicle_id"]) == {"290"}
@@ -128,13 +120,7 @@ def test_a_second_ticketing_vendor_recoded_to_the_staged_vocabulary(tmp_path, mo
         {"tickets2__ticketing.v1.yaml": TICKETING_CONTRACT},
         {"tickets2/ticketing/tx_2026-03-30.csv": TICKETING_FILE},
     )
-    report = ingest(settings, operator="tickets2", progress=False)
-    assert report.ok, report.lines()
-    from citylake.core.storage import open_storage
-
-    storage = open_storage(settings)
-    keys = [i.key for i in storage.list("staged/fare_transactions/") if i.key.endswith(".parquet")]
-    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys]).sort("source_row")
+    staged = ingested(settings, "tickets2", "fare_transactions").sort("source_row")
     assert staged["fare_action"].to_list() == ["tap_on", "transfer", "tap_on"]
     assert staged["fare_media_type"].to_list() == ["Carte", "Carte", "Ticket papier"]
     assert staged["stop_id"].to_list() == ["1239", None, "1240"]

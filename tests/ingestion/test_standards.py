@@ -17,7 +17,7 @@ from ingestion.feeds import Context, Refs, dataset_of, to_staged
 from ingestion.parsing import Refused, parse
 from ingestion.standards import datex2, geo, gtfs_rt, siri, tides
 from tests.conftest import require_shared
-from tests.support.city import onboard
+from tests.support.city import ingested, onboard
 
 TU = "realdata/standards/gtfsrt_tripupdates_edmonton_ets_2024-03-12T1837Z.pb"
 VP = "realdata/standards/gtfsrt_vehiclepositions_edmonton_ets_2024-03-12T1837Z.pb"
@@ -392,9 +392,7 @@ def test_a_datex2_operator_is_onboarded_with_yaml_only(tmp_path, monkeypatch, ca
     """The city's own folder (CITYLAKE_CONFIG_DIR) holds operators.yaml and the contract: no
     Python changes, and the night's ingestion stages the operator's readings."""
     from citylake.cli import main
-    from citylake.core.storage import open_storage
     from ingestion import registry
-    from ingestion.run import ingest
 
     operator = (
         "  aachen:\n    name: Parkings (DATEX II)\n    drop: {type: root, path: aachen}\n    feeds: [occupancy]\n"
@@ -410,11 +408,7 @@ def test_a_datex2_operator_is_onboarded_with_yaml_only(tmp_path, monkeypatch, ca
     drop = tmp_path / "drop" / "aachen" / "occupancy"
 
     assert "aachen" in registry.operators() and registry.feed_group("aachen", "occupancy") == "parking"
-    report = ingest(settings, operator="aachen", progress=False)
-    assert report.ok, report.lines()
-    storage = open_storage(settings)
-    keys = [i.key for i in storage.list("staged/parking_occupancy/")]
-    staged = pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys if k.endswith(".parquet")])
+    staged = ingested(settings, "aachen", "parking_occupancy")
     staged = staged.filter(pl.col("operator") == "aachen")
     assert staged.height == 17 and staged["is_valid"].sum() == 13
     assert sorted(staged["service_date"].unique().to_list()) == [date(2025, 2, 3), date(2025, 2, 4), date(2025, 2, 7)]

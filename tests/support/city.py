@@ -3,8 +3,10 @@ operators plus one more, its contracts, and files in its drop — YAML only, no 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from citylake.core.settings import Settings
@@ -35,3 +37,15 @@ def onboard(
     monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
     monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
     return Settings()
+
+
+def ingested(settings: Settings, operator: str, dataset: str) -> pl.DataFrame:
+    """Ingest one operator's drop (the report must be ok) and return a staged dataset's rows."""
+    from citylake.core.storage import open_storage
+    from ingestion.run import ingest
+
+    report = ingest(settings, operator=operator, progress=False)
+    assert report.ok, report.lines()
+    storage = open_storage(settings)
+    keys = [i.key for i in storage.list(f"staged/{dataset}/") if i.key.endswith(".parquet")]
+    return pl.concat([pl.read_parquet(io.BytesIO(storage.get_bytes(k))) for k in keys], how="diagonal_relaxed")
