@@ -31,6 +31,7 @@ class Refs:
     gtfs_version: str | None = None
     vehicles: set[str] | None = None
     facilities_by_name: dict[str, str] | None = None  # normalised register name -> facility id
+    capacities: dict[str, int] | None = None  # facility id -> places, from the register
     #: the GTFS in force, read on first use: one row per (trip_id, stop_sequence) with stop_id,
     #: route_short_name, direction_id and arrival/departure seconds after the service day start
     schedule_loader: Callable[[], pl.DataFrame] | None = None
@@ -427,8 +428,27 @@ def _places_add_up(out: pl.DataFrame) -> pl.DataFrame:
     return _invalid(out, (pl.col("occupied") < 0) | (pl.col("free") < 0), "negative count of places")
 
 
+def _complete_reading(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """A reading that carries only some counts (a wide file: occupied places per car park) is
+    completed: capacity from the register, free = capacity - occupied, the rate; what no one
+    gives (name, entries, exits) stays empty."""
+    capacities = ctx.refs.capacities or {}
+    if "capacity" not in p.columns:
+        p = p.with_columns(
+            pl.col("facility_id").replace_strict(capacities, default=None, return_dtype=pl.Int64).alias("capacity")
+        )
+    if "free" not in p.columns:
+        p = p.with_columns((pl.col("capacity") - pl.col("occupied")).alias("free"))
+    if "occupied" not in p.columns:
+        p = p.with_columns((pl.col("capacity") - pl.col("free")).alias("occupied"))
+    if "occupancy_rate_pct" not in p.columns:
+        p = p.with_columns((pl.col("occupied") / pl.col("capacity") * 100).alias("occupancy_rate_pct"))
+    types = {"facility_name": pl.Utf8, "entries": pl.Int64, "exits": pl.Int64}
+    return p.with_columns(pl.lit(None, t).alias(c) for c, t in types.items() if c not in p.columns)
+
+
 def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    out = _places_add_up(p.select("source_row", *PARKING_READING))
+    out = _places_add_up(_complete_reading(p, ctx).select("source_row", *PARKING_READING))
     out = _invalid(
         out,
         pl.col("occupied") + pl.col("free") != pl.col("capacity"),

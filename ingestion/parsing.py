@@ -25,7 +25,7 @@ from datetime import date, datetime
 
 import polars as pl
 
-from citylake.core.errors import DataError
+from citylake.core.errors import ConfigError, DataError
 from ingestion.contracts import Column, Contract
 
 SOURCE_ROW = "source_row"
@@ -123,9 +123,34 @@ def decode(contract: Contract, data: bytes, name: str) -> tuple[str, list[str]]:
 
 
 # -- reading into a frame of strings ---------------------------------------------------------
+def _wide(contract: Contract) -> dict | None:
+    """The wide layout of a contract (one column per car park, stop or vehicle), if it has one:
+    ``{key: header naming the ids, value: header naming the cells, blank: no_reading|unchanged}``."""
+    if contract.file.get("layout", "long") != "wide":
+        return None
+    wide = dict(contract.file.get("wide") or {})
+    if (
+        not wide.get("key")
+        or not wide.get("value")
+        or wide.get("blank", "no_reading") not in ("no_reading", "unchanged")
+    ):
+        raise ConfigError(
+            f"extract contract {contract.key} v{contract.version}: layout wide needs "
+            "wide: {key: …, value: …, blank: no_reading | unchanged}"
+        )
+    return wide
+
+
 def _header_check(contract: Contract, header: list[str], name: str) -> list[str]:
-    expected = contract.headers
+    wide = _wide(contract)
+    expected = [h for h in contract.headers if not wide or h not in (wide["key"], wide["value"])]
     missing = [h for h in expected if h not in header]
+    if wide:
+        if missing:
+            raise Refused(f"{name}: unknown schema for {contract.key} v{contract.version}: missing columns {missing}")
+        if len(header) == len(expected):
+            raise Refused(f"{name}: a wide file with no column of {wide['key']!r} beside {expected}")
+        return []
     extra = [h for h in header if h not in expected]
     if missing:
         raise Refused(
@@ -174,7 +199,9 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
             rows[i] = next(csv.reader([body[i]], delimiter=delim))
         fields = pl.Series("line", rows, dtype=pl.List(pl.Utf8))
         counts = fields.list.len()
-    out = pl.DataFrame({h: fields.list.get(i, null_on_oob=True) for i, h in enumerate(header) if h in contract.headers})
+    wide = _wide(contract)
+    keep = [h for h in header if wide or h in contract.headers]
+    out = pl.DataFrame({h: fields.list.get(header.index(h), null_on_oob=True) for h in keep})
     out = out.with_columns(
         pl.Series(SOURCE_ROW, range(2, len(body) + 2), dtype=pl.Int64),
         pl.when(counts != n_fields)
@@ -182,7 +209,27 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
         .otherwise(None)
         .alias("_shape_reason"),
     )
-    return out, warnings
+    return (_unpivot(out, contract, wide) if wide else out), warnings
+
+
+def _unpivot(frame: pl.DataFrame, contract: Contract, wide: dict) -> pl.DataFrame:
+    """A wide file as long rows: one per (file row, wide column), the column's header as the key.
+    A blank cell is no reading (dropped), or the previous value of that column (``unchanged``)."""
+    fixed = [h for h in contract.headers if h in frame.columns and h not in (wide["key"], wide["value"])]
+    index = [*fixed, SOURCE_ROW, "_shape_reason"]
+    columns = [c for c in frame.columns if c not in index]
+    long = frame.unpivot(index=index, on=columns, variable_name=wide["key"], value_name=wide["value"])
+    value = pl.col(wide["value"]).str.strip_chars()
+    long = long.with_columns(pl.when(value == "").then(None).otherwise(value).alias(wide["value"]))
+    if wide.get("blank", "no_reading") == "unchanged":
+        long = long.sort(SOURCE_ROW).with_columns(pl.col(wide["value"]).forward_fill().over(wide["key"]))
+    order = {c: i for i, c in enumerate(columns)}
+    return (
+        long.filter(pl.col(wide["value"]).is_not_null())
+        .with_columns(pl.col(wide["key"]).replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+        .sort(SOURCE_ROW, "_order")
+        .drop("_order")
+    )
 
 
 def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:

@@ -174,6 +174,9 @@ class Ingestion:
             refs.facilities_by_name = {
                 normalise_name(n): i for n, i in latest.select("facility_name", "facility_id").iter_rows() if n
             }
+            refs.capacities = {
+                i: int(c) for i, c in latest.select("facility_id", "capacity").iter_rows() if i and c is not None
+            }
         registers = [i.key for i in self.storage.list("staged/vehicles/") if i.key.endswith(".parquet")]
         if registers:
             frame = pl.concat([self._read(k) for k in registers]).filter(pl.col("as_of_date") <= day)

@@ -8,6 +8,9 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 
+from ingestion.contracts import load_file
+from ingestion.feeds import Context, Refs, dataset_of, to_staged
+from ingestion.parsing import parse
 from tests.support.city import ingested, onboard
 
 APC_CONTRACT = """\
@@ -129,3 +132,76 @@ def test_a_second_ticketing_vendor_recoded_to_the_staged_vocabulary(tmp_path, mo
     assert "card_serial" not in staged.columns and "123456789012" not in staged["fare_media_id"].to_list()
     assert staged["is_valid"].to_list() == [True, True, False]  # direction '2' is neither 0 nor 1
     assert staged["invalid_reason"][2] == "column 'dir': '2' is not one of ['Aller', 'Retour']"
+
+
+WIDE_CONTRACT = """\
+operator: wideparks
+feed: occupancy
+version: 1
+title: Places occupées par parc, une colonne par parc (export tableur)
+personal_data: false
+group: parking
+reference: false
+staged: {dataset: parking_occupancy, partition: service_date, builder: parking_occupancy}
+file:
+  format: csv
+  file_name: "occupation_{service_date:%Y%m%d}.csv"
+  encoding: cp1252
+  delimiter: ";"
+  line_terminator: "\\r\\n"
+  decimal_separator: ","
+  header: true
+  layout: wide                  # one column per car park, named by its code
+  wide: {key: "Parc", value: "Occupées", blank: no_reading}
+columns:
+  - {name: "Horodatage", canonical: observed_at, type: datetime_local, format: "%d/%m/%Y %H:%M"}
+  - {name: "Parc", canonical: facility_id, type: string, add_prefix: "34172-P-"}
+  - {name: "Occupées", canonical: occupied, type: integer, min: 0}
+"""
+
+WIDE_FILE = (
+    "Horodatage;001;002;003\r\n"
+    "30/03/2026 08:00;120;;45\r\n"  # car park 002: no reading at 08:00
+    "30/03/2026 08:05;121;80;\r\n"
+    "30/03/2026 08:10;119;-3;46\r\n"
+).encode("cp1252")
+
+
+def test_a_parking_operator_sending_a_wide_file(tmp_path, monkeypatch) -> None:
+    """One column per car park, blanks meaning no reading: one staged reading per filled cell, the
+    car park's id from the column header, its capacity (hence free places and rate) from the
+    register when the lake has one."""
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        "  wideparks:\n    name: Parkings (wide export)\n    drop: {type: root, path: wideparks}\n"
+        "    feeds: [occupancy]\n",
+        {"wideparks__occupancy.v1.yaml": WIDE_CONTRACT},
+        {"wideparks/occupancy/occupation_20260330.csv": WIDE_FILE},
+    )
+    staged = ingested(settings, "wideparks", "parking_occupancy").sort("source_row", "facility_id")
+    assert staged.select("source_row", "facility_id", "occupied").rows() == [
+        (2, "34172-P-001", 120),
+        (2, "34172-P-003", 45),
+        (3, "34172-P-001", 121),
+        (3, "34172-P-002", 80),
+        (4, "34172-P-001", 119),
+        (4, "34172-P-002", -3),
+        (4, "34172-P-003", 46),
+    ]
+    assert staged["observed_at"][0] == datetime(2026, 3, 30, 6, 0, tzinfo=UTC)
+    assert staged.filter(~pl.col("is_valid"))["invalid_reason"].to_list() == ["column 'Occupées': '-3' is below 0"]
+
+
+def test_a_wide_reading_takes_its_capacity_from_the_register(tmp_path) -> None:
+    path = tmp_path / "wideparks__occupancy.v1.yaml"
+    path.write_text(WIDE_CONTRACT, encoding="utf-8")
+    c = load_file(path)
+    parsed = parse(c, WIDE_FILE, "occupation_20260330.csv", "Europe/Paris", date(2026, 3, 30))
+    refs = Refs(capacities={"34172-P-001": 200, "34172-P-002": 100})
+    staged = to_staged(
+        dataset_of(c), parsed.frame, Context("wideparks", "sha", date(2026, 3, 30), "Europe/Paris", refs)
+    )
+    first = staged.row(0, named=True)
+    assert (first["capacity"], first["free"], first["occupancy_rate_pct"]) == (200, 80, 60.0)
+    assert staged.filter(pl.col("facility_id") == "34172-P-003")["capacity"].null_count() == 2  # not in the register
