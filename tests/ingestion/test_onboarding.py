@@ -205,3 +205,21 @@ def test_a_wide_reading_takes_its_capacity_from_the_register(tmp_path) -> None:
     first = staged.row(0, named=True)
     assert (first["capacity"], first["free"], first["occupancy_rate_pct"]) == (200, 80, 60.0)
     assert staged.filter(pl.col("facility_id") == "34172-P-003")["capacity"].null_count() == 2  # not in the register
+
+
+def test_a_wide_file_whose_blanks_mean_unchanged(tmp_path) -> None:
+    path = tmp_path / "wideparks__occupancy.v1.yaml"
+    path.write_text(WIDE_CONTRACT.replace("blank: no_reading", "blank: unchanged"), encoding="utf-8")
+    c = load_file(path)
+    frame = parse(c, WIDE_FILE, "occupation_20260330.csv", "Europe/Paris").frame
+    # 002 is blank at 08:00 before any value (no reading), 003 blank at 08:05 repeats 45
+    assert frame.select("source_row", "facility_id", "occupied").rows() == [
+        (2, "34172-P-001", 120),
+        (2, "34172-P-003", 45),
+        (3, "34172-P-001", 121),
+        (3, "34172-P-002", 80),
+        (3, "34172-P-003", 45),
+        (4, "34172-P-001", 119),
+        (4, "34172-P-002", -3),
+        (4, "34172-P-003", 46),
+    ]
