@@ -28,12 +28,9 @@ import polars as pl
 
 from ingestion.parsing import Refused
 from ingestion.standards.containers import members
-from ingestion.standards.passages import Call, PassageLog, positions
+from ingestion.standards.passages import Call, PassageLog, day_of, positions
 
 SUPPORTED_VERSIONS = ("1.0", "2.0")
-#: The hour before which a local time belongs to the previous service day, used only when a trip
-#: carries neither start_date nor start_time (GTFS service days run past midnight).
-SERVICE_DAY_CUTOFF_HOUR = 4
 CURRENT_STATUS = {0: "Incoming at", 1: "Stopped at", 2: "In transit to"}  # TIDES vehicle_locations
 
 
@@ -84,7 +81,7 @@ def _seconds(hms: str) -> int | None:
 def service_date(start_date: str, start_time: str, seen_at: datetime, tz: str) -> date:
     """The local service day of a trip: its start_date, else from its start_time and an instant of
     it (noon of the service day is start + 12 h - start_time: true to within 12 hours), else the
-    local date of the instant with the service day cut at SERVICE_DAY_CUTOFF_HOUR."""
+    local date of the instant with the service day cut at 04:00 (passages.day_of)."""
     if start_date:
         try:
             return datetime.strptime(start_date, "%Y%m%d").date()
@@ -94,7 +91,7 @@ def service_date(start_date: str, start_time: str, seen_at: datetime, tz: str) -
     secs = _seconds(start_time) if start_time else None
     if secs is not None:
         return (local - timedelta(seconds=secs) + timedelta(hours=12)).date()
-    return (local - timedelta(hours=SERVICE_DAY_CUTOFF_HOUR)).date()
+    return day_of(seen_at, tz)
 
 
 def _event(stu, which: str) -> tuple[datetime | None, int | None]:

@@ -11,7 +11,8 @@ row that says so; a skipped stop was not served.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -37,6 +38,16 @@ SCHEMA = {
     "is_valid": pl.Boolean,
     "invalid_reason": pl.Utf8,
 }
+
+
+#: The hour before which a local time belongs to the previous service day, for a journey that
+#: carries no date of its own (GTFS service days run past midnight).
+SERVICE_DAY_CUTOFF_HOUR = 4
+
+
+def day_of(instant: datetime, tz: str) -> date:
+    """The service day of an instant when nothing else dates it: local date, cut at 04:00."""
+    return (instant.astimezone(ZoneInfo(tz)) - timedelta(hours=SERVICE_DAY_CUTOFF_HOUR)).date()
 
 
 def numbered(rows: list[dict], schema: dict) -> pl.DataFrame:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -28,13 +28,12 @@ import polars as pl
 from ingestion.parsing import Refused
 from ingestion.standards import geo
 from ingestion.standards.containers import members, xml_elements
-from ingestion.standards.passages import Call, PassageLog, positions
+from ingestion.standards.passages import Call, PassageLog, day_of, positions
 
 SIRI_NS = "http://www.siri.org.uk/siri"
 SOAP_NS = ("http://schemas.xmlsoap.org/soap/envelope/", "http://www.w3.org/2003/05/soap-envelope")
 RECORDS = ("VehicleActivity", "EstimatedVehicleJourney", "MonitoredStopVisit")
 SUPPORTED_MAJOR = ("1", "2")
-SERVICE_DAY_CUTOFF_HOUR = 4  # a journey with no date of its own belongs to the day its first time minus 4 h falls on
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,7 @@ def _service_date(journey: dict, first: datetime | None, at: datetime, tz: str) 
     if origin is not None:
         return origin.astimezone(ZoneInfo(tz)).date()
     instant = first or at
-    return (instant.astimezone(ZoneInfo(tz)) - timedelta(hours=SERVICE_DAY_CUTOFF_HOUR)).date()
+    return day_of(instant, tz)
 
 
 def _journey_id(journey: dict) -> str | None:
