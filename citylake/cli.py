@@ -128,11 +128,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_contract_check(args: argparse.Namespace) -> int:
     """Parse a sample file against an extract contract and say what is wrong with it, before go-live."""
+    import secrets
     from pathlib import Path
 
     from ingestion.contracts import contract, load_file
     from ingestion.feeds import Context, Refs, dataset_of, date_from_name, to_staged
     from ingestion.parsing import Refused, parse
+    from ingestion.pseudonym import Pseudonymiser
     from ingestion.run import generic_reason
 
     settings = _settings()
@@ -161,7 +163,9 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
         return 1
     try:
         parsed = parse(c, data, path.name, settings.timezone, day)
-        ctx = Context(c.operator, "sample", day or _date_today(settings), settings.timezone, Refs())
+        # card serials of a sample are pseudonymised with a throwaway key: nothing is kept
+        throwaway = Pseudonymiser(secrets.token_hex(32)) if dataset.personal else None
+        ctx = Context(c.operator, "sample", day or _date_today(settings), settings.timezone, Refs(), throwaway)
         staged = to_staged(dataset, parsed.frame, ctx)
     except Refused as exc:
         print(f"  refused (the file would go to quarantine): {exc}")
@@ -204,7 +208,9 @@ def _check_offer(c, path) -> int:
 
     print(f"{path.name} against {c.key} v{c.version} ({c.format}, staged as the GTFS tables)")
     try:
-        feed = netex.read(path.read_bytes(), path.name) if c.format == "netex" else gtfs.read_feed(path)
+        feed = (
+            netex.read(path.read_bytes(), path.name, c.file.get("ids")) if c.format == "netex" else gtfs.read_feed(path)
+        )
     except (Refused, DataError) as exc:
         print(f"  refused (the file would go to quarantine): {exc}")
         return 1

@@ -44,6 +44,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         school_zone=args.school_zone,
         insee=args.insee,
         progress=not args.no_progress,
+        formats=args.formats,
+        avl_format=args.avl_format,
     )
     try:
         summary = simulate(cfg)
@@ -56,6 +58,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"{total:,} validations, {summary['vehicles']} vehicles, {summary['car_parks']} car parks"
     )
     print(f"deliveries: {args.out.resolve()}/{{bus,parking}}/…  truth: {args.out.resolve()}/truth/")
+    if args.formats == "standard":
+        print(
+            f"standard formats: offer NeTEx, ticketing TIDES, AVL {args.avl_format}; read them with "
+            f"CITYLAKE_CONFIG_DIR={args.out.resolve()}/config"
+        )
     return 0
 
 
@@ -97,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--school-zone", choices=["A", "B", "C"], default="C")
     p.add_argument("--insee", default="99999", help="commune code for car-park ids (INSEE-P-NNN)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--formats",
+        choices=["vendor", "standard"],
+        default="vendor",
+        help="vendor files as the shipped contracts say, or the offer in NeTEx, ticketing in TIDES and "
+        "AVL in GTFS-RT or SIRI (with the city configuration that reads them, in OUT/config)",
+    )
+    p.add_argument("--avl-format", choices=["gtfs_rt", "siri"], default="gtfs_rt", help="AVL with --formats standard")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("evaluate", help="accuracy of the transit marts against a simulator's ground truth")

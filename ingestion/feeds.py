@@ -182,6 +182,71 @@ def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _check_vehicle(_check_stop(out, ctx), ctx)
 
 
+def fare_transactions_tides(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Validations delivered as a TIDES ``fare_transactions`` table (:mod:`ingestion.standards.tides`).
+
+    TIDES names the card ``token_id`` (pseudonymised here, at parse time, like a vendor's serial)
+    and its kind ``fare_media_id``; ``fare_action`` and ``fare_media_id`` values become the staged
+    vocabulary through the contract's ``file.recode``. A validation names its trip rather than its
+    line: the line and direction come from the GTFS in force, by ``trip_id_performed``."""
+    assert ctx.pseudonymiser is not None
+    out = p.select(
+        "source_row",
+        pl.col("service_date").alias("declared_service_date"),
+        "event_timestamp",
+        pl.col("token_id").alias("card_serial"),
+        pl.col("fare_media_id").alias("fare_media_type"),
+        "fare_product_id",
+        "fare_action",
+        "amount",
+        pl.col("currency_type").fill_null("EUR"),
+        "trip_id_performed",
+        "stop_id",
+        "vehicle_id",
+        "device_id",
+        "is_valid",
+        "invalid_reason",
+    )
+    schedule = ctx.refs.schedule()
+    if schedule is not None:
+        lines = schedule.group_by("trip_id").agg(pl.col("route_short_name").first(), pl.col("direction_id").first())
+        out = out.join(lines.rename({"trip_id": "trip_id_performed"}), on="trip_id_performed", how="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.Utf8).alias("route_short_name"), pl.lit(None).alias("direction_id"))
+    out = out.with_columns(pl.col("direction_id").cast(pl.Int8))
+    out = _invalid(
+        out,
+        pl.col("declared_service_date").is_not_null() & (pl.col("declared_service_date") != ctx.partition),
+        pl.format(f"service_date {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")),
+    )
+    if schedule is not None:
+        out = _invalid(
+            out,
+            pl.col("trip_id_performed").is_not_null() & pl.col("route_short_name").is_null(),
+            pl.format(f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("trip_id_performed")),
+        )
+    out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id"))
+    out = out.select(
+        "source_row",
+        "event_timestamp",
+        "fare_media_type",
+        "fare_product_id",
+        "fare_action",
+        "amount",
+        "currency_type",
+        "route_short_name",
+        "direction_id",
+        "stop_id",
+        "vehicle_id",
+        "device_id",
+        "is_valid",
+        "invalid_reason",
+        "fare_media_id",
+    )
+    out = _in_service_day(out, "event_timestamp", ctx)
+    return _check_vehicle(_check_stop(out, ctx), ctx)
+
+
 def stop_visits(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
         "source_row",
@@ -540,6 +605,7 @@ def parking_facilities(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
 #: in ``staged.builder``: an operator whose format maps onto an existing builder needs no code.
 BUILDERS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
     "fare_transactions": fare_transactions,
+    "fare_transactions_tides": fare_transactions_tides,
     "stop_visits": stop_visits,
     "trips_performed": trips_performed,
     "passenger_events": passenger_events,

@@ -519,7 +519,7 @@ class Ingestion:
             from ingestion.standards import netex
 
             try:
-                feed = netex.read(data, f.name)
+                feed = netex.read(data, f.name, c.file.get("ids"))
             except Refused as exc:
                 self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, str(exc))
                 return

@@ -28,7 +28,7 @@ import polars as pl
 from tqdm import tqdm
 
 from citylake.core.calendar_fr import SUNDAY_HOLIDAY, day_info, dst_change_days, service_day_start
-from devtools.simulator import deliveries, faults, transit
+from devtools.simulator import deliveries, faults, standard, transit
 from devtools.simulator import fleet as fleet_mod
 from devtools.simulator.demand import FARES, PAPER, DemandModel, build_population
 from devtools.simulator.network import BaseNetwork, feed_for_period, load_network
@@ -57,6 +57,11 @@ class SimulationConfig:
     insee: str = "99999"
     progress: bool = True
     params: Params = field(default_factory=Params)
+    #: vendor: each feed as its shipped extract contract says; standard: the offer in NeTEx,
+    #: ticketing in TIDES and AVL in ``avl_format`` (gtfs_rt or siri), read through the contracts
+    #: written to OUT/config (devtools/simulator/standard.py)
+    formats: str = "vendor"
+    avl_format: str = "gtfs_rt"
 
 
 def _instants(base: datetime, secs: np.ndarray) -> pl.Series:
@@ -86,6 +91,14 @@ class Simulation:
             raise ValueError("--days must be at least 1")
         if not 0 < cfg.volume <= 16:
             raise ValueError(f"--volume must be in ]0, 16], not {cfg.volume:g}")
+        if cfg.formats not in ("vendor", "standard"):
+            raise ValueError(f"--formats must be vendor or standard, not {cfg.formats!r}")
+        if cfg.avl_format not in ("gtfs_rt", "siri"):
+            raise ValueError(f"--avl-format must be gtfs_rt or siri, not {cfg.avl_format!r}")
+        if cfg.formats == "standard" and cfg.faults:
+            raise ValueError(
+                "faults are simulated on the vendor formats only: use --faults none with --formats standard"
+            )
         self.cfg = cfg
         self.p = cfg.params
         end = cfg.start + timedelta(days=cfg.days - 1)
@@ -146,7 +159,7 @@ class Simulation:
     def run(self) -> dict:
         cfg = self.cfg
         out = cfg.out
-        for sub in ("bus", "parking", "truth"):
+        for sub in ("bus", "parking", "truth", "config"):
             if (out / sub).exists():
                 shutil.rmtree(out / sub)
         out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +190,7 @@ class Simulation:
                 "seed": cfg.seed,
                 "timezone": cfg.tz,
                 "school_zone": cfg.school_zone,
+                "formats": cfg.formats if cfg.formats == "vendor" else f"standard (AVL {cfg.avl_format})",
             }
         )
         (out / "simulation.json").write_text(json.dumps(self.summary, indent=2, default=str))
@@ -187,9 +201,21 @@ class Simulation:
         at = _local(cfg.start - timedelta(days=1), 18, cfg.tz)
         feed = feed_for_period(self.net, self.tiles, cfg.start, cfg.days, self.template_of)
         version = feed["feed_info"]["feed_version"][0]
-        path = cfg.out / "bus" / "gtfs" / contract("bus", "gtfs").file_name(feed_version=version)
-        gtfs.write_feed(feed, path)
-        deliveries.deliver(path, path.read_bytes(), at)
+        if cfg.formats == "standard":
+            from ingestion import registry
+            from ingestion.contracts import load_file
+
+            config = standard.write_city_config(cfg.out / "config", cfg.avl_format, registry.CONFIG)
+            self.standard = {
+                feed_: load_file(config / "contracts" / f"bus__{feed_}.v1.yaml")
+                for feed_ in ("gtfs", "ticketing", "avl")
+            }
+            name = self.standard["gtfs"].file_name(feed_version=version)
+            self._deliver("bus", "gtfs", name, standard.netex_offer(feed, at), at)
+        else:
+            path = cfg.out / "bus" / "gtfs" / contract("bus", "gtfs").file_name(feed_version=version)
+            gtfs.write_feed(feed, path)
+            deliveries.deliver(path, path.read_bytes(), at)
         reg = self.fleet.register.with_columns(pl.col("commissioned_on").cast(pl.Date))
         self._deliver_frame("bus", "fleet", cfg.start, reg, at)
         parks = self.parks.with_columns(
@@ -278,6 +304,7 @@ class Simulation:
                 + "-V"
                 + pl.Series(rng.integers(1, 3, len(v))).cast(pl.Utf8),
                 "amount_eur": amount,
+                **({"trip_id": trip_ids.gather(trip)} if cfg.formats == "standard" else {}),
             }
         ).with_columns(pl.when(drop_stop).then(None).otherwise(pl.col("stop_id")).alias("stop_id"))
         dup = pl.Series(rng.random(ticketing.height) < p.double_validation_share)
@@ -313,16 +340,13 @@ class Simulation:
             }
         )
         avl = faults.avl_faults(plan, avl, day)
-        c = contract("bus", "avl")
-        data = deliveries.render(c, deliveries.vendor_frame(c, avl, cfg.tz))
-        name = c.file_name(day)
-        self._deliver("bus", "avl", name, data, night - timedelta(minutes=40))
-        if plan.on("duplicate_delivery", index):
-            dup_name = name.replace(".jsonl", " (1).jsonl")
-            self._deliver("bus", "avl", dup_name, data, night - timedelta(minutes=10))
-            plan.record("duplicate_delivery", "bus", "avl", day, dup_name, f"same bytes as {name}")
+        if cfg.formats == "standard":
+            self._standard_avl(day, svc, trip_ids, route_names, direction, trip_vehicle, stop_all, base, night)
+        else:
+            self._vendor_avl(index, day, avl, night)
 
         tf = transit.trips_frame(net, svc, fleet, ids)
+
         trips = pl.DataFrame(
             {
                 "service_date": pl.Series([day] * tf.height, dtype=pl.Date),
@@ -490,8 +514,64 @@ class Simulation:
             }
         )
 
+    def _vendor_avl(self, index: int, day: date, avl: pl.DataFrame, night: datetime) -> None:
+        plan, c = self.plan, contract("bus", "avl")
+        data = deliveries.render(c, deliveries.vendor_frame(c, avl, self.cfg.tz))
+        name = c.file_name(day)
+        self._deliver("bus", "avl", name, data, night - timedelta(minutes=40))
+        if plan.on("duplicate_delivery", index):
+            dup_name = name.replace(".jsonl", " (1).jsonl")
+            self._deliver("bus", "avl", dup_name, data, night - timedelta(minutes=10))
+            plan.record("duplicate_delivery", "bus", "avl", day, dup_name, f"same bytes as {name}")
+
+    def _standard_avl(self, day, svc, trip_ids, route_names, direction, trip_vehicle, stop_all, base, night) -> None:
+        """AVL in GTFS-RT or SIRI: every stop of the trips that ran (detour stops unserved) and the
+        trips not run, from the same service as the vendor file."""
+        net, ids = self.net, self.ids
+        ran = svc.trip_cancel < 0
+        rows = np.flatnonzero(ran[svc.row_trip])
+        rtrip = svc.row_trip[rows]
+        route_ids = ids.route(net.trip_route[svc.trip_base], svc.trip_tile)
+        visits = pl.DataFrame(
+            {
+                "trip_id": trip_ids.gather(rtrip),
+                "route_id": route_ids.gather(rtrip),
+                "direction_id": direction[rtrip],
+                "vehicle_id": pl.Series(trip_vehicle[rtrip], dtype=pl.Utf8),
+                "stop_id": stop_all.gather(rows),
+                "stop_sequence": net.st_seq[svc.row_base[rows]],
+                "is_served": svc.served[rows],
+                "scheduled_arrival_at": _instants(base, svc.sched_arr[rows]),
+                "scheduled_departure_at": _instants(base, svc.sched_dep[rows]),
+                "actual_arrival_at": _instants(base, svc.arr[rows]),
+                "actual_departure_at": _instants(base, svc.dep[rows]),
+            }
+        )
+        gone = np.flatnonzero(~ran)
+        first, last = svc.trip_start[gone], svc.trip_start[gone] + svc.trip_count[gone] - 1
+        cancelled = pl.DataFrame(
+            {
+                "trip_id": trip_ids.gather(gone),
+                "route_id": route_ids.gather(gone),
+                "scheduled_start_at": _instants(base, svc.sched_dep[first]),
+                "scheduled_end_at": _instants(base, svc.sched_arr[last]),
+            }
+        )
+        c = self.standard["avl"]
+        if self.cfg.avl_format == "siri":
+            data = standard.siri_et_day(day, visits, cancelled, night - timedelta(minutes=45), self.cfg.tz)
+        else:
+            data = standard.gtfs_rt_polls(day, visits, cancelled)
+        self._deliver("bus", "avl", c.file_name(day), data, night - timedelta(minutes=40))
+
     def _ticketing_delivery(self, index: int, day: date, frame: pl.DataFrame, night: datetime, rng) -> None:
         plan, cfg = self.plan, self.cfg
+        if cfg.formats == "standard":
+            c = self.standard["ticketing"]
+            self._deliver(
+                "bus", "ticketing", c.file_name(day), standard.tides_fare_transactions(day, frame, cfg.tz), night
+            )
+            return
         c = contract("bus", "ticketing")
         name = c.file_name(day)
         if plan.on("missing_day", index):

@@ -32,7 +32,29 @@ FORMATS = {
 
 def read(contract, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list[str]]:
     """Rows (source_row, canonical columns, is_valid, invalid_reason) and warnings of a delivery in
-    a standard format, as its extract contract says (``file.format`` and ``file.records``)."""
+    a standard format, as its extract contract says (``file.format`` and ``file.records``), with
+    the producer's ids mapped to the network's (``file.ids``, :mod:`.ids`) and coded values
+    recoded (``file.recode``: column -> {delivered value: staged value})."""
+    from ingestion.standards import ids
+
+    where = f"extract contract {contract.key} v{contract.version}"
+    ids.check(contract.file.get("ids"), where)
+    recode = contract.file.get("recode") or {}
+    if not isinstance(recode, dict) or not all(isinstance(v, dict) for v in recode.values()):
+        raise ValueError(f"{where}: file.recode must map columns to {{delivered value: staged value}}")
+    frame, warnings = _read(contract, data, name, tz)
+    frame = ids.apply(frame, contract.file.get("ids"))
+    unknown = [c for c in recode if c not in frame.columns]
+    if unknown:
+        raise ValueError(f"{where}: file.recode names column(s) {unknown} that {contract.format} rows do not have")
+    frame = frame.with_columns(
+        pl.col(c).cast(pl.Utf8).replace({str(k): str(v) for k, v in table.items()}).alias(c)
+        for c, table in recode.items()
+    )
+    return frame, warnings
+
+
+def _read(contract, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list[str]]:
     fmt = contract.format
     what = contract.file.get("table" if fmt == "tides" else "records")
     if what not in FORMATS.get(fmt, ()):

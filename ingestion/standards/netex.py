@@ -268,8 +268,9 @@ class _Collected:
         return out
 
 
-def read(data: bytes, name: str) -> Feed:
-    """The GTFS feed a NeTEx offer describes; Refused when it describes none."""
+def read(data: bytes, name: str, ids: dict | None = None) -> Feed:
+    """The GTFS feed a NeTEx offer describes, its ids mapped to the network's as the operator's
+    contract says (``file.ids``, :mod:`.ids`); Refused when it describes none."""
     got = _Collected()
 
     def netex_root(ns: str | None, local_name: str) -> str | None:
@@ -292,7 +293,12 @@ def read(data: bytes, name: str) -> Feed:
                     el.clear()
     if not got.journeys:
         raise Refused(f"{name}: no ServiceJourney: not a NeTEx offer (timetable frame missing)")
-    return _feed(got, name)
+    feed = _feed(got, name)
+    if ids:
+        from ingestion.standards.ids import apply
+
+        feed = Feed({t: apply(frame, ids) for t, frame in feed.tables.items()}, source=name, problems=feed.problems)
+    return feed
 
 
 def _parent_is_collection(el) -> bool:

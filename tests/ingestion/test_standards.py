@@ -493,3 +493,42 @@ def test_a_netex_network_is_onboarded_with_yaml_only(tmp_path, monkeypatch) -> N
     from citylake.cli import main
 
     assert main(["contract", "check", str(drop / "offre_netex.zip"), "--contract", "pabmar/offer"]) == 0
+
+
+# -- a producer's ids → the network's (file.ids) ---------------------------------------------------
+def test_ids_rules_map_a_producers_ids_and_keep_those_that_do_not_follow_them() -> None:
+    from ingestion.standards import ids
+
+    frame = pl.DataFrame(
+        {
+            "stop_id": ["STIF:StopPoint:Q:1239:", "21240", None],
+            "trip_id": ["FR:SIM:ServiceJourney:T1-42:", "other", "FR:SIM:ServiceJourney::"],
+            "vehicle_id": ["7", "8", "9"],
+        }
+    )
+    spec = {
+        "stop": {"pattern": r"^STIF:StopPoint:Q:(?P<id>\d+):$", "offset": 20000, "add_prefix": "TUB:"},
+        "trip": {"pattern": "^FR:SIM:ServiceJourney:(?P<id>.+):$"},
+    }
+    ids.check(spec, "test")
+    out = ids.apply(frame, spec)
+    # the STIF ref is cut, shifted by +20000 and prefixed; an id the pattern does not match is kept
+    assert out["stop_id"].to_list() == ["TUB:21239", "21240", None]
+    assert out["trip_id"].to_list() == ["T1-42", "other", "FR:SIM:ServiceJourney::"]
+    assert out["vehicle_id"].to_list() == ["7", "8", "9"]  # no rule for vehicles: untouched
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"quay": {"pattern": "x"}}, "kind 'quay' is not one of"),
+        ({"stop": {"regex": "x"}}, "keys among"),
+        ({"stop": {"pattern": "(unclosed"}}, "not a regular expression"),
+        ({"stop": {"offset": "20000"}}, "offset must be an integer"),
+    ],
+)
+def test_ids_rules_that_cannot_work_are_refused_naming_the_rule(spec, message) -> None:
+    from ingestion.standards import ids
+
+    with pytest.raises(ValueError, match=message):
+        ids.check(spec, "extract contract x/y v1")
