@@ -165,8 +165,17 @@ def _header_check(contract: Contract, header: list[str], name: str) -> list[str]
     return warnings
 
 
+def _skip_rows(contract: Contract) -> int:
+    """Lines (rows of a sheet) before the header: a vendor's title, export date, blank line."""
+    skip = contract.file.get("skip_rows", 0)
+    if not isinstance(skip, int) or skip < 0:
+        raise ValueError(f"extract contract {contract.key} v{contract.version}: file.skip_rows must be an integer >= 0")
+    return skip
+
+
 def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:
-    """Return the rows as strings (vendor headers) plus ``source_row``, and warnings."""
+    """Return the rows as strings (vendor headers) plus ``source_row`` (the line number in the
+    file, lines before the header included), and warnings."""
     term = contract.file.get("line_terminator", "\n")
     if text and not text.endswith(("\n", "\r")):
         last = text.rsplit("\n", 1)[-1]
@@ -180,6 +189,10 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
         raise Refused(f"{name}: empty file, no header")
     if term == "\r\n":
         lines = lines.str.strip_suffix("\r")
+    skip = _skip_rows(contract)
+    if len(lines) <= skip:
+        raise Refused(f"{name}: {len(lines)} line(s), fewer than the {skip} the contract says come before the header")
+    lines = lines.slice(skip)
     header = next(csv.reader([lines[0]], delimiter=delim))
     if len(header) > MAX_COLUMNS:
         raise Refused(
@@ -203,7 +216,7 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
     keep = [h for h in header if wide or h in contract.headers]
     out = pl.DataFrame({h: fields.list.get(header.index(h), null_on_oob=True) for h in keep})
     out = out.with_columns(
-        pl.Series(SOURCE_ROW, range(2, len(body) + 2), dtype=pl.Int64),
+        pl.Series(SOURCE_ROW, range(skip + 2, skip + len(body) + 2), dtype=pl.Int64),
         pl.when(counts != n_fields)
         .then(pl.format("row has {} fields, header has " + str(n_fields), counts))
         .otherwise(None)
@@ -283,9 +296,12 @@ def read_xlsx_bytes(contract: Contract, data: bytes, name: str) -> tuple[pl.Data
     sheet = contract.file.get("sheet")
     if sheet not in wb.sheetnames:
         raise Refused(f"{name}: no sheet {sheet!r} (sheets: {wb.sheetnames})")
-    rows = list(wb[sheet].iter_rows(values_only=True))
+    skip = _skip_rows(contract)
+    rows = list(wb[sheet].iter_rows(values_only=True))[skip:]
     if not rows:
-        raise Refused(f"{name}: sheet {sheet!r} is empty, no header")
+        raise Refused(
+            f"{name}: sheet {sheet!r} is empty, no header" + (f" after its first {skip} rows" if skip else "")
+        )
     header = [str(h) if h is not None else "" for h in rows[0]]
     warnings = _header_check(contract, header, name)
 
@@ -307,7 +323,8 @@ def read_xlsx_bytes(contract: Contract, data: bytes, name: str) -> tuple[pl.Data
         }
     )
     return frame.with_columns(
-        pl.Series(SOURCE_ROW, range(2, len(body) + 2), dtype=pl.Int64), pl.lit(None, pl.Utf8).alias("_shape_reason")
+        pl.Series(SOURCE_ROW, range(skip + 2, skip + len(body) + 2), dtype=pl.Int64),
+        pl.lit(None, pl.Utf8).alias("_shape_reason"),
     ), warnings
 
 
@@ -396,9 +413,17 @@ def _typed(
         value = raw.str.slice(0, 10).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
     elif t == "integer":
         value = raw.str.replace(r"\.0$", "").cast(pl.Int64, strict=False)
+        if col.scale is not None:  # an integer scaled stays a count only when it lands on one
+            scaled = value.cast(pl.Float64) * col.scale
+            value = pl.when(scaled == scaled.round(0)).then(scaled.round(0).cast(pl.Int64))
+            extra = pl.when(raw.is_not_null() & (raw != "") & value.is_null() & scaled.is_not_null()).then(
+                pl.format(f"column '{col.name}': '{{}}' × {col.scale:g} is not a whole number", raw)
+            )
     elif t == "decimal":
         text = raw.str.replace(",", ".", literal=True) if decimal_sep == "," else raw
         value = text.cast(pl.Float64, strict=False)
+        if col.scale is not None:
+            value = value * col.scale
         if col.canonical.endswith("_eur"):
             value = value.cast(pl.Decimal(12, 2), strict=False)
     elif t == "boolean" and col.values:

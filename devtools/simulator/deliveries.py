@@ -65,6 +65,9 @@ def vendor_frame(contract: Contract, frame: pl.DataFrame, tz: str) -> pl.DataFra
     for col in contract.columns:
         e = pl.col(col.canonical)
         t = col.type
+        if col.scale and t in ("decimal", "integer"):  # the vendor's unit (metres, centimes…)
+            e = e.cast(pl.Float64) / col.scale
+            e = e.round(0).cast(pl.Int64) if t == "integer" else e
         if t == "datetime_local":
             e = e.dt.convert_time_zone(tz).dt.strftime(col.format)
         elif t == "datetime_offset":

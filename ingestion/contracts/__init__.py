@@ -40,6 +40,9 @@ class Column:
     strip_prefix: str | None = None
     offset: int | None = None
     add_prefix: str | None = None
+    # units and scale: a number the delivered value is multiplied by (metres -> km: 0.001;
+    # centimes -> euros: 0.01), for integer and decimal columns
+    scale: float | None = None
 
 
 @dataclass(frozen=True)

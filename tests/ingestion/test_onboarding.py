@@ -223,3 +223,46 @@ def test_a_wide_file_whose_blanks_mean_unchanged(tmp_path) -> None:
         (4, "34172-P-002", -3),
         (4, "34172-P-003", 46),
     ]
+
+
+def test_a_vendor_file_with_title_lines_and_amounts_in_centimes(tmp_path, monkeypatch) -> None:
+    """Lines before the header (``file.skip_rows``) and a unit to convert (``scale``): the rows are
+    numbered as lines of the file, so an invalid row names the line a person opens."""
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", "onboarding-test-pseudonym-key-0123456789")
+    contract = (
+        TICKETING_CONTRACT.replace("operator: tickets2", "operator: tickets3")
+        .replace("  header: true\n", "  header: true\n  skip_rows: 2   # the vendor's title and a blank line\n")
+        .replace(
+            "{name: amount, canonical: amount_eur, type: decimal}",
+            "{name: amount, canonical: amount_eur, type: decimal, scale: 0.01}  # centimes",
+        )
+    )
+    lines = TICKETING_FILE.decode().splitlines(keepends=True)
+    body = [lines[0]] + [
+        line.rsplit(",", 1)[0] + "," + cents for line, cents in zip(lines[1:], ("0\n", "0\n", "160\n"), strict=True)
+    ]
+    data = ("Export billettique du 30/03/2026\n\n" + "".join(body)).encode()
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        "  tickets3:\n    name: Vendor with a title\n    drop: {type: root, path: tickets3}\n    feeds: [ticketing]\n",
+        {"tickets3__ticketing.v1.yaml": contract},
+        {"tickets3/ticketing/tx_2026-03-30.csv": data},
+    )
+    staged = ingested(settings, "tickets3", "fare_transactions").sort("source_row")
+    assert [float(a) for a in staged["amount"]] == [0.0, 0.0, 1.6]
+    assert staged["source_row"].to_list() == [4, 5, 6]  # line 3 is the header
+    assert staged["fare_product_id"][0] == "Abonnement mensuel"
+    assert staged["invalid_reason"][2] == "column 'dir': '2' is not one of ['Aller', 'Retour']"
+
+
+def test_an_integer_scaled_off_a_whole_number_is_an_invalid_row_not_a_guess() -> None:
+    from ingestion.contracts import Column
+    from ingestion.parsing import _typed
+
+    col = Column(name="km", canonical="odometer_km", type="integer", scale=0.001)
+    frame = pl.DataFrame({"km": ["12000", "12345", ""]})
+    value, extra = _typed(col, "Europe/Paris", ".")
+    out = frame.select(value.alias("v"), extra.alias("why"))
+    assert out["v"].to_list() == [12, None, None]
+    assert out["why"].to_list() == [None, "column 'km': '12345' × 0.001 is not a whole number", None]
