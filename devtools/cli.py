@@ -47,9 +47,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         formats=args.formats,
         avl_format=args.avl_format,
     )
+    from citylake.core.errors import DataError
+
     try:
         summary = simulate(cfg)
-    except ValueError as exc:
+    except (ValueError, DataError) as exc:
         print(f"python -m devtools: error: {exc}", file=sys.stderr)
         return 2
     total = sum(d["validations"] for d in summary["days"])

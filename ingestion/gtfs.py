@@ -137,3 +137,73 @@ def service_dates(feed: Feed) -> dict[date, set[str]]:
             elif row["exception_type"] == "2":
                 active.get(day, set()).discard(row["service_id"])
     return {d: s for d, s in sorted(active.items()) if s}
+
+
+def _hms(seconds: pl.Expr) -> pl.Expr:
+    return pl.format(
+        "{}:{}:{}",
+        (seconds // 3600).cast(pl.Utf8).str.zfill(2),
+        (seconds % 3600 // 60).cast(pl.Utf8).str.zfill(2),
+        (seconds % 60).cast(pl.Utf8).str.zfill(2),
+    )
+
+
+def expand_frequencies(feed: Feed) -> Feed:
+    """The feed with ``frequencies.txt`` made explicit: each frequency-based trip becomes one trip
+    per departure (``start_time`` + k × ``headway_secs`` before ``end_time``), its stop times
+    shifted from the template's, ids ``<trip_id>@<HH:MM:SS>``. Trips without a frequency, and
+    feeds without ``frequencies.txt``, are unchanged. A headway that is not a positive number of
+    seconds leaves its template trip as it is."""
+    freqs = feed.get("frequencies")
+    if (
+        freqs is None
+        or freqs.height == 0
+        or not {"trip_id", "start_time", "end_time", "headway_secs"} <= set(freqs.columns)
+    ):
+        return feed
+    windows = freqs.select(
+        "trip_id",
+        time_to_seconds(pl.col("start_time")).alias("start"),
+        time_to_seconds(pl.col("end_time")).alias("end"),
+        pl.col("headway_secs").cast(pl.Int64, strict=False).alias("headway"),
+    ).filter(pl.col("start").is_not_null() & pl.col("end").is_not_null() & (pl.col("headway") > 0))
+    if windows.height == 0:
+        return feed
+    departures = (
+        windows.with_columns(pl.int_ranges("start", "end", "headway").alias("departure"))
+        .explode("departure")
+        .drop_nulls("departure")
+        .select("trip_id", "departure")
+    )
+    stop_times = feed["stop_times"].with_columns(
+        time_to_seconds(pl.col("arrival_time")).alias("_arr"),
+        time_to_seconds(pl.col("departure_time")).alias("_dep"),
+    )
+    first = stop_times.group_by("trip_id").agg(
+        pl.min_horizontal(pl.col("_arr").min(), pl.col("_dep").min()).alias("_first")
+    )
+    templated = set(departures["trip_id"].unique().to_list())
+    new_id = pl.format("{}@{}", pl.col("trip_id"), _hms(pl.col("departure")))
+    expanded_times = (
+        stop_times.join(first, on="trip_id")
+        .join(departures, on="trip_id")
+        .with_columns(
+            pl.when(pl.col("_arr").is_not_null())
+            .then(_hms(pl.col("_arr") - pl.col("_first") + pl.col("departure")))
+            .alias("arrival_time"),
+            pl.when(pl.col("_dep").is_not_null())
+            .then(_hms(pl.col("_dep") - pl.col("_first") + pl.col("departure")))
+            .alias("departure_time"),
+            new_id.alias("trip_id"),
+        )
+        .select(feed["stop_times"].columns)
+    )
+    expanded_trips = (
+        feed["trips"].join(departures, on="trip_id").with_columns(new_id.alias("trip_id")).select(feed["trips"].columns)
+    )
+    is_template = pl.col("trip_id").is_in(pl.Series(sorted(templated), dtype=pl.Utf8).implode())
+    tables = dict(feed.tables)
+    tables["trips"] = pl.concat([feed["trips"].filter(~is_template), expanded_trips])
+    tables["stop_times"] = pl.concat([feed["stop_times"].filter(~is_template), expanded_times])
+    tables.pop("frequencies")
+    return Feed(tables, source=feed.source, problems=feed.problems)

@@ -104,7 +104,7 @@ class BaseNetwork:
     def blocks(self, trips: np.ndarray) -> np.ndarray:
         """Return a block number per trip of ``trips`` (a vehicle duty), scheduling if needed."""
         block_ids = self.trips["block_id"].to_numpy()[trips]
-        has = np.array([b is not None and b != "" for b in block_ids])
+        has = np.array([b is not None and b != "" for b in block_ids], dtype=bool)
         out = np.full(len(trips), -1, dtype=np.int64)
         if has.any():
             _, codes = np.unique(block_ids[has].astype(str), return_inverse=True)
@@ -131,7 +131,7 @@ class BaseNetwork:
 
 def load_network(path: Path | str) -> BaseNetwork:
     """Return the BaseNetwork of a GTFS feed, or raise DataError naming what is wrong."""
-    feed = gtfs.read_feed(path)
+    feed = gtfs.expand_frequencies(gtfs.read_feed(path))  # frequency-based trips made explicit
     name = Path(path).stem
 
     stop_times = (

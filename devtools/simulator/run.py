@@ -294,7 +294,7 @@ class Simulation:
                 "validated_at": _instants(base, vtime),
                 "card_serial": serial,
                 "medium_type": np.where(paper, "Ticket papier", "Carte"),
-                "fare_product": np.array([f[0] for f in FARES], dtype=object)[fare],
+                "fare_product": pl.Series(np.array([f[0] for f in FARES], dtype=object)[fare], dtype=pl.Utf8),
                 "validation_type": np.where(is_transfer, "Correspondance", "Validation"),
                 "route_short_name": route_names.gather(trip),
                 "direction": np.where(direction[trip] == 0, "Aller", "Retour"),
@@ -438,7 +438,9 @@ class Simulation:
                     "rider_id": rider[s],
                     "card_serial": pl.Series(card).cast(pl.Utf8).replace("0", None),
                     "is_fraud": self.pop.fraud[rider[s]],
-                    "fare_product": np.array([f[0] for f in FARES], dtype=object)[self.pop.fare[rider[s]]],
+                    "fare_product": pl.Series(
+                        np.array([f[0] for f in FARES], dtype=object)[self.pop.fare[rider[s]]], dtype=pl.Utf8
+                    ),
                     "journey_no": st.journey[s],
                     "leg": st.leg[s],
                     "trip_id": trip_ids.gather(trip_of_row[srow_b]),
@@ -503,6 +505,8 @@ class Simulation:
             {
                 "service_date": day.isoformat(),
                 "day_type": info.label,
+                # the feed's date whose trips serve this simulated date (None: no service that weekday)
+                "served_by_feed_date": str(self.template_of(day)) if self.template_of(day) else None,
                 "public_holiday": info.public_holiday_name,
                 "trips_scheduled": len(svc.trip_base),
                 "trips_cancelled": int((svc.trip_cancel >= 0).sum()),

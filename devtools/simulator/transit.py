@@ -82,7 +82,7 @@ def run_service(
     trip_tile = np.repeat(np.arange(tiles), nb)
     trip_block = np.tile(blocks, tiles) + trip_tile * n_blocks
     counts = (net.trip_ptr[trip_base + 1] - net.trip_ptr[trip_base]).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
     n_trips, n_rows = len(trip_base), int(counts.sum())
     row_trip = np.repeat(np.arange(n_trips), counts)
     row_pos = np.arange(n_rows) - starts[row_trip]
@@ -306,7 +306,7 @@ def plan_stages(
     rider, slot, journey, leg, pattern, bpos, apos, desired, gap = (c[order] for c in cols)
     m = len(rider)
     prev = np.arange(m) - 1
-    prev[np.r_[True, rider[1:] != rider[:-1]]] = -1
+    prev[np.r_[True, rider[1:] != rider[:-1]][:m]] = -1
     return Stages(
         rider,
         slot,
