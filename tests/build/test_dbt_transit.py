@@ -143,6 +143,84 @@ def assert_same_rows(a: pl.DataFrame, b: pl.DataFrame, what: str) -> None:
     assert_frame_equal(a.sort(keys, nulls_last=True), b.sort(keys, nulls_last=True), rel_tol=1e-9, abs_tol=1e-9)
 
 
+def _with_a_terminus_tie(lake: Path) -> tuple[str, str]:
+    """Make the issue's tie in a copy of the lake: a vehicle's next trip reaches its first stop at
+    the very second its previous trip reached its terminus, and a validation without a stop code
+    is made on that vehicle just after. Return (the next trip, the validation's card)."""
+    day = sorted((lake / "staged" / "stop_visits").rglob("*.parquet"))[0]
+    visits = pl.read_parquet(day)
+    ordered = visits.filter("is_valid").sort("vehicle_id", "actual_arrival_time", "trip_stop_sequence")
+    change = ordered.with_columns(
+        (pl.col("vehicle_id") == pl.col("vehicle_id").shift(-1)).alias("same_vehicle"),
+        (pl.col("trip_id_performed") != pl.col("trip_id_performed").shift(-1)).alias("trip_ends"),
+        pl.col("trip_id_performed").shift(-1).alias("next_trip"),
+        pl.col("source_row").shift(-1).alias("next_row"),
+    ).filter("same_vehicle" & pl.col("trip_ends") & (pl.col("actual_arrival_time").dt.hour() == 8))
+    end = change.row(0, named=True)
+    t = end["actual_arrival_time"]
+    visits = visits.with_columns(
+        pl.when(pl.col("source_row") == end["next_row"])
+        .then(pl.lit(t))
+        .otherwise(pl.col("actual_arrival_time"))
+        .alias("actual_arrival_time"),
+        pl.when(pl.col("source_row") == end["next_row"])
+        .then(pl.max_horizontal(pl.col("actual_departure_time"), pl.lit(t) + pl.duration(seconds=60)))
+        .otherwise(pl.col("actual_departure_time"))
+        .alias("actual_departure_time"),
+    )
+    visits.write_parquet(day)
+    fares_file = lake / "staged" / "fare_transactions" / day.parent.parent.name / day.parent.name / "part-0.parquet"
+    fares = pl.read_parquet(fares_file)
+    tap = (
+        fares.filter(pl.col("is_valid") & (pl.col("vehicle_id") == end["vehicle_id"]))
+        .head(1)
+        .with_columns(
+            pl.lit(t + __import__("datetime").timedelta(seconds=20)).alias("event_timestamp"),
+            pl.lit(None, pl.Utf8).alias("stop_id"),
+            pl.lit("tie-test-card").alias("fare_media_id"),
+            pl.lit(fares["source_row"].max() + 1, dtype=pl.Int64).alias("source_row"),
+        )
+    )
+    pl.concat([fares, tap]).write_parquet(fares_file)
+    return end["next_trip"], "tie-test-card"
+
+
+def test_figures_do_not_depend_on_the_physical_order_of_rows(built, pipeline, tmp_path) -> None:
+    """Every tie is broken by a total order (docs/transit_method.md): the same staged rows in
+    another physical order (a crash and an incremental rebuild change it) give the same marts,
+    including the issue's case, a validation without a stop code on a vehicle that ends a trip
+    and starts its next one at the same second."""
+    import shutil
+
+    import numpy as np
+
+    original = tmp_path / "original"
+    shutil.copytree(pipeline["base"] / "lake", original)
+    next_trip, card = _with_a_terminus_tie(original)
+    lakes = {"forward": original, "shuffled": tmp_path / "shuffled"}
+    shutil.copytree(original, lakes["shuffled"])
+    rng = np.random.default_rng(2026)
+    for part in sorted((lakes["shuffled"] / "staged").rglob("*.parquet")):
+        frame = pl.read_parquet(part)
+        frame[rng.permutation(frame.height)].write_parquet(part)
+    warehouses = {}
+    for name, lake in lakes.items():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("CITYLAKE_LAKE_URI", lake.as_uri())
+            mp.setenv("CITYLAKE_PSEUDONYM_KEY", KEY)
+            mp.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / f"{name}.duckdb"))
+            settings = Settings()
+            result = build(settings)
+            assert result.success, [(r["node"], r["message"]) for r in result.failures]
+            warehouses[name] = result.warehouse
+    for name in sorted(mart_groups(load_manifest(settings))) + ["int_fare_transactions_located"]:
+        a, b = (q(w, f"select * from {name}") for w in warehouses.values())
+        assert_same_rows(a, b, name)
+    # the tie's rule: the validation boards the next trip at its first stop
+    located = q(warehouses["shuffled"], f"select * from int_fare_transactions_located where fare_media_id = '{card}'")
+    assert located["trip_id"].to_list() == [next_trip] and located["location_method"].to_list() == ["avl_time"]
+
+
 def test_dbt_docs_generate(built, pipeline, monkeypatch) -> None:
     settings = env(monkeypatch, pipeline, "full")
     result = run_dbt(["docs", "generate"], settings)

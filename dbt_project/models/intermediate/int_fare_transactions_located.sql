@@ -15,7 +15,7 @@ deduplicated as (
         *,
         coalesce(
             validated_at - lag(validated_at) over (
-                partition by service_date, fare_media_id, vehicle_id order by validated_at, source_row
+                partition by service_date, fare_media_id, vehicle_id order by validated_at, source_sha256, source_row
             ) <= to_seconds({{ var('duplicate_window_s') }}),
             false
         ) as is_duplicate
@@ -43,6 +43,17 @@ visits as (
     where {{ service_date_filter() }}
 ),
 
+-- one visit per vehicle and window start, so that the ASOF join below has no tie to break by
+-- row order: where a trip ends and the vehicle's next trip starts at the same second, the next
+-- trip's first stop (a validation there boards it), then the smaller trip id and position
+visits_in_time as (
+    select * from visits
+    qualify row_number() over (
+            partition by service_date, vehicle_id, window_start_at
+            order by is_last_stop, trip_id, stop_position
+        ) = 1
+),
+
 -- the vehicle's visit in progress at the validation time (latest arrival before it)
 by_time as (
     select
@@ -54,7 +65,7 @@ by_time as (
         visits.is_last_stop,
         visits.actual_departure_at
     from deduplicated
-    asof left join visits
+    asof left join visits_in_time as visits
         on deduplicated.service_date = visits.service_date
             and deduplicated.vehicle_id = visits.vehicle_id
             and deduplicated.validated_at >= visits.window_start_at

@@ -44,7 +44,7 @@ ordered as (
         first_value(board_lon) over card_day_all as first_lon
     from boardings
     window
-        card_day as (partition by service_date, fare_media_id order by validated_at, source_row),
+        card_day as (partition by service_date, fare_media_id order by validated_at, source_sha256, source_row),
         card_day_all as (
             partition by service_date, fare_media_id order by validated_at, source_row
             rows between unbounded preceding and unbounded following
@@ -150,7 +150,7 @@ continued as (
         *,
         coalesce(lag(next_is_transfer) over card_day, false) as continues_journey
     from linked
-    window card_day as (partition by service_date, fare_media_id order by validated_at, source_row)
+    window card_day as (partition by service_date, fare_media_id order by validated_at, source_sha256, source_row)
 ),
 
 journeys as (
@@ -158,7 +158,7 @@ journeys as (
         *,
         sum(case when continues_journey then 0 else 1 end) over card_day as journey_of_day
     from continued
-    window card_day as (partition by service_date, fare_media_id order by validated_at, source_row)
+    window card_day as (partition by service_date, fare_media_id order by validated_at, source_sha256, source_row)
 ),
 
 final as (

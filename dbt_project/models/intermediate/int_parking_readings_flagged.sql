@@ -16,8 +16,9 @@ with readings as (
         and not coalesce(invalid_reason like 'out of scope%', false)
         and {{ service_date_filter() }}
     -- one reading per car park and instant (a feed may repeat a car park under two names)
-    qualify row_number() over (partition by operator, facility_id, observed_at order by is_valid desc, source_row asc)
-        = 1
+    qualify row_number() over (
+            partition by operator, facility_id, observed_at order by is_valid desc, source_sha256 asc, source_row asc
+        ) = 1
 ),
 
 daytime_runs as (

@@ -103,7 +103,7 @@ capacity as (
         on rates.vehicle_id = vehicles.vehicle_id
     qualify row_number() over (
             partition by rates.service_date, rates.trip_id, rates.stop_position
-            order by vehicles.as_of_date desc nulls last
+            order by vehicles.as_of_date desc nulls last, vehicles.source_row desc nulls last
         ) = 1
 ),
 

@@ -5,7 +5,7 @@
 with visits as (
     select * from {{ ref('stg_avl__stop_visits') }}
     where is_valid and {{ service_date_filter() }}
-    qualify row_number() over (partition by service_date, trip_id, stop_sequence order by source_row) = 1
+    qualify row_number() over (partition by service_date, trip_id, stop_sequence order by source_sha256, source_row) = 1
 ),
 
 version as (

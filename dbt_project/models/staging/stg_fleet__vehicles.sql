@@ -6,6 +6,7 @@ renamed as (
     select
         operator,
         cast(as_of_date as date) as as_of_date,
+        source_row,
         vehicle_id,
         model,
         seated_capacity,

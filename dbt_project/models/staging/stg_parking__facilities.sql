@@ -1,6 +1,7 @@
 select
     operator,
     cast(as_of_date as date) as as_of_date,
+    source_row,
     facility_id,
     facility_name,
     insee,

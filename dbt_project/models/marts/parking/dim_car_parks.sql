@@ -3,11 +3,11 @@
 -- One row per (operator, facility_id).
 with latest as (
     select * from {{ ref('stg_parking__facilities') }}
-    qualify row_number() over (partition by operator, facility_id order by as_of_date desc) = 1
+    qualify row_number() over (partition by operator, facility_id order by as_of_date desc, source_row desc) = 1
 )
 
 select
-    *,
+    * exclude (source_row),
     regexp_full_match(facility_id, '([013-9]\d|2[AB1-9])\d{3}-P-\d{3}') as has_valid_id,
     regexp_full_match(insee, '([013-9]\d|2[AB1-9])\d{3}') as has_valid_insee,
     capacity is not null and capacity >= 0 as has_capacity,

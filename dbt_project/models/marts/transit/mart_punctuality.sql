@@ -20,7 +20,7 @@ headways as (
         epoch(scheduled_departure_at) - epoch(lag(scheduled_departure_at) over stop_order) as scheduled_headway_s
     from visits
     window stop_order as (
-        partition by service_date, route_short_name, direction_id, stop_id order by scheduled_departure_at
+        partition by service_date, route_short_name, direction_id, stop_id order by scheduled_departure_at, trip_id
     )
 ),
 
