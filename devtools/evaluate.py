@@ -9,8 +9,12 @@ Figures (each printed as ``name: value``):
 * ``line_boardings_wape`` and ``line_boardings_max_abs_error`` — daily boardings per line
   (``fct_stop_visit_loads``) against true boardings, and ``network_boardings_error`` the signed
   error of the total;
-* ``alighting_stop_accuracy`` — share of inferred alightings at the true alighting stop (needs
-  the pseudonymisation key, to link cards to the truth's journeys).
+* ``load_wape_per_stop_visit`` and ``boardings_wape_per_stop_visit`` — the same at the level a
+  planner reads a trip: each trip at each stop (``fct_stop_visit_loads`` against the true load
+  and boardings of the stop visit), and ``peak_load_per_trip_wape`` — each trip's highest load;
+* ``alighting_stop_accuracy`` and ``alighting_within_one_stop`` — share of inferred alightings
+  at the true alighting stop, or at most one stop away along the trip (needs the
+  pseudonymisation key, to link cards to the truth's journeys).
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ def _time_band(hour: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit("21-24 nuit"))
 
 
+def _wape(estimate: pl.Series, truth: pl.Series) -> float:
+    """Weighted absolute percentage error: sum |estimate - truth| / sum truth."""
+    total = float(truth.sum())
+    return float((estimate - truth).abs().sum() / total) if total else 0.0
+
+
 def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_zone: str = "C") -> dict[str, float]:
     """Return the accuracy figures of the warehouse's marts against the truth in ``truth_dir``."""
     truth_dir = Path(truth_dir) / "truth" if (Path(truth_dir) / "truth").is_dir() else Path(truth_dir)
@@ -56,7 +66,7 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
         "group by all"
     ).pl()
     chained = con.sql(
-        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, is_inferred from "
+        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, alight_stop_sequence, is_inferred from "
         "int_journey_stages_chained"
     ).pl()
     dates = sorted(set(est_loads["service_date"].to_list()))
@@ -109,6 +119,22 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
     figures["line_boardings_max_abs_error"] = float((err.abs() / lines["truth"].clip(lower_bound=1)).max())
     figures["network_boardings_error"] = float(err.sum() / lines["truth"].sum())
 
+    # each trip at each stop, and each trip's peak, on the visits the marts saw
+    est_visits = con.sql(
+        "select service_date, trip_id, stop_sequence, boardings_estimated, load_estimated from fct_stop_visit_loads"
+    ).pl()
+    visits = served.select("service_date", "trip_id", "stop_sequence", "boardings", "load").join(
+        est_visits.with_columns(pl.col("stop_sequence").cast(served["stop_sequence"].dtype)),
+        on=["service_date", "trip_id", "stop_sequence"],
+        how="full",
+        coalesce=True,
+    )
+    visits = visits.fill_null(0.0)
+    figures["load_wape_per_stop_visit"] = _wape(visits["load_estimated"], visits["load"])
+    figures["boardings_wape_per_stop_visit"] = _wape(visits["boardings_estimated"], visits["boardings"])
+    peaks = visits.group_by("service_date", "trip_id").agg(pl.col("load_estimated").max(), pl.col("load").max())
+    figures["peak_load_per_trip_wape"] = _wape(peaks["load_estimated"], peaks["load"])
+
     settings = Settings()
     key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None
     if key and chained.height:
@@ -131,11 +157,38 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
                 "trip_id",
                 pl.col("board_stop_id"),
                 pl.col("alight_stop_id").alias("true_alight"),
+                pl.col("alight_stop_sequence").alias("true_alight_sequence"),
             ),
             on=["service_date", "fare_media_id", "trip_id", "board_stop_id"],
             how="inner",
-        ).unique(["service_date", "fare_media_id", "trip_id", "board_stop_id"])
+        ).unique(["service_date", "fare_media_id", "trip_id", "board_stop_id"], keep="first", maintain_order=True)
         if joined.height:
             figures["alighting_stop_accuracy"] = float((joined["alight_stop_id"] == joined["true_alight"]).mean())
+            # "one stop away" counted along the trip's stops, whatever its stop_sequence numbering
+            order = sv.select(
+                "service_date",
+                "trip_id",
+                "stop_sequence",
+                pl.col("stop_sequence").rank("dense").over("service_date", "trip_id").alias("rank"),
+            )
+            ranked = (
+                joined.with_columns(
+                    pl.col("alight_stop_sequence").cast(order["stop_sequence"].dtype),
+                    pl.col("true_alight_sequence").cast(order["stop_sequence"].dtype),
+                )
+                .join(
+                    order.rename({"stop_sequence": "alight_stop_sequence", "rank": "est_rank"}),
+                    on=["service_date", "trip_id", "alight_stop_sequence"],
+                    how="left",
+                )
+                .join(
+                    order.rename({"stop_sequence": "true_alight_sequence", "rank": "true_rank"}),
+                    on=["service_date", "trip_id", "true_alight_sequence"],
+                    how="left",
+                )
+            )
+            figures["alighting_within_one_stop"] = float(
+                ((ranked["est_rank"] - ranked["true_rank"]).abs() <= 1).fill_null(False).mean()
+            )
             figures["alighting_stop_linked"] = float(joined.height / inferred.height)
     return figures

@@ -117,6 +117,10 @@ def test_accuracy_against_truth(built, pipeline, monkeypatch) -> None:
     assert figures["load_profile_wape"] < 0.20
     assert abs(figures["network_boardings_error"]) < 0.05
     assert figures["alighting_stop_accuracy"] > 0.6 and figures["alighting_stop_linked"] > 0.9
+    # at the level planners read: each trip at each stop, each trip's peak, one stop off
+    assert 0 < figures["load_wape_per_stop_visit"] < 0.25 and 0 < figures["boardings_wape_per_stop_visit"] < 0.3
+    assert 0 < figures["peak_load_per_trip_wape"] < 0.2
+    assert figures["alighting_stop_accuracy"] < figures["alighting_within_one_stop"] <= 1
 
 
 def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkeypatch) -> None:
