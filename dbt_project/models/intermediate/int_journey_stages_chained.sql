@@ -1,4 +1,7 @@
-{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+{{ config(
+    materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date',
+    on_schema_change='append_new_columns'
+) }}
 
 -- Method step 2 (methods_and_kpis.md §1.1, Barry et al. 2002; ODX rules): a card's day of
 -- located boardings, in order. Each boarding's alighting is the downstream stop of the boarded
@@ -8,7 +11,8 @@
 -- chaining_max_walk_m of the target; or the rider would move away from it (the best downstream
 -- stop is no nearer the target than the origin). A next boarding within transfer_window_min of
 -- the inferred alighting, within walking distance, on another line (or counted a transfer by
--- the validator) continues the same journey.
+-- the validator) continues the same journey. Method step 5: a card's single boarding of the day
+-- takes its usual alighting from its own history (alighting_method card_history).
 with boardings as (
     select * from {{ ref('int_fare_transactions_located') }}
     where is_located and not is_duplicate and {{ service_date_filter() }}
@@ -46,7 +50,7 @@ ordered as (
     window
         card_day as (partition by service_date, fare_media_id order by validated_at, source_sha256, source_row),
         card_day_all as (
-            partition by service_date, fare_media_id order by validated_at, source_row
+            partition by service_date, fare_media_id order by validated_at, source_sha256, source_row
             rows between unbounded preceding and unbounded following
         )
 ),
@@ -127,6 +131,112 @@ judged as (
     left join nearest using (service_date, source_sha256, source_row)
 ),
 
+-- Method step 5 (methods_and_kpis.md §1.1; He & Trépanier 2015): the card's own history. Its
+-- alightings inferred by chaining after boarding at the same stop, on the history_lookback_days
+-- days before (within its pseudonym period: a pseudonym changes at each rotation). Only chained
+-- alightings make a history, so a history never feeds on itself, and an incremental night (the
+-- earlier days read back from this model) equals a full build (the earlier days of the batch).
+history as (
+    {%- if is_incremental() and var('service_dates', []) | length > 0 %}
+        {%- set first = var('service_dates') | sort | first %}
+        select
+            service_date,
+            fare_media_id,
+            board_stop_id,
+            alight_stop_id
+        from {{ this }}
+        where
+            is_inferred
+            and alight_to_target_m is not null
+            and service_date < date '{{ first }}'
+            and service_date >= date '{{ first }}' - to_days({{ var('history_lookback_days') }})
+        union all
+    {%- endif %}
+    select
+        service_date,
+        fare_media_id,
+        board_stop_id,
+        alight_stop_id
+    from judged
+    where not_inferred_reason is null
+),
+
+-- for each single boarding of a day, the stops its card alighted at after
+-- boarding at this stop on earlier days, if downstream on today's trip and reached before the
+-- card's next boarding; how often, and when last
+recalled as (
+    select
+        judged.service_date,
+        judged.source_sha256,
+        judged.source_row,
+        visits.stop_position,
+        visits.stop_id,
+        visits.stop_sequence,
+        visits.actual_arrival_at,
+        visits.stop_lat,
+        visits.stop_lon,
+        count(*) as times,
+        max(history.service_date) as last_date
+    from judged
+    inner join history
+        on judged.fare_media_id = history.fare_media_id
+            and judged.board_stop_id = history.board_stop_id
+            and judged.service_date > history.service_date
+            and history.service_date >= judged.service_date - to_days({{ var('history_lookback_days') }})
+    inner join visits
+        on judged.service_date = visits.service_date
+            and judged.trip_id = visits.trip_id
+            and history.alight_stop_id = visits.stop_id
+            and judged.board_position < visits.stop_position
+    where
+        -- a day's single boarding only: when the chain was tried and rejected (too far, moving
+        -- away), the day's own evidence says the card went elsewhere (measured: 0-10 % right)
+        judged.not_inferred_reason = 'single_boarding'
+        and (judged.is_last_of_day or visits.actual_arrival_at <= judged.next_validated_at)
+    group by all
+    having count(*) >= {{ var('history_min_times') }}
+),
+
+-- the usual one: the most frequent, then the most recent, then the earlier stop of the trip
+usual as (
+    select
+        service_date,
+        source_sha256,
+        source_row,
+        arg_min(
+            {
+                'alight_position': stop_position, 'alight_stop_id': stop_id, 'alight_stop_sequence': stop_sequence,
+                'alighted_at': actual_arrival_at, 'alight_lat': stop_lat, 'alight_lon': stop_lon
+            },
+            { 'n': -times, 'last': -epoch(last_date), 'p': stop_position }
+        ) as best
+    from recalled
+    group by service_date, source_sha256, source_row
+),
+
+completed as (
+    select
+        judged.* exclude (
+            alight_position, alight_stop_id, alight_stop_sequence, alighted_at, alight_lat, alight_lon,
+            alight_to_target_m, not_inferred_reason
+        ),
+        coalesce(judged.alight_position, usual.best.alight_position) as alight_position,
+        coalesce(judged.alight_stop_id, usual.best.alight_stop_id) as alight_stop_id,
+        coalesce(judged.alight_stop_sequence, usual.best.alight_stop_sequence) as alight_stop_sequence,
+        coalesce(judged.alighted_at, usual.best.alighted_at) as alighted_at,
+        coalesce(judged.alight_lat, usual.best.alight_lat) as alight_lat,
+        coalesce(judged.alight_lon, usual.best.alight_lon) as alight_lon,
+        -- the distance to a chaining target; a recalled alighting has no target
+        case when usual.best is null then judged.alight_to_target_m end as alight_to_target_m,
+        case when usual.best is null then judged.not_inferred_reason end as not_inferred_reason,
+        case
+            when judged.not_inferred_reason is null then 'trip_chaining'
+            when usual.best is not null then 'card_history'
+        end as alighting_method
+    from judged
+    left join usual using (service_date, source_sha256, source_row)
+),
+
 linked as (
     select
         *,
@@ -142,7 +252,7 @@ linked as (
                 and next_route_short_name != route_short_name
             )
         ) as next_is_transfer
-    from judged
+    from completed
 ),
 
 continued as (
@@ -187,6 +297,7 @@ final as (
         origin_to_target_m,
         is_inferred,
         not_inferred_reason,
+        alighting_method,
         case when is_inferred then alight_position end as alight_position,
         case when is_inferred then alight_stop_id end as alight_stop_id,
         case when is_inferred then alight_stop_sequence end as alight_stop_sequence,
