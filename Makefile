@@ -46,13 +46,16 @@ browser:
 
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
 # Lint first (ruff and its formatter; the import direction between rooms, pyproject's
-# [tool.importlinter]; sqlfluff over the dbt SQL, .sqlfluff), then pytest.
+# [tool.importlinter]; sqlfluff over the dbt SQL, .sqlfluff), then pytest on one worker per core
+# (pytest-xdist; a test file stays on one worker, so its session fixtures are built once there).
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= auto
 test: install browser
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint $(SQL_DIRS)
-	@set +e; $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install

@@ -262,7 +262,9 @@ def dbt_profile(top: int = 8) -> list[tuple[str, float]]:
     """The slowest dbt nodes of the last dbt invocation (its run_results.json)."""
     import json
 
-    data = json.loads((ROOT / "dbt_project" / "target" / "run_results.json").read_text())
+    from citylake.build.dbt import target_dir
+
+    data = json.loads((target_dir() / "run_results.json").read_text())
     nodes = sorted(data["results"], key=lambda r: -r["execution_time"])
     return [(r["unique_id"].split(".", 2)[-1], r["execution_time"]) for r in nodes[:top]]
 

@@ -66,8 +66,8 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
         "group by all"
     ).pl()
     chained = con.sql(
-        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, alight_stop_sequence, is_inferred from "
-        "int_journey_stages_chained"
+        "select service_date, fare_media_id, trip_id, board_stop_id, alight_stop_id, alight_stop_sequence, "
+        "is_inferred from int_journey_stages_chained"
     ).pl()
     dates = sorted(set(est_loads["service_date"].to_list()))
     figures: dict[str, float] = {}

@@ -7,6 +7,7 @@ free port, buckets created through the minio SDK.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ from citylake.night.steps import NightResult, night_after, run_night
 from devtools import SAMPLE_NETWORK
 from devtools.simulator.faults import parse_faults
 from devtools.simulator.run import SimulationConfig, simulate
+
+# Parallel workers (pytest-xdist, `make test`): each has its own dbt target and log folders, so
+# that two in-process dbt runs never share a manifest or compiled SQL.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    os.environ.setdefault("DBT_TARGET_PATH", f"target-{_WORKER}")
+    os.environ.setdefault("DBT_LOG_PATH", str(Path(__file__).resolve().parents[1] / "dbt_project" / f"logs-{_WORKER}"))
 
 S3_ACCESS = "citylake-test-access"
 S3_SECRET = "citylake-test-secret-key"
@@ -241,8 +249,16 @@ def reliability(request):
     return record
 
 
+def pytest_testnodedown(node, error) -> None:
+    """Under pytest-xdist, gather the rows each worker recorded (the controller writes the file)."""
+    _RELIABILITY.update(getattr(node, "workeroutput", {}).get("reliability", {}))
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Rewrite RELIABILITY.md when every row's test ran and the whole session passed."""
+    if hasattr(session.config, "workeroutput"):  # a worker hands its rows to the controller
+        session.config.workeroutput["reliability"] = dict(_RELIABILITY)
+        return
     if exitstatus != 0 or set(_RELIABILITY) != set(RELIABILITY_ROWS):
         return
     lines = [

@@ -25,6 +25,17 @@ from ingestion import manifest
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
+def target_dir() -> Path:
+    """Where dbt writes its manifest, compiled SQL and run results: ``dbt_project/target``, or
+    ``DBT_TARGET_PATH`` (dbt's own variable; relative to the project) when set, so that two
+    processes (the test suite's parallel workers) never share one."""
+    configured = os.environ.get("DBT_TARGET_PATH")
+    if not configured:
+        return DBT_PROJECT / "target"
+    path = Path(configured)
+    return path if path.is_absolute() else DBT_PROJECT / path
+
+
 class BuildFailed(CitylakeError):
     """dbt reported errors or failing tests."""
 

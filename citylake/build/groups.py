@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from citylake.build.dbt import DBT_PROJECT, run_dbt
+from citylake.build.dbt import DBT_PROJECT, run_dbt, target_dir
 from citylake.core.errors import ConfigError
 from citylake.core.settings import Settings
 from ingestion import registry
 
-MANIFEST = DBT_PROJECT / "target" / "manifest.json"
 _SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml")
 
 
@@ -36,8 +35,9 @@ def _newest_source() -> float:
     return newest
 
 
-def load_manifest(settings: Settings | None = None, path: Path = MANIFEST) -> dict:
+def load_manifest(settings: Settings | None = None, path: Path | None = None) -> dict:
     """Return dbt's manifest, parsing the project first when the one on disk is older than it."""
+    path = path or target_dir() / "manifest.json"
     if not path.exists() or path.stat().st_mtime < _newest_source():
         run_dbt(["parse"], settings or Settings())
     return json.loads(path.read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from citylake.build.dbt import build, run_dbt
+from citylake.build.dbt import build, run_dbt, target_dir
 from citylake.build.groups import load_manifest, mart_groups
 from citylake.core.settings import Settings
 from devtools.evaluate import evaluate
@@ -132,9 +132,7 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     again = build(settings, service_dates=[START])  # recompute a date already built: no duplicates
     assert again.success
     # the night's data tests checked the night's date only (dbt_project/macros/night_tests.sql)
-    compiled = (ROOT / "dbt_project" / "target" / "run" / "citylake" / "models").rglob(
-        "unique_combination_fct_stop_vi*.sql"
-    )
+    compiled = (target_dir() / "run" / "citylake" / "models").rglob("unique_combination_fct_stop_vi*.sql")
     assert f"where service_date in (date '{START}')" in next(compiled).read_text()
     # every published mart, row for row (floats from parallel sums within 1e-9)
     for mart in sorted(mart_groups(load_manifest(settings))):
@@ -229,7 +227,7 @@ def test_dbt_docs_generate(built, pipeline, monkeypatch) -> None:
     settings = env(monkeypatch, pipeline, "full")
     result = run_dbt(["docs", "generate"], settings)
     assert result.success
-    assert (ROOT / "dbt_project" / "target" / "catalog.json").exists()
+    assert (target_dir() / "catalog.json").exists()
 
 
 @pytest.mark.s3
