@@ -330,6 +330,24 @@ def passenger_events(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _check_vehicle(_check_stop(long, ctx), ctx)
 
 
+def manual_counts(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Boardings and alightings counted by surveyors at each stop of the trips surveyed."""
+    out = p.select(
+        "source_row",
+        pl.col("service_date").alias("declared_service_date"),
+        pl.col("trip_id").alias("trip_id_performed"),
+        "route_short_name",
+        pl.col("stop_sequence").alias("trip_stop_sequence"),
+        "stop_id",
+        "boardings",
+        "alightings",
+        "surveyor_id",
+        "is_valid",
+        "invalid_reason",
+    )
+    return _check_stop(_same_service_date(out, ctx), ctx)
+
+
 def stop_visits_observed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     """Passages read from real-time feeds (GTFS-RT, SIRI: ingestion.standards) as stop_visits rows.
 
@@ -609,6 +627,7 @@ BUILDERS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
     "stop_visits": stop_visits,
     "trips_performed": trips_performed,
     "passenger_events": passenger_events,
+    "manual_counts": manual_counts,
     "vehicles": vehicles,
     "work_orders": work_orders,
     "parking_occupancy": parking_occupancy,

@@ -62,6 +62,7 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
         "CITYLAKE_STAGED_URL": storage.url("staged").rstrip("/"),
         "CITYLAKE_MANIFEST_URL": storage.url("control/manifest").rstrip("/"),
         **{f"CITYLAKE_MANIFEST_{table.upper()}": _duckdb_list(storage, table) for table in ("deliveries", "steps")},
+        **{f"CITYLAKE_STAGED_{name.upper()}": _optional_staged(storage, name) for name in OPTIONAL_STAGED},
         "CITYLAKE_TIMEZONE": settings.timezone,
         "CITYLAKE_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
         "DBT_PROFILES_DIR": str(DBT_PROJECT),
@@ -78,6 +79,19 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
             }
         )
     return env
+
+
+#: Staged datasets a lake may not have (a feed not every city receives): read from an empty file
+#: of the same schema (dbt_project/empty/) until the first delivery lands.
+OPTIONAL_STAGED = ("manual_counts",)
+
+
+def _optional_staged(storage: LakeStorage, name: str) -> str:
+    if any(i.key.endswith(".parquet") for i in storage.list(f"staged/{name}/")):
+        url = storage.url(f"staged/{name}").rstrip("/") + "/**/*.parquet"
+    else:
+        url = str(DBT_PROJECT / "empty" / f"{name}.parquet")
+    return "['" + url.replace("'", "''") + "']"
 
 
 def _duckdb_list(storage: LakeStorage, table: str) -> str:

@@ -99,6 +99,12 @@ class Params:
     apc_miss_boarding: float = 0.04
     apc_miss_alighting: float = 0.03
     apc_spurious_rate: float = 0.03
+    #: Manual counts (enquête de comptage) on weekdays: the share of the trips that ran surveyed
+    #: (a continuous campaign, assumption), and the surveyors' own error: a few passengers missed,
+    #: rare double counts (assumptions, far smaller than the counters').
+    survey_trip_share: float = 0.08
+    survey_miss: float = 0.01
+    survey_spurious_rate: float = 0.005
 
     # -- fleet and maintenance ------------------------------------------------------------
     #: Spare vehicles above the peak requirement; FTA caps spares at 20 % (§2.4).

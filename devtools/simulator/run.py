@@ -8,6 +8,7 @@ Output folder layout (the drop layout ingestion reads, plus the truth beside it)
     OUT/bus/avl/sae_passages_<date>.jsonl        OUT/truth/faults.json
     OUT/bus/trips/sae_courses_<date>.jsonl       OUT/simulation.json
     OUT/bus/apc/comptages_<date>.csv
+    OUT/bus/survey/enquete_comptage_<date>.csv (weekdays)
     OUT/bus/maintenance/export_GMAO_<date>.xlsx
 
 Each delivered file's modification time is when the operator delivered it (normally the night
@@ -394,6 +395,10 @@ class Simulation:
             plan.record("late_delivery", "bus", "apc", day, name, f"delivered {at.isoformat()} (deadline D+1 06:00)")
         bar.update(1)
 
+        # -- manual counts (enquête de comptage), weekdays -----------------------------------
+        if day.weekday() < 5:
+            self._survey_delivery(day, svc, boardings, alightings, trip_ids, route_names, stop_all, night)
+
         # -- truth -------------------------------------------------------------------------
         capacity = np.where(svc.trip_vehicle >= 0, fleet.capacity[np.maximum(svc.trip_vehicle, 0)], 0)
         _write_truth(
@@ -517,6 +522,29 @@ class Simulation:
                 **counters,
             }
         )
+
+    def _survey_delivery(self, day, svc, boardings, alightings, trip_ids, route_names, stop_all, night) -> None:
+        """Surveyors ride a sample of the trips that ran and count every served stop (their own
+        random stream: the rest of the simulation draws exactly as without a survey)."""
+        p, net = self.p, self.net
+        rng = np.random.default_rng([self.cfg.seed, day.toordinal(), 7])
+        surveyed = (svc.trip_cancel < 0) & (rng.random(len(svc.trip_cancel)) < p.survey_trip_share)
+        rows = np.flatnonzero(surveyed[svc.row_trip] & svc.served)
+        tb, ta = boardings[rows], alightings[rows]
+        trip = svc.row_trip[rows]
+        frame = pl.DataFrame(
+            {
+                "service_date": pl.Series([day] * len(rows), dtype=pl.Date),
+                "trip_id": trip_ids.gather(trip),
+                "route_short_name": route_names.gather(trip),
+                "stop_id": stop_all.gather(rows),
+                "stop_sequence": net.st_seq[svc.row_base[rows]],
+                "boardings": tb - rng.binomial(tb, p.survey_miss) + rng.poisson(p.survey_spurious_rate, len(rows)),
+                "alightings": ta - rng.binomial(ta, p.survey_miss) + rng.poisson(p.survey_spurious_rate, len(rows)),
+                "surveyor_id": pl.Series([f"E{k % 12 + 1:02d}" for k in trip], dtype=pl.Utf8),
+            }
+        )
+        self._deliver_frame("bus", "survey", day, frame, night + timedelta(hours=2))
 
     def _vendor_avl(self, index: int, day: date, avl: pl.DataFrame, night: datetime) -> None:
         plan, c = self.plan, contract("bus", "avl")

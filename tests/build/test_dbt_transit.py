@@ -244,3 +244,20 @@ def test_build_reads_a_lake_on_s3(pipeline, s3_settings, monkeypatch, tmp_path) 
     assert result.success, [(r["node"], r["message"]) for r in result.failures]
     n = q(result.warehouse, "select count(*) n from fct_stop_visit_loads")["n"][0]
     assert n > 10_000
+
+
+def test_apc_counts_are_calibrated_against_the_manual_counts(built) -> None:
+    """The survey's trips also counted by APC give the correction: the ratio of the sums, with its
+    95 % interval; too few trips per line on two days, so the network's, said on every row."""
+    pairs = q(built, "select * from int_apc_calibration_trips")
+    assert pairs.height >= 10 and (pairs["stops_compared"] > 1).all()
+    loads = q(
+        built,
+        "select service_date, apc_correction, apc_correction_low, apc_correction_high, apc_correction_level, "
+        "count(*) as n from fct_stop_visit_loads group by all order by service_date",
+    )
+    assert loads["apc_correction_level"].to_list() == ["network", "network"]
+    last = loads.row(-1, named=True)  # the second day's window holds both days' pairs
+    assert last["apc_correction"] == pytest.approx(pairs["manual_boardings"].sum() / pairs["apc_boardings"].sum())
+    assert last["apc_correction_low"] < last["apc_correction"] < last["apc_correction_high"]
+    assert last["apc_correction_high"] - last["apc_correction_low"] < 0.2

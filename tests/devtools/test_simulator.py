@@ -145,7 +145,7 @@ def test_every_delivery_matches_its_contract(clean: Path) -> None:
                 info = feed["feed_info"].row(0, named=True)
                 assert info["feed_start_date"] == "20260328" and info["feed_end_date"] == "20260330"
                 assert feed["agency"]["agency_timezone"].unique().to_list() == ["Europe/Paris"]
-    assert seen == {c.key for c in simulated} and len(seen) == 9
+    assert seen == {c.key for c in simulated} and len(seen) == 10
 
 
 def test_delivery_names_and_times_follow_the_contract(clean: Path) -> None:

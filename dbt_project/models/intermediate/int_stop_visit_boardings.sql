@@ -5,7 +5,11 @@
 -- validations / validation rate, the rate being measured on the same day's APC-equipped trips
 -- of the same line, direction and time band (then line and day, then the network), clamped to
 -- [min_validation_rate, max_validation_rate]: this corrects for fraud and riders who do not
--- validate, which validations alone cannot see.
+-- validate, which validations alone cannot see. APC counters miss passengers: their counts are
+-- first corrected by the ratio manual / APC counts on the trips both surveyed and counted over
+-- the apc_calibration_window_days before (enquêtes de comptage, int_apc_calibration_trips), per
+-- line when it has apc_calibration_min_trips such trips, else over the network, else not at all;
+-- each row says which (apc_correction_level) with the ratio's 95 % confidence interval.
 with visits as (
     select * from {{ ref('int_stop_visits_enriched') }}
     where {{ service_date_filter() }}
@@ -38,6 +42,100 @@ vehicles as (
     select * from {{ ref('stg_fleet__vehicles') }}
 ),
 
+-- the surveyed trips of the window before each date being built
+calibration_pairs as (
+    select
+        days.service_date,
+        pairs.route_short_name,
+        pairs.manual_boardings,
+        pairs.apc_boardings,
+        pairs.manual_alightings,
+        pairs.apc_alightings
+    from (select distinct service_date from visits) as days
+    inner join {{ ref('int_apc_calibration_trips') }} as pairs
+        on days.service_date >= pairs.service_date
+            and pairs.service_date > days.service_date - to_days({{ var('apc_calibration_window_days') }})
+),
+
+-- ratio estimators (manual / APC, summed over trips) with their standard error, the trips being
+-- the sampled units: se(R) = sqrt(sum (y - R x)^2 / (n (n - 1))) / mean(x) (Cochran 1977, 6.9)
+{%- set ratio_columns %}
+        count(*) as trips,
+        sum(manual_boardings)::double / nullif(sum(apc_boardings), 0) as ratio_boardings,
+        sum(manual_alightings)::double / nullif(sum(apc_alightings), 0) as ratio_alightings,
+        avg(apc_boardings)::double as mean_apc_boardings,
+        list({ 'x': apc_boardings, 'y': manual_boardings }) as units
+{%- endset %}
+calibration_line as (
+    select
+        service_date,
+        route_short_name,
+        {{ ratio_columns }}
+    from calibration_pairs
+    group by service_date, route_short_name
+),
+
+calibration_network as (
+    select
+        service_date,
+        {{ ratio_columns }}
+    from calibration_pairs
+    group by service_date
+),
+
+calibration as (
+    select
+        days.service_date,
+        days.route_short_name,
+        case
+            when line.trips >= {{ var('apc_calibration_min_trips') }} and line.ratio_boardings is not null then 'line'
+            when network.trips >= {{ var('apc_calibration_min_trips') }} and network.ratio_boardings is not null
+                then 'network'
+            else 'none'
+        end as apc_correction_level,
+        case
+            when apc_correction_level = 'line' then line.trips when apc_correction_level = 'network' then network.trips
+        end
+            as apc_calibration_trips,
+        case apc_correction_level
+            when 'line' then line.ratio_boardings when 'network' then network.ratio_boardings else 1.0
+        end as apc_correction,
+        case apc_correction_level
+            when 'line' then coalesce(line.ratio_alightings, 1.0)
+            when 'network' then coalesce(network.ratio_alightings, 1.0)
+            else 1.0
+        end as apc_correction_alightings,
+        case apc_correction_level
+            when 'line' then line.units when 'network' then network.units
+        end as units,
+        case apc_correction_level
+            when 'line' then line.mean_apc_boardings when 'network' then network.mean_apc_boardings
+        end as mean_x
+    from (
+        select distinct
+            service_date,
+            route_short_name
+        from visits
+    ) as days
+    left join calibration_line as line using (service_date, route_short_name)
+    left join calibration_network as network using (service_date)
+),
+
+calibration_ci as (
+    select
+        service_date,
+        route_short_name,
+        apc_correction_level,
+        apc_calibration_trips,
+        apc_correction,
+        apc_correction_alightings,
+        sqrt(
+            list_sum(list_transform(units, u -> (u.y - apc_correction * u.x) ^ 2))
+            / (apc_calibration_trips * (apc_calibration_trips - 1))
+        ) / nullif(mean_x, 0) as apc_correction_se
+    from calibration
+),
+
 joined as (
     select
         visits.service_date,
@@ -53,7 +151,20 @@ joined as (
         coalesce(validations.validations, 0) as validations,
         apc_trips.trip_id is not null as has_apc,
         case when apc_trips.trip_id is not null then coalesce(apc.apc_boardings, 0) end as apc_boardings,
-        case when apc_trips.trip_id is not null then coalesce(apc.apc_alightings, 0) end as apc_alightings
+        case when apc_trips.trip_id is not null then coalesce(apc.apc_alightings, 0) end as apc_alightings,
+        calibration_ci.apc_correction,
+        calibration_ci.apc_correction - 1.96 * calibration_ci.apc_correction_se as apc_correction_low,
+        calibration_ci.apc_correction + 1.96 * calibration_ci.apc_correction_se as apc_correction_high,
+        calibration_ci.apc_correction_level,
+        calibration_ci.apc_calibration_trips,
+        case
+            when apc_trips.trip_id is not null
+                then coalesce(apc.apc_boardings, 0) * calibration_ci.apc_correction
+        end as apc_boardings_corrected,
+        case
+            when apc_trips.trip_id is not null
+                then coalesce(apc.apc_alightings, 0) * calibration_ci.apc_correction_alightings
+        end as apc_alightings_corrected
     from visits
     left join validations using (service_date, trip_id, stop_position)
     left join apc_trips using (service_date, trip_id)
@@ -61,6 +172,9 @@ joined as (
         on visits.service_date = apc.service_date
             and visits.trip_id = apc.trip_id
             and visits.stop_sequence = apc.stop_sequence
+    left join calibration_ci
+        on visits.service_date = calibration_ci.service_date
+            and visits.route_short_name = calibration_ci.route_short_name
 ),
 
 -- validation rate = validations / APC boardings on equipped trips, by decreasing detail
@@ -70,16 +184,18 @@ rates as (
         sum(validations) filter (where has_apc)
             over (partition by service_date, route_short_name, direction_id, time_band)
         / nullif(
-            sum(apc_boardings) filter (where has_apc)
+            sum(apc_boardings_corrected) filter (where has_apc)
                 over (partition by service_date, route_short_name, direction_id, time_band),
             0
         )
             as rate_band,
         sum(validations) filter (where has_apc) over (partition by service_date, route_short_name)
-        / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date, route_short_name), 0)
+        / nullif(
+            sum(apc_boardings_corrected) filter (where has_apc) over (partition by service_date, route_short_name), 0
+        )
             as rate_line,
         sum(validations) filter (where has_apc) over (partition by service_date)
-        / nullif(sum(apc_boardings) filter (where has_apc) over (partition by service_date), 0)
+        / nullif(sum(apc_boardings_corrected) filter (where has_apc) over (partition by service_date), 0)
             as rate_network
     from joined
 ),
@@ -107,16 +223,35 @@ capacity as (
         ) = 1
 ),
 
-final as (
+-- On an APC trip each stop takes the larger of its corrected count and its validations (both
+-- are evidence of who boarded there), then the trip is scaled back to the larger of its counted
+-- and validated totals: flooring stop by stop alone added every count's noise and every
+-- validation's placement error upwards (measured: +3.3 % on the APC trips of 5 simulated days)
+trip_floor as (
     select
         *,
+        case when not is_last_stop then greatest(apc_boardings_corrected, validations) end as stop_floor,
+        sum(case when not is_last_stop then greatest(apc_boardings_corrected, validations) end) over trip
+            as trip_floored,
+        greatest(
+            sum(case when not is_last_stop then apc_boardings_corrected end) over trip,
+            sum(case when not is_last_stop then validations end) over trip
+        ) as trip_total
+    from capacity
+    window trip as (partition by service_date, trip_id)
+),
+
+final as (
+    select
+        * exclude (stop_floor, trip_floored, trip_total),
         case
             when is_last_stop then 0.0  -- nobody rides on from a terminus
-            when has_apc then greatest(apc_boardings, validations)::double
+            when has_apc and trip_floored > 0 then stop_floor * trip_total / trip_floored
+            when has_apc then 0.0
             else validations / validation_rate
         end as boardings_estimated,
         case when has_apc then 'apc' else 'validations_expanded' end as boardings_method
-    from capacity
+    from trip_floor
 )
 
 select * from final
