@@ -45,6 +45,8 @@ def render(record: dict, checks: SuiteRun) -> str:
         detail = []
         if r.unexpected_count:
             detail.append(f"{r.unexpected_count} valeur(s) hors règle ({(r.unexpected_percent or 0):.2f} %)")
+        if r.examples:
+            detail.append("par ex. " + ", ".join(e(str(x)) for x in r.examples))
         if r.observed is not None and not isinstance(r.observed, list | dict):
             detail.append(f"observé : {e(str(r.observed))}")
         if r.error:

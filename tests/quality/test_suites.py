@@ -36,3 +36,23 @@ def test_row_checks_run_on_the_nights_dates_only(lake_after_nights, tmp_path) ->
     # monthly marts: the months of the night's dates
     profile = next(s for s in build_suites([date(2026, 3, 31)]) if s.name == "mart_bus_load_profile")
     assert "month in (date '2026-03-01')" in profile.sql
+
+
+def test_a_drifting_apc_counter_is_flagged_naming_its_vehicle(lake_after_nights, tmp_path) -> None:
+    """One vehicle's counter losing half its boardings: its validations / APC ratio doubles
+    against its fleet's; the quality report names it (a warning: the night still publishes)."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(lake_after_nights.warehouse, warehouse)
+    groups = mart_groups(load_manifest())
+    suite = [s for s in build_suites([date(2026, 3, 31)]) if s.name == "apc_counter_drift"]
+    assert not run_suites(warehouse, suite, groups).warnings()  # the simulated counters agree
+    con = duckdb.connect(str(warehouse))
+    vehicle = con.sql(
+        "select vehicle_id from fct_stop_visit_loads where has_apc group by 1 order by sum(apc_boardings) desc limit 1"
+    ).fetchone()[0]
+    con.execute(f"update fct_stop_visit_loads set apc_boardings = apc_boardings // 2 where vehicle_id = '{vehicle}'")
+    con.close()
+    run = run_suites(warehouse, suite, groups)
+    [warning] = run.warnings()
+    assert warning.examples and warning.examples[0].startswith(f"{vehicle} (")
+    assert not run.blocking_failures()
