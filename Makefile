@@ -10,13 +10,14 @@ PYTEST_ARGS ?=
 PY_DIRS := citylake ingestion quality devtools tests dags
 SQL_DIRS := dbt_project/models dbt_project/tests
 
-.PHONY: install browser demo test lint bench bench-history scaleout-check lock clean help
+.PHONY: install browser demo test lint bench bench-history bench-accuracy scaleout-check lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
 	@echo "make bench-history  nights on 30, 180 and 365 days of history (BENCHMARKS.md)"
+	@echo "make bench-accuracy the transit figures on every network at hand and a metro day (BENCHMARKS.md)"
 	@echo "make scaleout-check  the nightly refresh on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
 	@echo "make lint     ruff, the import-direction contracts, sqlfluff"
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
@@ -70,6 +71,10 @@ bench: install
 # A year of small-scale history: backfills, then nights on 30, 180 and 365 days (BENCHMARKS.md).
 bench-history: install
 	$(BIN)/python -m devtools.bench_history
+
+# The accuracy figures of issue #19 on every network at hand, and one metro day (BENCHMARKS.md).
+bench-accuracy: install
+	$(BIN)/python -m devtools.bench_accuracy --metro
 
 scaleout-check: install
 	$(BIN)/python -m devtools.scaleout

@@ -468,12 +468,10 @@ ACCURACY_TARGETS = {
 #: Why a missed accuracy target is missed, written under the table whenever it is.
 ACCURACY_NOTES = {
     "line_boardings_wape": (
-        "Line boardings run about 3 % low: APC counters under-count boardings (the simulator's infrared "
-        "counters miss 4 %, the direction reported in methods_and_kpis.md §1.5), and citylake takes APC counts "
-        "as the boardings of equipped trips and measures the validation rate on them, so the bias carries over "
-        "to every line. An agency would apply the correction factor certified by its APC acceptance tests "
-        "(manual counts) in stg_apc__passenger_counts; no factor is applied here, because the only value "
-        "available would be the simulator's own parameter."
+        "Line boardings carry what is left of the APC counters' bias: the simulator's infrared counters miss "
+        "4 % of boardings (methods_and_kpis.md §1.5), and citylake corrects them by the manual counts of the "
+        "surveyed trips (docs/transit_method.md); on a single day the correction rests on the network's few "
+        "surveyed APC trips, with a wide interval, not on each line's."
     ),
 }
 ACCURACY_NOTES["network_boardings_error"] = ACCURACY_NOTES["line_boardings_wape"]
