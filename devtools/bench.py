@@ -477,6 +477,11 @@ ACCURACY_NOTES = {
 ACCURACY_NOTES["network_boardings_error"] = ACCURACY_NOTES["line_boardings_wape"]
 
 
+def figures_of(out: str) -> dict[str, float]:
+    """The figures ``python -m devtools evaluate`` printed (``name: value`` lines)."""
+    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
 def evaluate_metro(work: Path) -> dict[str, float]:
     """Accuracy of the metro day built by the benchmark (marts vs the simulator's truth)."""
     env = {
@@ -493,7 +498,7 @@ def evaluate_metro(work: Path) -> dict[str, float]:
         text=True,
         check=True,
     ).stdout
-    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+    return figures_of(out)
 
 
 def render_accuracy(figures: dict[str, float]) -> str:
@@ -538,7 +543,7 @@ def evaluate(lake: Path, warehouse: Path, drop: Path) -> dict[str, float]:
         text=True,
         check=True,
     ).stdout
-    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+    return figures_of(out)
 
 
 def main(argv: list[str] | None = None) -> int:

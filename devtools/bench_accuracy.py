@@ -111,6 +111,8 @@ def _run(net: dict, work: Path) -> dict[str, float]:
         "DBT_TARGET_PATH": str(work / "dbt-target"),
         "DBT_LOG_PATH": str(work / "dbt-logs"),
     }
+    from devtools.bench import figures_of
+
     py = [sys.executable, "-m"]
     steps = [
         [
@@ -144,7 +146,7 @@ def _run(net: dict, work: Path) -> dict[str, float]:
         capture_output=True,
         text=True,
     ).stdout
-    return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+    return figures_of(out)
 
 
 def render(results: list[tuple[str, dict[str, float]]], machine: str, minutes: float) -> str:

@@ -73,8 +73,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from citylake.build.dbt import warehouse_path
     from devtools.evaluate import evaluate
 
+    import duckdb
+
     settings = _settings()
-    figures = evaluate(args.truth, args.warehouse or warehouse_path(settings), settings.timezone)
+    warehouse = args.warehouse or warehouse_path(settings)
+    try:
+        figures = evaluate(args.truth, warehouse, settings.timezone)
+    except (duckdb.Error, FileNotFoundError) as exc:
+        print(f"python -m devtools: error: {warehouse}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     for name, value in figures.items():
         print(f"{name}: {value:.4f}" if not float(value).is_integer() else f"{name}: {int(value)}")
     return 0

@@ -923,3 +923,68 @@ def test_every_simulator_fault_kind_is_survived(tmp_path, monkeypatch, reliabili
         "late flag, duplicate by hash, DST by file order: tests/ingestion/test_ingestion.py checks each); "
         "every delivered file kept",
     )
+
+
+def test_kill_points_in_the_dbt_build_on_a_network_whose_trips_chain_at_termini(tmp_path) -> None:
+    """Issue #19's case on a second network: every vehicle ends a trip at the very minute its next
+    trip starts from the same stop. Three builds killed (SIGKILL) then a rerun give the marts of an
+    uninterrupted build, value for value (ties broken by a total order, docs/transit_method.md)."""
+    from tests.support.gtfs_feeds import FeedSpec, build
+
+    # 5 stops 150 s apart: an outbound trip reaches its terminus 600 s after it starts, when the
+    # same block's return trip leaves it
+    feed = build(FeedSpec(routes=3, stops_per_route=5, weekday_trips=14, headway_s=1200), tmp_path / "feed.zip")
+    drop = tmp_path / "drop"
+    simulate(SimulationConfig(network=feed, start=DAY, days=1, out=drop, seed=19, progress=False))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CITYLAKE_")},
+        "CITYLAKE_LAKE_URI": (tmp_path / "lake").as_uri(),
+        "CITYLAKE_DROP_ROOT": drop.as_uri(),
+        "CITYLAKE_PSEUDONYM_KEY": "kill-test-pseudonym-key-0123456789",
+    }
+    cli = [sys.executable, "-m", "citylake.cli"]
+    assert subprocess.run([*cli, "ingest", "--no-progress"], cwd=ROOT, env=env, capture_output=True).returncode == 0
+    marts = (
+        "fct_stop_visit_loads",
+        "mart_bus_load_profile",
+        "mart_od_matrix",
+        "mart_stop_activity",
+        "mart_line_ridership_daily",
+    )
+
+    def build_into(name: str, kills: list[float]) -> tuple[dict, int]:
+        wh = {**env, "CITYLAKE_WAREHOUSE": str(tmp_path / f"{name}.duckdb")}
+        killed = 0
+        for delay in kills:
+            proc = subprocess.Popen(
+                [*cli, "build"], cwd=ROOT, env=wh, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed += 1
+        done = subprocess.run([*cli, "build"], cwd=ROOT, env=wh, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        con = duckdb.connect(str(tmp_path / f"{name}.duckdb"), read_only=True)
+        try:
+            return {m: con.sql(f"select * from {m}").pl() for m in marts}, killed
+        finally:
+            con.close()
+
+    reference, _ = build_into("uninterrupted", [])
+    rng = random.Random(19)
+    after_kills, killed = build_into("killed", [round(rng.uniform(3.0, 7.0), 2) for _ in range(3)])
+    assert killed >= 2
+    for m in marts:
+        a, b = reference[m], after_kills[m]
+        keys = [c for c, t in a.schema.items() if not t.is_float()]
+        assert_frame_equal(a.sort(keys, nulls_last=True), b.sort(keys, nulls_last=True), rel_tol=1e-9, abs_tol=1e-9)
+    # the network does chain at termini: vehicles reach a terminus at the minute their next trip leaves it
+    visits = reference["fct_stop_visit_loads"]
+    trips = visits.group_by("vehicle_id", "trip_id").agg(
+        pl.col("scheduled_departure_at").min().alias("first"), pl.col("scheduled_departure_at").max().alias("last")
+    )
+    chained = trips.join(trips, left_on=["vehicle_id", "last"], right_on=["vehicle_id", "first"], suffix="_next")
+    assert visits.height == 420 and chained.filter(pl.col("trip_id") != pl.col("trip_id_next")).height > 20
