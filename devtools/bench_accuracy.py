@@ -166,7 +166,7 @@ def render(results: list[tuple[str, dict[str, float]]], machine: str, minutes: f
         goal = "—"
         if f in GOALS:
             limit, op = GOALS[f]
-            goal = f"{op.replace('abs<=', '|x| ≤').replace('>=', '≥').replace('<=', '≤')} {limit:g}"
+            goal = f"{op.replace('abs<=', 'abs ≤').replace('>=', '≥').replace('<=', '≤')} {limit:g}"
         cells = []
         for _, r in results:
             if f not in r:

@@ -61,10 +61,15 @@ calibration_pairs as (
 -- the sampled units: se(R) = sqrt(sum (y - R x)^2 / (n (n - 1))) / mean(x) (Cochran 1977, 6.9)
 {%- set ratio_columns %}
         count(*) as trips,
-        sum(manual_boardings)::double / nullif(sum(apc_boardings), 0) as ratio_boardings,
+        sum(manual_boardings)::double / nullif(sum(apc_boardings), 0) as ratio,
         sum(manual_alightings)::double / nullif(sum(apc_alightings), 0) as ratio_alightings,
-        avg(apc_boardings)::double as mean_apc_boardings,
-        list({ 'x': apc_boardings, 'y': manual_boardings }) as units
+        sqrt(
+            list_sum(list_transform(
+                list({ 'x': apc_boardings, 'y': manual_boardings }),
+                u -> (u.y - sum(manual_boardings)::double / nullif(sum(apc_boardings), 0) * u.x) ^ 2
+            ))
+            / nullif(count(*) * (count(*) - 1), 0)
+        ) / nullif(avg(apc_boardings), 0) as se
 {%- endset %}
 calibration_line as (
     select
@@ -83,34 +88,33 @@ calibration_network as (
     group by service_date
 ),
 
-calibration as (
+-- the most specific level with enough trips and a narrow enough interval: a few trips with few
+-- passengers give a ratio of ghost counts, not a correction
+calibration_ci as (
     select
         days.service_date,
         days.route_short_name,
         case
-            when line.trips >= {{ var('apc_calibration_min_trips') }} and line.ratio_boardings is not null then 'line'
-            when network.trips >= {{ var('apc_calibration_min_trips') }} and network.ratio_boardings is not null
+            when
+                line.trips >= {{ var('apc_calibration_min_trips') }}
+                and 1.96 * line.se <= {{ var('apc_calibration_max_halfwidth') }}
+                then 'line'
+            when
+                network.trips >= {{ var('apc_calibration_min_trips') }}
+                and 1.96 * network.se <= {{ var('apc_calibration_max_halfwidth') }}
                 then 'network'
             else 'none'
         end as apc_correction_level,
-        case
-            when apc_correction_level = 'line' then line.trips when apc_correction_level = 'network' then network.trips
-        end
+        case apc_correction_level when 'line' then line.trips when 'network' then network.trips end
             as apc_calibration_trips,
-        case apc_correction_level
-            when 'line' then line.ratio_boardings when 'network' then network.ratio_boardings else 1.0
-        end as apc_correction,
+        case apc_correction_level when 'line' then line.ratio when 'network' then network.ratio else 1.0 end
+            as apc_correction,
         case apc_correction_level
             when 'line' then coalesce(line.ratio_alightings, 1.0)
             when 'network' then coalesce(network.ratio_alightings, 1.0)
             else 1.0
         end as apc_correction_alightings,
-        case apc_correction_level
-            when 'line' then line.units when 'network' then network.units
-        end as units,
-        case apc_correction_level
-            when 'line' then line.mean_apc_boardings when 'network' then network.mean_apc_boardings
-        end as mean_x
+        case apc_correction_level when 'line' then line.se when 'network' then network.se end as apc_correction_se
     from (
         select distinct
             service_date,
@@ -119,21 +123,6 @@ calibration as (
     ) as days
     left join calibration_line as line using (service_date, route_short_name)
     left join calibration_network as network using (service_date)
-),
-
-calibration_ci as (
-    select
-        service_date,
-        route_short_name,
-        apc_correction_level,
-        apc_calibration_trips,
-        apc_correction,
-        apc_correction_alightings,
-        sqrt(
-            list_sum(list_transform(units, u -> (u.y - apc_correction * u.x) ^ 2))
-            / (apc_calibration_trips * (apc_calibration_trips - 1))
-        ) / nullif(mean_x, 0) as apc_correction_se
-    from calibration
 ),
 
 joined as (
