@@ -70,10 +70,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Accuracy of the marts against a simulator output folder's ground truth."""
+    import duckdb
+
     from citylake.build.dbt import warehouse_path
     from devtools.evaluate import evaluate
-
-    import duckdb
 
     settings = _settings()
     warehouse = args.warehouse or warehouse_path(settings)
