@@ -60,7 +60,7 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
     assert bag.import_errors == {}
     ids = set(bag.dag_ids)
     assert "nightly_refresh" in ids
-    expected_feeds = {"bus": 7, "parking": 2, "montpellier": 2}
+    expected_feeds = {"bus": 8, "parking": 2, "montpellier": 2}
     for op, n in expected_feeds.items():
         assert len([i for i in ids if i.startswith(f"ingest_{op}_")]) == n
     nightly = bag.get_dag("nightly_refresh")
