@@ -125,7 +125,7 @@ def main(workdir: Path | None = None) -> int:
     storage = open_storage(settings)
     print("\n== where to look")
     print(
-        f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,maintenance}}, "
+        f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,survey,maintenance}}, "
         f"{drop}/parking/{{facilities,occupancy}}"
     )
     print(f"   truth: {drop}/truth/ (what really happened: loads, journeys, faults.json)")
