@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -58,8 +60,40 @@ def nightly_dag():
     return module.nightly_refresh()
 
 
-def run_nights(service_dates: list[date], tz: str = "Europe/Paris") -> list[NightRun]:
-    """Run the night of each service date (logical date: the next day at 06:30 local)."""
+@contextmanager
+def _output_to(path: Path | None) -> Iterator[None]:
+    """Send everything written to the process's stdout and stderr (Airflow's, dbt's and Great
+    Expectations' logs included: they write to the file descriptors) to ``path``; None: leave it."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_nights(
+    service_dates: list[date],
+    tz: str = "Europe/Paris",
+    log_dir: Path | None = None,
+    on_night: Callable[[NightRun, Path | None], None] | None = None,
+) -> list[NightRun]:
+    """Run the night of each service date (logical date: the next day at 06:30 local). With
+    ``log_dir``, each night's library output goes to ``log_dir/night-<date>.log``, and
+    ``on_night`` is called after each night (the demo prints one line per night there)."""
     import pendulum
 
     dag = nightly_dag()
@@ -67,14 +101,18 @@ def run_nights(service_dates: list[date], tz: str = "Europe/Paris") -> list[Nigh
     for day in service_dates:
         nxt = day + timedelta(days=1)
         logical = pendulum.datetime(nxt.year, nxt.month, nxt.day, 6, 30, tz=tz)
+        log = log_dir / f"night-{day.isoformat()}.log" if log_dir else None
         start = time.perf_counter()
-        dagrun = dag.test(logical_date=logical)
+        with _output_to(log):
+            dagrun = dag.test(logical_date=logical)
         wall = time.perf_counter() - start
         tasks: dict[str, float] = {}
         for ti in dagrun.get_task_instances():  # mapped tasks: one instance per map index, summed
             if ti.start_date and ti.end_date:
                 tasks[ti.task_id] = tasks.get(ti.task_id, 0.0) + (ti.end_date - ti.start_date).total_seconds()
         runs.append(NightRun(logical, str(dagrun.state), wall, sum(tasks.values()), tasks))
+        if on_night:
+            on_night(runs[-1], log)
     return runs
 
 
