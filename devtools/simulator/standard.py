@@ -51,7 +51,8 @@ def write_city_config(folder: Path, avl_format: str, shipped_operators: Path) ->
     (folder / "operators.yaml").write_text(shipped_operators.read_text(encoding="utf-8"), encoding="utf-8")
     for name in ("bus__gtfs.v1.yaml", "bus__ticketing.v1.yaml"):
         (contracts / name).write_text((CITY / name).read_text(encoding="utf-8"), encoding="utf-8")
-    (contracts / "bus__avl.v1.yaml").write_text((CITY / f"avl_{avl_format}.yaml").read_text(encoding="utf-8"))
+    avl = (CITY / f"avl_{avl_format}.yaml").read_text(encoding="utf-8")
+    (contracts / "bus__avl.v1.yaml").write_text(avl, encoding="utf-8")
     return folder
 
 

@@ -1,5 +1,4 @@
-{{ config(
-    materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
 
 -- Method step 2 (methods_and_kpis.md §1.1, Barry et al. 2002; ODX rules): a card's day of
 -- located boardings, in order. Each boarding's alighting is the downstream stop of the boarded

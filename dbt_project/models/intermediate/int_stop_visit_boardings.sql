@@ -1,14 +1,15 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
 
 -- Method step 3 (methods_and_kpis.md §1.4): boardings at each stop visit. On APC-equipped
--- trips, the APC count (never fewer than the validations located there). Elsewhere,
+-- trips, the corrected APC count (the trip's validations a floor for its total). Elsewhere,
 -- validations / validation rate, the rate being measured on the same day's APC-equipped trips
 -- of the same line, direction and time band (then line and day, then the network), clamped to
 -- [min_validation_rate, max_validation_rate]: this corrects for fraud and riders who do not
 -- validate, which validations alone cannot see. APC counters miss passengers: their counts are
 -- first corrected by the ratio manual / APC counts on the trips both surveyed and counted over
 -- the apc_calibration_window_days before (enquêtes de comptage, int_apc_calibration_trips), per
--- line when it has apc_calibration_min_trips such trips, else over the network, else not at all;
+-- line when it has apc_calibration_min_trips such trips and a 95 % interval within
+-- apc_calibration_max_halfwidth, else over the network on the same terms, else not at all;
 -- each row says which (apc_correction_level) with the ratio's 95 % confidence interval.
 with visits as (
     select * from {{ ref('int_stop_visits_enriched') }}
