@@ -657,6 +657,9 @@ def test_two_publications_at_once_never_interleave(published_copy, reliability) 
                 outcome[run_id] = run_gate(open_storage(settings), warehouse, run_id, [DAY]).publication_id
         except LockHeld as exc:
             outcome[run_id] = exc
+        except Exception as exc:  # anything else: kept, so that the assertion below shows it
+            outcome[run_id] = (type(exc).__name__, str(exc))
+            raise
 
     threads = [threading.Thread(target=night_publication, args=(r,)) for r in ("night-a", "night-b")]
     for t in threads:
