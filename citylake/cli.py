@@ -296,6 +296,12 @@ def _print_night(night, dates: str, storage) -> int:
         print(line)
     print(f"built service dates: {dates} (dbt {'ok' if night.build_ok else 'with failures'})")
     _print_gate(night.gate, storage)
+    for k in night.contract_reports:
+        print(f"contract report: {storage.url(k)}")
+    if night.docs_site:
+        print(f"docs of the marts: {storage.url(night.docs_site)}  (citylake serve: /docs/marts)")
+    if night.report_error:
+        print(f"error: {night.report_error}")
     return 0 if night.ok else 1
 
 
@@ -461,7 +467,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"citylake API on http://{args.host}:{args.port}  (OpenAPI: /openapi.json, docs: /docs)")
+    print(
+        f"citylake API on http://{args.host}:{args.port}  (OpenAPI: /openapi.json, API docs: /docs, "
+        "docs of the marts: /docs/marts)"
+    )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", access_log=True)
     return 0
 

@@ -121,6 +121,7 @@ def main(workdir: Path | None = None) -> int:
             f"{amount:+,.2f} EUR"
         )
     from citylake.consumers.opendata import export, write_catalog
+    from citylake.publish.docs_site import site_for
 
     opendata = export(storage, con, last["publication_id"])
     # the night wrote the month-to-date contract reports of the publication now current
@@ -152,6 +153,11 @@ def main(workdir: Path | None = None) -> int:
     print(f"   analysts: {workdir / 'build' / 'citylake_published.duckdb'} ({len(catalog)} views; open it read-only)")
     for k in reports:
         print(f"   contract report: {storage.url(k)}")
+    docs = site_for(storage, current(storage))
+    print(
+        f"   docs of the marts: {storage.url(docs) if docs else '(none written)'}  "
+        "(dbt's docs site: grain, columns, lineage; citylake serve: /docs/marts)"
+    )
     print(f"   open data (ODbL): {storage.url('opendata/')} ({len(opendata)} files)")
     print(
         '   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '

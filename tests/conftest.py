@@ -185,6 +185,8 @@ def lake_after_nights(simulated_days, tmp_path_factory) -> Iterator[Nights]:
                 f"reports/contract/operator={op}/month=2026-03/{night.gate.publication_id}.html"
                 for op in ("bus", "parking")
             ]
+            # and the documentation of the marts it published (dbt's docs site)
+            assert night.docs_site == f"reports/docs/{night.gate.publication_id}/index.html", night.report_error
             nights.append(night)
         yield Nights(base, simulated_days, tuple(nights))
     finally:

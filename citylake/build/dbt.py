@@ -198,3 +198,15 @@ def staged_dates(storage: LakeStorage, dataset: str = "stop_visits") -> list[dat
             if part.startswith("service_date="):
                 out.add(date.fromisoformat(part.split("=", 1)[1]))
     return sorted(out)
+
+
+def generate_docs(settings: Settings, storage: LakeStorage | None = None, warehouse: Path | None = None) -> Path:
+    """``dbt docs generate`` over the warehouse as built (the manifest the build wrote, plus the
+    catalog of its tables and columns); return the folder holding ``index.html``, ``manifest.json``
+    and ``catalog.json``. The build's compiled SQL is reused (``--no-compile``): about a second."""
+    result = run_dbt(["docs", "generate", "--no-compile"], settings, storage, warehouse)
+    folder = target_dir()
+    missing = [n for n in ("index.html", "manifest.json", "catalog.json") if not (folder / n).exists()]
+    if not result.success or missing:
+        raise BuildFailed(f"dbt docs generate failed (missing in {folder}: {', '.join(missing) or 'nothing'})")
+    return folder

@@ -38,7 +38,7 @@ import duckdb
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -466,6 +466,17 @@ def parse_order(mart: Mart, order_by: str | None) -> str:
 # The application
 
 
+#: The docs page runs its own inlined script and fetches nothing: the browser is told so.
+DOCS_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+        "img-src data:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 def create_app(
     settings: Settings | None = None, storage: LakeStorage | None = None, tokens: TokenRegister | None = None
 ) -> FastAPI:
@@ -566,6 +577,22 @@ def create_app(
             row_scope="own operator's rows" if scoped else "all rows",
             columns=[ColumnInfo(name=c, type=t, description=d.get("columns", {}).get(c, "")) for c, t in mart.columns],
         )
+
+    @app.get("/docs/marts", response_class=HTMLResponse, include_in_schema=False)
+    def docs_site(as_of: AsOf = None) -> HTMLResponse:
+        """The documentation of the marts (dbt's docs site) of the publication in force, or as of
+        an id or date. No token: it holds descriptions, columns, SQL and lineage, never a row."""
+        from citylake.publish.docs_site import site_for
+        from citylake.publish.reader import pointer_as_of
+
+        try:
+            pointer = pointer_as_of(storage, as_of)
+        except CitylakeError as exc:
+            raise ApiError(404, "publication_not_found", str(exc)) from None
+        page = site_for(storage, pointer)
+        if page is None:
+            raise ApiError(404, "docs_not_found", "no documentation site was written for this publication")
+        return HTMLResponse(storage.get_bytes(page), headers=DOCS_HEADERS)
 
     @app.get("/v1/publication", response_model=PublicationInForce, summary="What is published now")
     def publication(who: Who, as_of: AsOf = None) -> PublicationInForce:

@@ -234,7 +234,9 @@ def month_to_date_reports(
 
 def _audit_and_publish(
     settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any]
-) -> tuple[GateResult, list[str], str | None]:
+) -> tuple[GateResult, list[str], str | None, str | None]:
+    """Gate, then what a publication writes besides its marts: the month-to-date contract reports
+    and the docs site. Return the gate, the reports' keys, their errors (one text) and the site's key."""
     dates = [date.fromisoformat(d) for d in built["service_dates"]]
     gate = run_gate(
         storage,
@@ -246,10 +248,33 @@ def _audit_and_publish(
         settings=settings,
     )
     reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
-    return gate, reports, error
+    docs, docs_error = docs_site(settings, storage, gate, Path(built["warehouse"]))
+    return gate, reports, "; ".join(e for e in (error, docs_error) if e) or None, docs
 
 
-def outcome(storage: LakeStorage, gate: GateResult, reports: list[str], report_error: str | None) -> dict[str, Any]:
+def docs_site(
+    settings: Settings, storage: LakeStorage, gate: GateResult, warehouse: Path
+) -> tuple[str | None, str | None]:
+    """Write the publication's documentation of the marts (dbt's docs site); a failure is
+    returned, never raised (the publication stands). Nothing published: nothing written."""
+    if not gate.publication_id:
+        return None, None
+    from citylake.build.dbt import generate_docs
+    from citylake.build.groups import group_marts, load_manifest
+    from citylake.publish.docs_site import write_docs_site
+
+    try:
+        target = generate_docs(settings, storage, warehouse)
+        marts = group_marts(load_manifest(settings))
+        return write_docs_site(storage, target, gate.record, marts), None
+    except Exception as exc:  # noqa: BLE001 - reported and notified, the night's publication is already final
+        log.exception("docs site not written")
+        return None, f"docs site not written: {type(exc).__name__}: {exc}"
+
+
+def outcome(
+    storage: LakeStorage, gate: GateResult, reports: list[str], report_error: str | None, docs: str | None = None
+) -> dict[str, Any]:
     """Return what a publication did, as the DAG passes it on and notifications send it."""
     return {
         "run_id": gate.run_id,
@@ -260,6 +285,7 @@ def outcome(storage: LakeStorage, gate: GateResult, reports: list[str], report_e
         "report": storage.url(gate.report_key) if gate.report_key else None,
         "contract_reports": [storage.url(k) for k in reports],
         "contract_report_error": report_error,
+        "docs_site": storage.url(docs) if docs else None,
     }
 
 
@@ -270,8 +296,8 @@ def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) ->
     lock is transient: Airflow retries the task with backoff)."""
     storage = open_storage(settings)
     with lake_lock(storage, LOCK, owner=run_id):
-        gate, reports, error = _audit_and_publish(settings, storage, run_id, built)
-    return outcome(storage, gate, reports, error)
+        gate, reports, error, docs = _audit_and_publish(settings, storage, run_id, built)
+    return outcome(storage, gate, reports, error, docs)
 
 
 # -- 4. notify ----------------------------------------------------------------------------------
@@ -303,6 +329,7 @@ class NightResult:
     notified: list[str] = field(default_factory=list)
     contract_reports: list[str] = field(default_factory=list)
     report_error: str | None = None
+    docs_site: str | None = None  # the key of the publication's docs page
 
     @property
     def ok(self) -> bool:
@@ -348,11 +375,11 @@ def _build_publish_notify(
     built = build_marts(settings, plan, publication_id=result.run_id)
     result.build_ok = built["success"]
     result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
-    result.gate, result.contract_reports, result.report_error = _audit_and_publish(
+    result.gate, result.contract_reports, result.report_error, result.docs_site = _audit_and_publish(
         settings, storage, result.run_id, built
     )
     if not result.ok:
-        published = outcome(storage, result.gate, result.contract_reports, result.report_error)
+        published = outcome(storage, result.gate, result.contract_reports, result.report_error, result.docs_site)
         ingest_errors = result.ingest.errors() if result.ingest else []
         result.notified = notify_outcome(
             settings, {"errors": ingest_errors}, {**published, "build_ok": result.build_ok}

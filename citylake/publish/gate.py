@@ -89,6 +89,7 @@ class GateResult:
     registry_key: str | None = None
     current: dict = field(default_factory=dict)
     checks: SuiteRun | None = None
+    record: dict = field(default_factory=dict)  # what the registry and the quality report say
 
     @property
     def all_published(self) -> bool:
@@ -333,10 +334,12 @@ def run_gate(
     from citylake.publish.report import write_report
 
     result.report_key = write_report(storage, record, checks)
+    result.record = record
     return result
 
 
 def to_json(result: GateResult) -> str:
     data = asdict(result)
     data.pop("checks", None)
+    data.pop("record", None)
     return json.dumps(data, indent=2, default=str)

@@ -1,5 +1,6 @@
-"""The monthly contract report as a person sees it: rendered by headless Chromium (Debian's
-package), no console message, and a screenshot in which the charts are drawn.
+"""The monthly contract report and the docs of the marts as a person sees them: rendered by
+headless Chromium (Debian's package), no console message, and a screenshot in which the charts
+(the report's, the lineage graph) are drawn.
 
 The screenshots are kept in ``test-artifacts/`` (not in git). ``make test`` installs Chromium
 when it is missing; without it this test fails, it never skips.
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,8 +28,10 @@ SERPENT_BARS = (0x7A, 0xA7, 0xD6)
 TREND_LINE = (0x1F, 0x5F, 0xA8)
 
 
-def render(html: Path, png: Path, tmp_path: Path) -> list[str]:
-    """Screenshot a page; return the console messages Chromium logged while loading it."""
+def render(
+    html: Path | str, png: Path, tmp_path: Path, size: str = "1100,4200", extra: tuple[str, ...] = ()
+) -> list[str]:
+    """Screenshot a page (a file or a URL); return the console messages Chromium logged loading it."""
     assert CHROMIUM is not None, "chromium is not installed: `make browser` (apt-get install chromium)"
     png.parent.mkdir(parents=True, exist_ok=True)
     png.unlink(missing_ok=True)
@@ -40,8 +46,9 @@ def render(html: Path, png: Path, tmp_path: Path) -> list[str]:
             "--v=0",
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={png}",
-            "--window-size=1100,4200",
-            html.as_uri(),
+            f"--window-size={size}",
+            *extra,
+            html.as_uri() if isinstance(html, Path) else html,
         ],
         capture_output=True,
         text=True,
@@ -84,3 +91,71 @@ def test_contract_report_renders_in_chromium_with_its_charts(lake_after_nights, 
         assert count_pixels(png, SERPENT_BARS) > 5000, "the serpent de charge bars are not drawn"
     else:
         assert coloured_pixels(png) > 20000, "the parking heat map is not drawn"
+
+
+#: Colours of dbt's lineage graph: the operators' staged feeds (sources) and the models.
+GRAPH_SOURCE = (0x5F, 0xB8, 0x25)
+GRAPH_MODEL = (0x00, 0x94, 0xB3)
+#: Chromium resolves no host but the test's server: a page that fetches from outside logs an error.
+OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--virtual-time-budget=15000")
+
+
+def dump_dom(url: str, profile: Path) -> str:
+    """The page's DOM once its scripts have run (offline)."""
+    out = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", *OFFLINE,
+         "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return out.stdout
+
+
+def test_docs_of_the_marts_served_offline_with_their_lineage(lake_after_nights, tmp_path: Path) -> None:
+    """Each publication writes dbt's docs site; ``citylake serve`` serves the one in force at
+    /docs/marts. Opened offline in Chromium: no console message, the overview names the
+    publication, a mart's page lists its columns, and its lineage graph is drawn back to the
+    operators' staged feeds."""
+    import uvicorn
+
+    from citylake.consumers.api import TokenRegister, create_app
+    from citylake.core.storage import open_storage
+
+    night = lake_after_nights.last
+    publication = night.gate.publication_id
+    assert night.docs_site == f"reports/docs/{publication}/index.html"
+    for earlier in lake_after_nights.nights:
+        assert (lake_after_nights.lake / earlier.docs_site).exists(), "a publication wrote no docs site"
+    settings = lake_after_nights.settings()
+    app = create_app(settings, open_storage(settings), TokenRegister(tmp_path / "tokens.json"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        base = f"http://127.0.0.1:{port}/docs/marts"
+        pages = {
+            "overview": f"{base}#!/overview",
+            "mart": f"{base}#!/model/model.citylake.mart_bus_load_profile",
+            "lineage": f"{base}#!/model/model.citylake.mart_bus_load_profile?g_v=1&g_i=%2Bmart_bus_load_profile",
+        }
+        shots = {}
+        for name, url in pages.items():
+            shots[name] = ARTIFACTS / f"docs_marts_{name}.png"
+            console = render(url, shots[name], tmp_path / name, size="1400,1000", extra=OFFLINE)
+            assert console == [], f"console messages on {url}:\n" + "\n".join(console)
+        first = lake_after_nights.nights[0].gate.publication_id
+        earlier = dump_dom(f"{base}?as_of={first}#!/overview", tmp_path / "dom-as-of")
+        columns = dump_dom(pages["mart"], tmp_path / "dom-mart")
+    finally:
+        server.should_exit = True
+    assert f"Publication <strong>{first}</strong>" in earlier, "as_of does not serve the earlier publication's docs"
+    # the mart's page: its grain, and its columns with their types (from the warehouse's catalog)
+    assert "Grain: one row per (route_short_name" in columns
+    for column in ("mean_load", "p90_load", "stop_sequence"):
+        assert re.search(rf">\s*{column}\s*<", columns), f"column {column} not listed"
+    assert "DOUBLE" in columns and "BIGINT" in columns, "column types (dbt's catalog) not shown"
+    assert count_pixels(shots["lineage"], GRAPH_SOURCE) > 1000, "the lineage graph draws no staged feed"
+    assert count_pixels(shots["lineage"], GRAPH_MODEL) > 5000, "the lineage graph draws no model"
