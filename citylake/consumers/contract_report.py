@@ -1,8 +1,9 @@
 """The monthly operator report a contract manager can defend: one self-contained HTML page.
 
 Built from one publication (the current one, or as of an id or date), never from the working
-warehouse: KPI table against the contract with status and bonus/penalty, 12-month trends, the
-load profiles ("serpents de charge") of the busiest lines, the car-park occupancy heat map,
+warehouse: KPI table against the contract with status and bonus/penalty, trends (12 months; day
+by day within the month while fewer than two months are published), the load profiles
+("serpents de charge") of the busiest lines, the car-park occupancy heat map,
 fleet availability and maintenance compliance, data-delivery compliance, and a lineage footer
 (publication, contract version, deliveries). Charts are inline SVG: no script, readable in print.
 """
@@ -58,19 +59,19 @@ def _eur(value) -> str:
 
 
 def line_chart(
-    points: list[tuple[str, float | None]], target: float | None, minimum: float | None, width=480, height=150
+    points: list[tuple[str, float | None]], target: float | None, minimum: float | None, width=620, height=150
 ) -> str:
-    """An SVG line of monthly values with the target and minimum as dashed lines."""
+    """An SVG line of values (months, or days) with the target and minimum as dashed lines."""
     vals = [v for _, v in points if v is not None] + [x for x in (target, minimum) if x is not None]
     if not vals:
         return "<p class='muted'>pas de valeur</p>"
     lo, hi = min(vals), max(vals)
     lo, hi = (lo - 0.01, hi + 0.01) if hi - lo < 1e-9 else (lo - (hi - lo) * 0.1, hi + (hi - lo) * 0.1)
-    pad = 40
+    pad, right = 40, 160  # right: room for the reference lines' labels and values
     n = max(len(points) - 1, 1)
 
     def xy(i, v):
-        return pad + i * (width - 2 * pad) / n, height - 25 - (v - lo) / (hi - lo) * (height - 40)
+        return pad + i * (width - pad - right) / n, height - 25 - (v - lo) / (hi - lo) * (height - 40)
 
     parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
     refs = [(target, "#1d7a3a", "objectif"), (minimum, "#b3261e", "minimum")]
@@ -80,9 +81,10 @@ def line_chart(
         if ref is not None:
             _, y = xy(0, ref)
             parts.append(
-                f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" '
+                f'<line x1="{pad}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" '
                 'stroke-dasharray="4 3"/>'
-                f'<text x="{width - pad + 3}" y="{y + 4:.1f}" font-size="10" fill="{color}">{label}</text>'
+                f'<text x="{width - right + 4}" y="{y + 4:.1f}" font-size="10" fill="{color}">{label} '
+                f"{_fmt(ref)}</text>"
             )
     pts = [(xy(i, v), v) for i, (_, v) in enumerate(points) if v is not None]
     if len(pts) > 1:
@@ -93,7 +95,10 @@ def line_chart(
         )
     for (x, y), v in pts:
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#1f5fa8"><title>{_fmt(v)}</title></circle>')
+    step = -(-len(points) // 12)  # at most about 12 labels: a month of days stays readable
     for i, (label, _) in enumerate(points):
+        if i % step:
+            continue
         x, _ = xy(i, lo)
         parts.append(f'<text x="{x:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">{E(label)}</text>')
     parts.append("</svg>")
@@ -169,6 +174,51 @@ def heat_map(rows: list[tuple[str, int, float | None]]) -> str:
     return "".join(parts)
 
 
+def trend_section(con: duckdb.DuckDBPyConnection, operator: str, month: date, kpi_rows: list[dict]) -> str:
+    """The KPIs' trends: monthly over the 12 months to ``month`` once two months are published;
+    before that, day by day within the month (one dot would say nothing). Thresholds are the
+    month's (a day's value is no contract figure: the contract judges months)."""
+    months = con.execute(
+        "select count(distinct month) from mart_contract_kpis where operator = ? and month <= ?", [operator, month]
+    ).fetchone()[0]
+    has_daily = con.execute(
+        "select count(*) from information_schema.tables where table_name = 'mart_contract_kpis_daily'"
+    ).fetchone()[0]
+    thresholds = {k["kpi_code"]: (k["label"], k["minimum"], k["target"]) for k in kpi_rows}
+    series: dict[str, list[tuple[str, float | None]]] = {}
+    if months < 2 and has_daily:
+        title = f"Évolution jour par jour en {month:%m/%Y} (moins de deux mois publiés)"
+        rows = con.execute(
+            "select kpi_code, service_date, value from mart_contract_kpis_daily where operator = ? "
+            "and service_date >= ? and service_date < ? + interval 1 month order by kpi_code, service_date",
+            [operator, month, month],
+        ).fetchall()
+        for code, day, value in rows:
+            series.setdefault(code, []).append((f"{day:%d/%m}", value))
+    else:
+        title = "Évolution sur 12 mois"
+        rows = con.execute(
+            "select kpi_code, month, value from mart_contract_kpis where operator = ? "
+            "and month between ? - interval 11 month and ? order by kpi_code, month",
+            [operator, month, month],
+        ).fetchall()
+        for code, m, value in rows:
+            series.setdefault(code, []).append((f"{m:%m/%y}", value))
+    charts = []
+    for code, points in series.items():
+        label, minimum, target = thresholds.get(code, (code, None, None))
+        charts.append(
+            f"<figure data-trend='{E(code)}' data-points='{len(points)}'>{line_chart(points, target, minimum)}"
+            f"<figcaption>{E(label)}</figcaption></figure>"
+        )
+    monthly_only = [label for code, (label, _, _) in thresholds.items() if code not in series]
+    if monthly_only and months < 2 and has_daily:
+        charts.append("<p class='muted'>Mesurés au mois seulement : " + E(", ".join(monthly_only)) + ".</p>")
+    if not charts:
+        charts.append("<p class='muted'>aucune valeur publiée</p>")
+    return f"<h2>{E(title)}</h2>" + "".join(charts)
+
+
 def build_report(
     con: duckdb.DuckDBPyConnection, operator: str, month: date, publication: dict
 ) -> tuple[str, list[dict]]:
@@ -199,11 +249,6 @@ def build_report(
         "publication_id",
     ]
     kpi_rows = [dict(zip(cols, r, strict=True)) for r in kpis]
-    trends = con.execute(
-        "select kpi_code, month, value, minimum, target from mart_contract_kpis where operator = ? "
-        "and month between ? - interval 11 month and ? order by kpi_code, month",
-        [operator, month, month],
-    ).fetchall()
     sections = []
     rows_html = "".join(
         f"<tr data-kpi='{E(k['kpi_code'])}' data-value='{'' if k['value'] is None else k['value']}' "
@@ -221,15 +266,7 @@ def build_report(
 <table><tr><th>indicateur</th><th>valeur</th><th>seuil minimum</th><th>objectif</th><th>statut</th><th>bonus /
 pénalité</th><th>numérateur / dénominateur</th></tr>
 {rows_html}<tr><th colspan="5">total du mois</th><th class="num">{_eur(total)}</th><th></th></tr></table>""")
-    charts = []
-    by_kpi: dict[str, list] = {}
-    for code, m, value, minimum, target in trends:
-        by_kpi.setdefault(code, []).append((m, value, minimum, target))
-    for code, series in by_kpi.items():
-        label = next((k["label"] for k in kpi_rows if k["kpi_code"] == code), code)
-        chart = line_chart([(f"{m:%m/%y}", v) for m, v, _, _ in series], series[-1][3], series[-1][2])
-        charts.append(f"<figure>{chart}<figcaption>{E(label)}</figcaption></figure>")
-    sections.append("<h2>Évolution sur 12 mois</h2>" + "".join(charts))
+    sections.append(trend_section(con, operator, month, kpi_rows))
 
     first, last = month, (month.replace(day=28) + __import__("datetime").timedelta(days=4)).replace(day=1)
     if operator in registry.operators_of_group("transit"):  # an operator that delivers the network's data

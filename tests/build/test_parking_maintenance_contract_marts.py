@@ -85,9 +85,12 @@ def test_build_passes_with_parking_maintenance_and_contract_marts(lake) -> None:
         "mart_fleet_availability_daily",
         "mart_maintenance_monthly",
         "mart_contract_kpis",
+        "mart_contract_kpis_daily",
     ):
         assert f"model.citylake.{model}" in nodes
     assert "unit_test.citylake.mart_contract_kpis.kpi_formula_at_target_cap_tolerated_missing" in nodes
+    assert "unit_test.citylake.mart_contract_kpis_daily.every_daily_kpi_value_from_its_mart" in nodes
+    assert "unit_test.citylake.fct_contract_kpi_values_monthly.every_monthly_kpi_value_sums_its_days" in nodes
 
 
 def test_real_montpellier_files_are_ingested_and_modelled(lake) -> None:

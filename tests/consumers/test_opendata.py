@@ -100,5 +100,33 @@ def test_monthly_report_shows_the_published_kpis(lake_after_nights) -> None:
         shown = re.findall(r"data-kpi='([A-Z_]+)' data-value='([^']*)' data-amount='([^']*)'", page)
         assert [(k, float(v) if v else None, float(a)) for k, v, a in shown] == [(k, v, a) for k, v, a in mart]
         assert chart in page and "<svg" in page and night.run_id in page and "<script" not in page
+        # one month published: the trends go day by day within it (2 simulated days), not one dot
+        assert "Évolution jour par jour en 03/2026" in page
+        days = dict(re.findall(r"data-trend='([A-Z_]+)' data-points='(\d+)'", page))
+        assert days and set(days.values()) == {"2"}, days
     k = write_report(storage, con, "bus", date(2026, 3, 1), pointer)
     assert k.startswith("reports/contract/operator=bus/month=2026-03/") and storage.exists(k)
+
+
+def test_trends_go_monthly_once_two_months_are_published() -> None:
+    """Daily points within the month while one month is published; 12 months of monthly points
+    after, each KPI with the month's thresholds as reference lines."""
+    from citylake.consumers.contract_report import trend_section
+
+    con = duckdb.connect()
+    con.sql("create table mart_contract_kpis (operator text, kpi_code text, month date, value double)")
+    con.sql("create table mart_contract_kpis_daily (operator text, kpi_code text, service_date date, value double)")
+    con.sql(
+        "insert into mart_contract_kpis_daily select 'bus', 'PUNCTUALITY', d::date, 0.9 "
+        "from range(date '2026-03-01', date '2026-05-01', interval 1 day) t(d)"
+    )
+    con.sql("insert into mart_contract_kpis values ('bus', 'PUNCTUALITY', date '2026-03-01', 0.9)")
+    kpis = [{"kpi_code": "PUNCTUALITY", "label": "Ponctualité", "minimum": 0.85, "target": 0.9}]
+    march = trend_section(con, "bus", date(2026, 3, 1), kpis)
+    assert "jour par jour en 03/2026" in march and "data-points='31'" in march
+    assert ">01/03<" in march and "objectif" in march and "minimum" in march
+    con.sql("insert into mart_contract_kpis values ('bus', 'PUNCTUALITY', date '2026-04-01', 0.92)")
+    april = trend_section(con, "bus", date(2026, 4, 1), kpis)
+    assert "Évolution sur 12 mois" in april and "data-points='2'" in april and ">04/26<" in april
+    # a report as of March, rebuilt later, still tells March's story
+    assert "jour par jour en 03/2026" in trend_section(con, "bus", date(2026, 3, 1), kpis)
