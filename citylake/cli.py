@@ -412,7 +412,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     con = duck.connect(settings, storage)
     published_views(con, storage, pointer)
     month = date_.fromisoformat(args.month + "-01")
-    print(storage.url(write_report(storage, con, args.operator, month, pointer)))
+    written = [write_report(storage, con, args.operator, month, pointer)]
+    if args.pdf:
+        from citylake.consumers.contract_report import write_pdf
+
+        written.append(write_pdf(storage, written[0]))
+    for k in written:
+        print(storage.url(k))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_bytes(storage.get_bytes(written[-1]))
+        print(args.out)
     return 0
 
 
@@ -610,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", required=True)
     p.add_argument("--month", required=True, help="YYYY-MM")
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
+    p.add_argument("--pdf", action="store_true", help="also print it to PDF beside the HTML (headless Chromium, A4)")
+    p.add_argument("--out", type=Path, help="also copy the report (the PDF with --pdf) to this file")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("opendata", help="ODbL exports of the published marts (small counts suppressed, no ids)")
     p.add_argument("--k", type=int, default=None, help="suppress counts below k (default CITYLAKE_OPENDATA_K or 10)")

@@ -181,9 +181,11 @@ def lake_after_nights(simulated_days, tmp_path_factory) -> Iterator[Nights]:
             night = run_night(settings, as_of=as_of)
             assert night.ok, (night.gate.refused_groups if night.gate else None, night.ingest.lines())
             # the night writes each operator's month-to-date contract report from what it published
+            # (HTML, and PDF printed by Chromium, which make test installs)
             assert night.contract_reports == [
-                f"reports/contract/operator={op}/month=2026-03/{night.gate.publication_id}.html"
+                f"reports/contract/operator={op}/month=2026-03/{night.gate.publication_id}.{ext}"
                 for op in ("bus", "parking")
+                for ext in ("html", "pdf")
             ]
             # and the documentation of the marts it published (dbt's docs site)
             assert night.docs_site == f"reports/docs/{night.gate.publication_id}/index.html", night.report_error

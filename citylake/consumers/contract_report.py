@@ -11,6 +11,7 @@ fleet availability and maintenance compliance, data-delivery compliance, and a l
 from __future__ import annotations
 
 import html
+import logging
 from datetime import date
 
 import duckdb
@@ -20,6 +21,7 @@ from citylake.core.storage import LakeStorage
 from ingestion import registry
 
 E = html.escape
+log = logging.getLogger("citylake.reports")
 STATUS_FR = {"met": "atteint", "tolerated": "toléré", "missed": "non atteint", "not_computable": "non calculable"}
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1c2733;
@@ -28,12 +30,14 @@ h1{font-size:1.6rem;margin-bottom:.2rem}
 h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:2px solid #dde3ea;padding-bottom:.3rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border-bottom:1px solid #dde3ea;padding:.35rem .5rem;text-align:left}
-th{background:#f2f5f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f2f5f8} .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .met{color:#1d7a3a;font-weight:600} .missed{color:#b3261e;font-weight:600} .tolerated{color:#9a6700;font-weight:600}
 .not_computable{color:#5b6673;font-style:italic} .muted{color:#5b6673;font-size:.85rem} figure{margin:1rem 0}
 figcaption{font-size:.85rem;color:#5b6673} svg text{font-family:inherit}
 footer{margin-top:3rem;border-top:1px solid #dde3ea;padding-top:1rem;font-size:.8rem;color:#5b6673;word-break:break-all}
-@media print{body{margin:0;max-width:none} h2{break-after:avoid} figure,table{break-inside:avoid}}
+@page{size:A4;margin:14mm 12mm}
+@media print{html{font-size:11px} body{margin:0;max-width:none} h2{break-after:avoid} figure,table{break-inside:avoid}
+svg{max-width:100%;height:auto}}
 """
 
 
@@ -366,13 +370,35 @@ def write_report(
     return k
 
 
+def write_pdf(storage: LakeStorage, html_key: str) -> str:
+    """Print a written report to PDF (headless Chromium) beside its HTML; return the PDF's key."""
+    from citylake.consumers.pdf import html_to_pdf
+
+    pdf_key = html_key.removesuffix(".html") + ".pdf"
+    storage.put_bytes(
+        pdf_key, html_to_pdf(storage.get_bytes(html_key)), metadata={"content-type": "application/pdf"}, overwrite=True
+    )
+    return pdf_key
+
+
+def pdf_wanted(settings) -> bool:
+    """Whether reports are printed to PDF (``CITYLAKE_REPORT_PDF``: auto prints when a Chromium is found)."""
+    from citylake.consumers.pdf import find_browser
+
+    mode = getattr(settings, "report_pdf", "auto")
+    if mode == "auto" and find_browser() is None:
+        log.warning("contract reports not printed to PDF: no Chromium (CITYLAKE_CHROMIUM, or apt-get install chromium)")
+    return mode == "always" or (mode == "auto" and find_browser() is not None)
+
+
 def write_month_to_date(
     settings, storage: LakeStorage, published_groups: list[str], service_dates: list[date]
 ) -> list[str]:
     """After a night that published contract KPIs, rewrite each operator's report for the months it touched.
 
-    Returns the keys written. The publication is already atomic and final; a report is derived
-    from it and can be rebuilt at any time with ``citylake report --as-of``.
+    Returns the keys written: each report's HTML, then its PDF when printed (:func:`pdf_wanted`).
+    The publication is already atomic and final; a report is derived from it and can be rebuilt
+    at any time with ``citylake report --as-of``.
     """
     from citylake.core import duck
     from citylake.publish.reader import current, published_views
@@ -388,6 +414,9 @@ def write_month_to_date(
             "select distinct operator, month from mart_contract_kpis where list_contains(?, month) order by 1, 2",
             params=[months],
         ).fetchall()
-        return [write_report(storage, con, op, month, pointer) for op, month in pairs]
+        pages = [write_report(storage, con, op, month, pointer) for op, month in pairs]
     finally:
         con.close()
+    if not pdf_wanted(settings):
+        return pages
+    return [k for page in pages for k in (page, write_pdf(storage, page))]

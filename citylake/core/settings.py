@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator
@@ -70,6 +70,14 @@ class Settings(BaseSettings):
             "Days a publication stays reproducible before `citylake vacuum` may delete files only it reads: "
             "a 10-year delegation contract plus the 5-year limitation period (Code civil art. 2224). "
             "Publications named by a contract report are kept whatever their age."
+        ),
+    )
+    report_pdf: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description=(
+            "Whether the night prints each contract report to PDF beside its HTML (headless Chromium): "
+            "auto when a Chromium is found (CITYLAKE_CHROMIUM or the PATH), always (a missing browser is an "
+            "error of the night), or never."
         ),
     )
     api_tokens_file: str = Field(

@@ -159,3 +159,29 @@ def test_docs_of_the_marts_served_offline_with_their_lineage(lake_after_nights, 
     assert "DOUBLE" in columns and "BIGINT" in columns, "column types (dbt's catalog) not shown"
     assert count_pixels(shots["lineage"], GRAPH_SOURCE) > 1000, "the lineage graph draws no staged feed"
     assert count_pixels(shots["lineage"], GRAPH_MODEL) > 5000, "the lineage graph draws no model"
+
+
+@pytest.mark.parametrize("operator", ["bus", "parking"])
+def test_the_night_prints_the_contract_report_to_pdf(lake_after_nights, operator: str) -> None:
+    """The PDF a contract manager attaches to a letter: printed by the night beside the HTML, A4,
+    its first page drawn (not blank: the title, the KPI table and coloured statuses), every page
+    carrying text, and the lineage footer on the last one."""
+    import pypdfium2 as pdfium
+
+    night = lake_after_nights.last
+    key = f"reports/contract/operator={operator}/month=2026-03/{night.gate.publication_id}.pdf"
+    assert key in night.contract_reports
+    pdf = pdfium.PdfDocument(lake_after_nights.lake / key)
+    assert len(pdf) >= 1
+    width, height = pdf[0].get_size()
+    assert (round(width), round(height)) == (595, 842), "not A4 portrait"
+    texts = [" ".join(page.get_textpage().get_text_range().split()) for page in pdf]
+    assert f"Rapport mensuel — opérateur {operator} — 03/2026" in texts[0]
+    assert "Indicateurs contractuels" in texts[0] and all(t.strip() for t in texts)
+    assert f"Publication {night.gate.publication_id}" in texts[-1]
+    png = ARTIFACTS / f"contract_report_{operator}_pdf_page1.png"
+    pdf[0].render(scale=1.5).to_pil().save(png)
+    image = Image.open(png).convert("L")
+    dark = sum(n for n, v in image.getcolors(1 << 16) if v < 128)
+    assert dark > 0.01 * image.width * image.height, "the PDF's first page is blank"
+    assert coloured_pixels(png) > 200, "the PDF's first page has no colour (statuses, charts)"

@@ -185,6 +185,7 @@ def test_marts_from_standard_inputs_match_the_vendor_marts(vendor, gtfs_rt) -> N
         "mart_punctuality",
         "mart_maintenance_monthly",
         "mart_contract_kpis",
+        "mart_contract_kpis_daily",
         "fct_contract_kpi_values_monthly",
     }
     for name in sorted(set(a) - tolerated):
@@ -202,6 +203,13 @@ def test_marts_from_standard_inputs_match_the_vendor_marts(vendor, gtfs_rt) -> N
         if key[1] != "PUNCTUALITY":
             assert standard_kpis[key] == pytest.approx(value, rel=1e-9), key
     assert abs(standard_kpis[("bus", "PUNCTUALITY")] - vendor_kpis[("bus", "PUNCTUALITY")]) < 0.01
+
+    daily = "mart_contract_kpis_daily"
+    assert_close(
+        a[daily].filter(pl.col("kpi_code") != "PUNCTUALITY"),
+        b[daily].filter(pl.col("kpi_code") != "PUNCTUALITY"),
+        daily,
+    )
 
     km_vendor, km_std = a["mart_maintenance_monthly"]["km"].sum(), b["mart_maintenance_monthly"]["km"].sum()
     assert 0.85 * km_vendor <= km_std <= km_vendor  # scheduled km of the trips run: no runs between trips
