@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import date as date_
 from pathlib import Path
@@ -280,13 +281,52 @@ def _print_gate(gate, storage) -> None:
         print(f"quality report: {storage.url(gate.report_key)}")
 
 
+class StepProgress:
+    """The progress of a long command on the terminal: a spinner on the step running, then one
+    line per step done with its time (on stderr; a plain line per step when it is not a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.status = self.console.status("", spinner="dots") if self.console.is_terminal else None
+        self.step: str | None = None
+        self.started = 0.0
+        self.first = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        self._done()
+        self.step, self.started = step, time.perf_counter()
+        if self.status is not None:
+            self.status.update(f"{step} …")
+            self.status.start()
+
+    def _done(self) -> None:
+        if self.step is not None:
+            if self.status is not None:
+                self.status.stop()
+            took = time.perf_counter() - self.started
+            self.console.print(f"  ✓ {self.step}  [dim]{took:.1f} s[/dim]", highlight=False)
+            self.step = None
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done()
+        self.console.print(f"  [dim]in {time.perf_counter() - self.first:.0f} s[/dim]", highlight=False)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole night in-process: ingest, build, audit, publish, report, notify."""
     from citylake.core.storage import open_storage
     from citylake.night.steps import run_night
 
     settings = _settings()
-    night = run_night(settings, service_date=args.date, as_of=args.as_of, full_refresh=args.full_refresh)
+    with StepProgress() as progress:
+        night = run_night(
+            settings, service_date=args.date, as_of=args.as_of, full_refresh=args.full_refresh, progress=progress
+        )
     return _print_night(night, ", ".join(d.isoformat() for d in night.service_dates), open_storage(settings))
 
 
@@ -311,7 +351,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from citylake.night.steps import backfill
 
     settings = _settings()
-    night = backfill(settings, args.first, args.last)
+    with StepProgress() as progress:
+        night = backfill(settings, args.first, args.last, progress=progress)
     return _print_night(night, f"{len(night.service_dates)} from {args.first} to {args.last}", open_storage(settings))
 
 
@@ -528,7 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="citylake",
         description="citylake: operators' extracts into the city's lake, modelled, checked, published.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log everything, the libraries' messages included (debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -668,10 +711,19 @@ def build_parser() -> argparse.ArgumentParser:
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parse, log, run the subcommand; a citylake error is one line on stderr and exit 1, never a traceback."""
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    # citylake's own messages at INFO; the libraries' (Airflow, dbt, Great Expectations) only
+    # their warnings, unless --verbose asks for everything
     logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for ours in ("citylake", "ingestion", "quality"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not verbose and getattr(args, "func", None) in (cmd_run, cmd_backfill):
+        # the progress display says what the night does; its INFO lines would interleave
+        for ours in ("citylake", "ingestion", "quality"):
+            logging.getLogger(ours).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except CitylakeError as exc:

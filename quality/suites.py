@@ -85,6 +85,11 @@ def _gx():
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
+    # Great Expectations sets INFO on some of its own loggers (a temporary docs site, functions it
+    # skips registering): its messages are for its developers, so only its errors are kept
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     return gx
 
 
@@ -108,39 +113,39 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
             "fct_stop_visit_loads",
             f"select * from fct_stop_visit_loads where {changed}",
             (
-                c(E.ExpectColumnValuesToNotBeNull(column="trip_id"), ERROR, "every load belongs to a trip"),
+                c(E.ExpectColumnValuesToNotBeNull(column="trip_id"), ERROR, "toute charge appartient à une course"),
                 c(
                     E.ExpectCompoundColumnsToBeUnique(column_list=["service_date", "trip_id", "stop_sequence"]),
                     ERROR,
-                    "one row per stop visit (a duplicate would double boardings)",
+                    "une ligne par passage à l'arrêt (un doublon doublerait les montées)",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="load_estimated", min_value=-1e-6),
                     ERROR,
-                    "a load is never negative",
+                    "une charge n'est jamais négative",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="boardings_estimated", min_value=0),
                     ERROR,
-                    "boardings are counts",
+                    "les montées sont des effectifs (jamais négatives)",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(
                         column="load_factor", max_value=load_factor_tolerance, mostly=0.999
                     ),
                     ERROR,
-                    f"estimated load at most {load_factor_tolerance} x capacity (estimation tolerance) on 99.9 % "
-                    "of visits",
+                    f"charge estimée au plus {load_factor_tolerance:g} × la capacité (tolérance d'estimation) sur "
+                    "99,9 % des passages",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="load_factor", max_value=1.0, mostly=0.995),
                     WARNING,
-                    "estimated load within capacity on 99.5 % of visits",
+                    "charge estimée dans la capacité sur 99,5 % des passages",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="validation_rate", min_value=0.5, max_value=1.0),
                     ERROR,
-                    "the expansion rate stays within its clamps",
+                    "le taux de validation reste dans ses bornes (0,5 à 1)",
                 ),
             )
             + (
@@ -148,7 +153,7 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                     c(
                         E.ExpectColumnDistinctValuesToContainSet(column="service_date_text", value_set=dates),
                         ERROR,
-                        "freshness: every service date being published is covered",
+                        "fraîcheur : chaque date de service publiée est couverte",
                     ),
                 )
                 if dates
@@ -180,9 +185,9 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeNull(column="drifting_vehicle"),
                     WARNING,
-                    f"APC counters: no vehicle's validations / APC ratio over the 7 days to the night is more "
-                    f"than {APC_DRIFT_FACTOR:g} × (or under 1/{APC_DRIFT_FACTOR:g} ×) its fleet's: a counter "
-                    "drifting or failing",
+                    f"compteurs (APC) : sur les 7 jours jusqu'à la nuit, le rapport validations / montées comptées "
+                    f"d'aucun véhicule ne s'écarte de plus de {APC_DRIFT_FACTOR:g} × (ou moins de "
+                    f"1/{APC_DRIFT_FACTOR:g} ×) de celui de sa flotte : sinon un compteur dérive ou tombe en panne",
                 ),
             ),
         ),
@@ -197,12 +202,12 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeBetween(column="imbalance", max_value=1e-6),
                     ERROR,
-                    "conservation: per trip, estimated alightings equal boardings",
+                    "conservation : par course, les descentes estimées égalent les montées",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="final_load", min_value=-1e-6, max_value=1e-6),
                     ERROR,
-                    "every bus is empty at its terminus",
+                    "chaque bus est vide à son terminus",
                 ),
             ),
         ),
@@ -217,7 +222,7 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToNotBeNull(column="known_stop", mostly=0.999),
                     ERROR,
-                    "referential integrity: stops exist in the GTFS version in force",
+                    "intégrité référentielle : les arrêts existent dans la version du GTFS en vigueur",
                 ),
             ),
         ),
@@ -242,8 +247,8 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                         condition_parser="pandas",
                     ),
                     WARNING,
-                    "volume: boardings within +/-50 % of the median of days of the same type (holidays are their "
-                    "own type)",
+                    "volume : montées à ±50 % de la médiane des jours du même type (les jours fériés sont un "
+                    "type à part)",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(
@@ -254,7 +259,8 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                         condition_parser="pandas",
                     ),
                     ERROR,
-                    "volume: boardings not off by a factor 5 from similar days (a lost or doubled delivery)",
+                    "volume : montées à moins d'un facteur 5 des jours semblables (sinon une livraison perdue "
+                    "ou doublée)",
                 ),
             ),
         ),
@@ -266,14 +272,14 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeBetween(column="mean_load", min_value=-1e-6),
                     ERROR,
-                    "loads are never negative",
+                    "les charges ne sont jamais négatives",
                 ),
                 c(
                     E.ExpectColumnValuesToBeInSet(
                         column="day_type", value_set=["weekday", "weekday_school_holiday", "saturday", "sunday_holiday"]
                     ),
                     ERROR,
-                    "day types are the calendar's",
+                    "les types de jour sont ceux du calendrier",
                 ),
             ),
         ),
@@ -285,12 +291,12 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0, max_value=1),
                     ERROR,
-                    "km run never exceed km scheduled",
+                    "les km réalisés ne dépassent jamais les km programmés",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="offer_delivered_rate", min_value=0.8, mostly=0.95),
                     WARNING,
-                    "most lines run most of their offer (else the AVL delivery is suspect)",
+                    "la plupart des lignes réalisent l'essentiel de leur offre (sinon la livraison SAE est suspecte)",
                 ),
             ),
         ),
@@ -302,27 +308,27 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeBetween(column="mean_occupancy_rate", min_value=0, max_value=1),
                     ERROR,
-                    "occupancy of usable readings is a rate",
+                    "l'occupation des relevés exploitables est un taux (0 à 1)",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="peak_occupancy_rate", min_value=0, max_value=1),
                     ERROR,
-                    "occupancy never above capacity once anomalies are set aside",
+                    "l'occupation ne dépasse jamais la capacité, anomalies écartées",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="completeness", min_value=0.5, mostly=0.95),
                     WARNING,
-                    "most car parks report at least half of their readings",
+                    "la plupart des parcs livrent au moins la moitié de leurs relevés",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="completeness", min_value=0.01, mostly=0.9),
                     ERROR,
-                    "a day without a single usable reading means a broken feed, not an empty car park",
+                    "un jour sans aucun relevé exploitable signale un flux en panne, pas un parc vide",
                 ),
                 c(
                     E.ExpectCompoundColumnsToBeUnique(column_list=["operator", "facility_id", "service_date"]),
                     ERROR,
-                    "one row per car park and day",
+                    "une ligne par parc et par jour",
                 ),
             ),
         ),
@@ -331,13 +337,13 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
             "dim_car_parks",
             "select * from dim_car_parks",
             (
-                c(E.ExpectColumnValuesToBeUnique(column="facility_id"), ERROR, "one register row per car park"),
+                c(E.ExpectColumnValuesToBeUnique(column="facility_id"), ERROR, "une ligne du référentiel par parc"),
                 c(
                     E.ExpectColumnValuesToMatchRegex(
                         column="facility_id", regex=r"^([013-9]\d|2[AB1-9])\d{3}-P-\d{3}$", mostly=0.9
                     ),
                     WARNING,
-                    "ids follow the national schema (INSEE-P-NNN)",
+                    "les identifiants suivent le schéma national (INSEE-P-NNN)",
                 ),
             ),
         ),
@@ -349,17 +355,17 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeBetween(column="fleet_size", min_value=1),
                     ERROR,
-                    "a fleet register was delivered",
+                    "un état du parc de véhicules a été livré",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="availability_rate", min_value=0, max_value=1),
                     ERROR,
-                    "availability is a rate",
+                    "la disponibilité est un taux (0 à 1)",
                 ),
                 c(
                     E.ExpectColumnValuesToBeInSet(column="covers_peak_requirement", value_set=[True]),
                     WARNING,
-                    "enough vehicles at peak for the timetable",
+                    "assez de véhicules à la pointe pour l'horaire",
                 ),
             ),
         ),
@@ -371,9 +377,13 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectCompoundColumnsToBeUnique(column_list=["vehicle_id", "month"]),
                     ERROR,
-                    "one row per vehicle and month",
+                    "une ligne par véhicule et par mois",
                 ),
-                c(E.ExpectColumnValuesToBeBetween(column="km", min_value=0), ERROR, "odometers only go forward"),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="km", min_value=0),
+                    ERROR,
+                    "les compteurs kilométriques ne reculent jamais",
+                ),
             ),
         ),
         Suite(
@@ -386,14 +396,18 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                         column="status", value_set=["met", "tolerated", "missed", "not_computable"]
                     ),
                     ERROR,
-                    "every KPI has a status",
+                    "chaque indicateur a un statut",
                 ),
                 c(
                     E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="cap_eur", column_B="abs_amount", or_equal=True),
                     ERROR,
-                    "bonus and penalty never exceed their cap",
+                    "bonus et pénalités ne dépassent jamais leur plafond",
                 ),
-                c(E.ExpectColumnValuesToNotBeNull(column="contract_version"), ERROR, "every figure names its contract"),
+                c(
+                    E.ExpectColumnValuesToNotBeNull(column="contract_version"),
+                    ERROR,
+                    "chaque chiffre nomme la version de son contrat",
+                ),
             ),
         ),
         Suite(
@@ -410,8 +424,8 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToBeBetween(column="missing", min_value=0, max_value=0),
                     ERROR,
-                    "completeness: every KPI of the contract is reported each month (computed or not computable "
-                    "with a reason)",
+                    "complétude : chaque indicateur du contrat figure chaque mois (calculé, ou non calculable "
+                    "avec son motif)",
                 ),
             ),
         ),
@@ -423,7 +437,7 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
                 c(
                     E.ExpectColumnValuesToNotBeNull(column="not_computable_reason"),
                     ERROR,
-                    "a KPI that cannot be computed says why",
+                    "un indicateur non calculable dit pourquoi",
                 ),
             ),
         ),

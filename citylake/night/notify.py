@@ -21,7 +21,7 @@ log = logging.getLogger("citylake.notify")
 
 def notify(settings: Settings, subject: str, event: dict) -> list[str]:
     """Send ``event`` on every configured channel; return the channels that accepted it."""
-    log.warning("%s: %s", subject, json.dumps(event, default=str)[:2000])
+    log.warning("%s: %s", subject, json.dumps(event, default=str, ensure_ascii=False)[:2000])
     sent = ["log"]
     url = settings.notify_webhook_url
     if url:

@@ -21,6 +21,7 @@ configuration fault :class:`ConfigError` (fails at once, saying what to fix).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +39,12 @@ from ingestion.run import IngestReport, ingest, new_run_id
 
 log = logging.getLogger("citylake.night")
 LOCK = "nightly"
+#: Told each step of an in-process night as it starts (``citylake run``'s progress display).
+Progress = Callable[[str], None]
+
+
+def _silent(step: str) -> None:
+    log.info("step: %s", step)
 
 
 # -- 1. ingestion -----------------------------------------------------------------------------
@@ -349,32 +356,47 @@ def run_night(
     as_of: datetime | None = None,
     full_refresh: bool = False,
     skip_ingest: bool = False,
+    progress: Progress | None = None,
 ) -> NightResult:
-    """Run the whole night in-process, under the lake's lock; publish every group that passes."""
+    """Run the whole night in-process, under the lake's lock; publish every group that passes.
+
+    ``progress`` is told each step as it starts (the CLI's progress display)."""
     storage = open_storage(settings)
     run_id = new_run_id()
     result = NightResult(run_id)
+    progress = progress or _silent
     with lake_lock(storage, LOCK, owner=run_id):
         dates: set[str] = set()
         if not skip_ingest:
+            progress("ingest: what operators delivered")
             ingested = ingest_all(settings, as_of=as_of)
             result.ingest = ingested.pop("report")
             dates |= set(ingested["changed_dates"])
         if service_date:
             dates.add(service_date.isoformat())
-        _build_publish_notify(settings, storage, result, sorted(dates), full_refresh=full_refresh)
+        _build_publish_notify(settings, storage, result, sorted(dates), full_refresh=full_refresh, progress=progress)
     return result
 
 
 def _build_publish_notify(
-    settings: Settings, storage: LakeStorage, result: NightResult, dates: list[str], *, full_refresh: bool = False
+    settings: Settings,
+    storage: LakeStorage,
+    result: NightResult,
+    dates: list[str],
+    *,
+    full_refresh: bool = False,
+    progress: Progress | None = None,
 ) -> None:
     """The in-process tail of a night or a backfill: one dbt build, the gate, the reports, and a
     notification when anything failed; fills ``result``."""
+    progress = progress or _silent
     plan = plan_build(settings, dates, full_refresh=full_refresh, selections=False)
+    scope = "every staged date" if plan["first_build"] else f"{len(plan['dates'])} date(s)"
+    progress(f"build: dbt, {scope}")
     built = build_marts(settings, plan, publication_id=result.run_id)
     result.build_ok = built["success"]
     result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
+    progress("audit, publish, reports and docs")
     result.gate, result.contract_reports, result.report_error, result.docs_site = _audit_and_publish(
         settings, storage, result.run_id, built
     )
@@ -395,7 +417,7 @@ def night_after(service_date: date, tz: str) -> datetime:
     return datetime.combine(service_date + timedelta(days=1), time(6, 30), ZoneInfo(tz))
 
 
-def backfill(settings: Settings, first: date, last: date) -> NightResult:
+def backfill(settings: Settings, first: date, last: date, progress: Progress | None = None) -> NightResult:
     """Ingest, build and publish a range of service dates in one pass, as delivered by the night
     after the last one: one ingestion per date (registers always), one dbt build of the range, one
     audit and one publication. Its published marts equal those of the nights run one by one."""
@@ -408,11 +430,16 @@ def backfill(settings: Settings, first: date, last: date) -> NightResult:
     result = NightResult(run_id)
     as_of = night_after(last, settings.timezone)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    progress = progress or _silent
     with lake_lock(storage, LOCK, owner=run_id):
-        reports = [ingest(settings, service_date=day, as_of=as_of) for day in days]
+        reports = []
+        for i, day in enumerate(days, 1):
+            progress(f"ingest: {day} ({i}/{len(days)})")
+            reports.append(ingest(settings, service_date=day, as_of=as_of))
         result.ingest = IngestReport(run_id, [f for r in reports for f in r.feeds])
         changed = set().union(*(changed_dates(r) for r in reports))
-        _build_publish_notify(settings, storage, result, sorted({d.isoformat() for d in changed | set(days)}))
+        dates = sorted({d.isoformat() for d in changed | set(days)})
+        _build_publish_notify(settings, storage, result, dates, progress=progress)
     return result
 
 

@@ -212,8 +212,8 @@ def refusals(
     for r in checks.blocking_failures():
         reasons[r.group].append(
             f"{r.suite}: {r.why} ({r.expectation}"
-            + (f" on {r.column}" if r.column else "")
-            + (f", {r.unexpected_count} unexpected" if r.unexpected_count else "")
+            + (f" sur {r.column}" if r.column else "")
+            + (f", {r.unexpected_count} valeur(s) hors règle" if r.unexpected_count else "")
             + (f", {r.error}" if r.error else "")
             + ")"
         )
@@ -223,14 +223,14 @@ def refusals(
             for g in sorted(affected.get(res["node"], set())):
                 reasons[g].append(text)
             if not affected.get(res["node"]):
-                unassigned.append(text + " (no published mart depends on it)")
+                unassigned.append(text + " (aucun mart publié n'en dépend)")
     for g, marts in plans.items():
         if not marts and g in reasons:
-            reasons[g].append(f"no mart of group {g} was built")
+            reasons[g].append(f"aucun mart du groupe {g} n'a été construit")
     for g, deps in registry.group_depends().items():
         failed = [d for d in deps if reasons[d]]
         if failed:
-            reasons[g].append(f"depends on group(s) {failed} that failed their checks")
+            reasons[g].append(f"dépend du ou des groupes {', '.join(failed)}, refusés par leurs contrôles")
     return reasons, unassigned
 
 
@@ -296,7 +296,7 @@ def run_gate(
         publication_id if passed else None,
         passed,
         refused,
-        [f"{w.suite}: {w.why} ({w.expectation}, {w.unexpected_count} unexpected)" for w in checks.warnings()]
+        [f"{w.suite}: {w.why} ({w.expectation}, {w.unexpected_count} valeur(s) hors règle)" for w in checks.warnings()]
         + unassigned,
         checks=checks,
     )
