@@ -35,7 +35,9 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o constraints.txt
 
+# The night prints the contract reports to PDF with Chromium when there is one (make browser).
 demo: install
+	@$(MAKE) --no-print-directory browser || echo "make demo: no Chromium (apt-get install chromium): contract reports in HTML only"
 	$(BIN)/python -m devtools.demo
 
 # The contract report is checked in Debian's headless Chromium: installed when missing (as root,

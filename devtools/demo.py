@@ -7,6 +7,7 @@ ends by printing where to look.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -93,9 +94,19 @@ def main(workdir: Path | None = None) -> int:
         shutil.rmtree(log_dir, ignore_errors=True)
         print(f"      library logs: {log_dir}/night-<date>.log (VERBOSE=1 make demo shows them here)")
 
+    lake = open_storage(settings)
+    audited: set[str] = set()
+
     def night_line(n, log) -> None:
         steps = ", ".join(f"{k} {v:.0f}" for k, v in n.tasks.items() if v >= 0.5)
         print(f"   night of {n.logical_date:%Y-%m-%d %H:%M}: {n.state} in {n.wall_s:.0f} s ({steps})", flush=True)
+        # what the night's gate decided (its quality report's record)
+        for k in sorted(i.key for i in lake.list("reports/quality/") if i.key.endswith("/result.json")):
+            if k not in audited:
+                audited.add(k)
+                r = json.loads(lake.get_bytes(k))
+                refused = ", ".join(r["groups_refused"]) or "none"
+                print(f"      published {', '.join(r['groups_published']) or 'nothing'}; refused {refused}", flush=True)
 
     run_nights([DEMO_START + timedelta(days=i) for i in range(DEMO_DAYS)], log_dir=log_dir, on_night=night_line)
     from citylake.publish.reader import registry
@@ -126,7 +137,9 @@ def main(workdir: Path | None = None) -> int:
     opendata = export(storage, con, last["publication_id"])
     # the night wrote the month-to-date contract reports of the publication now current
     contract_pub = current(storage)["groups"]["contract"]["publication_id"]
-    reports = sorted(i.key for i in storage.list("reports/contract/") if i.key.endswith(f"/{contract_pub}.html"))
+    reports = sorted(
+        i.key for i in storage.list("reports/contract/") if i.key.rsplit("/", 1)[-1].startswith(f"{contract_pub}.")
+    )
     catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", settings, storage, current(storage))
     drop = resolve_local_root(settings.drop_root)
     print("\n-- 4. accuracy against the simulator's ground truth (python -m devtools evaluate)")
