@@ -189,25 +189,23 @@ def trend_section(con: duckdb.DuckDBPyConnection, operator: str, month: date, kp
         "select count(*) from information_schema.tables where table_name = 'mart_contract_kpis_daily'"
     ).fetchone()[0]
     thresholds = {k["kpi_code"]: (k["label"], k["minimum"], k["target"]) for k in kpi_rows}
-    series: dict[str, list[tuple[str, float | None]]] = {}
     if months < 2 and has_daily:
         title = f"Évolution jour par jour en {month:%m/%Y} (moins de deux mois publiés)"
-        rows = con.execute(
+        sql, label_format = (
             "select kpi_code, service_date, value from mart_contract_kpis_daily where operator = ? "
             "and service_date >= ? and service_date < ? + interval 1 month order by kpi_code, service_date",
-            [operator, month, month],
-        ).fetchall()
-        for code, day, value in rows:
-            series.setdefault(code, []).append((f"{day:%d/%m}", value))
+            "%d/%m",
+        )
     else:
         title = "Évolution sur 12 mois"
-        rows = con.execute(
+        sql, label_format = (
             "select kpi_code, month, value from mart_contract_kpis where operator = ? "
             "and month between ? - interval 11 month and ? order by kpi_code, month",
-            [operator, month, month],
-        ).fetchall()
-        for code, m, value in rows:
-            series.setdefault(code, []).append((f"{m:%m/%y}", value))
+            "%m/%y",
+        )
+    series: dict[str, list[tuple[str, float | None]]] = {}
+    for code, period, value in con.execute(sql, [operator, month, month]).fetchall():
+        series.setdefault(code, []).append((period.strftime(label_format), value))
     charts = []
     for code, points in series.items():
         label, minimum, target = thresholds.get(code, (code, None, None))
