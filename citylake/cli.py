@@ -457,7 +457,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.pdf:
         from citylake.consumers.contract_report import write_pdf
 
-        written.append(write_pdf(storage, written[0]))
+        written.append(write_pdf(storage, written[0], settings.chromium))
     for k in written:
         print(storage.url(k))
     if args.out:

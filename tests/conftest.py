@@ -57,6 +57,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     for name in list(os.environ):
         if name.startswith(("CITYLAKE_", "AWS_")):
             monkeypatch.delenv(name)
+    # The contract reports' PDFs are printed and checked by the nights of lake_after_nights
+    # (CITYLAKE_REPORT_PDF=always there); in other tests' nights they would cost Chromium's time
+    # and check nothing
+    monkeypatch.setenv("CITYLAKE_REPORT_PDF", "never")
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
@@ -162,6 +166,7 @@ class Nights:
         monkeypatch.setenv("CITYLAKE_DROP_ROOT", self.drop.as_uri())
         monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
         monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(self.warehouse))
+        monkeypatch.setenv("CITYLAKE_REPORT_PDF", "always")
         return Settings()
 
 

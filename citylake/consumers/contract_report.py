@@ -368,13 +368,16 @@ def write_report(
     return k
 
 
-def write_pdf(storage: LakeStorage, html_key: str) -> str:
+def write_pdf(storage: LakeStorage, html_key: str, browser: str | None = None) -> str:
     """Print a written report to PDF (headless Chromium) beside its HTML; return the PDF's key."""
     from citylake.consumers.pdf import html_to_pdf
 
     pdf_key = html_key.removesuffix(".html") + ".pdf"
     storage.put_bytes(
-        pdf_key, html_to_pdf(storage.get_bytes(html_key)), metadata={"content-type": "application/pdf"}, overwrite=True
+        pdf_key,
+        html_to_pdf(storage.get_bytes(html_key), browser),
+        metadata={"content-type": "application/pdf"},
+        overwrite=True,
     )
     return pdf_key
 
@@ -384,9 +387,10 @@ def pdf_wanted(settings) -> bool:
     from citylake.consumers.pdf import find_browser
 
     mode = getattr(settings, "report_pdf", "auto")
-    if mode == "auto" and find_browser() is None:
+    found = find_browser(getattr(settings, "chromium", None)) is not None
+    if mode == "auto" and not found:
         log.warning("contract reports not printed to PDF: no Chromium (CITYLAKE_CHROMIUM, or apt-get install chromium)")
-    return mode == "always" or (mode == "auto" and find_browser() is not None)
+    return mode == "always" or (mode == "auto" and found)
 
 
 def write_month_to_date(
@@ -417,4 +421,5 @@ def write_month_to_date(
         con.close()
     if not pdf_wanted(settings):
         return pages
-    return [k for page in pages for k in (page, write_pdf(storage, page))]
+    browser = getattr(settings, "chromium", None)
+    return [k for page in pages for k in (page, write_pdf(storage, page, browser))]

@@ -19,17 +19,17 @@ from citylake.core.errors import ConfigError
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def find_browser() -> str | None:
-    """Return the Chromium to print with (``CITYLAKE_CHROMIUM``, else the PATH), or None."""
-    configured = os.environ.get("CITYLAKE_CHROMIUM")
+def find_browser(configured: str | None = None) -> str | None:
+    """Return the Chromium to print with (``configured``: ``CITYLAKE_CHROMIUM``, else the PATH), or None."""
     if configured:
         return configured if Path(configured).exists() else shutil.which(configured)
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
 def html_to_pdf(page: bytes, browser: str | None = None, timeout_s: float = 120) -> bytes:
-    """Print an HTML page to PDF with headless Chromium; return the PDF's bytes."""
-    browser = browser or find_browser()
+    """Print an HTML page to PDF with headless Chromium (``browser``, else one on the PATH); return
+    the PDF's bytes."""
+    browser = find_browser(browser)
     if browser is None:
         raise ConfigError(
             "no Chromium to print the PDF with: install Debian's chromium (apt-get install chromium) "

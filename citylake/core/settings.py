@@ -80,6 +80,10 @@ class Settings(BaseSettings):
             "error of the night), or never."
         ),
     )
+    chromium: str | None = Field(
+        default=None,
+        description="The Chromium that prints the contract reports' PDFs (default: chromium on the PATH).",
+    )
     api_tokens_file: str = Field(
         default="api_tokens.json",
         description="The HTTP API's token register: sha256 hashes of tokens with their role (never the tokens).",

@@ -34,9 +34,9 @@ def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | 
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=settings.publication_retention_days)).isoformat()
     reported = {
-        i.key.rsplit("/", 1)[-1].removesuffix(".html")
+        i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         for i in storage.list("reports/contract/")
-        if i.key.endswith(".html")
+        if i.key.endswith((".html", ".pdf"))
     }
     kept = {}
     for record in registry(storage):
