@@ -57,10 +57,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     for name in list(os.environ):
         if name.startswith(("CITYLAKE_", "AWS_")):
             monkeypatch.delenv(name)
-    # The contract reports' PDFs are printed and checked by the nights of lake_after_nights
-    # (CITYLAKE_REPORT_PDF=always there); in other tests' nights they would cost Chromium's time
-    # and check nothing
+    # The contract reports' PDFs and the docs of the marts are written and checked by the nights
+    # of lake_after_nights (both on there); in other tests' nights they would cost Chromium's and
+    # dbt's time (about 5 s a night) and check nothing
     monkeypatch.setenv("CITYLAKE_REPORT_PDF", "never")
+    monkeypatch.setenv("CITYLAKE_DOCS_SITE", "false")
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
@@ -167,6 +168,7 @@ class Nights:
         monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
         monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(self.warehouse))
         monkeypatch.setenv("CITYLAKE_REPORT_PDF", "always")
+        monkeypatch.setenv("CITYLAKE_DOCS_SITE", "true")
         return Settings()
 
 

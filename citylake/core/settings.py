@@ -80,6 +80,10 @@ class Settings(BaseSettings):
             "error of the night), or never."
         ),
     )
+    docs_site: bool = Field(
+        default=True,
+        description="Whether each publication writes the docs of the marts (dbt's docs site, ~2.7 MB), reports/docs/.",
+    )
     chromium: str | None = Field(
         default=None,
         description="The Chromium that prints the contract reports' PDFs (default: chromium on the PATH).",
