@@ -38,6 +38,18 @@ def _dead(held: dict) -> bool:
 _MINE: set[str] = set()
 
 
+def _create(storage: LakeStorage, k: str, body: dict, attempts: int = 3) -> None:
+    """Create the lock object only if absent. A create refused because the object exists, which
+    is gone when the storage looks at it, was a holder releasing at that moment: try again."""
+    for attempt in range(attempts):
+        try:
+            storage.put_json(k, body)
+            return
+        except LakeObjectNotFound:
+            if attempt == attempts - 1:
+                raise LockHeld(f"{k} changed hands {attempts} times while being taken") from None
+
+
 @contextmanager
 def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = timedelta(hours=6)):
     """Hold ``control/locks/<name>.json`` for the duration; an expired lock is taken over."""
@@ -53,7 +65,7 @@ def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = time
         "owner_token": token,
     }
     try:
-        storage.put_json(k, body)
+        _create(storage, k, body)
     except ObjectExistsError:
         try:
             held = storage.get_json(k)
@@ -66,7 +78,7 @@ def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = time
             ) from None
         storage.delete(k)  # expired, or its process is dead: take it over
         try:
-            storage.put_json(k, body)
+            _create(storage, k, body)
         except ObjectExistsError:
             raise LockHeld(f"another run took {k} over at the same moment") from None
     _MINE.add(token)
