@@ -92,7 +92,10 @@ def render(target: Path, record: dict, group_marts: dict[str, list[str]]) -> str
         "path": "overview.md",
         "original_file_path": "overview.md",
         "unique_id": OVERVIEW_ID,
-        "block_contents": overview(record, group_marts),
+        # this publication first, then the project's own overview (dbt_project/models/overview.md)
+        "block_contents": overview(record, group_marts)
+        + "\n---\n\n"
+        + manifest["docs"].get(OVERVIEW_ID, {}).get("block_contents", ""),
     }
     for placeholder in ('"MANIFEST.JSON INLINE DATA"', '"CATALOG.JSON INLINE DATA"'):
         if placeholder not in page:

@@ -152,6 +152,7 @@ def test_docs_of_the_marts_served_offline_with_their_lineage(lake_after_nights, 
     finally:
         server.should_exit = True
     assert f"Publication <strong>{first}</strong>" in earlier, "as_of does not serve the earlier publication's docs"
+    assert "Publication groups" in earlier, "the project's own overview (models/overview.md) is gone"
     # the mart's page: its grain, and its columns with their types (from the warehouse's catalog)
     assert "Grain: one row per (route_short_name" in columns
     for column in ("mean_load", "p90_load", "stop_sequence"):
