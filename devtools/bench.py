@@ -482,6 +482,13 @@ def figures_of(out: str) -> dict[str, float]:
     return {k.strip(): float(v) for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)}
 
 
+def evaluate_in(env: dict[str, str], *args: str) -> dict[str, float]:
+    """Run ``python -m devtools evaluate ARGS`` in a clean process with ``env``; return its figures."""
+    command = [sys.executable, "-m", "devtools", "evaluate", *args]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    return figures_of(out)
+
+
 def evaluate_metro(work: Path) -> dict[str, float]:
     """Accuracy of the metro day built by the benchmark (marts vs the simulator's truth)."""
     env = {
@@ -490,15 +497,7 @@ def evaluate_metro(work: Path) -> dict[str, float]:
         "CITYLAKE_WAREHOUSE": str(work / "warehouse.duckdb"),
         "CITYLAKE_PSEUDONYM_KEY": "benchmark-key-not-a-secret",
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "devtools", "evaluate", "--truth", str(work / "metro")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return figures_of(out)
+    return evaluate_in(env, "--truth", str(work / "metro"))
 
 
 def render_accuracy(figures: dict[str, float]) -> str:

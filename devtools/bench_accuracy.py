@@ -111,7 +111,7 @@ def _run(net: dict, work: Path) -> dict[str, float]:
         "DBT_TARGET_PATH": str(work / "dbt-target"),
         "DBT_LOG_PATH": str(work / "dbt-logs"),
     }
-    from devtools.bench import figures_of
+    from devtools.bench import evaluate_in
 
     py = [sys.executable, "-m"]
     steps = [
@@ -138,15 +138,7 @@ def _run(net: dict, work: Path) -> dict[str, float]:
     ]
     for cmd in steps:
         subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    out = subprocess.run(
-        [*py, "devtools", "evaluate", "--truth", str(drop), "--warehouse", str(wh)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return figures_of(out)
+    return evaluate_in(env, "--truth", str(drop), "--warehouse", str(wh))
 
 
 def render(results: list[tuple[str, dict[str, float]]], machine: str, minutes: float) -> str:

@@ -386,8 +386,8 @@ def pdf_wanted(settings) -> bool:
     """Whether reports are printed to PDF (``CITYLAKE_REPORT_PDF``: auto prints when a Chromium is found)."""
     from citylake.consumers.pdf import find_browser
 
-    mode = getattr(settings, "report_pdf", "auto")
-    found = find_browser(getattr(settings, "chromium", None)) is not None
+    mode = settings.report_pdf
+    found = find_browser(settings.chromium) is not None
     if mode == "auto" and not found:
         log.warning("contract reports not printed to PDF: no Chromium (CITYLAKE_CHROMIUM, or apt-get install chromium)")
     return mode == "always" or (mode == "auto" and found)
@@ -421,5 +421,4 @@ def write_month_to_date(
         con.close()
     if not pdf_wanted(settings):
         return pages
-    browser = getattr(settings, "chromium", None)
-    return [k for page in pages for k in (page, write_pdf(storage, page, browser))]
+    return [k for page in pages for k in (page, write_pdf(storage, page, settings.chromium))]

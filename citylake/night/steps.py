@@ -264,7 +264,7 @@ def docs_site(
 ) -> tuple[str | None, str | None]:
     """Write the publication's documentation of the marts (dbt's docs site); a failure is
     returned, never raised (the publication stands). Nothing published: nothing written."""
-    if not gate.publication_id or not getattr(settings, "docs_site", True):
+    if not gate.publication_id or not settings.docs_site:
         return None, None
     from citylake.build.dbt import generate_docs
     from citylake.build.groups import group_marts, load_manifest

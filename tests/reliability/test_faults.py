@@ -412,6 +412,21 @@ def test_readers_stay_consistent_while_publications_switch(published_copy, relia
     )
 
 
+def _kill_during(command: list[str], env: dict[str, str], delays: list[float]) -> int:
+    """Run ``command`` once per delay, SIGKILLed after that many seconds; return how many runs
+    were killed (the others finished first)."""
+    killed = 0
+    for delay in delays:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed += 1
+    return killed
+
+
 def test_kill_points_in_the_dbt_build(published_copy, reliability) -> None:
     settings, storage, warehouse, night = published_copy
     reference = duckdb.connect(str(warehouse), read_only=True)
@@ -430,15 +445,7 @@ def test_kill_points_in_the_dbt_build(published_copy, reliability) -> None:
     command = [sys.executable, "-m", "citylake.cli", "build", "--dates", DAY.isoformat()]
     rng = random.Random(5)
     delays = [round(rng.uniform(2.5, 6.0), 2) for _ in range(3)]
-    killed = 0
-    for delay in delays:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            killed += 1
+    killed = _kill_during(command, env, delays)
     assert killed == len(delays), f"the build finished before its kill in {len(delays) - killed} trials ({delays})"
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -957,17 +964,7 @@ def test_kill_points_in_the_dbt_build_on_a_network_whose_trips_chain_at_termini(
 
     def build_into(name: str, kills: list[float]) -> tuple[dict, int]:
         wh = {**env, "CITYLAKE_WAREHOUSE": str(tmp_path / f"{name}.duckdb")}
-        killed = 0
-        for delay in kills:
-            proc = subprocess.Popen(
-                [*cli, "build"], cwd=ROOT, env=wh, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                killed += 1
+        killed = _kill_during([*cli, "build"], wh, kills)
         done = subprocess.run([*cli, "build"], cwd=ROOT, env=wh, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         con = duckdb.connect(str(tmp_path / f"{name}.duckdb"), read_only=True)
