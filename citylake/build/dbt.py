@@ -9,7 +9,9 @@ Incremental models recompute only the service dates asked for; ``--full-refresh`
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from citylake.core.storage import LakeStorage, S3Storage, open_storage
 from ingestion import manifest
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
+log = logging.getLogger("citylake.build")
 
 
 def target_dir() -> Path:
@@ -129,10 +132,27 @@ def _release_dbt_connection() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
+#: CPython before 3.11.8 can fail a compile() at random when threads compile at once (dbt's
+#: threads compile Jinja): "SystemError: AST constructor recursion depth mismatch", python/cpython
+#: gh-106905. Nothing is wrong with the project; the command is run once more.
+_CPYTHON_AST_RACE = "AST constructor recursion depth mismatch"
+_AST_RACE_POSSIBLE = sys.version_info < (3, 11, 8)
+
+
 def run_dbt(
     args: Sequence[str], settings: Settings, storage: LakeStorage | None = None, warehouse: Path | None = None
 ) -> BuildResult:
     """Run a dbt command in-process against the lake; return its node results."""
+    result = _run_dbt(args, settings, storage, warehouse)
+    if _AST_RACE_POSSIBLE and any(_CPYTHON_AST_RACE in (r["message"] or "") for r in result.failures):
+        log.warning("dbt %s hit CPython's gh-106905 (Python < 3.11.8): run once more", args[0])
+        result = _run_dbt(args, settings, storage, warehouse)
+    return result
+
+
+def _run_dbt(
+    args: Sequence[str], settings: Settings, storage: LakeStorage | None = None, warehouse: Path | None = None
+) -> BuildResult:
     from dbt.cli.main import dbtRunner
 
     storage = storage or open_storage(settings)
