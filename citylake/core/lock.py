@@ -64,25 +64,27 @@ def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = time
         "expires_at": (now + ttl).isoformat(),
         "owner_token": token,
     }
+    # the token is this process's before the lock exists: another thread reading the lock in
+    # between must see a live holder, never a dead run of this process (see _dead)
+    _MINE.add(token)
     try:
-        _create(storage, k, body)
-    except ObjectExistsError:
-        try:
-            held = storage.get_json(k)
-        except LakeObjectNotFound:
-            held = None
-        if held and datetime.fromisoformat(held["expires_at"]) > now and not _dead(held):
-            raise LockHeld(
-                f"another run holds {k}: {held['owner']} on {held['host']} (pid {held.get('pid')}) "
-                f"since {held['acquired_at']}"
-            ) from None
-        storage.delete(k)  # expired, or its process is dead: take it over
         try:
             _create(storage, k, body)
         except ObjectExistsError:
-            raise LockHeld(f"another run took {k} over at the same moment") from None
-    _MINE.add(token)
-    try:
+            try:
+                held = storage.get_json(k)
+            except LakeObjectNotFound:
+                held = None
+            if held and datetime.fromisoformat(held["expires_at"]) > now and not _dead(held):
+                raise LockHeld(
+                    f"another run holds {k}: {held['owner']} on {held['host']} (pid {held.get('pid')}) "
+                    f"since {held['acquired_at']}"
+                ) from None
+            storage.delete(k)  # expired, or its process is dead: take it over
+            try:
+                _create(storage, k, body)
+            except ObjectExistsError:
+                raise LockHeld(f"another run took {k} over at the same moment") from None
         yield body
     finally:
         _MINE.discard(token)
