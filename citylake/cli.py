@@ -236,7 +236,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from citylake.build.dbt import build
 
     dates = [date_.fromisoformat(d) for d in args.dates.split(",")] if args.dates else []
-    result = build(_settings(), service_dates=dates, full_refresh=args.full_refresh, select=args.select)
+    result = build(
+        _settings(), service_dates=dates, full_refresh=args.full_refresh, select=args.select, unit_tests=args.unit_tests
+    )
     counts: dict[str, int] = {}
     for r in result.results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -635,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dates", help="comma list of service dates to (re)compute; default: all")
     p.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
     p.add_argument("--select", help="dbt selection, e.g. 'marts.transit'")
+    p.add_argument(
+        "--unit-tests", action="store_true", help="also run dbt's unit tests (they test the code; the nights skip them)"
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="the whole night in-process: ingest, build, audit, publish, report")

@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         results["dbt_full"] = run_stage(
             Stage(
                 "dbt_full",
-                "dbt build (full) of the metro day: every model and test",
+                "dbt build (full) of the metro day: every model and data test",
                 _cli("build", "--full-refresh"),
                 env=_env(metro_lake, warehouse=metro_wh),
                 before_each=_rm(metro_wh),

@@ -196,8 +196,14 @@ def build(
     warehouse: Path | None = None,
     extra_vars: dict | None = None,
     indirect_selection: str | None = None,
+    unit_tests: bool = False,
 ) -> BuildResult:
-    """dbt seed + build (models and tests) for the given service dates (all when empty)."""
+    """dbt seed + build (models and tests) for the given service dates (all when empty).
+
+    dbt's unit tests run only with ``unit_tests=True`` (make test, ``citylake build --unit-tests``):
+    their inputs are static, so they test the code, not the night's data, and dbt Labs recommends
+    running them in development and CI only (docs.getdbt.com/docs/build/unit-tests, "When to run
+    unit tests"). The nights leave them out."""
     dates = sorted({d.isoformat() for d in service_dates})
     vars_ = json.dumps({"service_dates": dates, **(extra_vars or {})})
     args = ["build", "--vars", vars_]
@@ -207,6 +213,8 @@ def build(
         args += ["--select", *select.split()]
     if indirect_selection:
         args += ["--indirect-selection", indirect_selection]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     return run_dbt(args, settings, storage, warehouse)
 
 

@@ -139,3 +139,26 @@ def test_a_dbt_run_hit_by_cpythons_ast_race_runs_once_more(monkeypatch) -> None:
         monkeypatch.setattr(dbt, "_AST_RACE_POSSIBLE", True)
         assert dbt.run_dbt(["build"], settings=None).success is success
         assert len(calls) == runs_expected
+
+
+def test_the_nights_leave_dbt_unit_tests_to_make_test(file_settings, monkeypatch) -> None:
+    """A night's build skips dbt's unit tests (static inputs: they test the code, and make test runs
+    them); ``citylake build --unit-tests`` and make test's builds run them."""
+    from pathlib import Path
+
+    from citylake.build import dbt
+    from citylake.night import steps
+
+    calls = []
+
+    def fake(args, settings, storage=None, warehouse=None):
+        calls.append(list(args))
+        return dbt.BuildResult(True, Path("w.duckdb"), [])
+
+    monkeypatch.setattr(dbt, "run_dbt", fake)
+    plan = {"first_build": False, "dates": ["2026-03-30"], "selections": {"transit": ["fct_stop_visit_loads"]}}
+    steps.build_marts(file_settings, plan)
+    steps.build_marts(file_settings, plan, group="transit")
+    dbt.build(file_settings, unit_tests=True)
+    skip = ["--exclude-resource-type", "unit_test"]
+    assert [any(args[i : i + 2] == skip for i in range(len(args))) for args in calls] == [True, True, False]

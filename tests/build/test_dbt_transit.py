@@ -44,7 +44,7 @@ def built(pipeline, tmp_path_factory) -> Path:
     mp = pytest.MonkeyPatch()
     try:
         settings = env(mp, pipeline, "full")
-        result = build(settings)
+        result = build(settings, unit_tests=True)
         assert result.success, [(r["node"], r["message"]) for r in result.failures]
         pipeline["results"] = result.results
         return result.warehouse

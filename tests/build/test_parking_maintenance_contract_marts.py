@@ -61,7 +61,7 @@ def lake(tmp_path_factory) -> dict:
     mp.setenv("CITYLAKE_WAREHOUSE", str(base / "warehouse.duckdb"))
     try:
         report = ingest(Settings())
-        result = build(Settings())
+        result = build(Settings(), unit_tests=True)
         yield {"base": base, "drop": drop, "report": report, "result": result, "settings": Settings()}
     finally:
         mp.undo()
