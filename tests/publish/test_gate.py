@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -153,14 +155,58 @@ def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp
     assert build_suites  # the real suites still ran
 
 
-def _crash_run(settings: Settings, step: str, env_extra: dict) -> int:
-    """Publish the built warehouse in a process killed at one step of the gate (citylake publish)."""
-    code = (
-        "import sys; from citylake.night.steps import publish_only; from citylake.core.settings import Settings;"
-        "sys.exit(0 if publish_only(Settings()).all_published else 1)"
-    )
-    env = {**os.environ, **env_extra, "CITYLAKE_GATE_CRASH_AT": step}
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, timeout=600).returncode
+# A process that imports the publication code once (Great Expectations alone takes 6-7 s to import
+# here), then forks one child per crash: each child is a separate process that publishes the built
+# warehouse (citylake publish) and is killed at its step, as a fresh interpreter would be.
+_FORKER = r"""
+import os, sys, traceback
+from citylake.night.steps import publish_only
+from citylake.core.settings import Settings
+from quality.suites import _gx
+_gx()
+print("ready", flush=True)
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.environ["CITYLAKE_GATE_CRASH_AT"] = line.strip()
+        try:
+            code = 0 if publish_only(Settings()).all_published else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 2
+        os._exit(code)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+@contextmanager
+def crash_runner(env: dict, log: Path) -> Iterator[Callable[[str], int]]:
+    """Yield run(step): publish in a new process killed at that step; return its exit code."""
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _FORKER],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        try:
+            assert proc.stdout.readline().strip() == "ready", log.read_text()[-3000:]
+
+            def run(step: str) -> int:
+                proc.stdin.write(step + "\n")
+                proc.stdin.flush()
+                answer = proc.stdout.readline().strip()
+                assert answer, log.read_text()[-3000:]
+                return int(answer)
+
+            yield run
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=60)
 
 
 def test_a_crash_at_any_step_never_exposes_a_mix(drops, lake_settings, tmp_path, monkeypatch) -> None:
@@ -178,24 +224,25 @@ def test_a_crash_at_any_step_never_exposes_a_mix(drops, lake_settings, tmp_path,
     assert build_marts(settings, plan_build(settings, ["2026-03-31"], selections=False))["success"]
     env = {k: v for k, v in os.environ.items() if k.startswith("CITYLAKE_")}
     seen = []
-    # every step on the filesystem; on S3 the table commits, the registry and the pointer (before
-    # them the gate writes single small objects, whose put is atomic on both backends)
-    steps = STEPS if not settings.lake_uri.startswith("s3://") else ("promoting", "registered", "published")
-    for step in steps:
-        rc = _crash_run(settings, step, env)
-        assert rc == 137, f"the run was not killed at {step}"
-        ptr = current(storage)
-        ids = {g["publication_id"] for g in ptr["groups"].values()}
-        assert len(ids) == 1, f"a mix of versions after a crash at {step}: {ids}"
-        con = duck.connect(settings, storage)  # everything the pointer names reads, at its version
-        published_views(con, storage, ptr)
-        for mart, entry in mart_entries(ptr).items():
-            assert entry["version"] <= table_version(settings, storage, entry["table"])
-            con.sql(f"select count(*) from {mart}").fetchone()
-        con.close()
-        seen.append(ids.pop())
-        # the lock of the killed run is left behind: a later run takes it over once expired
-        storage.delete("control/locks/nightly.json")
+    with crash_runner(env, tmp_path / "crashes.log") as crash:
+        # every step on the filesystem; on S3 the table commits, the registry and the pointer (before
+        # them the gate writes single small objects, whose put is atomic on both backends)
+        steps = STEPS if not settings.lake_uri.startswith("s3://") else ("promoting", "registered", "published")
+        for step in steps:
+            rc = crash(step)
+            assert rc == 137, f"the run was not killed at {step}: exit code {rc}, {tmp_path / 'crashes.log'}"
+            ptr = current(storage)
+            ids = {g["publication_id"] for g in ptr["groups"].values()}
+            assert len(ids) == 1, f"a mix of versions after a crash at {step}: {ids}"
+            con = duck.connect(settings, storage)  # everything the pointer names reads, at its version
+            published_views(con, storage, ptr)
+            for mart, entry in mart_entries(ptr).items():
+                assert entry["version"] <= table_version(settings, storage, entry["table"])
+                con.sql(f"select count(*) from {mart}").fetchone()
+            con.close()
+            seen.append(ids.pop())
+            # the lock of the killed run is left behind: a later run takes it over once expired
+            storage.delete("control/locks/nightly.json")
     before_registry = [s for s in steps if STEPS.index(s) < STEPS.index("registered")]
     assert seen[: len(before_registry)] == [first.run_id] * len(before_registry)  # nothing new visible
     assert seen[-1] != first.run_id  # a crash after the switch: the new version, complete
