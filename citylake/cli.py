@@ -503,6 +503,12 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         f"(CITYLAKE_PUBLICATION_RETENTION_DAYS={settings.publication_retention_days}, and every one a contract "
         "report names)"
     )
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {len(done['docs_removed'])} docs page(s) of the marts; {len(done['docs_kept'])} kept "
+        f"(CITYLAKE_DOCS_RETENTION_DAYS={settings.docs_retention_days}, in force, named by a contract report, "
+        "or the newest of their code version)"
+    )
     return 0
 
 
@@ -686,7 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_retention)
     p = sub.add_parser(
         "vacuum",
-        help="delete published table files no kept publication reads (CITYLAKE_PUBLICATION_RETENTION_DAYS)",
+        help=(
+            "delete published table files no kept publication reads (CITYLAKE_PUBLICATION_RETENTION_DAYS), "
+            "and old docs pages (CITYLAKE_DOCS_RETENTION_DAYS)"
+        ),
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     p.set_defaults(func=cmd_vacuum)

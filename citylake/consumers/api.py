@@ -591,7 +591,12 @@ def create_app(
             raise ApiError(404, "publication_not_found", str(exc)) from None
         page = site_for(storage, pointer)
         if page is None:
-            raise ApiError(404, "docs_not_found", "no documentation site was written for this publication")
+            raise ApiError(
+                404,
+                "docs_not_found",
+                "no docs page is kept for this publication: none was written, or `citylake vacuum` deleted it "
+                "(CITYLAKE_DOCS_RETENTION_DAYS)",
+            )
         return HTMLResponse(storage.get_bytes(page), headers=DOCS_HEADERS)
 
     @app.get("/v1/publication", response_model=PublicationInForce, summary="What is published now")

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
         default=True,
         description="Whether each publication writes the docs of the marts (dbt's docs site, ~2.7 MB), reports/docs/.",
     )
+    docs_retention_days: int = Field(
+        default=92,
+        ge=0,
+        description=(
+            "Days a publication's docs page (reports/docs/, ~2.7 MB) is kept before `citylake vacuum` deletes it. "
+            "Kept whatever their age: the pages of the publications in force, of those named by a contract "
+            "report, and the newest page of each code version."
+        ),
+    )
     chromium: str | None = Field(
         default=None,
         description="The Chromium that prints the contract reports' PDFs (default: chromium on the PATH).",

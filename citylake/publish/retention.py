@@ -13,6 +13,12 @@ A publication is kept (every table version its pointer names stays readable) whe
 Versions no publication names (a night killed between its commits and the pointer switch) go
 first. Each vacuum leaves a record, ``control/vacuum/<run_id>.json``. It runs under the nightly
 lock: never while a night publishes.
+
+The docs page of a publication (``reports/docs/<publication_id>/index.html``, dbt's docs site,
+~2.7 MB, about 1 GB a year at a publication a night) describes the code, not the data: the same
+vacuum deletes it once it is older than ``Settings.docs_retention_days`` (default 92), unless its
+publication is in force for a group, is named by a contract report, or is the newest publication of
+its code version (so the docs of every code version that published stay).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from citylake.core.lock import lake_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
+from citylake.publish.docs_site import docs_key
 from citylake.publish.gate import crash_point
 from citylake.publish.reader import current, mart_entries, registry
 from citylake.publish.tables import vacuum_table
@@ -29,15 +36,20 @@ from citylake.publish.tables import vacuum_table
 LOCK = "nightly"
 
 
-def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | None = None) -> dict[str, str]:
-    """Return publication id -> why it is kept."""
-    now = now or datetime.now(UTC)
-    cutoff = (now - timedelta(days=settings.publication_retention_days)).isoformat()
-    reported = {
+def _reported(storage: LakeStorage) -> set[str]:
+    """The publications a contract report names (its file is named after the publication it read)."""
+    return {
         i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         for i in storage.list("reports/contract/")
         if i.key.endswith((".html", ".pdf"))
     }
+
+
+def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | None = None) -> dict[str, str]:
+    """Return publication id -> why it is kept."""
+    now = now or datetime.now(UTC)
+    cutoff = (now - timedelta(days=settings.publication_retention_days)).isoformat()
+    reported = _reported(storage)
     kept = {}
     for record in registry(storage):
         pid = record["publication_id"]
@@ -46,6 +58,44 @@ def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | 
         elif pid in reported:
             kept[pid] = "named by a contract report"
     return kept
+
+
+def kept_docs(storage: LakeStorage, settings: Settings, now: datetime | None = None) -> dict[str, str]:
+    """Return publication id -> why its docs page is kept (see the module's docstring)."""
+    now = now or datetime.now(UTC)
+    cutoff = (now - timedelta(days=settings.docs_retention_days)).isoformat()
+    reported = _reported(storage)
+    in_force = {g["publication_id"] for g in current(storage).get("groups", {}).values()}
+    records = registry(storage)
+    newest_of_code: dict[str, str] = {}  # code version -> its newest publication that wrote a docs page
+    for record in sorted(records, key=lambda r: r["created_at"]):
+        if storage.exists(docs_key(record["publication_id"])):
+            newest_of_code[record.get("code_version", "")] = record["publication_id"]
+    newest = set(newest_of_code.values())
+    kept = {}
+    for record in records:
+        pid = record["publication_id"]
+        if pid in in_force:
+            kept[pid] = "in force"
+        elif record["created_at"] >= cutoff:
+            kept[pid] = f"younger than {settings.docs_retention_days} days"
+        elif pid in reported:
+            kept[pid] = "named by a contract report"
+        elif pid in newest:
+            kept[pid] = f"the newest of code version {record.get('code_version')}"
+    return kept
+
+
+def _vacuum_docs(storage: LakeStorage, kept: dict[str, str], *, dry_run: bool) -> list[str]:
+    """Delete the docs pages of the publications not kept; return their keys."""
+    gone = []
+    for item in storage.list("reports/docs/"):
+        publication_id = item.key.removeprefix("reports/docs/").split("/", 1)[0]
+        if publication_id not in kept:
+            gone.append(item.key)
+            if not dry_run:
+                storage.delete(item.key)
+    return sorted(gone)
 
 
 def vacuum_published(
@@ -69,7 +119,16 @@ def vacuum_published(
             removed[table] = vacuum_table(settings, storage, table, sorted(versions[table]), dry_run=dry_run)
             if i == 0 and not dry_run:
                 crash_point("vacuum")
-        done = {"kept_publications": kept, "tables": len(tables), "removed": removed, "dry_run": dry_run}
+        docs_kept = kept_docs(storage, settings, now)
+        docs_removed = _vacuum_docs(storage, docs_kept, dry_run=dry_run)
+        done = {
+            "kept_publications": kept,
+            "tables": len(tables),
+            "removed": removed,
+            "docs_kept": docs_kept,
+            "docs_removed": docs_removed,
+            "dry_run": dry_run,
+        }
         if not dry_run:  # what went, and why the rest stayed: a record per vacuum
             storage.put_json(f"control/vacuum/{owner}.json", done)
         return done
