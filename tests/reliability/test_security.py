@@ -95,6 +95,12 @@ MATRIX = [
         False,
     ),
     ("retention-job", "s3:PutObject", LAKE, "control/locks/nightly.json", None, True),
+    ("retention-job", "s3:PutObject", LAKE, "control/vacuum/20270601T000000Z-0a1b2c3d.json", None, True),
+    ("retention-job", "s3:PutObject", LAKE, "control/manifest/purges/20270601T000000Z-0a1b2c3d.json", None, True),
+    ("retention-job", "s3:PutObject", LAKE, "control/manifest/fare_transactions/x.parquet", None, False),
+    ("retention-job", "s3:ListBucket", LAKE, None, "reports/docs/", True),
+    ("retention-job", "s3:DeleteObject", LAKE, "reports/docs/p/index.html", None, True),
+    ("retention-job", "s3:DeleteObject", LAKE, "reports/contract/operator=bus/month=2026-03/p.html", None, False),
     ("retention-job", "s3:GetObject", LAKE, "raw/x", None, False),
 ]
 
