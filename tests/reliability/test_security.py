@@ -101,7 +101,10 @@ MATRIX = [
     ("retention-job", "s3:ListBucket", LAKE, None, "reports/docs/", True),
     ("retention-job", "s3:DeleteObject", LAKE, "reports/docs/p/index.html", None, True),
     ("retention-job", "s3:DeleteObject", LAKE, "reports/contract/operator=bus/month=2026-03/p.html", None, False),
-    ("retention-job", "s3:GetObject", LAKE, "raw/x", None, False),
+    # a purge records each file's sha256, from a HEAD (S3 listings carry no user metadata), and S3
+    # authorises HEAD with s3:GetObject: the job that may delete raw files may also read them
+    ("retention-job", "s3:GetObject", LAKE, "raw/x", None, True),
+    ("retention-job", "s3:GetObject", LAKE, "staged/fare_transactions/x.parquet", None, False),
 ]
 
 
