@@ -25,8 +25,11 @@ OVERVIEW_ID = "doc.citylake.__overview__"
 TITLE = "citylake — documentation des marts publiés"
 
 
+DOCS_PREFIX = "reports/docs/"
+
+
 def docs_key(publication_id: str) -> str:
-    return key(Zone.REPORTS, f"docs/{publication_id}", filename="index.html")
+    return key(Zone.REPORTS, f"docs/{publication_id}", filename="index.html")  # under DOCS_PREFIX
 
 
 def _inline(data: dict) -> str:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from citylake.core.lock import lake_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
-from citylake.publish.docs_site import docs_key
+from citylake.publish.docs_site import DOCS_PREFIX
 from citylake.publish.gate import crash_point
 from citylake.publish.reader import current, mart_entries, registry
 from citylake.publish.tables import vacuum_table
@@ -60,6 +60,10 @@ def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | 
     return kept
 
 
+def _docs_publication(page_key: str) -> str:
+    return page_key.removeprefix(DOCS_PREFIX).split("/", 1)[0]
+
+
 def kept_docs(storage: LakeStorage, settings: Settings, now: datetime | None = None) -> dict[str, str]:
     """Return publication id -> why its docs page is kept (see the module's docstring)."""
     now = now or datetime.now(UTC)
@@ -67,9 +71,10 @@ def kept_docs(storage: LakeStorage, settings: Settings, now: datetime | None = N
     reported = _reported(storage)
     in_force = {g["publication_id"] for g in current(storage).get("groups", {}).values()}
     records = registry(storage)
+    pages = {_docs_publication(i.key) for i in storage.list(DOCS_PREFIX)}  # one listing, not a HEAD per record
     newest_of_code: dict[str, str] = {}  # code version -> its newest publication that wrote a docs page
-    for record in sorted(records, key=lambda r: r["created_at"]):
-        if storage.exists(docs_key(record["publication_id"])):
+    for record in records:  # oldest first
+        if record["publication_id"] in pages:
             newest_of_code[record.get("code_version", "")] = record["publication_id"]
     newest = set(newest_of_code.values())
     kept = {}
@@ -89,9 +94,8 @@ def kept_docs(storage: LakeStorage, settings: Settings, now: datetime | None = N
 def _vacuum_docs(storage: LakeStorage, kept: dict[str, str], *, dry_run: bool) -> list[str]:
     """Delete the docs pages of the publications not kept; return their keys."""
     gone = []
-    for item in storage.list("reports/docs/"):
-        publication_id = item.key.removeprefix("reports/docs/").split("/", 1)[0]
-        if publication_id not in kept:
+    for item in storage.list(DOCS_PREFIX):
+        if _docs_publication(item.key) not in kept:
             gone.append(item.key)
             if not dry_run:
                 storage.delete(item.key)
