@@ -6,10 +6,13 @@ free port, buckets created through the minio SDK.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import pickle
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -118,23 +121,47 @@ SIMULATED_DAYS = 2
 PSEUDONYM_KEY = "session-test-pseudonym-key-0123456789"
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> object:
+    """Build a read-only session resource once per test run, not once per xdist worker.
+
+    The first worker that needs it builds it in a folder every worker of this run sees (the parent
+    of the workers' base temp folders) while holding a lock; the others wait for the lock and load
+    what ``build(folder)`` returned (pickled). A build that fails leaves no mark, so the next worker
+    tries again. Without xdist it is simply built."""
+    if not _WORKER:
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by its workers
+    folder, done = root / name, root / f"{name}.pickle"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        folder.mkdir()
+        value = build(folder)
+        done.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def simulated_days(tmp_path_factory) -> Path:
     """The operators' deliveries of two simulated days (default faults) with the ground truth:
-    every test that needs a drop copies or reads this one (never writes to it)."""
-    drop = tmp_path_factory.mktemp("simulated_days")
-    simulate(
-        SimulationConfig(
-            network=SAMPLE_NETWORK,
-            start=SIMULATED_START,
-            days=SIMULATED_DAYS,
-            out=drop,
-            faults=parse_faults("default"),
-            seed=11,
-            progress=False,
+    every test that needs a drop copies or reads this one (never writes to it). Built once per run."""
+
+    def build(drop: Path) -> Path:
+        simulate(
+            SimulationConfig(
+                network=SAMPLE_NETWORK,
+                start=SIMULATED_START,
+                days=SIMULATED_DAYS,
+                out=drop,
+                faults=parse_faults("default"),
+                seed=11,
+                progress=False,
+            )
         )
-    )
-    return drop
+        return drop
+
+    return built_once(tmp_path_factory, "simulated_days", build)
 
 
 @dataclass(frozen=True)
@@ -161,6 +188,12 @@ class Nights:
         """Settings reading this lake (tests' environments are cleaned, so nothing else points at it)."""
         return published_settings(self.base)
 
+    def copy(self, dest: Path) -> Settings:
+        """Copy the lake under ``dest`` (for a test that writes: the lake is shared, read-only, by
+        every worker); return Settings reading the copy."""
+        shutil.copytree(self.lake, dest / "lake")
+        return published_settings(dest)
+
     def env(self, monkeypatch: pytest.MonkeyPatch) -> Settings:
         """Point the environment at this lake, as a night would see it; return the Settings."""
         monkeypatch.setenv("CITYLAKE_LAKE_URI", self.lake.as_uri())
@@ -173,33 +206,38 @@ class Nights:
 
 
 @pytest.fixture(scope="session")
-def lake_after_nights(simulated_days, tmp_path_factory) -> Iterator[Nights]:
+def lake_after_nights(simulated_days, tmp_path_factory) -> Nights:
     """A lake after the two simulated days' nights, run as a city runs them (``run_night`` with the
     files delivered by 06:30 of the next day): published, reported, with two publications in the
-    registry. Shared, read-only, by the tests that read publications (API, open data, catalog,
-    reports, dbt docs) and copied by those that break things (the fault suite)."""
-    base = tmp_path_factory.mktemp("lake_after_nights")
-    mp = pytest.MonkeyPatch()
-    try:
-        settings = Nights(base, simulated_days, ()).env(mp)
-        nights = []
-        for day in range(SIMULATED_DAYS):
-            as_of = night_after(SIMULATED_START + timedelta(days=day), settings.timezone)
-            night = run_night(settings, as_of=as_of)
-            assert night.ok, (night.gate.refused_groups if night.gate else None, night.ingest.lines())
-            # the night writes each operator's month-to-date contract report from what it published
-            # (HTML, and PDF printed by Chromium, which make test installs)
-            assert night.contract_reports == [
-                f"reports/contract/operator={op}/month=2026-03/{night.gate.publication_id}.{ext}"
-                for op in ("bus", "parking")
-                for ext in ("html", "pdf")
-            ]
-            # and the documentation of the marts it published (dbt's docs site)
-            assert night.docs_site == f"reports/docs/{night.gate.publication_id}/index.html", night.report_error
-            nights.append(night)
-        yield Nights(base, simulated_days, tuple(nights))
-    finally:
-        mp.undo()
+    registry. Built once per run and shared, read-only, by the tests that read publications (API,
+    open data, catalog, reports, dbt docs), on every worker: a test that writes to a lake (the
+    fault suite, open-data exports, reports) copies it first."""
+
+    def build(base: Path) -> tuple[Path, tuple[NightResult, ...]]:
+        mp = pytest.MonkeyPatch()
+        try:
+            settings = Nights(base, simulated_days, ()).env(mp)
+            nights = []
+            for day in range(SIMULATED_DAYS):
+                as_of = night_after(SIMULATED_START + timedelta(days=day), settings.timezone)
+                night = run_night(settings, as_of=as_of)
+                assert night.ok, (night.gate.refused_groups if night.gate else None, night.ingest.lines())
+                # the night writes each operator's month-to-date contract report from what it published
+                # (HTML, and PDF printed by Chromium, which make test installs)
+                assert night.contract_reports == [
+                    f"reports/contract/operator={op}/month=2026-03/{night.gate.publication_id}.{ext}"
+                    for op in ("bus", "parking")
+                    for ext in ("html", "pdf")
+                ]
+                # and the documentation of the marts it published (dbt's docs site)
+                assert night.docs_site == f"reports/docs/{night.gate.publication_id}/index.html", night.report_error
+                nights.append(night)
+            return base, tuple(nights)
+        finally:
+            mp.undo()
+
+    base, nights = built_once(tmp_path_factory, "lake_after_nights", build)
+    return Nights(base, simulated_days, nights)
 
 
 def published_settings(base: Path) -> Settings:

@@ -34,12 +34,9 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(lake_after_nights) -> Api:
-    base = lake_after_nights.base
-    s = published_settings(base)
-    register = TokenRegister(s.api_tokens_file)
-    for e in register.entries():
-        register.revoke(e["name"])
+def api(lake_after_nights, tmp_path_factory) -> Api:
+    s = published_settings(lake_after_nights.base)
+    register = TokenRegister(tmp_path_factory.mktemp("api") / "api_tokens.json")  # the lake is shared, read-only
     tokens = {
         "analyst": register.add("analyst-1", "analyst"),
         "bus": register.add("bus-1", "operator", "bus"),

@@ -22,11 +22,9 @@ from citylake.core.storage import open_storage
 from citylake.publish.reader import current, published_views
 
 
-def test_exports_suppress_small_counts_and_carry_no_identifier(lake_after_nights) -> None:
-    base, night = lake_after_nights.base, lake_after_nights.last
-    settings = Settings.model_construct(
-        lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
-    )
+def test_exports_suppress_small_counts_and_carry_no_identifier(lake_after_nights, tmp_path) -> None:
+    night = lake_after_nights.last
+    settings = lake_after_nights.copy(tmp_path)  # the export writes opendata/
     storage = open_storage(settings)
     con = duck.connect(settings, storage)
     published_views(con, storage, current(storage))
@@ -78,15 +76,13 @@ def test_catalog_is_a_duckdb_file_analysts_open_read_only(lake_after_nights, tmp
         con.execute("create table x as select 1")
 
 
-def test_monthly_report_shows_the_published_kpis(lake_after_nights) -> None:
+def test_monthly_report_shows_the_published_kpis(lake_after_nights, tmp_path) -> None:
     import re
 
     from citylake.consumers.contract_report import build_report, write_report
 
-    base, night = lake_after_nights.base, lake_after_nights.last
-    settings = Settings.model_construct(
-        lake_uri=(base / "lake").as_uri(), timezone="Europe/Paris", duckdb_threads=2, duckdb_memory_limit="4GB"
-    )
+    night = lake_after_nights.last
+    settings = lake_after_nights.copy(tmp_path)  # the report is written to reports/contract/
     storage = open_storage(settings)
     pointer = current(storage)
     con = duck.connect(settings, storage)
