@@ -21,7 +21,7 @@ from citylake.core.errors import CitylakeError
 from citylake.core.lock import LockHeld, lake_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import open_storage
-from citylake.night.steps import run_night
+from citylake.night.steps import NightResult, run_night
 from citylake.publish import gate as gate_mod
 from citylake.publish.gate import STEPS, run_gate
 from citylake.publish.reader import (
@@ -33,6 +33,7 @@ from citylake.publish.reader import (
     registry,
 )
 from citylake.publish.tables import table_version
+from tests.conftest import built_once
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "gate-test-pseudonym-key-0123456789"
@@ -44,7 +45,40 @@ def drops(simulated_days) -> dict:
     return {"two_days": simulated_days}
 
 
-def night_env(monkeypatch, lake_settings: Settings, tmp_path: Path, drop: Path) -> Settings:
+@pytest.fixture(scope="session")
+def first_night(drops, tmp_path_factory) -> tuple[Path, NightResult]:
+    """The night of 30 March on a fresh lake folder (drop, lake, warehouse under the returned base),
+    run once per test run: the tests whose subject is a later night start from a copy of it."""
+
+    def build(base: Path) -> tuple[Path, NightResult]:
+        mp = pytest.MonkeyPatch()
+        try:
+            drop = day_drop(drops["two_days"], base / "drop", "2026-03-30")
+            mp.setenv("CITYLAKE_LAKE_URI", (base / "lake").as_uri())
+            night = run_night(night_env(mp, None, base, drop))
+            assert night.ok, night.gate.refused_groups if night.gate else night.ingest.lines()
+            return base, night
+        finally:
+            mp.undo()
+
+    return built_once(tmp_path_factory, "gate_first_night", build)
+
+
+def after_first_night(first_night, tmp_path: Path, monkeypatch) -> tuple[Settings, NightResult]:
+    """This test's lake (either backend) as the first night left it: the night's drop (files keep
+    their times, so the next night sees them as already landed), its lake, its warehouse."""
+    base, night = first_night
+    shutil.copytree(base / "drop", tmp_path / "drop")  # copy2: modification times kept
+    settings = night_env(monkeypatch, None, tmp_path, tmp_path / "drop")
+    shutil.copyfile(base / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
+    source = open_storage(Settings.model_construct(lake_uri=(base / "lake").as_uri()))
+    target = open_storage(settings)
+    for obj in source.list(""):
+        target.put_file(obj.key, source.url(obj.key), metadata=obj.metadata)
+    return settings, night
+
+
+def night_env(monkeypatch, lake_settings: Settings | None, tmp_path: Path, drop: Path) -> Settings:
     monkeypatch.setenv("CITYLAKE_DROP_ROOT", drop.as_uri())
     monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", KEY)
     monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
@@ -209,14 +243,11 @@ def crash_runner(env: dict, log: Path) -> Iterator[Callable[[str], int]]:
             proc.wait(timeout=60)
 
 
-def test_a_crash_at_any_step_never_exposes_a_mix(drops, lake_settings, tmp_path, monkeypatch) -> None:
-    drop = day_drop(drops["two_days"], tmp_path / "drop", "2026-03-30")
-    settings = night_env(monkeypatch, lake_settings, tmp_path, drop)
-    first = run_night(settings)
-    assert first.ok
+def test_a_crash_at_any_step_never_exposes_a_mix(drops, first_night, lake_settings, tmp_path, monkeypatch) -> None:
+    settings, first = after_first_night(first_night, tmp_path, monkeypatch)
     storage = open_storage(settings)
     good = current(storage)
-    day_drop(drops["two_days"], drop, "2026-03-31")
+    day_drop(drops["two_days"], tmp_path / "drop", "2026-03-31")
     # the second night's data is ingested and built once; each crash is in its publication
     from citylake.night.steps import build_marts, ingest_all, plan_build
 
@@ -343,16 +374,13 @@ def test_groups_come_from_dbt_meta_not_paths() -> None:
 
 
 def test_a_failing_test_on_dim_vehicles_refuses_maintenance_and_publishes_transit(
-    drops, lake_settings, lake, tmp_path, monkeypatch
+    first_night, lake_settings, lake, tmp_path, monkeypatch
 ) -> None:
     """The bug of issue #16: dim_vehicles sits with the fleet, so its failure must stop maintenance."""
     from citylake.build.groups import load_manifest
     from citylake.core.settings import warehouse_path
 
-    drop = day_drop(drops["two_days"], tmp_path / "drop", "2026-03-30")
-    settings = night_env(monkeypatch, lake_settings, tmp_path, drop)
-    first = run_night(settings)
-    assert first.ok
+    settings, first = after_first_night(first_night, tmp_path, monkeypatch)
     manifest = load_manifest()
     node = next(
         uid
