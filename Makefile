@@ -51,7 +51,8 @@ browser:
 # pytest exits 5 when it collected nothing: say so loudly and fail, never pass silently.
 # Lint first (ruff and its formatter; the import direction between rooms, pyproject's
 # [tool.importlinter]; sqlfluff over the dbt SQL, .sqlfluff), then pytest on one worker per core
-# (pytest-xdist; a test file stays on one worker, so its session fixtures are built once there).
+# (pytest-xdist; a test file stays on one worker; the costly read-only session fixtures, the
+# simulated days and the lake after the nights, are built once per run and shared: built_once).
 # PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= auto
 test: install browser
