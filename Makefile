@@ -52,7 +52,8 @@ browser:
 # Lint first (ruff and its formatter; the import direction between rooms, pyproject's
 # [tool.importlinter]; sqlfluff over the dbt SQL, .sqlfluff), then pytest on one worker per core
 # (pytest-xdist; a test file stays on one worker; the costly read-only session fixtures, the
-# simulated days and the lake after the nights, are built once per run and shared: built_once).
+# simulated days and the lake after the nights, are built once per run and shared: built_once;
+# the longest files go first, tests/conftest.py LONGEST_FIRST, so the workers end together).
 # PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= auto
 test: install browser
@@ -60,7 +61,7 @@ test: install browser
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint $(SQL_DIRS)
-	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: install
