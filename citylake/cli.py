@@ -506,7 +506,7 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"{verb} {len(done['docs_removed'])} docs page(s) of the marts; {len(done['docs_kept'])} kept "
-        f"(CITYLAKE_DOCS_RETENTION_DAYS={settings.docs_retention_days}, in force, named by a contract report, "
+        f"(CITYLAKE_DOCS_RETENTION_DAYS={settings.docs_retention_days}, in force, "
         "or the newest of their code version)"
     )
     return 0

@@ -89,8 +89,8 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Days a publication's docs page (reports/docs/, ~2.7 MB) is kept before `citylake vacuum` deletes it. "
-            "Kept whatever their age: the pages of the publications in force, of those named by a contract "
-            "report, and the newest page of each code version."
+            "Kept whatever their age: the pages of the publications in force, and the newest page of each code "
+            "version (the docs of the code behind any contract report)."
         ),
     )
     chromium: str | None = Field(

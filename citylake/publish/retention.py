@@ -17,8 +17,10 @@ lock: never while a night publishes.
 The docs page of a publication (``reports/docs/<publication_id>/index.html``, dbt's docs site,
 ~2.7 MB, about 1 GB a year at a publication a night) describes the code, not the data: the same
 vacuum deletes it once it is older than ``Settings.docs_retention_days`` (default 92), unless its
-publication is in force for a group, is named by a contract report, or is the newest publication of
-its code version (so the docs of every code version that published stay).
+publication is in force for a group or is the newest publication of its code version, so the docs
+of every code version that published stay, among them those of the code behind any contract
+report. (Being named by a contract report does not keep a docs page: every night writes the
+month-to-date reports, so every publication is named by one.)
 """
 
 from __future__ import annotations
@@ -68,7 +70,6 @@ def kept_docs(storage: LakeStorage, settings: Settings, now: datetime | None = N
     """Return publication id -> why its docs page is kept (see the module's docstring)."""
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=settings.docs_retention_days)).isoformat()
-    reported = _reported(storage)
     in_force = {g["publication_id"] for g in current(storage).get("groups", {}).values()}
     records = registry(storage)
     pages = {_docs_publication(i.key) for i in storage.list(DOCS_PREFIX)}  # one listing, not a HEAD per record
@@ -84,8 +85,6 @@ def kept_docs(storage: LakeStorage, settings: Settings, now: datetime | None = N
             kept[pid] = "in force"
         elif record["created_at"] >= cutoff:
             kept[pid] = f"younger than {settings.docs_retention_days} days"
-        elif pid in reported:
-            kept[pid] = "named by a contract report"
         elif pid in newest:
             kept[pid] = f"the newest of code version {record.get('code_version')}"
     return kept
