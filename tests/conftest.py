@@ -136,6 +136,7 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
         fcntl.flock(lock, fcntl.LOCK_EX)
         if done.exists():
             return pickle.loads(done.read_bytes())
+        shutil.rmtree(folder, ignore_errors=True)  # what a failed or killed build left
         folder.mkdir()
         value = build(folder)
         done.write_bytes(pickle.dumps(value))
