@@ -1,4 +1,5 @@
-"""built_once: a session resource built by one xdist worker and loaded by the others."""
+"""The test run's own machinery: built_once (a session resource built by one xdist worker and
+loaded by the others) and the order the workers take the files in."""
 
 from __future__ import annotations
 
@@ -41,3 +42,9 @@ def test_one_worker_builds_the_others_load_and_a_failed_build_is_redone(tmp_path
     second = conftest.built_once(_Factory(tmp_path, "gw0"), "resource", building)
     assert first == second == str(tmp_path / "resource" / "lake")
     assert calls == ["failed", "built"]  # built once, then loaded
+
+
+def test_the_files_run_first_exist() -> None:
+    """A file of LONGEST_FIRST renamed or moved would silently lose its place at the front."""
+    missing = [path for path in conftest.LONGEST_FIRST if not (conftest.ROOT / path).is_file()]
+    assert not missing, f"tests/conftest.py LONGEST_FIRST names files that do not exist: {missing}"
