@@ -38,20 +38,15 @@ from citylake.publish.tables import vacuum_table
 LOCK = "nightly"
 
 
-def _reported(storage: LakeStorage) -> set[str]:
-    """The publications a contract report names (its file is named after the publication it read)."""
-    return {
-        i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        for i in storage.list("reports/contract/")
-        if i.key.endswith((".html", ".pdf"))
-    }
-
-
 def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | None = None) -> dict[str, str]:
     """Return publication id -> why it is kept."""
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=settings.publication_retention_days)).isoformat()
-    reported = _reported(storage)
+    reported = {
+        i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        for i in storage.list("reports/contract/")
+        if i.key.endswith((".html", ".pdf"))
+    }
     kept = {}
     for record in registry(storage):
         pid = record["publication_id"]
