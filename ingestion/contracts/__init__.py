@@ -25,7 +25,8 @@ class Column:
     name: str
     canonical: str
     type: str
-    required: bool = True
+    required: bool = True  # a row needs a value here (else it is invalid)
+    optional: bool = False  # the file may lack this column altogether: staged as empty, with a warning
     format: str | None = None
     values: tuple[str, ...] | None = None
     description: str = ""
