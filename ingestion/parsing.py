@@ -248,9 +248,8 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
     if not text:
         raise Refused(f"{name}: empty file, no header")
     if not text.endswith(("\n", "\r")):
-        raise Refused(
-            f"{name}: truncated, the file ends in the middle of a row (line {tabular.line_count(text):,} has no line end)"
-        )
+        last = tabular.line_count(text)
+        raise Refused(f"{name}: truncated, the file ends in the middle of a row (line {last:,} has no line end)")
     delim = contract.file["delimiter"]
     skip = _skip_rows(contract)
     body, skipped = tabular.skip_lines(text, skip)
