@@ -52,6 +52,7 @@ class Context:
     refs: Refs
     pseudonymiser: Pseudonymiser | None = None
     aliases: dict[str, str] | None = None  # operator's name aliases (series name -> register name)
+    partition_from: str = "name"  # the contract's file.partition_from: name | delivered | rows
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Dataset:
     partition: str  # service_date | as_of_date
     build: Callable[[pl.DataFrame, Context], pl.DataFrame]
     personal: bool = False
+    builder: str = ""
 
 
 def date_from_name(contract: Contract, name: str) -> date | None:
@@ -140,17 +142,6 @@ def _in_service_day(frame: pl.DataFrame, column: str, ctx: Context) -> pl.DataFr
     )
 
 
-def _same_service_date(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    """Rows whose declared service date is not the file's are invalid; the column is dropped."""
-    return _invalid(
-        frame,
-        pl.col("declared_service_date") != ctx.partition,
-        pl.format(
-            f"date_exploitation {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")
-        ),
-    ).drop("declared_service_date")
-
-
 def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     assert ctx.pseudonymiser is not None
     out = p.select(
@@ -178,7 +169,6 @@ def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id")).drop(
         "card_serial"
     )
-    out = _in_service_day(out, "event_timestamp", ctx)
     return _check_vehicle(_check_stop(out, ctx), ctx)
 
 
@@ -266,7 +256,6 @@ def stop_visits(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
-    out = _same_service_date(out, ctx)
     out = _invalid(
         out, pl.col("actual_departure_time") < pl.col("actual_arrival_time"), "actual departure before actual arrival"
     )
@@ -291,7 +280,6 @@ def trips_performed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
-    out = _same_service_date(out, ctx)
     out = _invalid(
         out,
         (pl.col("trip_status") == "NON_REALISEE") & pl.col("cancel_cause").is_null(),
@@ -345,7 +333,7 @@ def manual_counts(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
-    return _check_stop(_same_service_date(out, ctx), ctx)
+    return _check_stop(out, ctx)
 
 
 def stop_visits_observed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -537,12 +525,7 @@ def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         pl.col("occupied") + pl.col("free") != pl.col("capacity"),
         pl.format("occupied {} + free {} != capacity {}", pl.col("occupied"), pl.col("free"), pl.col("capacity")),
     )
-    local_day = pl.col("observed_at").dt.convert_time_zone(ctx.tz).dt.date()
-    return _invalid(
-        out,
-        local_day != ctx.partition,
-        pl.format(f"reading {{}} is not on {ctx.partition} (local)", pl.col("observed_at")),
-    )
+    return out
 
 
 def parking_occupancy_named(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -648,14 +631,135 @@ def dataset_of(contract: Contract) -> Dataset:
             f"extract contract {contract.key} v{contract.version}: staged.builder "
             f"{staged.get('builder')!r} is not one of {sorted(BUILDERS)}"
         )
-    return Dataset(staged["dataset"], staged["partition"], builder, personal=contract.personal_data)
+    return Dataset(
+        staged["dataset"], staged["partition"], builder, personal=contract.personal_data, builder=staged["builder"]
+    )
+
+
+#: The type a canonical column has when the contract gives it, for those a builder reads as
+#: optional that are not text: an optional column the contract leaves out is staged as empty of
+#: that type, so every partition of a dataset keeps one schema.
+OPTIONAL_TYPES: dict[str, pl.DataType] = {
+    "amount_eur": pl.Decimal(12, 2),
+    "parts_cost_eur": pl.Decimal(12, 2),
+    "direction_id": pl.Int64(),
+    "scheduled_arrival_at": pl.Datetime("us", "UTC"),
+    "scheduled_departure_at": pl.Datetime("us", "UTC"),
+    "scheduled_start_at": pl.Datetime("us", "UTC"),
+    "scheduled_end_at": pl.Datetime("us", "UTC"),
+    "odometer_km": pl.Float64(),
+    "scheduled_km": pl.Float64(),
+    "labour_hours": pl.Float64(),
+    "due_km": pl.Int64(),
+    "due_date": pl.Date(),
+    "commissioned_on": pl.Date(),
+    "apc_equipped": pl.Boolean(),
+    "is_immobilising": pl.Boolean(),
+    "is_free": pl.Boolean(),
+    "capacity": pl.Int64(),
+    "park_and_ride_places": pl.Int64(),
+    "disabled_places": pl.Int64(),
+    "lon": pl.Float64(),
+    "lat": pl.Float64(),
+}
+#: builders that complete a reading themselves from what it carries (capacity from the register…)
+_SELF_COMPLETING = {"parking_occupancy"}
+
+
+def with_optional_columns(builder: str, parsed: pl.DataFrame) -> pl.DataFrame:
+    """The parsed rows with the optional canonical columns the contract left out, empty."""
+    from ingestion.contracts.schema import BUILDER_REQUIREMENTS
+
+    need = BUILDER_REQUIREMENTS.get(builder)
+    if need is None or builder in _SELF_COMPLETING:
+        return parsed
+    absent = [c for c in need.optional if c not in parsed.columns]
+    return parsed.with_columns(pl.lit(None, OPTIONAL_TYPES.get(c, pl.Utf8())).alias(c) for c in absent)
 
 
 def to_staged(dataset: Dataset, parsed: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     """Return the staged rows of one delivery, lineage columns first."""
-    body = dataset.build(parsed, ctx)
-    out = _lineage(body, ctx, dataset.partition)
+    body = dataset.build(with_optional_columns(dataset.builder, parsed), ctx)
+    out = row_dates(_lineage(body, ctx, dataset.partition), dataset, ctx)
     first = ["operator", dataset.partition, "source_sha256", "source_row"]
     last = ["is_valid", "invalid_reason"]
     middle = [c for c in out.columns if c not in first + last]
     return out.select(first + middle + last)
+
+
+#: A service day runs from 02:00 to 30:00 local (06:00 the next morning): a timestamp in that
+#: window belongs to it. Filed by its own date (``partition_from: rows``), a timestamp belongs to
+#: the local date four hours earlier (a validation at 01:30 to the day before).
+SERVICE_DAY_OPENS_H, SERVICE_DAY_CLOSES_H, SERVICE_DAY_CHANGE_H = 2, 30, 4
+
+
+def _row_date(column: str, kind: str, tz: str) -> pl.Expr:
+    """The service date a row carries, read from ``column`` as ``kind`` says."""
+    if kind == "event_timestamp":
+        return (pl.col(column).dt.convert_time_zone(tz) - pl.duration(hours=SERVICE_DAY_CHANGE_H)).dt.date()
+    if kind == "observed_at":
+        return pl.col(column).dt.convert_time_zone(tz).dt.date()
+    return pl.col(column).cast(pl.Date)
+
+
+def row_dates(staged: pl.DataFrame, dataset: Dataset, ctx: Context) -> pl.DataFrame:
+    """The one rule on a row's own date, for every builder of dated rows.
+
+    A row's date is what it carries: a service date column, or the service day of its timestamp
+    (a reading's local date). Filed by its own date (``partition_from: rows``), each row goes under
+    that date; a row without one stays under the delivery's date, invalid. In a dated file (by
+    name or delivery), a row of another date is invalid, and the message gives both dates."""
+    from ingestion.contracts.schema import BUILDER_REQUIREMENTS
+
+    need = BUILDER_REQUIREMENTS.get(dataset.builder)
+    if dataset.partition != "service_date" or need is None or need.row_date is None:
+        return staged
+    kind = need.row_date
+    column = {"event_timestamp": "event_timestamp", "observed_at": "observed_at"}.get(kind, kind)
+    if column not in staged.columns:
+        return staged
+    if column == "service_date" and ctx.partition_from != "rows":
+        return staged  # rows that carry their own date only (parking_occupancy_named)
+    own = _row_date(column, kind, ctx.tz)
+    label = "date_exploitation" if column == "declared_service_date" else column
+    if ctx.partition_from == "rows":
+        out = _invalid(
+            staged.with_columns(pl.coalesce(own, pl.lit(ctx.partition)).alias("service_date")),
+            own.is_null(),
+            f"the row has no date of its own ({label} empty or unreadable): kept under the delivery's date "
+            f"{ctx.partition}",
+        )
+    elif kind == "event_timestamp":
+        start = service_day_start(ctx.partition, ctx.tz).astimezone(UTC)
+        lo, hi = start + timedelta(hours=SERVICE_DAY_OPENS_H), start + timedelta(hours=SERVICE_DAY_CLOSES_H)
+        local = pl.col(column).dt.convert_time_zone(ctx.tz).dt.strftime("%Y-%m-%d %H:%M:%S")
+        out = _invalid(
+            staged,
+            (pl.col(column) < lo) | (pl.col(column) > hi),
+            pl.format(
+                f"{label} {{}} local ({{}} UTC) is on service day {{}}, not the file's {ctx.partition} "
+                f"(a service day runs 02:00 to 30:00 local)",
+                local,
+                pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%S"),
+                own,
+            ),
+        )
+    elif kind == "observed_at":
+        local = pl.col(column).dt.convert_time_zone(ctx.tz).dt.strftime("%Y-%m-%d %H:%M:%S")
+        out = _invalid(
+            staged,
+            own != ctx.partition,
+            pl.format(
+                f"{label} {{}} local ({{}} UTC) is on {{}}, not the file's date {ctx.partition}",
+                local,
+                pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%S"),
+                own,
+            ),
+        )
+    else:
+        out = _invalid(
+            staged,
+            own != ctx.partition,
+            pl.format(f"{label} {{}} is not the file's service date {ctx.partition}", own),
+        )
+    return out.drop("declared_service_date") if "declared_service_date" in out.columns else out

@@ -43,6 +43,11 @@ class Parsed:
     def rows(self) -> int:
         return self.frame.height
 
+    @property
+    def records(self) -> int:
+        """The file's records (a wide file's row holds several readings, each a row here)."""
+        return self.frame["source_row"].n_unique() if self.frame.height else 0
+
     def invalid_counts(self) -> dict[str, int]:
         bad = self.frame.filter(~pl.col("is_valid"))
         if not bad.height:

@@ -422,14 +422,24 @@ class Ingestion:
                 continue
             try:
                 parsed = parse(c, data, f.name, self.tz, date_from_name(c, f.name))
+                refs = self.refs(declared)
+                ctx = Context(operator, sha, declared, self.tz, refs, pseudo, aliases, partition_from=partition_from)
+                staged = to_staged(dataset, parsed.frame, ctx)
             except Refused as exc:
                 self._quarantine(rec, report, operator, feed, sha, data, f, c, str(exc))
                 continue
-            ctx = Context(operator, sha, declared, self.tz, self.refs(declared), pseudo, aliases)
-            staged = to_staged(dataset, parsed.frame, ctx)
-            valid = int(staged.select(pl.col("source_row").filter(pl.col("is_valid")).n_unique()).item())
-            total = parsed.rows
-            invalid_reasons = staged.filter(~pl.col("is_valid")).unique("source_row").group_by("invalid_reason").len()
+            except Exception as exc:  # noqa: BLE001 - a file no rule foresaw fails alone, kept for a fix
+                log.exception("%s/%s: %s could not be read", operator, feed, f.name)
+                reason = (
+                    f"{f.name}: could not be read against {c.key} v{c.version} ({type(exc).__name__}); "
+                    "kept in quarantine for a fix of the contract or the code"
+                )
+                self._quarantine(rec, report, operator, feed, sha, data, f, c, reason)
+                continue
+            # one unit everywhere: staged rows (a wide file's readings, an APC row's two events)
+            total = staged.height
+            valid = int(staged["is_valid"].sum())
+            invalid_reasons = staged.filter(~pl.col("is_valid")).group_by("invalid_reason").len()
             reasons: dict[str, int] = {}
             for reason, n in invalid_reasons.iter_rows():
                 generic = generic_reason(reason)
@@ -450,7 +460,7 @@ class Ingestion:
                 sha,
                 "parsed",
                 outcome,
-                "; ".join(parsed.warnings),
+                "; ".join([f"{total:,} staged rows from {parsed.records:,} records", *parsed.warnings]),
                 rows_total=total,
                 rows_valid=valid,
                 dataset=dataset.name,

@@ -84,7 +84,10 @@ class Contract:
 
 
 def _parse(path: Path) -> Contract:
+    from ingestion.contracts.schema import validate
+
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    validate(raw, str(path))
     columns = tuple(
         Column(
             **{
@@ -122,8 +125,12 @@ def city_folder() -> Path | None:
 
 def load_file(path: Path) -> Contract:
     """Return the contract in a YAML file; ValueError saying what is wrong with it."""
+    from ingestion.contracts.schema import ContractError
+
     try:
         return _parse(path)
+    except ContractError:
+        raise
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot be read as YAML: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
@@ -135,22 +142,43 @@ def all_contracts() -> tuple[Contract, ...]:
     (``CITYLAKE_CONFIG_DIR/contracts``), a city contract replacing a shipped one of the same
     operator, feed and version."""
     folder = city_folder()
-    return _contracts((folder / "contracts") if folder else None)
+    return _contracts((folder / "contracts") if folder else None)[0]
 
 
 @cache
-def _contracts(extra: Path | None) -> tuple[Contract, ...]:
+def _contracts(extra: Path | None) -> tuple[tuple[Contract, ...], dict[str, str]]:
+    """The contracts that can be used, and the city's that cannot: {file name: why}. A city
+    contract that cannot be used fails its own feed only (``contract`` raises its reason)."""
     found = {(c.operator, c.feed, c.version): c for c in (_parse(p) for p in sorted(HERE.glob("*.yaml")))}
+    broken: dict[str, str] = {}
     if extra is not None and extra.is_dir():
-        found.update({(c.operator, c.feed, c.version): c for c in (load_file(p) for p in sorted(extra.glob("*.yaml")))})
-    return tuple(sorted(found.values(), key=lambda c: (c.operator, c.feed, c.version)))
+        for p in sorted(extra.glob("*.yaml")):
+            try:
+                c = load_file(p)
+            except ValueError as exc:
+                broken[p.name] = str(exc)
+                continue
+            found[(c.operator, c.feed, c.version)] = c
+    return tuple(sorted(found.values(), key=lambda c: (c.operator, c.feed, c.version))), broken
+
+
+def broken_contracts() -> dict[str, str]:
+    """The city's contract files that cannot be used: {file name: what is wrong and the fix}."""
+    folder = city_folder()
+    return _contracts((folder / "contracts") if folder else None)[1]
 
 
 def contract(operator: str, feed: str, version: int | None = None) -> Contract:
-    """Return the contract of an operator's feed (the latest version unless one is named)."""
+    """Return the contract of an operator's feed (the latest version unless one is named); a
+    ContractError when the city's file for it cannot be used, KeyError when there is none."""
+    from ingestion.contracts.schema import ContractError
+
     matches = [c for c in all_contracts() if c.operator == operator and c.feed == feed]
     if version is not None:
         matches = [c for c in matches if c.version == version]
+    broken = [why for name, why in broken_contracts().items() if name.startswith(f"{operator}__{feed}.")]
+    if broken:  # a city file for this feed is wrong: never fall back on another version silently
+        raise ContractError("; ".join(broken))
     if not matches:
         raise KeyError(f"no extract contract for {operator}/{feed}" + (f" v{version}" if version else ""))
     return matches[-1]
