@@ -128,7 +128,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_contract_check(args: argparse.Namespace) -> int:
-    """Parse a sample file against an extract contract and say what is wrong with it, before go-live."""
+    """Parse a sample file against an extract contract and show what would be staged, before go-live.
+
+    Exit 0: every row valid (warnings shown); 1: some rows invalid; 2: the contract or the file
+    cannot be used (the message says what to change)."""
     import secrets
     from pathlib import Path
 
@@ -136,7 +139,6 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
     from ingestion.feeds import Context, Refs, dataset_of, date_from_name, to_staged
     from ingestion.parsing import Refused, parse
     from ingestion.pseudonym import Pseudonymiser
-    from ingestion.run import generic_reason
 
     settings = _settings()
     try:
@@ -149,7 +151,7 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
             return _check_offer(c, Path(args.file))
         dataset = dataset_of(c)
     except (KeyError, ValueError) as exc:
-        print(f"citylake contract check: {exc}", file=sys.stderr)
+        print(f"citylake contract check: the contract cannot be used: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 2
     path = Path(args.file)
     try:
@@ -158,32 +160,79 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
         print(f"citylake contract check: {path}: {exc.strerror}", file=sys.stderr)
         return 2
     print(f"{path.name} against {c.key} v{c.version} ({c.format}, staged as {dataset.name})")
-    day = date_from_name(c, path.name) if c.file.get("partition_from", "name") == "name" else None
-    if day is None and c.file.get("partition_from", "name") == "name":
-        print(f"  refused: the name does not match {c.file['file_name']!r}, so its date is unknown")
-        return 1
+    partition_from = c.file.get("partition_from", "name")
+    day = date_from_name(c, path.name) if partition_from == "name" else None
+    if day is None and partition_from == "name":
+        print(
+            f"  refused: the name does not match file.file_name {c.file['file_name']!r}, so its date is unknown "
+            "(rename the sample as the operator will deliver it, or fix file.file_name)"
+        )
+        return 2
     try:
         parsed = parse(c, data, path.name, settings.timezone, day)
         # card serials of a sample are pseudonymised with a throwaway key: nothing is kept
         throwaway = Pseudonymiser(secrets.token_hex(32)) if dataset.personal else None
-        ctx = Context(c.operator, "sample", day or _date_today(settings), settings.timezone, Refs(), throwaway)
+        ctx = Context(
+            c.operator,
+            "sample",
+            day or _date_today(settings),
+            settings.timezone,
+            Refs(),
+            throwaway,
+            partition_from=partition_from,
+        )
         staged = to_staged(dataset, parsed.frame, ctx)
     except Refused as exc:
         print(f"  refused (the file would go to quarantine): {exc}")
-        return 1
-    bad = staged.filter(~staged["is_valid"]).unique("source_row", maintain_order=True)
-    print(f"  rows: {parsed.rows:,}, valid {parsed.rows - bad.height:,}, invalid {bad.height:,}")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a person reads this, never a traceback
+        print(
+            f"  refused: the file could not be read against this contract ({type(exc).__name__}); "
+            "check file.format, the columns' types and the builder"
+        )
+        return 2
+    _print_check(c, dataset, parsed, staged, settings.timezone, args.rows)
+    return 0 if staged["is_valid"].all() else 1
+
+
+def _print_check(c, dataset, parsed, staged, tz: str, preview: int) -> None:
+    """Counts in one unit (staged rows), a preview of the first staged rows as typed (times in
+    local time and UTC), the invalid rows grouped by rule with their lines, and the warnings."""
+    import polars as pl
+
+    from ingestion.run import generic_reason
+
+    valid = int(staged["is_valid"].sum())
+    unit = "readings" if c.file.get("layout") == "wide" else "rows"
+    print(
+        f"  staged {unit}: {staged.height:,} = {valid:,} valid + {staged.height - valid:,} invalid "
+        f"(from {parsed.records:,} records of the file)"
+    )
     print("  (ids are not checked against the network's references here: no lake is read)")
     for warning in parsed.warnings:
         print(f"  warning: {warning}")
+    if staged.height and preview:
+        print(f"  first {min(preview, staged.height)} staged {unit} ({dataset.name}), as typed:")
+        shown = [col for col in staged.columns if col not in ("source_sha256", "operator")]
+        for row in staged.head(preview).iter_rows(named=True):
+            cells = []
+            for col in shown:
+                v = row[col]
+                if hasattr(v, "tzinfo") and getattr(v, "tzinfo", None) is not None:
+                    from zoneinfo import ZoneInfo
+
+                    v = f"{v.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M:%S%z} local = {v:%Y-%m-%d %H:%M:%S} UTC"
+                cells.append(f"{col}={v}")
+            print("    " + ", ".join(cells))
+    bad = staged.filter(~pl.col("is_valid"))
     by_rule: dict[str, list[tuple[int, str]]] = {}
     for row, reason in bad.select("source_row", "invalid_reason").iter_rows():
         by_rule.setdefault(generic_reason(reason), []).append((row, reason))
     for rule, rows in sorted(by_rule.items(), key=lambda kv: -len(kv[1])):
-        first_row, first_reason = rows[0]
+        lines = sorted({r for r, _ in rows})
+        more = f" and {len(lines) - 10:,} more" if len(lines) > 10 else ""
         print(f"  {len(rows):>7,} × {rule}")
-        print(f"           first: row {first_row}: {first_reason}")
-    return 0 if bad.height == 0 and not parsed.warnings else 1
+        print(f"           lines {', '.join(f'{n:,}' for n in lines[:10])}{more}; first: {rows[0][1]}")
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -214,7 +263,10 @@ def _check_offer(c, path) -> int:
         )
     except (Refused, DataError) as exc:
         print(f"  refused (the file would go to quarantine): {exc}")
-        return 1
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a person reads this, never a traceback
+        print(f"  refused: the offer could not be read ({type(exc).__name__})")
+        return 2
     for table, frame in sorted(feed.tables.items()):
         print(f"  {table}: {frame.height:,} rows")
     dates = sorted(gtfs.service_dates(feed))
@@ -630,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = con_sub.add_parser("check", help="parse FILE against a contract and list what is wrong, row by row")
     p.add_argument("file", help="the sample file the operator sent")
     p.add_argument("--contract", required=True, help="OPERATOR/FEED of a configured contract, or a contract YAML file")
+    p.add_argument("--rows", type=int, default=5, help="how many staged rows to show (default 5)")
     p.set_defaults(func=cmd_contract_check)
 
     p = sub.add_parser("archive", help="poll an operator's public real-time feed (GTFS-RT, SIRI-Lite) into its drop")

@@ -55,6 +55,8 @@ def read(contract, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list[
 
 
 def _read(contract, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list[str]]:
+    from ingestion.parsing import Refused  # the parsing module imports this one
+
     fmt = contract.format
     what = contract.file.get("table" if fmt == "tides" else "records")
     if what not in FORMATS.get(fmt, ()):
@@ -66,12 +68,29 @@ def _read(contract, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list
         from ingestion.standards import gtfs_rt
 
         snaps = gtfs_rt.snapshots(data, name)
+        kinds = {
+            field: sum(e.HasField(field) for s in snaps for e in s.feed.entity)
+            for field in ("trip_update", "vehicle", "alert")
+        }
+        wanted = "trip_update" if what == "passages" else "vehicle"
+        if not kinds[wanted] and any(kinds.values()):
+            raise Refused(
+                f"{name}: file.records is {what!r}, but the feed holds no {wanted} entity; it holds "
+                + ", ".join(f"{n:,} {k}" for k, n in kinds.items() if n)
+            )
         reader = gtfs_rt.observed_passages if what == "passages" else gtfs_rt.vehicle_positions
         return reader(snaps, tz), []
     if fmt == "siri":
         from ingestion.standards import siri
 
         docs = siri.documents(data, name)
+        kinds = siri.record_kinds(docs)
+        wanted = ("VehicleActivity",) if what == "positions" else siri.RECORDS
+        if kinds and not any(k in kinds for k in wanted):
+            raise Refused(
+                f"{name}: file.records is {what!r}, but the file holds no {' or '.join(wanted)}; it holds "
+                + ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items()))
+            )
         reader = siri.observed_passages if what == "passages" else siri.vehicle_positions
         return reader(docs, tz), []
     if fmt == "datex2":

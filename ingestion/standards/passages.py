@@ -106,6 +106,9 @@ class Call:
     arrival_delay_s: int | None = None
     departure_delay_s: int | None = None
     actual: bool = False  # the feed says these times are actual (SIRI Actual*, RecordedCall, arrived)
+    #: a time already past when the snapshot was taken counts as actual (GTFS-RT's convention);
+    #: SIRI states what is recorded, so its past expected times stay predictions
+    past_is_actual: bool = True
     status: str | None = None  # skipped | no_data
     reason: str | None = None  # why the call cannot be placed at all
 
@@ -142,7 +145,7 @@ class PassageLog:
             latest = max((t for t in (c.arrival_at, c.departure_at) if t is not None), default=None)
             if c.status:
                 observation = c.status
-            elif c.actual or (latest is not None and latest <= at):
+            elif c.actual or (c.past_is_actual and latest is not None and latest <= at):
                 observation = "recorded"
             elif self.journeys[(day, trip)] > at:
                 observation = "last_prediction"

@@ -128,10 +128,41 @@ def _json(payload: bytes, member: str) -> tuple[str | None, str | None, list[tup
     return delivery.get("ResponseTimestamp"), version, records
 
 
+_UNICODE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _json_as_utf8(payload: bytes) -> bytes:
+    """JSON in UTF-16 or UTF-32 (RFC 8259 allows neither, producers send both) as UTF-8; XML
+    keeps its bytes, which its declaration describes."""
+    for bom, codec in _UNICODE_BOMS:
+        if payload.startswith(bom):
+            try:
+                text = payload[len(bom) :].decode(codec)
+            except UnicodeDecodeError:
+                return payload
+            return text.encode("utf-8") if text.lstrip()[:1] in ("{", "[") else payload
+    return payload
+
+
+def record_kinds(docs: list[Document]) -> dict[str, int]:
+    """How many records of each kind the responses hold."""
+    out: dict[str, int] = {}
+    for doc in docs:
+        for kind, _ in doc.records:
+            out[kind] = out.get(kind, 0) + 1
+    return out
+
+
 def documents(data: bytes, name: str) -> list[Document]:
     """Return the SIRI responses of a delivery in time order, or raise Refused naming the rule."""
     out = []
     for member, payload in members(data, name, (".xml", ".json")):
+        payload = _json_as_utf8(payload)
         head = payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         timestamp, version, records = (_json if head in (b"{", b"[") else _xml)(payload, member)
         if version and version.split(".")[0] not in SUPPORTED_MAJOR:
@@ -225,7 +256,11 @@ def _journey_id(journey: dict) -> str | None:
     )
 
 
-def _call(call: dict, recorded: bool) -> dict:
+def _call(call: dict, recorded: bool, stop_ref: str | None = None) -> dict:
+    """One call's passage. ``stop_ref``: the stop the request monitored (StopMonitoring's
+    ``MonitoringRef``), for a call that names no ``StopPointRef``. A time is actual only when SIRI
+    says so (an Actual* time, a RecordedCall, an arrived/departed status, the vehicle at the stop):
+    an expected time, even past or equal to the aimed one, stays a prediction."""
     actual_arr, actual_dep = _instant(_text(call, "ActualArrivalTime")), _instant(_text(call, "ActualDepartureTime"))
     expected_arr = _instant(_text(call, "ExpectedArrivalTime"))
     expected_dep = _instant(_text(call, "ExpectedDepartureTime"))
@@ -233,7 +268,7 @@ def _call(call: dict, recorded: bool) -> dict:
     at_stop = (_text(call, "VehicleAtStop") or "").lower() == "true"
     actual = recorded or actual_arr is not None or actual_dep is not None or bool(statuses & {"arrived", "departed"})
     return {
-        "stop_id": _text(call, "StopPointRef"),
+        "stop_id": _text(call, "StopPointRef") or stop_ref,
         "stop_sequence": _int(_text(call, "Order")),
         "scheduled_arrival_at": _instant(_text(call, "AimedArrivalTime")),
         "scheduled_departure_at": _instant(_text(call, "AimedDepartureTime")),
@@ -241,6 +276,7 @@ def _call(call: dict, recorded: bool) -> dict:
         "departure_at": actual_dep or expected_dep,
         "actual": actual or at_stop and (actual_arr or expected_arr) is not None,
         "status": "skipped" if "cancelled" in statuses or (_text(call, "Cancellation") or "") == "true" else None,
+        "past_is_actual": False,
     }
 
 
@@ -252,7 +288,8 @@ def _calls(kind: str, record: dict) -> tuple[dict, list[dict]]:
         return record, recorded + estimated
     journey = _get(record, "MonitoredVehicleJourney") or {}
     monitored = _list(journey, "MonitoredCall")
-    return journey, [_call(c, False) for c in monitored]
+    stop_ref = _text(record, "MonitoringRef") if kind == "MonitoredStopVisit" else None
+    return journey, [_call(c, False, stop_ref) for c in monitored]
 
 
 def observed_passages(docs: list[Document], tz: str) -> pl.DataFrame:

@@ -416,7 +416,7 @@ def test_a_datex2_operator_is_onboarded_with_yaml_only(tmp_path, monkeypatch, ca
     # before go-live, the operator's sample is checked against the contract, row by row
     code = main(["contract", "check", str(drop / "parking_status.xml"), "--contract", "aachen/occupancy"])
     out = capsys.readouterr().out
-    assert code == 1 and "rows: 17, valid 13, invalid 4" in out and "stale: reading of" in out
+    assert code == 1 and "staged rows: 17 = 13 valid + 4 invalid" in out and "stale: reading of" in out
     monkeypatch.delenv("CITYLAKE_CONFIG_DIR")
     assert "aachen" not in registry.operators()  # the shipped registry again
 
