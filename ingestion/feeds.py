@@ -718,9 +718,13 @@ def row_dates(staged: pl.DataFrame, dataset: Dataset, ctx: Context) -> pl.DataFr
     column = {"event_timestamp": "event_timestamp", "observed_at": "observed_at"}.get(kind, kind)
     if column not in staged.columns:
         return staged
-    if column == "service_date" and ctx.partition_from != "rows":
-        return staged  # rows that carry their own date only (parking_occupancy_named)
     own = _row_date(column, kind, ctx.tz)
+    if column == "service_date" and ctx.partition_from != "rows":  # the builder dated the rows itself
+        return _invalid(
+            staged,
+            own != ctx.partition,
+            pl.format(f"the row's date {{}} is not the file's date {ctx.partition}", own),
+        ).with_columns(pl.lit(ctx.partition).alias("service_date"))
     label = "date_exploitation" if column == "declared_service_date" else column
     if ctx.partition_from == "rows":
         out = _invalid(
