@@ -109,9 +109,15 @@ def read_records(text: str, delimiter: str, first_line: int = 1, max_columns: in
         raise RuntimeError("Arrow's CSV reader gave an invalid row without its number")
     taken = pl.Series("_rec", bad_numbers, dtype=pl.Int64)
     places = pl.int_range(1, total + 1, eager=True, dtype=pl.Int64).alias("_rec")
-    valid = valid.with_columns(
-        places.filter(~places.is_in(taken.implode())), pl.lit(n, pl.Int64).alias("n_fields")
-    ).with_columns(pl.sum_horizontal(pl.col(names).str.count_matches(LINE_END.pattern)).alias("_breaks"))
+    valid = valid.with_columns(places.filter(~places.is_in(taken.implode())), pl.lit(n, pl.Int64).alias("n_fields"))
+    # as many line ends as records: no record spans lines, nothing to count (the usual case)
+    one_line_each = _line_ends(text) == total and text.endswith(("\n", "\r"))
+    breaks = (
+        pl.lit(0, pl.UInt32)
+        if one_line_each
+        else pl.sum_horizontal(pl.col(names).str.count_matches(LINE_END.pattern)).cast(pl.UInt32)
+    )
+    valid = valid.with_columns(breaks.alias("_breaks"))
     parts = [valid]
     if bad:
         rows = []

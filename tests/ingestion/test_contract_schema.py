@@ -86,7 +86,8 @@ def test_a_wrong_contract_is_refused_when_read_naming_the_key_and_the_fix(tmp_pa
     assert expected in str(refused.value) and str(refused.value).startswith("apcvendor__apc.v1.yaml: ")
     # contract check: exit 2, the reason on stderr, no traceback
     (tmp_path / "comptages_20260330.csv").write_text(APC_FILE, encoding="utf-8")
-    code = main(["contract", "check", str(tmp_path / "comptages_20260330.csv"), "--contract", str(_write(tmp_path, doc))])
+    sample = str(tmp_path / "comptages_20260330.csv")
+    code = main(["contract", "check", sample, "--contract", str(_write(tmp_path, doc))])
     assert code == 2
 
 
@@ -240,13 +241,14 @@ def test_every_builder_honours_the_row_date_and_counts_in_one_unit(builder: str)
     (or, for builders of registers, no date rule)."""
     need = BUILDER_REQUIREMENTS[builder]
     columns = [*need.needs, *need.one_of[:1]]
+    day = ["2026-03-30 07:30:00", "2026-03-30 07:31:00", "2026-03-29 07:32:00"]
     typed = {
         "service_date": ("date", ["2026-03-30", "2026-03-30", "2026-03-29"]),
         "local_date": ("date", ["2026-03-30", "2026-03-30", "2026-03-29"]),
         "local_time": ("string", ["07:30", "07:35", "07:40"]),
-        "validated_at": ("datetime_local", ["2026-03-30 07:30:00", "2026-03-30 07:31:00", "2026-03-29 07:32:00"]),
-        "actual_arrival_at": ("datetime_local", ["2026-03-30 07:30:00", "2026-03-30 07:31:00", "2026-03-29 07:32:00"]),
-        "actual_departure_at": ("datetime_local", ["2026-03-30 07:30:30", "2026-03-30 07:31:30", "2026-03-29 07:32:30"]),
+        "validated_at": ("datetime_local", day),
+        "actual_arrival_at": ("datetime_local", day),
+        "actual_departure_at": ("datetime_local", day),
         "observed_at": ("datetime_local", ["2026-03-30 07:30:00", "2026-03-30 07:35:00", "2026-03-29 23:55:00"]),
         "opened_at": ("datetime_local", ["2026-03-30 07:30:00", "2026-03-30 07:35:00", "2026-03-29 23:55:00"]),
         "closed_at": ("datetime_local", ["2026-03-30 09:30:00", "2026-03-30 09:35:00", "2026-03-30 01:55:00"]),
