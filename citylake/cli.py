@@ -136,7 +136,7 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ingestion.contracts import contract, load_file
-    from ingestion.feeds import Context, Refs, dataset_of, date_from_name, to_staged
+    from ingestion.feeds import Context, Refs, dataset_of, date_from_name, staging_warnings, to_staged
     from ingestion.parsing import Refused, parse
     from ingestion.pseudonym import Pseudonymiser
 
@@ -182,6 +182,7 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
             partition_from=partition_from,
         )
         staged = to_staged(dataset, parsed.frame, ctx)
+        parsed.warnings += staging_warnings(dataset, staged, ctx)
     except Refused as exc:
         print(f"  refused (the file would go to quarantine): {exc}")
         return 2

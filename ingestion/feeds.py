@@ -518,6 +518,23 @@ def _complete_reading(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return p.with_columns(pl.lit(None, t).alias(c) for c, t in types.items() if c not in p.columns)
 
 
+def staging_warnings(dataset: Dataset, staged: pl.DataFrame, ctx: Context) -> list[str]:
+    """What a staged delivery lacks that no row rule says: readings whose capacity had to come
+    from a register that does not know the car park (none delivered yet for that date, or a new
+    car park), staged without capacity, free places or rate."""
+    if dataset.builder != "parking_occupancy" or "capacity" not in staged.columns:
+        return []
+    missing = staged.filter(pl.col("capacity").is_null() & pl.col("facility_id").is_not_null())
+    if not missing.height:
+        return []
+    parks = sorted(missing["facility_id"].unique().to_list())
+    shown = ", ".join(parks[:5]) + (f" and {len(parks) - 5} more" if len(parks) > 5 else "")
+    return [
+        f"{missing.height:,} readings of {len(parks)} car park(s) in no register as of {ctx.partition} ({shown}): "
+        "staged without capacity, free places or rate (deliver the register first)"
+    ]
+
+
 def parking_occupancy(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = _places_add_up(_complete_reading(p, ctx).select("source_row", *PARKING_READING))
     out = _invalid(

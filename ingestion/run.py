@@ -45,7 +45,7 @@ from citylake.core.storage import LakeStorage, open_storage, sha256_bytes
 from ingestion import gtfs, manifest, registry
 from ingestion.connectors import DeliveredFile, open_drop
 from ingestion.contracts import Contract, contract
-from ingestion.feeds import Context, Refs, dataset_of, date_from_name, to_staged
+from ingestion.feeds import Context, Refs, dataset_of, date_from_name, staging_warnings, to_staged
 from ingestion.parsing import Refused, parse
 from ingestion.pseudonym import Pseudonymiser
 
@@ -425,6 +425,7 @@ class Ingestion:
                 refs = self.refs(declared)
                 ctx = Context(operator, sha, declared, self.tz, refs, pseudo, aliases, partition_from=partition_from)
                 staged = to_staged(dataset, parsed.frame, ctx)
+                parsed.warnings += [f"{f.name}: {w}" for w in staging_warnings(dataset, staged, ctx)]
             except Refused as exc:
                 self._quarantine(rec, report, operator, feed, sha, data, f, c, str(exc))
                 continue

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 
 from ingestion.contracts import load_file
-from ingestion.feeds import Context, Refs, dataset_of, to_staged
+from ingestion.feeds import Context, Refs, dataset_of, staging_warnings, to_staged
 from ingestion.parsing import parse
 from tests.support.city import ingested, onboard
 
@@ -205,6 +205,11 @@ def test_a_wide_reading_takes_its_capacity_from_the_register(tmp_path) -> None:
     first = staged.row(0, named=True)
     assert (first["capacity"], first["free"], first["occupancy_rate_pct"]) == (200, 80, 60.0)
     assert staged.filter(pl.col("facility_id") == "34172-P-003")["capacity"].null_count() == 2  # not in the register
+    ctx = Context("wideparks", "sha", date(2026, 3, 30), "Europe/Paris", refs)
+    assert staging_warnings(dataset_of(c), staged, ctx) == [
+        "2 readings of 1 car park(s) in no register as of 2026-03-30 (34172-P-003): staged without capacity, "
+        "free places or rate (deliver the register first)"
+    ]
 
 
 def test_a_wide_file_whose_blanks_mean_unchanged(tmp_path) -> None:
