@@ -311,3 +311,35 @@ def test_contract_check_shows_what_it_read_and_exits_0_when_every_row_is_valid(t
     assert main(["contract", "check", str(sample), "--contract", str(contract_file)]) == 1
     out = capsys.readouterr().out
     assert "lines 3; first: event_timestamp 2026-03-29 07:35:00 local" in out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(st.sampled_from(_PATHS), st.one_of(_VALUES, st.just(_DELETE))), min_size=1, max_size=3),
+    st.sampled_from([APC_FILE, APC_FILE.replace(",", ";"), APC_FILE[:40], "\ufeff" + APC_FILE]),
+)
+def test_no_contract_valid_or_not_ends_in_a_traceback_of_ingest(tmp_path_factory, changes, sample) -> None:
+    """`citylake ingest` with a generated city contract: exit 0 or 1 with its message, every time."""
+    from ingestion import registry  # each example's city folder is new: the caches keyed by it start empty
+
+    doc = json.loads(json.dumps(APC))
+    for path, value in changes:
+        try:
+            doc = _with_doc(doc, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    root = tmp_path_factory.mktemp("city")
+    config = root / "city"
+    (config / "contracts").mkdir(parents=True)
+    shipped = registry.CONFIG.read_text(encoding="utf-8")
+    entry = "  apcvendor:\n    name: APC vendor\n    drop: {type: root, path: apcvendor}\n    feeds: [apc]\n"
+    (config / "operators.yaml").write_text(shipped.rstrip() + "\n" + entry, encoding="utf-8")
+    _write(config / "contracts", doc)
+    drop = root / "drop" / "apcvendor" / "apc"
+    drop.mkdir(parents=True)
+    (drop / "comptages_20260330.csv").write_text(sample, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CITYLAKE_CONFIG_DIR", str(config))
+        mp.setenv("CITYLAKE_LAKE_URI", (root / "lake").as_uri())
+        mp.setenv("CITYLAKE_DROP_ROOT", (root / "drop").as_uri())
+        assert main(["ingest", "--operator", "apcvendor", "--no-progress"]) in (0, 1)
