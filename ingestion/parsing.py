@@ -141,6 +141,8 @@ def _mojibake(data: bytes, expected: str, name: str) -> list[str]:
 
     from charset_normalizer import from_bytes
 
+    if data.isascii():  # nothing a codec could read two ways
+        return []
     first = re.search(rb"[\x80-\xff]", data)
     if first is None:
         return []
