@@ -84,7 +84,9 @@ def read_feed(path: Path | str) -> Feed:
         raise DataError(f"{path}: not a GTFS feed, missing {', '.join(t + '.txt' for t in missing)}")
     if "calendar" not in raw and "calendar_dates" not in raw:
         raise DataError(f"{path}: not a GTFS feed, needs calendar.txt or calendar_dates.txt")
-    return Feed({name: _read_table(data, name, str(path)) for name, data in raw.items()}, str(path))
+    feed = Feed({name: _read_table(data, name, str(path)) for name, data in raw.items()}, str(path))
+    check_calendar(feed)
+    return feed
 
 
 def write_feed(feed: Feed, path: Path | str) -> Path:
@@ -113,6 +115,43 @@ def time_to_seconds(col: pl.Expr) -> pl.Expr:
 def parse_date(text: str) -> date:
     """Return the date of a GTFS YYYYMMDD string."""
     return datetime.strptime(text, "%Y%m%d").date()
+
+
+#: A service period longer than this is no timetable (GTFS feeds cover weeks to a year): refused
+#: before the calendar is expanded day by day, which 0001-9999 would make take gigabytes.
+MAX_SERVICE_YEARS = 5
+#: (service, date) pairs one feed may define after expansion: a metro's year is ~100,000.
+MAX_SERVICE_DATES = 5_000_000
+
+
+def check_calendar(feed: Feed) -> None:
+    """Raise DataError naming the table, row and rule when a calendar date is not YYYYMMDD, a
+    service period is longer than MAX_SERVICE_YEARS, or the expanded calendar would exceed
+    MAX_SERVICE_DATES."""
+    where = feed.source
+    total = 0
+    if "calendar" in feed:
+        for i, row in enumerate(feed["calendar"].iter_rows(named=True), start=2):
+            try:
+                start, end = parse_date(str(row.get("start_date"))), parse_date(str(row.get("end_date")))
+            except ValueError:
+                raise DataError(f"{where}: calendar.txt line {i}: start_date/end_date are not YYYYMMDD dates") from None
+            days = (end - start).days + 1
+            if days > MAX_SERVICE_YEARS * 366:
+                raise DataError(
+                    f"{where}: calendar.txt line {i}: service {row.get('service_id')!r} runs {start} to {end}, "
+                    f"over the {MAX_SERVICE_YEARS}-year budget of a service period"
+                )
+            total += max(days, 0)
+    if "calendar_dates" in feed:
+        for i, value in enumerate(feed["calendar_dates"]["date"].to_list(), start=2):
+            try:
+                parse_date(str(value))
+            except ValueError:
+                raise DataError(f"{where}: calendar_dates.txt line {i}: date is not a YYYYMMDD date") from None
+        total += feed["calendar_dates"].height
+    if total > MAX_SERVICE_DATES:
+        raise DataError(f"{where}: the calendar defines {total:,} service days, over the {MAX_SERVICE_DATES:,} budget")
 
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -93,7 +93,9 @@ class FeedReport:
     quarantined: list[str] = field(default_factory=list)
     staged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    error_kinds: list[str] = field(default_factory=list)  # per error: "config" (fix, never retry) or "transient"
+    #: per error: "config" (fix, never retry), "internal" (an exception no rule foresaw: never
+    #: retried either) or "transient"
+    error_kinds: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rows_invalid: int = 0
 
@@ -257,6 +259,21 @@ class Ingestion:
     ) -> FeedReport:
         report = FeedReport(operator, feed)
         rec = manifest.RunRecords(self.run_id, operator, feed)
+        try:
+            return self._feed(report, rec, operator, feed, spec, service_date, as_of, force, dry_run, aliases)
+        except CitylakeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one feed's unforeseen failure never stops the others
+            log.exception("%s/%s failed", operator, feed)
+            message = f"ingestion failed ({type(exc).__name__}); what was landed is kept and recorded"
+            report.errors.append(message)
+            report.error_kinds.append("internal")
+            rec.step(None, "error", "error", message)
+            if not dry_run:
+                rec.write(self.storage)
+            return report
+
+    def _feed(self, report, rec, operator, feed, spec, service_date, as_of, force, dry_run, aliases) -> FeedReport:
         c = contract(operator, feed)
         try:
             drop = open_drop(self.settings, spec, feed)
@@ -526,28 +543,36 @@ class Ingestion:
                 )
 
     def _gtfs(self, rec, report, sha, data, f: DeliveredFile, c: Contract, force: bool) -> None:
+        """Read and stage one offer; whatever goes wrong with it is that file's, kept in quarantine."""
+        try:
+            feed = self._read_offer(data, f, c)
+            self._stage_offer(rec, report, sha, feed, f, c)
+        except (Refused, DataError) as exc:
+            self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a file no rule foresaw fails alone, kept for a fix
+            log.exception("%s/%s: %s could not be read", c.operator, c.feed, f.name)
+            reason = (
+                f"{f.name}: could not be read against {c.key} v{c.version} ({type(exc).__name__}); "
+                "kept in quarantine for a fix of the contract or the code"
+            )
+            self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, reason)
+
+    def _read_offer(self, data: bytes, f: DeliveredFile, c: Contract) -> gtfs.Feed:
         if c.format == "netex":
             from ingestion.standards import netex
 
-            try:
-                feed = netex.read(data, f.name, c.file.get("ids"))
-            except Refused as exc:
-                self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, str(exc))
-                return
-            self._stage_offer(rec, report, sha, feed, f, c)
-            return
+            feed = netex.read(data, f.name, c.file.get("ids"))
+            gtfs.check_calendar(feed)
+            return feed
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "feed.zip"
             path.write_bytes(data)
             try:
                 if not zipfile.is_zipfile(path):
                     raise DataError(f"{f.name}: not a zip archive")
-                feed = gtfs.read_feed(path)
+                return gtfs.read_feed(path)
             except DataError as exc:  # named by the delivered file, not the temporary copy
-                reason = str(exc).replace(str(path), f.name)
-                self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, reason)
-                return
-        self._stage_offer(rec, report, sha, feed, f, c)
+                raise DataError(str(exc).replace(str(path), f.name)) from None
 
     def _stage_offer(self, rec, report, sha, feed: gtfs.Feed, f: DeliveredFile, c: Contract) -> None:
         dates = sorted(gtfs.service_dates(feed))
@@ -555,17 +580,20 @@ class Ingestion:
         version = (
             info["feed_version"][0] if info is not None and "feed_version" in info.columns and info.height else None
         ) or sha[:12]
-        version = re.sub(r"[^A-Za-z0-9_.:+\-]", "_", version)
-        start = (
-            gtfs.parse_date(info["feed_start_date"][0])
-            if info is not None and "feed_start_date" in info.columns
-            else (dates[0] if dates else None)
-        )
-        end = (
-            gtfs.parse_date(info["feed_end_date"][0])
-            if info is not None and "feed_end_date" in info.columns
-            else (dates[-1] if dates else None)
-        )
+        # a partition value starts with a letter or digit and holds no separator: the producer's
+        # version made safe, else the file's hash
+        version = re.sub(r"[^A-Za-z0-9_.:+\-]", "_", str(version)).lstrip("_.:+-")[:120] or sha[:12]
+
+        def info_date(column: str, fallback: date | None) -> date | None:
+            if info is None or column not in info.columns or not info.height or not info[column][0]:
+                return fallback
+            try:
+                return gtfs.parse_date(str(info[column][0]))
+            except ValueError:
+                raise DataError(f"{f.name}: feed_info.txt {column} is not a YYYYMMDD date") from None
+
+        start = info_date("feed_start_date", dates[0] if dates else None)
+        end = info_date("feed_end_date", dates[-1] if dates else None)
         written = 0
         for table in GTFS_TABLES:
             frame = feed.get(table)
@@ -665,7 +693,7 @@ def ingest(
                     op, fd, drop, service_date=service_date, as_of=as_of, force=force, dry_run=dry_run, aliases=aliases
                 )
             )
-        except CitylakeError as exc:  # one feed's failure never stops the others
+        except (CitylakeError, ValueError) as exc:  # one feed's failure never stops the others
             log.error("%s/%s failed: %s", op, fd, exc)
             failed = FeedReport(op, fd)
             failed.fail(str(exc), exc)

@@ -62,8 +62,9 @@ def changed_dates(report: IngestReport) -> set[date]:
 
 
 def raise_for_feeds(report: IngestReport) -> None:
-    """Raise the feeds' errors with their kind: configuration first (never retried), else transient."""
-    if config := report.errors("config"):
+    """Raise the feeds' errors with their kind: configuration and internal ones first (never
+    retried: a contract or a file no rule foresaw does not mend itself), else transient."""
+    if config := report.errors("config") + report.errors("internal"):
         raise ConfigError("; ".join(config))
     if errors := report.errors():
         raise TransientError("; ".join(errors))

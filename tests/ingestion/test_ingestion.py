@@ -380,3 +380,65 @@ def test_the_manifest_reads_a_snapshot_and_only_the_objects_missing_from_it(file
         f"select * exclude (_key) from read_parquet({env['CITYLAKE_MANIFEST_STEPS']}, union_by_name = true)"
     ).pl()
     assert read.select(after.columns).cast(after.schema).sort("run_id").equals(after.sort("run_id"))
+
+
+@pytest.fixture(scope="session")
+def one_day_drop(tmp_path_factory) -> Path:
+    return simulate_to(tmp_path_factory.mktemp("one_day_drop"), date(2026, 3, 30), 1, None)
+
+
+def _staged_keys(report) -> dict[tuple[str, str], set[str]]:
+    return {(f.operator, f.feed): set(f.staged) for f in report.feeds}
+
+
+def _targets() -> list[tuple[str, str]]:
+    from ingestion import registry
+
+    used = {c.staged["builder"] for c in registry.feeds()}
+    readers = [("reader", "read_csv_text"), ("reader", "read_jsonl_text"), ("reader", "read_xlsx_bytes")]
+    return [("builder", b) for b in sorted(used - {"gtfs"})] + readers + [("reader", "read_feed")]
+
+
+def test_an_exception_in_any_reader_or_builder_fails_its_feed_alone(one_day_drop, tmp_path, monkeypatch) -> None:
+    """Issue #29, part 1: each reader and builder in turn raises an exception no rule foresaw; the
+    night's ingestion goes on, the affected deliveries are quarantined once with the error's kind
+    (never its text), and every other feed stages what it staged in a clean run."""
+    from ingestion import feeds, gtfs, parsing, registry
+
+    settings = lake_env(monkeypatch, tmp_path / "clean", one_day_drop)
+    clean = _staged_keys(ingest(settings))
+    by_format = {"read_csv_text": "csv", "read_jsonl_text": "jsonl", "read_xlsx_bytes": "xlsx", "read_feed": "gtfs"}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("a secret value 123456789012 the message must not carry")
+
+    for kind, name in _targets():
+        with monkeypatch.context() as mp:
+            if kind == "builder":
+                mp.setitem(feeds.BUILDERS, name, boom)
+            elif name == "read_feed":
+                mp.setattr(gtfs, "read_feed", boom)
+            else:
+                mp.setattr(parsing, name, boom)
+            settings = lake_env(mp, tmp_path / f"{kind}-{name}", one_day_drop)
+            report = ingest(settings)
+        hit = {
+            (c.operator, c.feed)
+            for c in registry.feeds()
+            if (c.staged["builder"] == name if kind == "builder" else c.format == by_format[name])
+        }
+        assert hit, f"{name}: no configured feed uses it"
+        for f in report.feeds:
+            key_ = (f.operator, f.feed)
+            if key_ in hit and clean[key_]:
+                assert not f.staged and f.quarantined, f"{name}: {key_} should fail"
+                assert all("(RuntimeError)" in q and "123456789012" not in q for q in f.quarantined)
+            else:
+                assert set(f.staged) == clean[key_], f"{name}: {key_} staged differently"
+        storage = open_storage(settings)
+        steps = manifest.load(storage, "steps")
+        assert steps.filter(pl.col("step") == "quarantined").height == sum(len(f.quarantined) for f in report.feeds)
+        assert not steps["detail"].str.contains("123456789012").any()
+        # the next night does not read them again: they are quarantined once
+        again = ingest(settings)
+        assert not any(f.quarantined for f in again.feeds), name
