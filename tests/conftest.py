@@ -299,6 +299,9 @@ RELIABILITY_ROWS = {
     "invalid_utf8": "invalid UTF-8 in a UTF-8 extract",
     "formula_injection": "formula injection (=, +, -, @ at cell start) in text fields of the exports",
     "path_traversal": "path traversal and hostile characters in delivered file names",
+    "hostile_gtfs": "GTFS with a feed_version the lake refuses, dates not YYYYMMDD, calendars to year 9999",
+    "deep_json": "a JSON line nested 200,000 levels deep",
+    "feed_fails_alone": "an exception no rule foresaw in each reader and builder in turn",
 }
 _RELIABILITY: dict[str, dict] = {}
 

@@ -399,7 +399,9 @@ def _targets() -> list[tuple[str, str]]:
     return [("builder", b) for b in sorted(used - {"gtfs"})] + readers + [("reader", "read_feed")]
 
 
-def test_an_exception_in_any_reader_or_builder_fails_its_feed_alone(one_day_drop, tmp_path, monkeypatch) -> None:
+def test_an_exception_in_any_reader_or_builder_fails_its_feed_alone(
+    one_day_drop, tmp_path, monkeypatch, reliability
+) -> None:
     """Issue #29, part 1: each reader and builder in turn raises an exception no rule foresaw; the
     night's ingestion goes on, the affected deliveries are quarantined once with the error's kind
     (never its text), and every other feed stages what it staged in a clean run."""
@@ -442,3 +444,13 @@ def test_an_exception_in_any_reader_or_builder_fails_its_feed_alone(one_day_drop
         # the next night does not read them again: they are quarantined once
         again = ingest(settings)
         assert not any(f.quarantined for f in again.feeds), name
+    targets = _targets()
+    reliability(
+        "feed_fails_alone",
+        len(targets),
+        len(targets),
+        0,
+        f"a RuntimeError raised in each of {len(targets)} readers and builders in turn "
+        f"({', '.join(n for _, n in targets)}): its deliveries quarantined once, naming the error's kind, "
+        "never its text; every other feed staged what a clean night stages",
+    )

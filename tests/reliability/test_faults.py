@@ -792,6 +792,86 @@ def test_zip_bomb_in_gtfs_is_quarantined(tmp_path, monkeypatch, reliability) -> 
     )
 
 
+def _gtfs_zip(calendar: str, feed_info: str | None = None, calendar_dates: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\nA,A,http://a,Europe/Paris\n")
+        z.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\nS1,One,43.6,3.9\nS2,Two,43.7,3.8\n")
+        z.writestr("routes.txt", "route_id,agency_id,route_short_name,route_type\nR,A,1,3\n")
+        z.writestr("trips.txt", "route_id,service_id,trip_id\nR,WK,T1\n")
+        z.writestr(
+            "stop_times.txt",
+            "trip_id,arrival_time,departure_time,stop_id,stop_sequence\nT1,08:00:00,08:00:00,S1,1\n"
+            "T1,08:10:00,08:10:00,S2,2\n",
+        )
+        z.writestr("calendar.txt", calendar)
+        if feed_info is not None:
+            z.writestr("feed_info.txt", feed_info)
+        if calendar_dates is not None:
+            z.writestr("calendar_dates.txt", calendar_dates)
+    return buf.getvalue()
+
+
+CALENDAR = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n"
+
+
+def test_hostile_gtfs_calendars_and_versions_fail_their_file_alone(tmp_path, monkeypatch, reliability) -> None:
+    """Issue #29: files that stopped every operator's night (a version the key builder refused, dates
+    not YYYYMMDD, year 9999, 0001-9999 calendars expanding to gigabytes) are quarantined with their
+    rule, or staged under a safe version; the feed's failure is its own."""
+    info = "feed_publisher_name,feed_publisher_url,feed_lang,feed_version,feed_start_date,feed_end_date\n"
+    week = CALENDAR + "WK,1,1,1,1,1,0,0,20260101,20261231\n"
+    cases = {
+        "underscore_version": (_gtfs_zip(week, info + "p,http://p,fr,_v1,20260101,20261231\n"), None),
+        "bad_start_date": (_gtfs_zip(week, info + "p,http://p,fr,v2,2026-01-01,20261231\n"), "feed_start_date"),
+        "bad_calendar_date": (_gtfs_zip(week, None, "service_id,date,exception_type\nWK,2026-13-45,1\n"), "line 2"),
+        "year_9999": (_gtfs_zip(CALENDAR + "WK,1,1,1,1,1,0,0,20260101,99991231\n"), "5-year budget"),
+        "years_1_to_9999": (
+            _gtfs_zip(CALENDAR + "".join(f"S{i},1,1,1,1,1,1,1,00010101,99991231\n" for i in range(8))),
+            "5-year budget",
+        ),
+    }
+    reasons = []
+    for name, (data, rule) in cases.items():
+        storage, feed = _ingest_hostile(monkeypatch, tmp_path / name, "bus/gtfs", f"gtfs_{name}.zip", data, feed="gtfs")
+        assert not feed.errors, (name, feed.errors)
+        if rule is None:  # a version made safe: staged under it
+            assert feed.staged and "feed_version=v1/" in feed.staged[0]
+            continue
+        reason = _quarantined(storage, data)["reason"]
+        assert rule in reason, (name, reason)
+        reasons.append(reason)
+    reliability(
+        "hostile_gtfs",
+        len(cases),
+        len(cases),
+        0,
+        "a feed_version starting with '_' staged under a safe one (v1); dates not YYYYMMDD and service periods "
+        f"over 5 years (year 9999, 0001-9999) quarantined before the calendar is expanded: “{reasons[-1][:90]}…”",
+    )
+
+
+def test_a_json_line_nested_deeper_than_pythons_stack_is_an_invalid_row(tmp_path, monkeypatch, reliability) -> None:
+    from ingestion.contracts import contract
+
+    c = contract("bus", "avl")
+    good = json.dumps({h: "1" for h in c.headers})
+    deep = "[" * 200_000 + "]" * 200_000
+    data = (good + "\n" + deep + "\n").encode()
+    storage, feed = _ingest_hostile(monkeypatch, tmp_path, "bus/avl", "sae_passages_2026-03-30.jsonl", data, feed="avl")
+    assert not feed.errors and not feed.quarantined and feed.staged
+    staged = pl.read_parquet(io.BytesIO(storage.get_bytes(feed.staged[0])))
+    assert staged.filter(pl.col("source_row") == 2)["invalid_reason"].to_list() == ["line is not valid JSON"]
+    reliability(
+        "deep_json",
+        1,
+        1,
+        0,
+        f"a {len(deep):,}-byte line nested 200,000 deep (under the line limit): an invalid row "
+        "“line is not valid JSON”, the rest of the file staged",
+    )
+
+
 def test_wide_and_long_csv_are_quarantined(tmp_path, monkeypatch, reliability) -> None:
     from ingestion.contracts import contract
 
