@@ -20,6 +20,7 @@ import polars as pl
 
 from citylake.core.calendar_fr import service_day_start
 from ingestion.contracts import Contract
+from ingestion.masking import card_numbers_elsewhere, invalid_rows_withheld, shown
 from ingestion.pseudonym import Pseudonymiser
 
 
@@ -53,6 +54,11 @@ class Context:
     pseudonymiser: Pseudonymiser | None = None
     aliases: dict[str, str] | None = None  # operator's name aliases (series name -> register name)
     partition_from: str = "name"  # the contract's file.partition_from: name | delivered | rows
+
+    @property
+    def personal(self) -> bool:
+        """A personal-data feed (its card ids are pseudonymised): messages never show a value."""
+        return self.pseudonymiser is not None
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,9 @@ def _check_stop(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _invalid(
         frame,
         pl.col("stop_id").is_not_null() & ~pl.col("stop_id").is_in(known.implode()),
-        pl.format(f"stop_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("stop_id")),
+        pl.format(
+            f"stop_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", shown(pl.col("stop_id"), ctx.personal)
+        ),
     )
 
 
@@ -128,7 +136,7 @@ def _check_vehicle(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _invalid(
         frame,
         pl.col("vehicle_id").is_not_null() & ~pl.col("vehicle_id").is_in(known.implode()),
-        pl.format("vehicle_id '{}' is not in the fleet register", pl.col("vehicle_id")),
+        pl.format("vehicle_id '{}' is not in the fleet register", shown(pl.col("vehicle_id"), ctx.personal)),
     )
 
 
@@ -166,6 +174,7 @@ def fare_transactions(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "is_valid",
         "invalid_reason",
     )
+    out = card_numbers_elsewhere(out, "card_serial")
     out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id")).drop(
         "card_serial"
     )
@@ -207,14 +216,21 @@ def fare_transactions_tides(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = _invalid(
         out,
         pl.col("declared_service_date").is_not_null() & (pl.col("declared_service_date") != ctx.partition),
-        pl.format(f"service_date {{}} is not the file's service date {ctx.partition}", pl.col("declared_service_date")),
+        pl.format(
+            f"service_date {{}} is not the file's service date {ctx.partition}",
+            shown(pl.col("declared_service_date"), ctx.personal),
+        ),
     )
     if schedule is not None:
         out = _invalid(
             out,
             pl.col("trip_id_performed").is_not_null() & pl.col("route_short_name").is_null(),
-            pl.format(f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("trip_id_performed")),
+            pl.format(
+                f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}",
+                shown(pl.col("trip_id_performed"), ctx.personal),
+            ),
         )
+    out = card_numbers_elsewhere(out, "card_serial")
     out = out.with_columns(ctx.pseudonymiser.series(out["card_serial"], ctx.partition).alias("fare_media_id"))
     out = out.select(
         "source_row",
@@ -698,11 +714,16 @@ def to_staged(dataset: Dataset, parsed: pl.DataFrame, ctx: Context) -> pl.DataFr
     """Return the staged rows of one delivery, lineage columns first."""
     body = dataset.build(with_optional_columns(dataset.builder, parsed), ctx)
     out = row_dates(_lineage(body, ctx, dataset.partition), dataset, ctx)
+    if ctx.personal:
+        out = invalid_rows_withheld(out, PSEUDONYMISED)
     first = ["operator", dataset.partition, "source_sha256", "source_row"]
     last = ["is_valid", "invalid_reason"]
     middle = [c for c in out.columns if c not in first + last]
     return out.select(first + middle + last)
 
+
+#: staged columns that hold pseudonyms, never a delivered value
+PSEUDONYMISED = {"fare_media_id"}
 
 #: A service day runs from 02:00 to 30:00 local (06:00 the next morning): a timestamp in that
 #: window belongs to it. Filed by its own date (``partition_from: rows``), a timestamp belongs to
@@ -760,8 +781,8 @@ def row_dates(staged: pl.DataFrame, dataset: Dataset, ctx: Context) -> pl.DataFr
             pl.format(
                 f"{label} {{}} local ({{}} UTC) is on service day {{}}, not the file's {ctx.partition} "
                 f"(a service day runs 02:00 to 30:00 local)",
-                local,
-                pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%S"),
+                shown(local, ctx.personal),
+                shown(pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%S"), ctx.personal),
                 own,
             ),
         )
@@ -781,6 +802,6 @@ def row_dates(staged: pl.DataFrame, dataset: Dataset, ctx: Context) -> pl.DataFr
         out = _invalid(
             staged,
             own != ctx.partition,
-            pl.format(f"{label} {{}} is not the file's service date {ctx.partition}", own),
+            pl.format(f"{label} {{}} is not the file's service date {ctx.partition}", shown(own, ctx.personal)),
         )
     return out.drop("declared_service_date") if "declared_service_date" in out.columns else out

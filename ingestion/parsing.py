@@ -26,6 +26,7 @@ import polars as pl
 
 from citylake.core.errors import ConfigError, DataError
 from ingestion.contracts import Column, Contract
+from ingestion.masking import shown
 
 SOURCE_ROW = "source_row"
 
@@ -437,6 +438,7 @@ def _typed(
     order_key: str | None = None,
     raw: pl.Expr | None = None,
     day_start: pl.Expr | None = None,
+    personal: bool = False,
 ) -> tuple[pl.Expr, pl.Expr | None]:
     """Return (typed expression, extra-invalid expression) for one contract column."""
     raw = pl.col(col.name).str.strip_chars() if raw is None else raw
@@ -456,7 +458,7 @@ def _typed(
         naive = raw.str.strptime(pl.Datetime("us"), col.format, strict=False)
         value, nonexistent = local_to_utc(naive, tz, order_key)
         extra = pl.when(nonexistent).then(
-            pl.format(f"column '{col.name}': '{{}}' does not exist in {tz} (DST gap)", raw)
+            pl.format(f"column '{col.name}': '{{}}' does not exist in {tz} (DST gap)", shown(raw, personal))
         )
     elif t == "datetime_excel":
         naive = raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
@@ -477,15 +479,15 @@ def _typed(
             scaled = value.cast(pl.Float64) * col.scale
             value = pl.when(scaled == scaled.round(0)).then(scaled.round(0).cast(pl.Int64))
             extra = pl.when(raw.is_not_null() & (raw != "") & value.is_null() & scaled.is_not_null()).then(
-                pl.format(f"column '{col.name}': '{{}}' × {col.scale:g} is not a whole number", raw)
+                pl.format(f"column '{col.name}': '{{}}' × {col.scale:g} is not a whole number", shown(raw, personal))
             )
     elif t == "decimal":
         text = raw.str.replace(",", ".", literal=True) if decimal_sep == "," else raw
         value = text.cast(pl.Float64, strict=False)
         if col.scale is not None:
             value = value * col.scale
-        if col.canonical.endswith("_eur"):
-            value = value.cast(pl.Decimal(12, 2), strict=False)
+        if col.canonical.endswith("_eur"):  # money in Decimal(12, 2): a larger amount is no amount
+            value = pl.when(value.abs() < 1e10).then(value).cast(pl.Decimal(12, 2), strict=False)
     elif t == "boolean" and col.values:
         value = pl.when(raw == col.values[0]).then(True).when(raw == col.values[1]).then(False).otherwise(None)
     elif t == "enum" and col.values:
@@ -535,12 +537,15 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str, service_date: da
         day_start = _day_start(tz, pl.lit(service_date, pl.Date)) if service_date is not None else None
     typed, extras = [], {}
     for i, col in enumerate(cols):
-        value, extra = _typed(col, tz, sep, order_key, raw=pl.col(f"__raw{i}"), day_start=day_start)
+        value, extra = _typed(
+            col, tz, sep, order_key, raw=pl.col(f"__raw{i}"), day_start=day_start, personal=contract.personal_data
+        )
         typed.append(value.alias(f"__val{i}"))
         if extra is not None:
             extras[i] = extra.alias(f"__extra{i}")
     stripped = stripped.with_columns(*typed, *extras.values())
     values, reasons = [], [pl.col("_shape_reason")]
+    personal = contract.personal_data
     for i, col in enumerate(cols):
         raw, value = pl.col(f"__raw{i}"), pl.col(f"__val{i}")
         empty = raw.is_null() | (raw == "")
@@ -549,14 +554,16 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str, service_date: da
             reasons.append(pl.when(empty).then(pl.lit(f"column '{col.name}': required value missing")))
         reasons.append(
             pl.when(~empty & value.is_null()).then(
-                pl.format(f"column '{col.name}': '{{}}' is not {_describe(col)}", raw)
+                pl.format(f"column '{col.name}': '{{}}' is not {_describe(col)}", shown(raw, personal))
             )
         )
         if i in extras:
             reasons.append(pl.col(f"__extra{i}"))
         if col.min is not None:
             reasons.append(
-                pl.when(value < col.min).then(pl.format(f"column '{col.name}': '{{}}' is below {col.min:g}", raw))
+                pl.when(value < col.min).then(
+                    pl.format(f"column '{col.name}': '{{}}' is below {col.min:g}", shown(raw, personal))
+                )
             )
     reason = pl.coalesce(reasons).alias("invalid_reason")
     return stripped.select(pl.col(SOURCE_ROW), *values, reason).with_columns(

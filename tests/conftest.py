@@ -302,6 +302,7 @@ RELIABILITY_ROWS = {
     "hostile_gtfs": "GTFS with a feed_version the lake refuses, dates not YYYYMMDD, calendars to year 9999",
     "deep_json": "a JSON line nested 200,000 levels deep",
     "feed_fails_alone": "an exception no rule foresaw in each reader and builder in turn",
+    "personal_values": "card serials where they do not belong (cut rows, wrong columns)",
 }
 _RELIABILITY: dict[str, dict] = {}
 

@@ -257,7 +257,8 @@ def test_every_builder_honours_the_row_date_and_counts_in_one_unit(builder: str)
     ints |= {"occupied"}
     spec_columns, values = [], {}
     for c in columns:
-        kind, vals = typed.get(c, ("integer", ["10", "11", "12"]) if c in ints else ("string", ["a", "b", "c"]))
+        text = ["a", "b", "c"] if c == "facility_name" else [f"{c}-{i}" for i in range(3)]  # each column its own
+        kind, vals = typed.get(c, ("integer", ["10", "11", "12"]) if c in ints else ("string", text))
         col = {"name": c, "canonical": c, "type": kind}
         if kind == "datetime_local":
             col["format"] = "%Y-%m-%d %H:%M:%S"

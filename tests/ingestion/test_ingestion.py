@@ -454,3 +454,107 @@ def test_an_exception_in_any_reader_or_builder_fails_its_feed_alone(
         f"({', '.join(n for _, n in targets)}): its deliveries quarantined once, naming the error's kind, "
         "never its text; every other feed staged what a clean night stages",
     )
+
+
+def delivered_serials(drop: Path) -> set[str]:
+    """Every card or ticket serial in the ticketing files of a drop (read as text, whatever the
+    faults did to the files), by the contract's header."""
+    import csv
+
+    from ingestion.contracts import contract
+
+    header = contract("bus", "ticketing").column("card_serial").name
+    out: set[str] = set()
+    for path in sorted((drop / "bus" / "ticketing").glob("*.csv")):
+        text = path.read_bytes().decode("cp1252", errors="replace")
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=";"))
+        if rows and header in rows[0]:
+            i = rows[0].index(header)
+            out |= {r[i] for r in rows[1:] if len(r) > i and len(r[i]) >= 8}
+    return out
+
+
+def _texts_of_lake(root: Path) -> list[tuple[str, str]]:
+    """(where, text) of every string value in the lake's Parquet files (manifest, staged) and every
+    JSON file (quarantine reasons, control records); the delivered files themselves (raw/,
+    quarantine/) hold the serials by design and are purged on their schedule."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            for col, dtype in frame.schema.items():
+                if dtype == pl.Utf8:
+                    out += [(f"{path.relative_to(root)}:{col}", v) for v in frame[col].drop_nulls().unique()]
+        elif path.suffix == ".json":
+            out.append((str(path.relative_to(root)), path.read_text(encoding="utf-8", errors="replace")))
+    return out
+
+
+def test_no_card_serial_leaves_the_pseudonymised_columns(
+    faulty_drop, tmp_path, monkeypatch, capsys, caplog, reliability
+) -> None:
+    """Issue #29, part 3: a night with every simulator fault, plus a ticketing file cut in the middle
+    of a serial and one with serials in the stop and vehicle columns: no card serial in the manifest,
+    the quarantine reasons, the staged rows (invalid_reason included), the logs or the CLI's output."""
+    import logging
+
+    from citylake.cli import main
+
+    drop = tmp_path / "drop"
+    shutil.copytree(faulty_drop, drop)
+    ticketing = drop / "bus" / "ticketing"
+    from ingestion.contracts import contract
+
+    expected = ";".join(contract("bus", "ticketing").headers)
+    texts = [p.read_bytes().decode("cp1252", errors="replace") for p in sorted(ticketing.glob("VALIDATIONS_*.csv"))]
+    sample = next(t for t in texts if t.startswith(expected)).splitlines(keepends=True)  # a file of the contract
+    header, rows = sample[0], [r for r in sample[1:5] if r.strip()][:3]
+    serials = [r.split(";")[1] for r in rows]
+    cut = (header + rows[0] + rows[1][: rows[1].index(serials[1]) + 7]).encode("cp1252")
+    (ticketing / "VALIDATIONS_20260331.csv").write_bytes(cut)  # ends in the middle of a serial
+    others = sorted(delivered_serials(faulty_drop) - set(serials))
+    misplaced = [r.split(";") for r in rows]
+    misplaced[0][7] = serials[0]  # a serial in the stop column (a shifted export), a card of this file
+    misplaced[1][8] = others[0]  # in the vehicle column, a card of another day
+    misplaced[2][10] = others[1] + "\r\n"  # in the amount column: not a decimal, and not to be shown
+    (ticketing / "VALIDATIONS_20260401.csv").write_bytes(
+        (header + "".join(";".join(r) for r in misplaced)).encode("cp1252")
+    )
+    settings = lake_env(monkeypatch, tmp_path / "lake", drop)
+    caplog.set_level(logging.DEBUG)
+    main(["ingest", "--no-progress"])
+    out = capsys.readouterr()
+    secrets = delivered_serials(drop) | set(serials)
+    assert len(secrets) > 1000
+    places = _texts_of_lake(tmp_path / "lake")
+    places += [("stdout", out.out), ("stderr", out.err), ("log", caplog.text)]
+    import re
+
+    digits = re.compile(r"P?\d{9,}")
+    leaks = [(where, m) for where, text in places for m in digits.findall(text) if m in secrets]
+    assert leaks == [], leaks[:5]
+    hostile = staged(open_storage(settings), "fare_transactions").filter(pl.col("service_date") == date(2026, 4, 1))
+    assert hostile.height == 3 and hostile["is_valid"].sum() == 0  # the three rows staged, invalid, withheld
+    assert "column stop_id: holds a card number (withheld)" in hostile["invalid_reason"].to_list()
+    reliability(
+        "personal_values",
+        len(places),
+        len(places),
+        0,
+        f"{len(secrets):,} card serials delivered over a night with every simulator fault, a file cut in the "
+        "middle of a serial and serials in the stop, vehicle and amount columns: none in the manifest, "
+        f"quarantine reasons, staged rows, logs or CLI output ({len(places):,} texts scanned); messages about a "
+        "personal-data feed's rows name the row and rule, never the value",
+    )
+
+
+def test_an_amount_too_large_for_money_is_an_invalid_row_not_a_crash() -> None:
+    from ingestion.contracts import contract
+    from ingestion.parsing import parse
+
+    c = contract("bus", "ticketing")
+    row = "30/03/2026 07:00:00;123456789012;Carte;Abonnement;Validation;A;Aller;1;2;V1;99999999999999,00\r\n"
+    parsed = parse(c, (";".join(c.headers) + "\r\n" + row).encode("cp1252"), "VALIDATIONS_20260330.csv")
+    assert parsed.frame["invalid_reason"].to_list() == [
+        "column 'Montant (€)': '<personal-data feed: value withheld>' is not a decimal"
+    ]

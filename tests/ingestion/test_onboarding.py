@@ -124,14 +124,18 @@ def test_a_second_ticketing_vendor_recoded_to_the_staged_vocabulary(tmp_path, mo
         {"tickets2/ticketing/tx_2026-03-30.csv": TICKETING_FILE},
     )
     staged = ingested(settings, "tickets2", "fare_transactions").sort("source_row")
-    assert staged["fare_action"].to_list() == ["tap_on", "transfer", "tap_on"]
-    assert staged["fare_media_type"].to_list() == ["Carte", "Carte", "Ticket papier"]
-    assert staged["stop_id"].to_list() == ["1239", None, "1240"]
+    # the third row is invalid (direction '2'): a personal-data feed's invalid row keeps its line,
+    # reason and pseudonym, and withholds its values (ingestion.masking)
+    assert staged["fare_action"].to_list() == ["tap_on", "transfer", None]
+    assert staged["fare_media_type"].to_list() == ["Carte", "Carte", None]
+    assert staged["stop_id"].to_list() == ["1239", None, None]
     assert staged["direction_id"].to_list()[:2] == [0, 1]
     assert staged["event_timestamp"][0] == datetime(2026, 3, 30, 5, 31, 2, tzinfo=UTC)
     assert "card_serial" not in staged.columns and "123456789012" not in staged["fare_media_id"].to_list()
     assert staged["is_valid"].to_list() == [True, True, False]  # direction '2' is neither 0 nor 1
-    assert staged["invalid_reason"][2] == "column 'dir': '2' is not one of ['Aller', 'Retour']"
+    assert staged["invalid_reason"][2] == (
+        "column 'dir': '<personal-data feed: value withheld>' is not one of ['Aller', 'Retour']"
+    )
 
 
 WIDE_CONTRACT = """\
@@ -258,7 +262,9 @@ def test_a_vendor_file_with_title_lines_and_amounts_in_centimes(tmp_path, monkey
     assert [float(a) for a in staged["amount"]] == [0.0, 0.0, 1.6]
     assert staged["source_row"].to_list() == [4, 5, 6]  # line 3 is the header
     assert staged["fare_product_id"][0] == "Abonnement mensuel"
-    assert staged["invalid_reason"][2] == "column 'dir': '2' is not one of ['Aller', 'Retour']"
+    assert staged["invalid_reason"][2] == (
+        "column 'dir': '<personal-data feed: value withheld>' is not one of ['Aller', 'Retour']"
+    )
 
 
 def test_an_integer_scaled_off_a_whole_number_is_an_invalid_row_not_a_guess() -> None:
