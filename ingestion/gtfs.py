@@ -20,7 +20,9 @@ from citylake.core.errors import DataError
 
 REQUIRED = ("stops", "routes", "trips", "stop_times")
 #: A GTFS archive expanding past this is refused (the largest real feeds are a few GB).
-MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+#: The text an offer may expand to: a metro network's GTFS is 0.2-0.5 GB of text; reading it
+#: takes several times that in memory, so 2 GiB is what a 24 GiB worker can take (docs/ingestion.md).
+MAX_UNCOMPRESSED_BYTES = 2 * 1024**3
 MAX_COMPRESSION_RATIO = 200
 
 

@@ -346,6 +346,62 @@ def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFr
     return frame.with_columns(pl.Series(SOURCE_ROW, range(1, frame.height + 1), dtype=pl.Int64), shape), warnings
 
 
+#: A sheet's rows are read from its cells as they stream (never from the ``<dimension>`` it
+#: claims): past Excel's own limit, or after a run of empty rows this long, the file is refused
+#: before the rows are kept; trailing empty rows are not rows.
+MAX_SHEET_ROWS = 1_048_576
+MAX_EMPTY_RUN = 10_000
+
+
+def _check_sheet_extent(data: bytes, ws, name: str, sheet: str) -> None:
+    """Read the rows' numbers from the sheet's XML as it streams (lxml), before openpyxl fills
+    the gaps between them one empty row at a time (a cell at row 10,000,000 would take minutes):
+    refuse a row past Excel's limit, or after a run of empty rows over MAX_EMPTY_RUN."""
+    import zipfile
+
+    from lxml import etree
+
+    path = getattr(ws, "_worksheet_path", None)
+    if not path:
+        return
+    previous = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as zf, zf.open(path) as stream:
+        for _, el in etree.iterparse(stream, events=("end",), tag="{*}row", huge_tree=False):
+            try:
+                number = int(el.get("r") or previous + 1)
+            except ValueError:
+                number = previous + 1
+            if number > MAX_SHEET_ROWS:
+                raise Refused(f"{name}: sheet {sheet!r} has a row {number:,}, past Excel's own limit")
+            if number - previous - 1 > MAX_EMPTY_RUN and len(el):
+                raise Refused(
+                    f"{name}: sheet {sheet!r}: row {number:,} comes after {number - previous - 1:,} empty rows "
+                    f"(over the {MAX_EMPTY_RUN:,} a sheet may have between its rows)"
+                )
+            previous = number
+            el.clear()
+
+
+def _sheet_rows(ws, name: str, sheet: str) -> list[tuple]:
+    rows: list[tuple] = []
+    empty = 0
+    for i, row in enumerate(ws.iter_rows(values_only=True, max_col=MAX_COLUMNS), start=1):
+        if i > MAX_SHEET_ROWS:
+            raise Refused(f"{name}: sheet {sheet!r} has cells past row {MAX_SHEET_ROWS:,}, Excel's own limit")
+        if all(v is None for v in row):
+            empty += 1
+            continue
+        if empty > MAX_EMPTY_RUN:
+            raise Refused(
+                f"{name}: sheet {sheet!r}: a cell at row {i:,} after {empty:,} empty rows "
+                f"(over the {MAX_EMPTY_RUN:,} a sheet may have between its rows)"
+            )
+        rows.extend([()] * empty)
+        empty = 0
+        rows.append(row)
+    return rows
+
+
 def read_xlsx_bytes(contract: Contract, data: bytes, name: str) -> tuple[pl.DataFrame, list[str]]:
     from openpyxl import load_workbook
 
@@ -357,7 +413,13 @@ def read_xlsx_bytes(contract: Contract, data: bytes, name: str) -> tuple[pl.Data
     if sheet not in wb.sheetnames:
         raise Refused(f"{name}: no sheet {sheet!r} (sheets: {wb.sheetnames})")
     skip = _skip_rows(contract)
-    rows = list(wb[sheet].iter_rows(values_only=True))[skip:]
+    try:
+        _check_sheet_extent(data, wb[sheet], name, sheet)
+    except Refused:
+        raise
+    except Exception as exc:  # the XML itself is broken: openpyxl would fail on it too
+        raise Refused(f"{name}: sheet {sheet!r} is not readable XML ({type(exc).__name__})") from None
+    rows = _sheet_rows(wb[sheet], name, sheet)[skip:]
     if not rows:
         raise Refused(
             f"{name}: sheet {sheet!r} is empty, no header" + (f" after its first {skip} rows" if skip else "")

@@ -303,6 +303,7 @@ RELIABILITY_ROWS = {
     "deep_json": "a JSON line nested 200,000 levels deep",
     "feed_fails_alone": "an exception no rule foresaw in each reader and builder in turn",
     "personal_values": "card serials where they do not belong (cut rows, wrong columns)",
+    "hostile_night": "the hostile files at once, the night's process capped in memory",
 }
 _RELIABILITY: dict[str, dict] = {}
 

@@ -558,3 +558,93 @@ def test_an_amount_too_large_for_money_is_an_invalid_row_not_a_crash() -> None:
     assert parsed.frame["invalid_reason"].to_list() == [
         "column 'Montant (€)': '<personal-data feed: value withheld>' is not a decimal"
     ]
+
+
+def _hostile_files(drop: Path) -> dict[str, str]:
+    """The small hostile files of issue #29 into a drop: {file: the feed it goes to}."""
+    import re
+    import zipfile
+
+    from openpyxl import Workbook
+
+    from ingestion.contracts import contract
+    from tests.support.gtfs_feeds import CALENDAR, gtfs_zip
+
+    out = {}
+    gtfs_dir = drop / "bus" / "gtfs"
+    forever = CALENDAR + "".join(f"S{i},1,1,1,1,1,1,1,00010101,99991231\n" for i in range(8))
+    (gtfs_dir / "gtfs_forever.zip").write_bytes(gtfs_zip(forever))
+    out["gtfs_forever.zip"] = "bus/gtfs"
+    c = contract("bus", "maintenance")
+    wb = Workbook()
+    ws = wb.active
+    ws.title = c.file["sheet"]
+    ws.append(c.headers)
+    ws.cell(row=1_048_576, column=1, value="x")
+    buf = io.BytesIO()
+    wb.save(buf)
+    sparse = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(sparse, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in zin.infolist():
+            body = zin.read(info.filename)
+            if info.filename.startswith("xl/worksheets/"):  # no <dimension>, one cell at row 10,000,000
+                body = re.sub(rb"<dimension[^>]*/>", b"", body).replace(b"1048576", b"10000000")
+            z.writestr(info, body)
+    (drop / "bus" / "maintenance" / "export_GMAO_20260331.xlsx").write_bytes(sparse.getvalue())
+    out["export_GMAO_20260331.xlsx"] = "bus/maintenance"
+    deep = "[" * 200_000 + "]" * 200_000
+    (drop / "bus" / "avl" / "sae_passages_2026-03-31.jsonl").write_text(deep + "\n", encoding="utf-8")
+    out["sae_passages_2026-03-31.jsonl"] = "bus/avl"
+    return out
+
+
+def test_a_night_of_hostile_files_under_a_memory_limit(one_day_drop, tmp_path, reliability) -> None:
+    """Issue #29: every hostile file at once beside a normal day, ingested by `citylake ingest` in a
+    process whose address space is capped (RLIMIT_AS 3 GiB): it ends, refuses each hostile file
+    once with its rule, and stages every feed of the normal day."""
+    import resource
+    import subprocess
+    import sys
+
+    drop = tmp_path / "drop"
+    shutil.copytree(one_day_drop, drop)
+    hostile = _hostile_files(drop)
+    budget = 3 * 1024**3
+
+    def capped() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CITYLAKE_")},
+        "CITYLAKE_LAKE_URI": (tmp_path / "lake").as_uri(),
+        "CITYLAKE_DROP_ROOT": drop.as_uri(),
+        "CITYLAKE_PSEUDONYM_KEY": KEY,
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "citylake.cli", "ingest", "--no-progress"],
+        env=env,
+        preexec_fn=capped,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    storage = open_storage(Settings.model_construct(lake_uri=(tmp_path / "lake").as_uri()))
+    deliveries = manifest.load(storage, "deliveries")
+    steps = manifest.load(storage, "steps")
+    for name in ("gtfs_forever.zip", "export_GMAO_20260331.xlsx"):
+        sha = deliveries.filter(pl.col("original_name") == name)["sha256"]
+        assert steps.filter(pl.col("sha256").is_in(sha.implode()) & (pl.col("step") == "quarantined")).height == 1
+    keys = [i.key.split("/") for i in storage.list("staged/")]
+    staged_days = {(k[1], k[3]) for k in keys if len(k) > 3 and k[3] == "service_date=2026-03-30"}
+    for dataset in ("fare_transactions", "stop_visits", "trips_performed", "passenger_events", "parking_occupancy"):
+        assert (dataset, "service_date=2026-03-30") in staged_days, dataset
+    reliability(
+        "hostile_night",
+        len(hostile),
+        len(hostile),
+        0,
+        f"{', '.join(hostile)} beside a normal day, `citylake ingest` capped at {budget // 1024**3} GiB of "
+        "address space (RLIMIT_AS): the night ends, the calendar and the sheet are quarantined with their "
+        "rule, the deep line is an invalid row, every feed of the normal day staged",
+    )

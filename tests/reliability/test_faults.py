@@ -43,6 +43,7 @@ from devtools.simulator.faults import parse_faults
 from devtools.simulator.run import SimulationConfig, simulate
 from ingestion import manifest
 from ingestion.run import ingest
+from tests.support.gtfs_feeds import CALENDAR, gtfs_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "fault-suite-pseudonym-key-0123456789"
@@ -792,29 +793,6 @@ def test_zip_bomb_in_gtfs_is_quarantined(tmp_path, monkeypatch, reliability) -> 
     )
 
 
-def _gtfs_zip(calendar: str, feed_info: str | None = None, calendar_dates: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\nA,A,http://a,Europe/Paris\n")
-        z.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\nS1,One,43.6,3.9\nS2,Two,43.7,3.8\n")
-        z.writestr("routes.txt", "route_id,agency_id,route_short_name,route_type\nR,A,1,3\n")
-        z.writestr("trips.txt", "route_id,service_id,trip_id\nR,WK,T1\n")
-        z.writestr(
-            "stop_times.txt",
-            "trip_id,arrival_time,departure_time,stop_id,stop_sequence\nT1,08:00:00,08:00:00,S1,1\n"
-            "T1,08:10:00,08:10:00,S2,2\n",
-        )
-        z.writestr("calendar.txt", calendar)
-        if feed_info is not None:
-            z.writestr("feed_info.txt", feed_info)
-        if calendar_dates is not None:
-            z.writestr("calendar_dates.txt", calendar_dates)
-    return buf.getvalue()
-
-
-CALENDAR = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n"
-
-
 def test_hostile_gtfs_calendars_and_versions_fail_their_file_alone(tmp_path, monkeypatch, reliability) -> None:
     """Issue #29: files that stopped every operator's night (a version the key builder refused, dates
     not YYYYMMDD, year 9999, 0001-9999 calendars expanding to gigabytes) are quarantined with their
@@ -822,12 +800,12 @@ def test_hostile_gtfs_calendars_and_versions_fail_their_file_alone(tmp_path, mon
     info = "feed_publisher_name,feed_publisher_url,feed_lang,feed_version,feed_start_date,feed_end_date\n"
     week = CALENDAR + "WK,1,1,1,1,1,0,0,20260101,20261231\n"
     cases = {
-        "underscore_version": (_gtfs_zip(week, info + "p,http://p,fr,_v1,20260101,20261231\n"), None),
-        "bad_start_date": (_gtfs_zip(week, info + "p,http://p,fr,v2,2026-01-01,20261231\n"), "feed_start_date"),
-        "bad_calendar_date": (_gtfs_zip(week, None, "service_id,date,exception_type\nWK,2026-13-45,1\n"), "line 2"),
-        "year_9999": (_gtfs_zip(CALENDAR + "WK,1,1,1,1,1,0,0,20260101,99991231\n"), "5-year budget"),
+        "underscore_version": (gtfs_zip(week, info + "p,http://p,fr,_v1,20260101,20261231\n"), None),
+        "bad_start_date": (gtfs_zip(week, info + "p,http://p,fr,v2,2026-01-01,20261231\n"), "feed_start_date"),
+        "bad_calendar_date": (gtfs_zip(week, None, "service_id,date,exception_type\nWK,2026-13-45,1\n"), "line 2"),
+        "year_9999": (gtfs_zip(CALENDAR + "WK,1,1,1,1,1,0,0,20260101,99991231\n"), "5-year budget"),
         "years_1_to_9999": (
-            _gtfs_zip(CALENDAR + "".join(f"S{i},1,1,1,1,1,1,1,00010101,99991231\n" for i in range(8))),
+            gtfs_zip(CALENDAR + "".join(f"S{i},1,1,1,1,1,1,1,00010101,99991231\n" for i in range(8))),
             "5-year budget",
         ),
     }

@@ -197,3 +197,27 @@ def build(spec: FeedSpec, path: Path) -> Path:
         for name, text in spec.extra.items():
             z.writestr(name, text)
     return path
+
+
+# -- small hand-made feeds for the hostile-file tests (issue #29) ------------------------------
+def gtfs_zip(calendar: str, feed_info: str | None = None, calendar_dates: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\nA,A,http://a,Europe/Paris\n")
+        z.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\nS1,One,43.6,3.9\nS2,Two,43.7,3.8\n")
+        z.writestr("routes.txt", "route_id,agency_id,route_short_name,route_type\nR,A,1,3\n")
+        z.writestr("trips.txt", "route_id,service_id,trip_id\nR,WK,T1\n")
+        z.writestr(
+            "stop_times.txt",
+            "trip_id,arrival_time,departure_time,stop_id,stop_sequence\nT1,08:00:00,08:00:00,S1,1\n"
+            "T1,08:10:00,08:10:00,S2,2\n",
+        )
+        z.writestr("calendar.txt", calendar)
+        if feed_info is not None:
+            z.writestr("feed_info.txt", feed_info)
+        if calendar_dates is not None:
+            z.writestr("calendar_dates.txt", calendar_dates)
+    return buf.getvalue()
+
+
+CALENDAR = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n"
