@@ -29,11 +29,27 @@ class DeliveredFile:
     delivered_at: datetime  # UTC, from the drop's modification time
     location: str  # where it was found, for messages
 
+    @property
+    def label(self) -> str:
+        """The name as messages, logs and the manifest write it: control characters escaped (a
+        newline in a name would forge a log line)."""
+        return printable(self.name)
+
+
+def printable(name: str) -> str:
+    """A name with its control characters escaped as \\xNN / \\uNNNN; nothing else changes (so
+    the escape of an escaped name is itself)."""
+    import unicodedata
+
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp") else ascii(ch)[1:-1] for ch in name)
+
 
 class Drop(ABC):
     """An operator's feed folder."""
 
     uri: str
+    #: entries the last list() passed over, with why: (name, reason); the night records them
+    skipped: list[tuple[str, str]]
 
     @abstractmethod
     def list(self) -> list[DeliveredFile]:
@@ -54,16 +70,43 @@ def _sorted(items: list[DeliveredFile]) -> list[DeliveredFile]:
 
 
 class LocalDrop(Drop):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
+        self.root = root  # the drop root the city configured (may itself be a link); below it, none
         self.uri = path.as_uri()
+        self.skipped = []
+
+    def _linked(self) -> Path | None:
+        """A folder between the drop root and this feed's folder that is a symbolic link: whoever
+        writes to the drop could point it anywhere on this machine, into write-once raw/."""
+        if self.root is None:
+            return self.path if self.path.is_symlink() else None
+        current = self.root
+        for part in self.path.relative_to(self.root).parts:
+            current = current / part
+            if current.is_symlink():
+                return current
+        return None
 
     def list(self) -> list[DeliveredFile]:
+        self.skipped = []
+        linked = self._linked()
+        if linked is not None:
+            raise LakeConfigError(
+                f"drop folder {linked} is a symbolic link: refused (it could point anywhere on this machine); "
+                "make it a real folder"
+            )
         if not self.path.is_dir():
             return []
         out = []
         for entry in os.scandir(self.path):
-            if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+            if entry.name.startswith("."):
+                self.skipped.append((entry.name, "a hidden file (a name starting with '.'), never read"))
+            elif entry.is_symlink():
+                self.skipped.append((entry.name, "a symbolic link, never followed"))
+            elif not entry.is_file(follow_symlinks=False):
+                self.skipped.append((entry.name, "not a regular file (a folder, a device, a pipe)"))
+            else:
                 st = entry.stat(follow_symlinks=False)
                 out.append(
                     DeliveredFile(
@@ -94,6 +137,7 @@ class S3Drop(Drop):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
+        self.skipped = []
 
     def list(self) -> list[DeliveredFile]:
         from minio.error import S3Error
@@ -148,6 +192,7 @@ class SFTPDrop(Drop):
         self.username, self.password, self.key_file = username, password, key_file
         self.host_key_policy = host_key_policy
         self.uri = f"sftp://{username}@{host}:{port}{self.path}"
+        self.skipped = []
 
     def _connect(self):
         import paramiko
@@ -177,8 +222,13 @@ class SFTPDrop(Drop):
         client, sftp = self._connect()
         try:
             out = []
+            self.skipped = []
             for attr in sftp.listdir_attr(self.path):
-                if stat.S_ISREG(attr.st_mode or 0) and not attr.filename.startswith("."):
+                if attr.filename.startswith("."):
+                    self.skipped.append((attr.filename, "a hidden file (a name starting with '.'), never read"))
+                elif not stat.S_ISREG(attr.st_mode or 0):
+                    self.skipped.append((attr.filename, "not a regular file (a folder, a link, a device)"))
+                else:
                     out.append(
                         DeliveredFile(
                             attr.filename,
@@ -228,7 +278,8 @@ def open_drop(settings: Settings, spec: dict[str, Any], feed: str) -> Drop:
                 secret_key=secret,
                 region=settings.s3_region,
             )
-        return LocalDrop(resolve_local_root(root) / sub)
+        base = resolve_local_root(root)
+        return LocalDrop(base / sub, base)
     if kind == "s3":
         endpoint = os.environ.get(spec["endpoint_env"]) if spec.get("endpoint_env") else settings.s3_endpoint
         return S3Drop(

@@ -43,7 +43,7 @@ from citylake.core.lake import Zone, key, safe_filename
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, open_storage, sha256_bytes
 from ingestion import gtfs, manifest, registry
-from ingestion.connectors import DeliveredFile, open_drop
+from ingestion.connectors import DeliveredFile, open_drop, printable
 from ingestion.contracts import Contract, contract
 from ingestion.feeds import Context, Refs, dataset_of, date_from_name, staging_warnings, to_staged
 from ingestion.parsing import Refused, parse
@@ -284,35 +284,45 @@ class Ingestion:
             if not dry_run:
                 rec.write(self.storage)
             return report
+        recorded = set(
+            self.steps.filter(
+                (pl.col("operator") == operator) & (pl.col("feed") == feed) & (pl.col("step") == "skipped")
+            )["detail"].to_list()
+        )
+        for name, why in getattr(drop, "skipped", []):  # every entry passed over leaves a trace, once
+            detail = f"{printable(name)}: skipped, {why}"
+            if detail not in recorded and not dry_run:
+                rec.step(None, "skipped", "warning", detail)
+                report.warnings.append(detail)
         if as_of is not None:
             files = [f for f in files if f.delivered_at <= as_of]
         if service_date is not None:
-            files = [f for f in files if date_from_name(c, f.name) in (None, service_date)]
+            files = [f for f in files if date_from_name(c, f.label) in (None, service_date)]
 
         mine = self.deliveries.filter((pl.col("operator") == operator) & (pl.col("feed") == feed))
         seen = {(n, d, s) for n, d, s in mine.select("original_name", "delivered_at", "size_bytes").iter_rows()}
         raw_by_sha = dict(mine.filter(pl.col("duplicate_of").is_null()).select("sha256", "raw_key").iter_rows())
         to_parse: list[tuple[str, bytes, DeliveredFile, datetime]] = []
         for f in files:
-            if (f.name, f.delivered_at.replace(microsecond=0), f.size) in seen or (
-                f.name,
+            if (f.label, f.delivered_at.replace(microsecond=0), f.size) in seen or (
+                f.label,
                 f.delivered_at,
                 f.size,
             ) in seen:
                 continue
             if dry_run:
-                print(f"would land {drop.uri.rstrip('/')}/{f.name} ({f.size} bytes)")
+                print(f"would land {drop.uri.rstrip('/')}/{f.label} ({f.size} bytes)")
                 continue
             data = drop.read(f)
             sha = sha256_bytes(data)
             received = manifest.now()
-            declared = date_from_name(c, f.name)
+            declared = date_from_name(c, f.label)
             due = deadline(c, declared, self.tz)
             row = {
                 "run_id": self.run_id,
                 "operator": operator,
                 "feed": feed,
-                "original_name": f.name,
+                "original_name": f.label,
                 "raw_key": None,
                 "size_bytes": len(data),
                 "sha256": sha,
@@ -327,14 +337,14 @@ class Ingestion:
             if sha in raw_by_sha:
                 row["duplicate_of"] = raw_by_sha[sha]
                 rec.deliveries.append(row)
-                rec.step(sha, "duplicate", "warning", f"{f.name}: same bytes as {raw_by_sha[sha]}, not landed again")
+                rec.step(sha, "duplicate", "warning", f"{f.label}: same bytes as {raw_by_sha[sha]}, not landed again")
                 report.duplicates += 1
                 continue
             raw_key = key(
                 Zone.RAW,
                 None,
                 {"operator": operator, "feed": feed, "received_date": received.date()},
-                f"{sha[:16]}__{safe_filename(f.name)}",
+                f"{sha[:16]}__{safe_filename(f.label)}",
             )
             self.storage.put_bytes(
                 raw_key,
@@ -342,14 +352,14 @@ class Ingestion:
                 metadata={
                     "operator": operator,
                     "feed": feed,
-                    "original-name": f.name.encode("ascii", "replace").decode(),
+                    "original-name": f.label.encode("ascii", "replace").decode(),
                     "delivered-at": f.delivered_at.isoformat(),
                 },
             )
             row["raw_key"] = raw_key
             raw_by_sha[sha] = raw_key
             rec.deliveries.append(row)
-            rec.step(sha, "landed", "ok", f"{f.name} -> {raw_key}")
+            rec.step(sha, "landed", "ok", f"{f.label} -> {raw_key}")
             report.landed += 1
             to_parse.append((sha, data, f, received))
         if dry_run:
@@ -389,7 +399,7 @@ class Ingestion:
             Zone.QUARANTINE,
             None,
             {"operator": operator, "feed": feed, "received_date": manifest.now().date()},
-            f"{sha[:16]}__{safe_filename(f.name)}",
+            f"{sha[:16]}__{safe_filename(f.label)}",
         )
         self.storage.put_bytes(base, data)
         self.storage.put_json(
@@ -397,7 +407,7 @@ class Ingestion:
             {
                 "reason": reason,
                 "sha256": sha,
-                "original_name": f.name,
+                "original_name": f.label,
                 "delivered_at": f.delivered_at,
                 "contract": f"{c.key} v{c.version}",
                 "run_id": self.run_id,
@@ -405,7 +415,7 @@ class Ingestion:
         )
         rec.step(sha, "quarantined", "error", reason, staged_key=base)
         report.quarantined.append(reason)
-        log.warning("quarantined %s: %s", f.name, reason)
+        log.warning("quarantined %s: %s", f.label, reason)
 
     def _parse_and_stage(self, rec, report, c: Contract, to_parse, force: bool, aliases: dict | None = None) -> None:
         operator, feed = c.operator, c.feed
@@ -413,7 +423,7 @@ class Ingestion:
         candidates: dict[date, list[tuple[datetime, datetime, str, pl.DataFrame]]] = {}
         partition_from = c.file.get("partition_from", "name")
         for sha, data, f, received in to_parse:
-            declared = date_from_name(c, f.name)
+            declared = date_from_name(c, f.label)
             if partition_from == "delivered":
                 declared = f.delivered_at.astimezone(ZoneInfo(self.tz)).date()
             elif partition_from == "rows":
@@ -428,28 +438,28 @@ class Ingestion:
                     data,
                     f,
                     c,
-                    f"{f.name}: the name does not match {c.file['file_name']!r}, so its date is unknown",
+                    f"{f.label}: the name does not match {c.file['file_name']!r}, so its date is unknown",
                 )
                 continue
             try:
                 pseudo = self.pseudonymiser() if dataset.personal else None
             except LakeConfigError as exc:
-                rec.step(sha, "error", "error", f"{f.name}: {exc}")
-                report.fail(f"{f.name}: {exc}", exc)
+                rec.step(sha, "error", "error", f"{f.label}: {exc}")
+                report.fail(f"{f.label}: {exc}", exc)
                 continue
             try:
-                parsed = parse(c, data, f.name, self.tz, date_from_name(c, f.name))
+                parsed = parse(c, data, f.label, self.tz, date_from_name(c, f.label))
                 refs = self.refs(declared)
                 ctx = Context(operator, sha, declared, self.tz, refs, pseudo, aliases, partition_from=partition_from)
                 staged = to_staged(dataset, parsed.frame, ctx)
-                parsed.warnings += [f"{f.name}: {w}" for w in staging_warnings(dataset, staged, ctx)]
+                parsed.warnings += [f"{f.label}: {w}" for w in staging_warnings(dataset, staged, ctx)]
             except Refused as exc:
                 self._quarantine(rec, report, operator, feed, sha, data, f, c, str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a file no rule foresaw fails alone, kept for a fix
-                log.exception("%s/%s: %s could not be read", operator, feed, f.name)
+                log.exception("%s/%s: %s could not be read", operator, feed, f.label)
                 reason = (
-                    f"{f.name}: could not be read against {c.key} v{c.version} ({type(exc).__name__}); "
+                    f"{f.label}: could not be read against {c.key} v{c.version} ({type(exc).__name__}); "
                     "kept in quarantine for a fix of the contract or the code"
                 )
                 self._quarantine(rec, report, operator, feed, sha, data, f, c, reason)
@@ -550,9 +560,9 @@ class Ingestion:
         except (Refused, DataError) as exc:
             self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, str(exc))
         except Exception as exc:  # noqa: BLE001 - a file no rule foresaw fails alone, kept for a fix
-            log.exception("%s/%s: %s could not be read", c.operator, c.feed, f.name)
+            log.exception("%s/%s: %s could not be read", c.operator, c.feed, f.label)
             reason = (
-                f"{f.name}: could not be read against {c.key} v{c.version} ({type(exc).__name__}); "
+                f"{f.label}: could not be read against {c.key} v{c.version} ({type(exc).__name__}); "
                 "kept in quarantine for a fix of the contract or the code"
             )
             self._quarantine(rec, report, c.operator, c.feed, sha, data, f, c, reason)
@@ -561,7 +571,7 @@ class Ingestion:
         if c.format == "netex":
             from ingestion.standards import netex
 
-            feed = netex.read(data, f.name, c.file.get("ids"))
+            feed = netex.read(data, f.label, c.file.get("ids"))
             gtfs.check_calendar(feed)
             return feed
         with tempfile.TemporaryDirectory() as tmp:
@@ -569,10 +579,10 @@ class Ingestion:
             path.write_bytes(data)
             try:
                 if not zipfile.is_zipfile(path):
-                    raise DataError(f"{f.name}: not a zip archive")
+                    raise DataError(f"{f.label}: not a zip archive")
                 return gtfs.read_feed(path)
             except DataError as exc:  # named by the delivered file, not the temporary copy
-                raise DataError(str(exc).replace(str(path), f.name)) from None
+                raise DataError(str(exc).replace(str(path), f.label)) from None
 
     def _stage_offer(self, rec, report, sha, feed: gtfs.Feed, f: DeliveredFile, c: Contract) -> None:
         dates = sorted(gtfs.service_dates(feed))
@@ -590,7 +600,7 @@ class Ingestion:
             try:
                 return gtfs.parse_date(str(info[column][0]))
             except ValueError:
-                raise DataError(f"{f.name}: feed_info.txt {column} is not a YYYYMMDD date") from None
+                raise DataError(f"{f.label}: feed_info.txt {column} is not a YYYYMMDD date") from None
 
         start = info_date("feed_start_date", dates[0] if dates else None)
         end = info_date("feed_end_date", dates[-1] if dates else None)
@@ -626,7 +636,7 @@ class Ingestion:
                 "valid_to": [end],
                 "source_sha256": [sha],
                 "delivered_at": [f.delivered_at],
-                "original_name": [f.name],
+                "original_name": [f.label],
             }
         )
         k = key(Zone.STAGED, "gtfs_feed_versions", {"feed_version": version}, "part-0.parquet")

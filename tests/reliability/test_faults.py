@@ -1046,3 +1046,42 @@ def test_kill_points_in_the_dbt_build_on_a_network_whose_trips_chain_at_termini(
     )
     chained = trips.join(trips, left_on=["vehicle_id", "last"], right_on=["vehicle_id", "first"], suffix="_next")
     assert visits.height == 420 and chained.filter(pl.col("trip_id") != pl.col("trip_id_next")).height > 20
+
+
+def test_links_hidden_files_and_control_characters_in_a_drop(tmp_path, monkeypatch) -> None:
+    """Issue #29: a drop folder that is a symbolic link is refused (it could point anywhere on the
+    machine, into write-once raw/); a linked or hidden file is passed over and recorded once; a name
+    with a newline or an escape sequence is written escaped to the manifest and the logs."""
+    from ingestion.contracts import contract
+
+    c = contract("bus", "apc")
+    body = (",".join(c.headers) + "\n").encode()
+    drop = tmp_path / "drop"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "comptages_20260330.csv").write_bytes(body)
+    (drop / "bus").mkdir(parents=True)
+    (drop / "bus" / "apc").symlink_to(elsewhere, target_is_directory=True)
+    settings = _env(monkeypatch, tmp_path / "lake", drop)
+    report = ingest(settings, operator="bus", feed="apc")
+    assert report.feeds[0].errors and "is a symbolic link: refused" in report.feeds[0].errors[0]
+    assert not open_storage(settings).list("raw/")
+
+    (drop / "bus" / "apc").unlink()
+    (drop / "bus" / "apc").mkdir()
+    (drop / "bus" / "apc" / ".hidden.csv").write_bytes(body)
+    (drop / "bus" / "apc" / "comptages_20260331.csv").symlink_to(elsewhere / "comptages_20260330.csv")
+    forged = "comptages_20260330.csv\n2026-12-06 INFO citylake: all good\x1b[2K"
+    (drop / "bus" / "apc" / forged).write_bytes(body)
+    for _ in range(2):  # the second night records nothing again
+        report = ingest(settings, operator="bus", feed="apc")
+    storage = open_storage(settings)
+    steps = manifest.load(storage, "steps")
+    skipped = sorted(steps.filter(pl.col("step") == "skipped")["detail"].to_list())
+    assert skipped == [
+        ".hidden.csv: skipped, a hidden file (a name starting with '.'), never read",
+        "comptages_20260331.csv: skipped, a symbolic link, never followed",
+    ]
+    names = manifest.load(storage, "deliveries")["original_name"].to_list()
+    assert names == ["comptages_20260330.csv\\n2026-12-06 INFO citylake: all good\\x1b[2K"]
+    assert not any("\n" in d or "\x1b" in d for d in steps["detail"].drop_nulls().to_list())
