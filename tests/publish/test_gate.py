@@ -160,7 +160,15 @@ def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
 
 
 def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp_path, monkeypatch) -> None:
+    """A warning-only rule publishes with the report; and (issue #29) a typo in one car park's id
+    in the parking operator's register is a warning, never a refusal of parking, nor through it of
+    every operator's contract KPIs."""
     drop = day_drop(drops["two_days"], tmp_path / "drop", "2026-03-30")
+    register = next((drop / "parking" / "facilities").glob("*.csv"))
+    lines = register.read_text(encoding="utf-8").splitlines(keepends=True)
+    typo = lines[1].split(",", 1)
+    lines[1] = typo[0].replace("-P-", "-P_") + "," + typo[1]  # not the national pattern: no usable id
+    register.write_text("".join(lines), encoding="utf-8")
     settings = night_env(monkeypatch, lake_settings, tmp_path, drop)
     import great_expectations as gx
 
@@ -181,7 +189,10 @@ def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp
     original = gate_mod.build_suites
     monkeypatch.setattr(gate_mod, "build_suites", lambda dates: [*original(dates), strict])
     night = run_night(settings)
-    assert night.ok and "transit" in night.gate.published_groups
+    assert night.ok and "transit" in night.gate.published_groups, (night.gate.refused_groups, night.ingest.lines())
+    assert {"parking", "contract"} <= set(night.gate.published_groups), night.gate.refused_groups
+    parks = query(open_storage(settings), settings, "select count(*) from dim_car_parks")[0][0]
+    assert parks == len(lines) - 2  # the header and the row without a usable id left out
     assert any("always_warns" in w for w in night.gate.warnings)
     storage = open_storage(settings)
     result = json.loads(storage.get_bytes(night.gate.report_key.replace("index.html", "result.json")))

@@ -1,8 +1,12 @@
 -- Car parks as last registered by each operator, with their conformance to the national
 -- parking schema (v0.1.5) rules checked here: id pattern, INSEE code, capacity, coordinates.
--- One row per (operator, facility_id).
+-- One row per (operator, facility_id). A register row without a usable id (empty, or not the
+-- national pattern, which staging leaves empty) is left out: it can name no car park, and a
+-- warning test on stg_parking__facilities counts it, so one typo never refuses the parking
+-- group, nor through it every operator's contract KPIs.
 with latest as (
     select * from {{ ref('stg_parking__facilities') }}
+    where facility_id is not null
     qualify row_number() over (partition by operator, facility_id order by as_of_date desc, source_row desc) = 1
 )
 
