@@ -593,19 +593,28 @@ def cmd_api_token(args: argparse.Namespace) -> int:
 
     register = TokenRegister(_settings().api_tokens_file)
     if args.token_command == "add":
-        token = register.add(args.name, args.role, args.operator)
+        token = register.add(args.name, args.role, args.operator, args.expires)
         print(token)
         print(
             f"token {args.name!r} ({args.role}{', operator ' + args.operator if args.operator else ''}) "
-            f"added to {register.path}; it is shown once, only its hash is kept",
+            f"added to {register.path}, valid {args.expires} days; it is shown once, only its hash is kept",
             file=sys.stderr,
         )
+    elif args.token_command == "rotate":
+        token = register.rotate(args.name, args.expires)
+        print(token)
+        print(f"token {args.name!r} replaced, valid {args.expires} days; the old one no longer works", file=sys.stderr)
     elif args.token_command == "revoke":
         register.revoke(args.name)
         print(f"token {args.name!r} revoked")
     else:
+        from citylake.consumers.api import _expiry
+
         for e in register.entries():
-            print(f"{e['name']:24} {e['role']:9} {e.get('operator') or '-':12} created {e['created_at']}")
+            print(
+                f"{e['name']:24} {e['role']:9} {e.get('operator') or '-':12} created {e['created_at']} "
+                f"expires {_expiry(e).isoformat()}"
+            )
     return 0
 
 
@@ -757,13 +766,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
-    tok = sub.add_parser("api-token", help="API tokens: add (printed once), revoke, list")
+    tok = sub.add_parser("api-token", help="API tokens: add (printed once), rotate, revoke, list")
     tok_sub = tok.add_subparsers(dest="token_command", metavar="ACTION")
     tok_sub.required = True
     p = tok_sub.add_parser("add", help="create a token and print it (only its hash is stored)")
     p.add_argument("name")
     p.add_argument("--role", choices=["analyst", "operator"], required=True)
     p.add_argument("--operator", help="for an operator token: its id in ingestion/operators.yaml")
+    p.add_argument("--expires", type=int, default=365, metavar="DAYS", help="days the token is valid (default 365)")
+    p.set_defaults(func=cmd_api_token)
+    p = tok_sub.add_parser("rotate", help="replace a token by a new one (same role), printed once")
+    p.add_argument("name")
+    p.add_argument("--expires", type=int, default=365, metavar="DAYS", help="days the new token is valid (default 365)")
     p.set_defaults(func=cmd_api_token)
     p = tok_sub.add_parser("revoke", help="revoke a token by name")
     p.add_argument("name")

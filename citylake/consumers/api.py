@@ -88,8 +88,19 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+#: A token lives this many days unless ``--expires`` says otherwise; an entry written before
+#: tokens had an expiry expires this long after it was created.
+TOKEN_DAYS = 365
+
+
+def _expiry(entry: dict) -> dt.datetime:
+    if entry.get("expires_at"):
+        return dt.datetime.fromisoformat(entry["expires_at"])
+    return dt.datetime.fromisoformat(entry["created_at"]) + dt.timedelta(days=TOKEN_DAYS)
+
+
 class TokenRegister:
-    """The token register: a JSON file of ``{name, role, operator, sha256, created_at}``."""
+    """The token register: a JSON file of ``{name, role, operator, sha256, created_at, expires_at}``."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -103,15 +114,25 @@ class TokenRegister:
             raise CitylakeError(f"{self.path}: not a citylake token register ({exc})") from None
 
     def _write(self, entries: list[dict]) -> None:
+        """Write the register through a new temporary file of a random name, created exclusively
+        and never through a link (a file or link planted at a guessable name is refused, not
+        followed), then renamed over the register."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"tokens": entries}, fh, indent=2)
-        os.replace(tmp, self.path)
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"tokens": entries}, fh, indent=2)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
-    def add(self, name: str, role: str, operator: str | None = None) -> str:
-        """Create a token and return it: only its hash is stored, it cannot be shown again."""
+    def add(self, name: str, role: str, operator: str | None = None, expires_days: int = TOKEN_DAYS) -> str:
+        """Create a token and return it: only its hash is stored, it cannot be shown again. It
+        expires after ``expires_days`` days (rotate it before)."""
+        if expires_days < 1:
+            raise CitylakeError("--expires takes a number of days, at least 1")
         if role not in ROLES:
             raise CitylakeError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         if role == "operator":
@@ -123,17 +144,28 @@ class TokenRegister:
         if any(e["name"] == name for e in entries):
             raise CitylakeError(f"a token named {name!r} exists already (revoke it first)")
         token = "clk_" + secrets.token_urlsafe(32)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         entries.append(
             {
                 "name": name,
                 "role": role,
                 "operator": operator,
                 "sha256": _hash(token),
-                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "created_at": now.isoformat(),
+                "expires_at": (now + dt.timedelta(days=expires_days)).isoformat(),
             }
         )
         self._write(entries)
         return token
+
+    def rotate(self, name: str, expires_days: int = TOKEN_DAYS) -> str:
+        """Replace a token by a new one of the same role and operator; the old one stops working."""
+        entries = self.entries()
+        old = next((e for e in entries if e["name"] == name), None)
+        if old is None:
+            raise CitylakeError(f"no token named {name!r}")
+        self._write([e for e in entries if e["name"] != name])
+        return self.add(name, old["role"], old.get("operator"), expires_days)
 
     def revoke(self, name: str) -> None:
         entries = self.entries()
@@ -148,7 +180,9 @@ class TokenRegister:
         for e in self.entries():  # compare every entry, in constant time each
             if hmac.compare_digest(digest, e["sha256"]):
                 found = e
-        return Principal(found["name"], found["role"], found.get("operator")) if found else None
+        if found is None or _expiry(found) <= dt.datetime.now(dt.UTC):  # an expired token is no token
+            return None
+        return Principal(found["name"], found["role"], found.get("operator"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,11 +504,24 @@ def parse_order(mart: Mart, order_by: str | None) -> str:
 DOCS_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
-        "img-src data:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
+        "img-src data:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
     ),
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+#: Every other answer: JSON fetches nothing and is framed by no page.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+#: Swagger UI and ReDoc, served from the fastapi-offline package (never a CDN): their own files,
+#: the inline start-up script FastAPI writes, ReDoc's worker.
+OPENAPI_PAGES_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src blob:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+OFFLINE_DOCS = "/static-offline-docs"
 
 
 def create_app(
@@ -492,7 +539,10 @@ def create_app(
     MartNames = enum.Enum("MartNames", {m: m for g in registry.groups() for m in by_group[g]}, type=str)
     bearer = HTTPBearer(auto_error=False, description="a citylake API token (`citylake api-token add`)")
 
-    app = FastAPI(
+    from fastapi_offline import FastAPIOffline
+
+    app = FastAPIOffline(
+        static_url=OFFLINE_DOCS,
         title="citylake — API de consultation des données publiées",
         version="1",
         description=(
@@ -504,6 +554,21 @@ def create_app(
         ),
         responses=ERRORS,
     )
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next):
+        """A strict CSP and no framing on every answer; an answer to an authorised request is never
+        stored by a browser or a proxy (it may hold an operator's rows)."""
+        response = await call_next(request)
+        path = request.url.path
+        pages = path in (app.docs_url, app.redoc_url, "/docs", "/redoc") or path.startswith(OFFLINE_DOCS)
+        if "content-security-policy" not in response.headers:
+            response.headers["Content-Security-Policy"] = OPENAPI_PAGES_CSP if pages else API_CSP
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.headers.get("authorization"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

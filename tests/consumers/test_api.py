@@ -62,6 +62,55 @@ def test_token_register_keeps_hashes_only(tmp_path, monkeypatch) -> None:
     assert register.authenticate(token) is None
 
 
+def test_tokens_expire_rotate_and_the_register_never_follows_a_planted_link(tmp_path) -> None:
+    """Issue #29: a token expires (a year unless --expires says otherwise); rotation replaces it;
+    the register's temporary file is created exclusively, never through a planted link."""
+    import datetime as dt
+    import json as json_
+
+    register = TokenRegister(tmp_path / "tokens.json")
+    token = register.add("dsp-bus", "operator", "bus", expires_days=30)
+    entry = register.entries()[0]
+    assert dt.datetime.fromisoformat(entry["expires_at"]) - dt.datetime.fromisoformat(entry["created_at"]) == (
+        dt.timedelta(days=30)
+    )
+    new = register.rotate("dsp-bus")
+    assert register.authenticate(token) is None and register.authenticate(new).operator == "bus"
+    # an entry past its expiry, and one written before tokens expired (created over a year ago)
+    entries = register.entries()
+    entries[0]["expires_at"] = "2020-01-01T00:00:00+00:00"
+    (tmp_path / "tokens.json").write_text(json_.dumps({"tokens": entries}))
+    assert register.authenticate(new) is None
+    del entries[0]["expires_at"]
+    entries[0]["created_at"] = "2024-01-01T00:00:00+00:00"
+    (tmp_path / "tokens.json").write_text(json_.dumps({"tokens": entries}))
+    assert register.authenticate(new) is None
+    # a link planted where the old code wrote its temporary file is left alone
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    (tmp_path / "tokens.tmp").symlink_to(victim)
+    register.add("analyst-2", "analyst")
+    assert victim.read_text() == "untouched"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+def test_every_answer_has_a_strict_policy_and_authorised_ones_are_not_stored(api: Api) -> None:
+    """Issue #29: frame-ancestors 'none' everywhere, no-store on authorised answers, and Swagger UI
+    and ReDoc served from the package's own files (no CDN)."""
+    r = api.get("analyst", "/v1/marts")
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"] and r.headers["x-frame-options"] == "DENY"
+    for page in ("/docs", "/redoc"):
+        html = api.client.get(page)
+        assert html.status_code == 200 and "frame-ancestors 'none'" in html.headers["content-security-policy"]
+        assert "cdn." not in html.text and "googleapis" not in html.text
+        for asset in __import__("re").findall(r'(?:src|href)="(/static-offline-docs/[^"]+)"', html.text):
+            assert api.client.get(asset).status_code == 200, asset
+    unauthorised = api.client.get("/v1/marts")
+    assert unauthorised.status_code == 401
+    assert "frame-ancestors 'none'" in unauthorised.headers["content-security-policy"]
+
+
 def test_openapi_is_get_only_and_the_committed_spec_is_current(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     methods = {m for ops in spec["paths"].values() for m in ops}
