@@ -276,6 +276,23 @@ def owners_of(group: str, operators: dict[str, dict]) -> set[str]:
     return set(delivering) if len(delivering) == 1 else set()
 
 
+#: Marts whose cells count people: for a principal who is not the city's analyst, a row whose
+#: gate count is below k shows none of its counts (the open-data rule, citylake.consumers.opendata).
+SMALL_COUNTS = {"mart_od_matrix": ("journeys_inferred", ("journeys_inferred", "journeys_estimated", "mean_stages"))}
+
+
+def source_of(principal: Principal, mart: Mart, k: int) -> str:
+    """The relation a principal's query reads: the mart, or the mart with small cells blanked."""
+    rule = SMALL_COUNTS.get(mart.name)
+    if principal.role == "analyst" or rule is None:
+        return mart.name
+    gate, counts = rule
+    blanked = ", ".join(
+        f'case when "{gate}" < {int(k)} then null else "{c}" end as "{c}"' for c in counts if c in mart.types
+    )
+    return f"(select * replace ({blanked}) from {mart.name}) as {mart.name}"
+
+
 def row_scope(principal: Principal, mart: Mart, operators: dict[str, dict]) -> tuple[str, list[Any]] | None:
     """Return the (SQL condition, params) the principal's rows of this mart are limited to,
     ``("", [])`` for all rows, or None when the mart is not theirs at all."""
@@ -712,10 +729,11 @@ def create_app(
             params += scope_params
         where = (" where " + " and ".join(conds)) if conds else ""
         cur = pub.cursor()
+        source = source_of(who, m, settings.opendata_k)
         try:
-            total = cur.execute(f"select count(*) from {m.name}{where}", params).fetchone()[0]
+            total = cur.execute(f"select count(*) from {source}{where}", params).fetchone()[0]
             cur.execute(
-                f"select * from {m.name}{where} order by {parse_order(m, order_by)} limit {limit} offset {offset}",
+                f"select * from {source}{where} order by {parse_order(m, order_by)} limit {limit} offset {offset}",
                 params,
             )
             records = _records(cur)

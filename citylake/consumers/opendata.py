@@ -6,10 +6,13 @@ Frictionless ``datapackage.json`` (licence ODbL, source, schema), then
 
 * no identifier of a card, pseudonymous or not: only aggregates leave, and any column whose name
   looks like an id of a person is refused outright;
-* small counts are suppressed: a count below ``k`` (default 10) becomes empty and the row says
-  ``is_suppressed`` (k is a setting: ``CITYLAKE_OPENDATA_K``);
+* small counts are suppressed: in a row where a count is below ``k`` (default 10), every count
+  and every column derived from one (a load factor is a load over a capacity) becomes empty, so no
+  published column gives a suppressed count back; the row says ``is_suppressed`` (k is a
+  setting: ``CITYLAKE_OPENDATA_K``);
 * text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) are
-  neutralised in the CSV with a leading apostrophe.
+  neutralised in the CSV with a leading apostrophe, and every text cell is quoted, so a
+  spreadsheet that splits lines on ``;`` (French locale) or tabs cannot cut one in two.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class OpenDataset:
     description: str
     sql: str  # over the published views
     count_columns: tuple[str, ...]  # counts of people, suppressed below k
+    derived_columns: tuple[str, ...] = ()  # computed from a count: blanked with it
 
 
 DATASETS = (
@@ -67,6 +71,7 @@ DATASETS = (
                   round(mean_load, 1) as mean_load, round(p90_load, 1) as p90_load, round(load_factor, 3) as load_factor
            from mart_bus_load_profile order by all""",
         ("mean_boardings", "mean_alightings", "mean_load", "p90_load"),
+        ("load_factor",),
     ),
     OpenDataset(
         "parking_occupancy_hourly",
@@ -91,13 +96,15 @@ DATASETS = (
 )
 
 
-def suppress(frame: pl.DataFrame, columns: tuple[str, ...], k: int) -> pl.DataFrame:
-    """Blank counts below k and flag the rows where anything was blanked."""
+def suppress(frame: pl.DataFrame, columns: tuple[str, ...], k: int, derived: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Flag the rows where a count is below k, and blank every count and derived column of those
+    rows: a count left beside a blanked one, or a rate over a published capacity, would give it
+    back."""
     if not columns:
         return frame.with_columns(pl.lit(False).alias("is_suppressed"))
     small = pl.any_horizontal([(pl.col(c) < k) & pl.col(c).is_not_null() for c in columns])
     return frame.with_columns(small.alias("is_suppressed")).with_columns(
-        pl.when(pl.col(c) < k).then(None).otherwise(pl.col(c)).alias(c) for c in columns
+        pl.when(pl.col("is_suppressed")).then(None).otherwise(pl.col(c)).alias(c) for c in (*columns, *derived)
     )
 
 
@@ -109,6 +116,12 @@ def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
         for c, t in frame.schema.items()
         if t == pl.Utf8
     )
+
+
+def write_csv(frame: pl.DataFrame, path: Path) -> None:
+    """The CSV of an export: formulas neutralised, every text cell quoted (a spreadsheet splitting
+    on ';' or tabs keeps each cell whole), numbers bare."""
+    neutralise_formulas(frame).write_csv(path, quote_style="non_numeric")
 
 
 def _field_type(dtype: pl.DataType) -> str:
@@ -136,7 +149,7 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
         bad = [c for c in frame.columns if FORBIDDEN_COLUMNS.search(c)]
         if bad:
             raise ValueError(f"open dataset {ds.name} would expose identifying columns {bad}")
-        frame = suppress(frame, ds.count_columns, k)
+        frame = suppress(frame, ds.count_columns, k, ds.derived_columns)
         folder = f"{ds.name}/{publication_id}"
         package = {
             "name": ds.name.replace("_", "-"),
@@ -158,7 +171,7 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
         }
         with tempfile.TemporaryDirectory() as tmp:
             csv_path, pq_path = Path(tmp) / "data.csv", Path(tmp) / "data.parquet"
-            neutralise_formulas(frame).write_csv(csv_path)
+            write_csv(frame, csv_path)
             frame.write_parquet(pq_path)
             for name, path in (("data.csv", csv_path), ("data.parquet", pq_path)):
                 written.append(storage.put_file(key(Zone.OPENDATA, folder, filename=name), path, overwrite=True).key)

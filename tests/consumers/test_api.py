@@ -111,6 +111,21 @@ def test_every_answer_has_a_strict_policy_and_authorised_ones_are_not_stored(api
     assert "frame-ancestors 'none'" in unauthorised.headers["content-security-policy"]
 
 
+def test_od_cells_of_a_few_journeys_are_blanked_for_an_operator(api: Api) -> None:
+    """Issue #29: the open-data small-count rule on mart_od_matrix for every principal but the
+    city's analysts; a filter on a blanked count finds nothing."""
+    full = api.get("analyst", "/v1/marts/mart_od_matrix/rows", limit=1000).json()["rows"]
+    small = [r for r in full if r["journeys_inferred"] is not None and r["journeys_inferred"] < 10]
+    assert small, "the sample lake has OD cells of a few journeys"
+    seen = api.get("bus", "/v1/marts/mart_od_matrix/rows", limit=1000).json()["rows"]
+    assert len(seen) == len(full)
+    assert all(r["journeys_inferred"] is None or r["journeys_inferred"] >= 10 for r in seen)
+    blanked = [r for r in seen if r["journeys_inferred"] is None]
+    assert blanked and all(r["journeys_estimated"] is None and r["mean_stages"] is None for r in blanked)
+    probe = api.get("bus", "/v1/marts/mart_od_matrix/rows", filter=["journeys_inferred:lt:10"]).json()
+    assert probe["total"] == 0
+
+
 def test_openapi_is_get_only_and_the_committed_spec_is_current(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     methods = {m for ops in spec["paths"].values() for m in ops}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date
 
@@ -58,6 +59,36 @@ def test_formula_injection_is_neutralised_and_k_rules() -> None:
         False,
         False,
     ]
+
+
+def test_no_published_column_undoes_a_suppression_and_no_cell_is_split_by_a_french_spreadsheet(tmp_path) -> None:
+    """Issue #29: a suppressed row blanks every count and what derives from one (load_factor x
+    capacity gave mean_load back), and a cell holding ';' or a tab is quoted."""
+    import csv as csv_module
+
+    from citylake.consumers.opendata import DATASETS, write_csv
+
+    profiles = next(d for d in DATASETS if d.name == "load_profiles_per_line")
+    frame = pl.DataFrame(
+        {
+            "stop_name": ["Gare;=1+1", "Centre\t@x"],
+            "mean_boardings": [3.0, 25.0],
+            "mean_alightings": [12.0, 30.0],
+            "mean_load": [4.0, 50.0],
+            "p90_load": [15.0, 70.0],
+            "load_factor": [0.04, 0.5],
+        }
+    )
+    out = suppress(frame, profiles.count_columns, 10, profiles.derived_columns)
+    first = out.row(0, named=True)
+    assert first["is_suppressed"] and all(first[c] is None for c in (*profiles.count_columns, "load_factor"))
+    assert out.row(1, named=True)["load_factor"] == 0.5
+    write_csv(out, tmp_path / "data.csv")
+    text = (tmp_path / "data.csv").read_text()
+    assert '"Gare;=1+1"' in text and '"Centre\t@x"' in text
+    # a spreadsheet in a French locale reads the file with ';' as its delimiter: quotes keep each cell whole
+    rows = list(csv_module.reader(io.StringIO(text), delimiter=";"))
+    assert all(len(r) == 1 for r in rows[1:])
 
 
 def test_catalog_is_a_duckdb_file_analysts_open_read_only(lake_after_nights, tmp_path) -> None:
