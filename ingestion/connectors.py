@@ -26,8 +26,11 @@ class DeliveredFile:
 
     name: str  # the name as delivered (may contain anything: sanitised before landing)
     size: int
-    delivered_at: datetime  # UTC, from the drop's modification time
+    delivered_at: datetime  # UTC, from the drop's modification time (S3: the server's LastModified)
     location: str  # where it was found, for messages
+    #: a folder drop's inode change time (ctime, UTC): set by the city's kernel when the file was
+    #: written or its times changed, so a modification time set back by hand moves it forward
+    changed_at: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -44,10 +47,19 @@ def printable(name: str) -> str:
     return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp") else ascii(ch)[1:-1] for ch in name)
 
 
+#: Whose clock says when a file arrived, per kind of drop (what lateness is judged on):
+#: ``server``, the S3 server's LastModified; ``inode``, a folder's ctime (the kernel's);
+#: ``received``, when the city's night first saw the file (SFTP gives only the operator's mtime);
+#: ``mtime``, the file's modification time, only where a drop says ``clock: mtime`` (simulated
+#: deliveries, whose times the simulator sets: never an operator's drop).
+CLOCKS = ("server", "inode", "received", "mtime")
+
+
 class Drop(ABC):
     """An operator's feed folder."""
 
     uri: str
+    clock: str = "received"
     #: entries the last list() passed over, with why: (name, reason); the night records them
     skipped: list[tuple[str, str]]
 
@@ -70,11 +82,12 @@ def _sorted(items: list[DeliveredFile]) -> list[DeliveredFile]:
 
 
 class LocalDrop(Drop):
-    def __init__(self, path: Path, root: Path | None = None) -> None:
+    def __init__(self, path: Path, root: Path | None = None, clock: str = "inode") -> None:
         self.path = path
         self.root = root  # the drop root the city configured (may itself be a link); below it, none
         self.uri = path.as_uri()
         self.skipped = []
+        self.clock = clock
 
     def _linked(self) -> Path | None:
         """A folder between the drop root and this feed's folder that is a symbolic link: whoever
@@ -110,7 +123,11 @@ class LocalDrop(Drop):
                 st = entry.stat(follow_symlinks=False)
                 out.append(
                     DeliveredFile(
-                        entry.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), str(self.path / entry.name)
+                        entry.name,
+                        st.st_size,
+                        datetime.fromtimestamp(st.st_mtime, UTC),
+                        str(self.path / entry.name),
+                        changed_at=datetime.fromtimestamp(st.st_ctime, UTC),
                     )
                 )
         return _sorted(out)
@@ -138,6 +155,7 @@ class S3Drop(Drop):
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
         self.skipped = []
+        self.clock = "server"
 
     def list(self) -> list[DeliveredFile]:
         from minio.error import S3Error
@@ -279,7 +297,10 @@ def open_drop(settings: Settings, spec: dict[str, Any], feed: str) -> Drop:
                 region=settings.s3_region,
             )
         base = resolve_local_root(root)
-        return LocalDrop(base / sub, base)
+        clock = spec.get("clock", "inode")
+        if clock not in ("inode", "mtime"):
+            raise LakeConfigError(f"drop clock {clock!r}: a folder drop is judged on 'inode' (default) or 'mtime'")
+        return LocalDrop(base / sub, base, clock)
     if kind == "s3":
         endpoint = os.environ.get(spec["endpoint_env"]) if spec.get("endpoint_env") else settings.s3_endpoint
         return S3Drop(

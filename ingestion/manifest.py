@@ -4,7 +4,8 @@ Three append-only tables in ``control/manifest/`` (one Parquet object per run an
 rewritten), read by ingestion to know its state and by dbt as a source:
 
 * ``deliveries``: one row per delivered file seen (name, size, sha256, delivered_at,
-  received_at, raw key, contract version, declared date, deadline, late, duplicate of);
+  received_at, raw key, contract version, declared date, deadline, late, duplicate of, and the
+  time lateness was judged on with whose clock it is);
 * ``steps``: one row per thing done to a delivery (landed, duplicate, parsed, quarantined,
   staged, superseded, error) with counts and the reason;
 * ``invalid_reasons``: invalid rows per delivery and reason.
@@ -38,6 +39,8 @@ DELIVERIES = {
     "deadline_at": pl.Datetime("us", "UTC"),
     "is_late": pl.Boolean,
     "duplicate_of": pl.Utf8,
+    "judged_at": pl.Datetime("us", "UTC"),  # the time lateness was judged on
+    "judged_on": pl.Utf8,  # whose clock that is (connectors.CLOCKS)
 }
 STEPS = {
     "run_id": pl.Utf8,
@@ -142,7 +145,10 @@ COMPACT_AFTER = 50  # manifest objects outside the snapshot before load() folds 
 def _read(storage: LakeStorage, key_: str, schema: dict) -> pl.DataFrame:
     import io
 
-    return pl.read_parquet(io.BytesIO(storage.get_bytes(key_))).select(list(schema)).cast(schema)
+    frame = pl.read_parquet(io.BytesIO(storage.get_bytes(key_)))
+    # an object written before a column existed reads it as empty
+    frame = frame.with_columns(pl.lit(None, t).alias(c) for c, t in schema.items() if c not in frame.columns)
+    return frame.select(list(schema)).cast(schema)
 
 
 def _snapshot_and_fresh(storage: LakeStorage, table: str) -> tuple[pl.DataFrame, list[str]]:

@@ -73,6 +73,20 @@ def deadline(c: Contract, day: date | None, tz: str) -> datetime | None:
     return datetime(d.year, d.month, d.day, int(m.group(2)), int(m.group(3)), tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
+def arrival(clock: str, f: DeliveredFile, received: datetime) -> tuple[str, datetime]:
+    """When a file arrived, by the clock its drop can be trusted for (connectors.CLOCKS): never a
+    time the operator sets alone. A folder's file is judged on its inode change time (a
+    modification time set back by hand moves it forward), an S3 object on the server's
+    LastModified, an SFTP file on when the city's night first saw it."""
+    if clock == "server":
+        return "server", f.delivered_at.replace(microsecond=0)
+    if clock == "inode" and f.changed_at is not None:
+        return "inode", max(f.delivered_at, f.changed_at).replace(microsecond=0)
+    if clock == "mtime":
+        return "mtime", f.delivered_at.replace(microsecond=0)
+    return "received", received
+
+
 def generic_reason(reason: str) -> str:
     """Return a row's invalid reason without its value, to count rows per rule."""
     m = re.match(r"^(column '[^']*'): '.*' ((is|does) .*)$", reason)
@@ -318,6 +332,7 @@ class Ingestion:
             received = manifest.now()
             declared = date_from_name(c, f.label)
             due = deadline(c, declared, self.tz)
+            judged_on, judged_at = arrival(drop.clock, f, received)
             row = {
                 "run_id": self.run_id,
                 "operator": operator,
@@ -331,8 +346,10 @@ class Ingestion:
                 "contract_version": c.version,
                 "declared_date": declared,
                 "deadline_at": due,
-                "is_late": (f.delivered_at > due) if due else None,
+                "is_late": (judged_at > due) if due else None,
                 "duplicate_of": None,
+                "judged_at": judged_at,
+                "judged_on": judged_on,
             }
             if sha in raw_by_sha:
                 row["duplicate_of"] = raw_by_sha[sha]

@@ -648,3 +648,62 @@ def test_a_night_of_hostile_files_under_a_memory_limit(one_day_drop, tmp_path, r
         "address space (RLIMIT_AS): the night ends, the calendar and the sheet are quarantined with their "
         "rule, the deep line is an invalid row, every feed of the normal day staged",
     )
+
+
+FORGED_CONTRACT = """\
+operator: forger
+feed: apc
+version: 1
+title: Comptages
+group: transit
+staged: {dataset: passenger_events, partition: service_date, builder: passenger_events}
+file:
+  {format: csv, file_name: "comptages_{service_date:%Y%m%d}.csv", delimiter: ",", deadline: "D+1 06:00 Europe/Paris"}
+columns:
+  - {name: vehicle_id, canonical: vehicle_id, type: string}
+  - {name: trip_id, canonical: trip_id, type: string}
+  - {name: stop_id, canonical: stop_id, type: string}
+  - {name: stop_sequence, canonical: stop_sequence, type: integer}
+  - {name: arrival_utc, canonical: actual_arrival_at, type: datetime_utc}
+  - {name: boardings, canonical: boardings, type: integer}
+  - {name: alightings, canonical: alightings, type: integer}
+"""
+
+
+def test_an_operator_cannot_forge_an_on_time_delivery(tmp_path, monkeypatch) -> None:
+    """Issue #29, part 4: a file delivered now with its modification time set back to the evening of
+    its service day is late: a folder drop is judged on the inode change time (the kernel's), and
+    the operator's mtime is kept as information only. A drop declared `clock: mtime` (simulated
+    deliveries only) trusts it, and says so."""
+    from tests.support.city import onboard
+
+    body = (
+        b"vehicle_id,trip_id,stop_id,stop_sequence,arrival_utc,boardings,alightings\n"
+        b"290,T1,1239,1,2026-03-30T05:30:00Z,3,0\n"
+    )
+    entry = (
+        "  forger:\n    name: Forger\n    drop: {type: root, path: forger}\n    feeds: [apc]\n"
+        "  trusted:\n    name: Simulated\n    drop: {type: root, path: trusted, clock: mtime}\n    feeds: [apc]\n"
+    )
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        entry,
+        {
+            "forger__apc.v1.yaml": FORGED_CONTRACT,
+            "trusted__apc.v1.yaml": FORGED_CONTRACT.replace("operator: forger", "operator: trusted"),
+        },
+        {"forger/apc/comptages_20260330.csv": body, "trusted/apc/comptages_20260330.csv": body},
+    )
+    forged = datetime(2026, 3, 30, 18, 0, tzinfo=UTC).timestamp()  # before the D+1 06:00 deadline
+    for op in ("forger", "trusted"):
+        os.utime(tmp_path / "drop" / op / "apc" / "comptages_20260330.csv", (forged, forged))
+    report = ingest(settings)
+    assert report.ok, report.lines()
+    deliveries = manifest.load(open_storage(settings), "deliveries").sort("operator")
+    forger = deliveries.filter(pl.col("operator") == "forger").row(0, named=True)
+    assert forger["is_late"] is True and forger["judged_on"] == "inode"
+    assert forger["delivered_at"] == datetime(2026, 3, 30, 18, 0, tzinfo=UTC)  # kept, as information
+    assert forger["judged_at"] > datetime(2026, 12, 1, tzinfo=UTC)
+    trusted = deliveries.filter(pl.col("operator") == "trusted").row(0, named=True)
+    assert trusted["is_late"] is False and trusted["judged_on"] == "mtime"

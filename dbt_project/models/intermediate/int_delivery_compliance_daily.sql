@@ -1,6 +1,9 @@
 -- For each operator's daily feed and each service date of the period with data: was the day
 -- delivered, on time (before the contract deadline), and parsed? One row per (operator, feed,
 -- service_date). Missing, late and unparsable deliveries are contract breaches a manager sees.
+-- "On time" is judged at ingestion on a clock the operator does not set alone (the manifest's
+-- judged_at / judged_on: S3's LastModified, a folder's inode change time, or when the city first
+-- saw an SFTP file), never on the modification time the operator gives its file.
 with deliveries as (
     select * from {{ ref('stg_manifest__deliveries') }}
     where duplicate_of is null

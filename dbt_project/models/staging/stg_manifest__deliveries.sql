@@ -12,5 +12,7 @@ select
     declared_date,
     deadline_at,
     is_late,
-    duplicate_of
+    duplicate_of,
+    judged_at,
+    judged_on
 from {{ source('manifest', 'deliveries') }}
