@@ -9,7 +9,11 @@
    publication (:mod:`.tables`); a dimension is rewritten only when its content changed. The
    registry record ``published/registry/<id>.json`` (write-once) names every table version;
 4. **publish**: ``published/CURRENT.json`` is replaced in one atomic put. A group that failed
-   keeps its previous pointer; ``contract`` publishes only if the groups it depends on passed.
+   keeps its previous pointer. A group that depends on others (``contract``) and whose marts all
+   carry an ``operator`` column publishes, when one of its dependencies is refused, the rows of
+   the operators whose own feeds all passed, and holds back the others (their rows stay as last
+   published, ``held_back`` in the pointer, a warning in the report): one operator's failing data
+   never holds back another operator's KPIs. Its dates stay pending until every operator passes.
 
 A crash at any step leaves CURRENT.json naming complete versions only: table versions are
 committed before the registry record, and the record before the pointer; the periods still to
@@ -90,6 +94,9 @@ class GateResult:
     current: dict = field(default_factory=dict)
     checks: SuiteRun | None = None
     record: dict = field(default_factory=dict)  # what the registry and the quality report say
+    #: group -> operators whose rows were held back (their data's group refused): they keep the
+    #: rows last published, the group published the other operators' rows
+    held_back: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def all_published(self) -> bool:
@@ -113,13 +120,14 @@ def _mart_select(mart: str, publication_id: str) -> str:
     return f"select * from {mart}"
 
 
-def _where(period: str | None, values: list[date] | None) -> str:
-    if period is None or values is None:
-        return ""
-    if not values:
-        return " where false"
-    listed = ", ".join(f"date '{v.isoformat()}'" for v in values)
-    return f" where {period} in ({listed})"
+def _where(period: str | None, values: list[date] | None, operators: list[str] | None = None) -> str:
+    conditions = []
+    if period is not None and values is not None:
+        listed = ", ".join(f"date '{v.isoformat()}'" for v in values)
+        conditions.append(f"{period} in ({listed})" if values else "false")
+    if operators is not None:
+        conditions.append(f"operator in ({', '.join(repr(o) for o in operators)})" if operators else "false")
+    return (" where " + " and ".join(conditions)) if conditions else ""
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, mart: str) -> str:
@@ -174,12 +182,14 @@ def promote(
     plans: dict[str, dict],
     publication_id: str,
     crash_after_first: bool,
+    operators: list[str] | None = None,
 ) -> dict[str, dict]:
-    """Commit a passed group's marts to their Delta tables; return the pointer's mart entries."""
+    """Commit a passed group's marts to their Delta tables; return the pointer's mart entries.
+    ``operators``: publish those operators' rows only (the others are held back and keep theirs)."""
     entries: dict[str, dict] = {}
     for mart, plan in plans.items():
         table = table_key(group, mart)
-        if plan.get("unchanged"):
+        if plan.get("unchanged") and operators is None:
             entries[mart] = plan["previous"]
             continue
         version = write_mart(
@@ -187,11 +197,12 @@ def promote(
             storage,
             table,
             lambda values, mart=mart, plan=plan: con.execute(
-                _mart_select(mart, publication_id) + _where(plan["period"], values)
+                _mart_select(mart, publication_id) + _where(plan["period"], values, operators)
             ).to_arrow_reader(200_000),
             period=plan["period"],
             values=plan["values"],
             publication_id=publication_id,
+            only=("operator", operators) if operators is not None else None,
         )
         entries[mart] = {"table": table, "version": version, "period": plan["period"]}
         if "fingerprint" in plan:
@@ -203,9 +214,16 @@ def promote(
 
 
 def refusals(
-    checks: SuiteRun, dbt_results: list[dict] | None, manifest: dict, plans: dict[str, dict], groups: list[str]
+    checks: SuiteRun,
+    dbt_results: list[dict] | None,
+    manifest: dict,
+    plans: dict[str, dict],
+    groups: list[str],
+    held_back: dict[str, dict] | None = None,
 ) -> tuple[dict[str, list[str]], list[str]]:
-    """Why each group is refused (no reason: it passes), and dbt failures no published mart depends on."""
+    """Why each group is refused (no reason: it passes), and dbt failures no published mart depends
+    on. A group in ``held_back`` with operators to publish is not refused for its dependencies."""
+    held_back = held_back or {}
     affected = node_groups(manifest)
     unassigned: list[str] = []
     reasons: dict[str, list[str]] = {g: [] for g in groups}
@@ -229,9 +247,41 @@ def refusals(
             reasons[g].append(f"aucun mart du groupe {g} n'a été construit")
     for g, deps in registry.group_depends().items():
         failed = [d for d in deps if reasons[d]]
-        if failed:
+        if failed and not (g in held_back and held_back[g]["publish"]):
             reasons[g].append(f"dépend du ou des groupes {', '.join(failed)}, refusés par leurs contrôles")
     return reasons, unassigned
+
+
+def per_operator_groups(con: duckdb.DuckDBPyConnection, marts: dict[str, tuple[str, ...]]) -> set[str]:
+    """Groups whose every built mart has an ``operator`` column (their rows can be published per
+    operator)."""
+    with_operator = {
+        r[0]
+        for r in con.sql("select table_name from information_schema.columns where column_name = 'operator'").fetchall()
+    }
+    built = {r[0] for r in con.sql("select table_name from information_schema.tables").fetchall()}
+    out = set()
+    for g, ms in marts.items():
+        present = [m for m in ms if m in built]
+        if present and all(m in with_operator for m in present):
+            out.add(g)
+    return out
+
+
+def operators_held_back(reasons: dict[str, list[str]], per_operator: set[str]) -> dict[str, dict]:
+    """For each group whose marts carry an ``operator`` column (contract KPIs) and depend on a
+    refused group: the operators whose own feeds are in a refused group (held back: they keep
+    their rows as last published) and those whose data all passed (published). One operator's
+    failing data never holds back another's KPIs."""
+    out: dict[str, dict] = {}
+    for g, deps in registry.group_depends().items():
+        failed = {d for d in deps if reasons.get(d)}
+        if g not in per_operator or not failed:
+            continue
+        held = sorted({c.operator for c in registry.feeds() if c.group in failed})
+        publish = sorted({c.operator for c in registry.feeds()} - set(held))
+        out[g] = {"held": held, "publish": publish, "because": sorted(failed)}
+    return out
 
 
 def run_gate(
@@ -273,6 +323,10 @@ def run_gate(
             warehouse, suites if suites is not None else build_suites(service_dates), mart_groups(manifest)
         )
         reasons, unassigned = refusals(checks, dbt_results, manifest, plans, groups)
+        held_back = operators_held_back(reasons, per_operator_groups(con, group_marts(manifest)))
+        if held_back:  # judged again: a group refused for its dependencies alone publishes its passing operators
+            reasons, unassigned = refusals(checks, dbt_results, manifest, plans, groups, held_back)
+            held_back = {g: h for g, h in held_back.items() if not reasons[g]}
         passed = [g for g in groups if not reasons[g]]
         refused = {g: r for g, r in reasons.items() if r}
         for g in refused:
@@ -282,11 +336,23 @@ def run_gate(
         now = datetime.now(UTC).replace(microsecond=0)
         after = {"groups": dict(before.get("groups", {})), "updated_at": now.isoformat()}
         for i, g in enumerate(passed):
+            partial = held_back.get(g)
             after["groups"][g] = {
                 "publication_id": publication_id,
                 "published_at": now.isoformat(),
-                "marts": promote(settings, storage, con, g, plans[g], publication_id, crash_after_first=i == 0),
+                "marts": promote(
+                    settings,
+                    storage,
+                    con,
+                    g,
+                    plans[g],
+                    publication_id,
+                    crash_after_first=i == 0,
+                    operators=partial["publish"] if partial else None,
+                ),
             }
+            if partial:
+                after["groups"][g]["held_back"] = {"operators": partial["held"], "because": partial["because"]}
         crash_point("promoted")
     finally:
         con.close()
@@ -297,9 +363,15 @@ def run_gate(
         passed,
         refused,
         [f"{w.suite}: {w.why} ({w.expectation}, {w.unexpected_count} valeur(s) hors règle)" for w in checks.warnings()]
-        + unassigned,
+        + unassigned
+        + [
+            f"{g} : publié pour {', '.join(h['publish'])} ; {', '.join(h['held'])} garde(nt) leur dernière "
+            f"publication (groupe(s) {', '.join(h['because'])} refusé(s))"
+            for g, h in held_back.items()
+        ],
         checks=checks,
     )
+    result.held_back = {g: h["held"] for g, h in held_back.items()}
     report_key = key(Zone.REPORTS, f"quality/{run_id}", filename="index.html")
     record = {
         "publication_id": publication_id,
@@ -328,7 +400,10 @@ def run_gate(
         storage.put_json(CURRENT, after, overwrite=True)  # the one atomic switch
         crash_point("published")
         result.current = after
-        storage.put_json(PENDING, {g: ([] if g in passed else pending[g]) for g in groups}, overwrite=True)
+        # a group published for some operators only keeps its dates pending: published again, for all, once they pass
+        storage.put_json(
+            PENDING, {g: ([] if g in passed and g not in held_back else pending[g]) for g in groups}, overwrite=True
+        )
     else:
         result.current = before
     from citylake.publish.report import write_report

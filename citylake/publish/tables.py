@@ -77,13 +77,16 @@ def write_mart(
     period: str | None,
     values: list[date] | None,
     publication_id: str,
+    only: tuple[str, list[str]] | None = None,
 ) -> int:
     """Commit a mart's rows to its Delta table and return the new version.
 
     ``rows(values)`` streams the mart's rows of those period values (all rows for None). With
     ``values`` None, no table yet, or columns that changed with the code, the whole table is
     replaced; otherwise only the partitions of those values (a value without rows empties its
-    partition)."""
+    partition). ``only`` = (column, values): the rows streamed are those values' alone, and only
+    their rows in the table are replaced (an operator held back keeps its rows as published) —
+    unless the columns changed with the code, when the table is rewritten with them alone."""
     uri = storage.url(key)
     options = storage_options(settings, storage)
     common = {
@@ -105,10 +108,13 @@ def write_mart(
             **common,
         )
     else:
-        if period and values is not None:
-            batch = rows(values)
+        kept = f"{only[0]} IN ({', '.join(repr(v) for v in only[1])})" if only else None
+        if (period and values is not None) or kept:
+            partial = period and values is not None
+            batch = rows(values if partial else None)
             if _columns(pa.schema(current.schema().to_arrow())) == _columns(batch.schema):
-                write_deltalake(uri, batch, mode="overwrite", predicate=_predicate(period, values), **common)
+                predicate = " AND ".join(p for p in (_predicate(period, values) if partial else None, kept) if p)
+                write_deltalake(uri, batch, mode="overwrite", predicate=predicate, **common)
                 return DeltaTable(uri, storage_options=options).version()
             batch.close()  # the mart's columns changed with the code: rewrite it whole
         write_deltalake(uri, rows(None), mode="overwrite", schema_mode="overwrite", **common)

@@ -130,13 +130,26 @@ def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
         f[4] = str(int(f[3]) + 10)  # occupied above capacity
         broken.append(";".join(f))
     occ.write_bytes(("\r\n".join([header, *broken]) + "\r\n").encode("cp1252"))
+    kpis_before = query(lake, settings, "select * from mart_contract_kpis_daily where operator <> 'bus' order by all")
     second = run_night(settings)
-    assert "parking" in second.gate.refused_groups and "contract" in second.gate.refused_groups
-    assert {"transit", "maintenance"} <= set(second.gate.published_groups)
+    assert "parking" in second.gate.refused_groups
+    # issue #29: the parking operator's failing data holds back its own KPIs, never the bus operator's
+    assert {"transit", "maintenance", "contract"} <= set(second.gate.published_groups)
+    assert second.gate.held_back == {"contract": ["montpellier", "parking"]}
+    assert any("garde(nt) leur dernière publication" in w for w in second.gate.warnings)
     ptr = current(lake)
     assert ptr["groups"]["transit"]["publication_id"] == second.run_id
     assert ptr["groups"]["parking"]["publication_id"] == first.run_id  # the last good stays
-    assert ptr["groups"]["contract"]["publication_id"] == first.run_id
+    assert ptr["groups"]["contract"]["publication_id"] == second.run_id
+    assert ptr["groups"]["contract"]["held_back"] == {"operators": ["montpellier", "parking"], "because": ["parking"]}
+    bus_days = query(
+        lake, settings, "select distinct service_date from mart_contract_kpis_daily where operator = 'bus' order by 1"
+    )
+    assert [d for (d,) in bus_days][-1] == date(2026, 3, 31)  # the bus operator's KPIs moved on with day 2
+    assert (
+        query(lake, settings, "select * from mart_contract_kpis_daily where operator <> 'bus' order by all")
+        == kpis_before
+    )  # the parking operator's as last published
     assert query(lake, settings, "select count(*) from mart_parking_occupancy_daily") == parking_before
     after = query(lake, settings, "select count(*) from fct_stop_visit_loads")
     assert after[0][0] > before[0][0]  # transit moved on with day 2
@@ -409,9 +422,11 @@ def test_a_failing_test_on_dim_vehicles_refuses_maintenance_and_publishes_transi
     gate = run_gate(
         lake, warehouse_path(settings), "20260331T000000Z-vehicles", [date(2026, 3, 30)], [failed], manifest=manifest
     )
-    assert "maintenance" in gate.refused_groups and "contract" in gate.refused_groups
+    assert "maintenance" in gate.refused_groups
     assert any(node in reason for reason in gate.refused_groups["maintenance"])
     assert {"transit", "parking"} <= set(gate.published_groups)
+    # issue #29, the other direction: the bus operator's fleet fails, the parking operator's KPIs publish
+    assert "contract" in gate.published_groups and gate.held_back == {"contract": ["bus"]}
     ptr = current(lake)
     assert ptr["groups"]["transit"]["publication_id"] == "20260331T000000Z-vehicles"
     assert ptr["groups"]["maintenance"]["publication_id"] == first.run_id  # the last good stays
