@@ -527,6 +527,16 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from ingestion.retention import purge_personal_raw
 
     settings = _settings()
+    if args.scrub_messages:
+        from ingestion.retention import scrub_personal_messages
+
+        scrub = scrub_personal_messages(_storage(settings), dry_run=args.dry_run)
+        verb = "would rewrite" if args.dry_run else "rewrote"
+        for e in scrub["rewritten"]:
+            print(f"{verb} {e['key']} ({e['rows']} row(s) held a card number)")
+        record_key = scrub.get("record_key")
+        print(f"{len(scrub['rewritten'])} object(s)" + (f"; record {record_key}" if record_key else ""))
+        return 0
     record = purge_personal_raw(_storage(settings), settings, dry_run=args.dry_run)
     for e in record["purged"]:
         print(
@@ -752,6 +762,12 @@ def build_parser() -> argparse.ArgumentParser:
         "retention", help="purge raw files of personal-data feeds past CITYLAKE_RAW_PERSONAL_RETENTION_DAYS (RGPD)"
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
+    p.add_argument(
+        "--scrub-messages",
+        action="store_true",
+        help="RGPD remediation: withhold card numbers quoted in the manifest and staged messages of personal-data "
+        "feeds (lakes written before messages withheld values)",
+    )
     p.set_defaults(func=cmd_retention)
     p = sub.add_parser(
         "vacuum",
