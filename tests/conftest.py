@@ -304,6 +304,9 @@ RELIABILITY_ROWS = {
     "feed_fails_alone": "an exception no rule foresaw in each reader and builder in turn",
     "personal_values": "card serials where they do not belong (cut rows, wrong columns)",
     "hostile_night": "the hostile files at once, the night's process capped in memory",
+    "forged_mtime": "a delivery's modification time set back to look on time",
+    "drop_links": "a drop folder that is a link; linked and hidden files; names with control characters",
+    "operator_isolation": "one operator's data refused: the other operator's contract KPIs",
 }
 _RELIABILITY: dict[str, dict] = {}
 

@@ -325,6 +325,15 @@ class ColumnInfo(BaseModel):
     description: str = ""
 
 
+#: How long a signed link to the docs of the marts stays valid.
+DOCS_LINK_MINUTES = 15
+
+
+class DocsLink(BaseModel):
+    url: str = Field(description="a path to open in a browser (the server's own host before it)")
+    expires_at: dt.datetime
+
+
 class MartInfo(BaseModel):
     name: str
     group: str
@@ -660,13 +669,45 @@ def create_app(
             columns=[ColumnInfo(name=c, type=t, description=d.get("columns", {}).get(c, "")) for c, t in mart.columns],
         )
 
+    link_key = secrets.token_bytes(32)  # signs this server's docs links; a restart voids them
+
+    def link_signature(as_of: str, expires: int) -> str:
+        return hmac.new(link_key, f"{as_of}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    @app.get("/v1/docs/link", response_model=DocsLink, summary="A short-lived link to the docs of the marts")
+    def docs_link(who: Who, as_of: AsOf = None) -> DocsLink:
+        """A browser cannot send a bearer token: this answers a link to ``/docs/marts`` (the
+        publication in force, or ``as_of``) signed for DOCS_LINK_MINUTES, to open in a browser."""
+        expires = int(dt.datetime.now(dt.UTC).timestamp()) + DOCS_LINK_MINUTES * 60
+        query = {"expires": str(expires), "signature": link_signature(as_of or "", expires)}
+        if as_of:
+            query["as_of"] = as_of
+        from urllib.parse import urlencode
+
+        return DocsLink(url=f"/docs/marts?{urlencode(query)}", expires_at=dt.datetime.fromtimestamp(expires, dt.UTC))
+
     @app.get("/docs/marts", response_class=HTMLResponse, include_in_schema=False)
-    def docs_site(as_of: AsOf = None) -> HTMLResponse:
+    def docs_site(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        as_of: AsOf = None,
+        expires: Annotated[int | None, Query()] = None,
+        signature: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> HTMLResponse:
         """The documentation of the marts (dbt's docs site) of the publication in force, or as of
-        an id or date. No token: it holds descriptions, columns, SQL and lineage, never a row."""
+        an id or date: for a bearer token, or through a signed link (``/v1/docs/link``). It holds
+        descriptions, columns, SQL and lineage, never a row; it costs one or two registry reads
+        whatever the registry's size."""
         from citylake.publish.docs_site import site_for
         from citylake.publish.reader import pointer_as_of
 
+        signed = (
+            expires is not None
+            and signature is not None
+            and expires > dt.datetime.now(dt.UTC).timestamp()
+            and hmac.compare_digest(signature, link_signature(as_of or "", expires))
+        )
+        if not signed:
+            principal(creds)  # a bearer token, or 401
         try:
             pointer = pointer_as_of(storage, as_of)
         except CitylakeError as exc:

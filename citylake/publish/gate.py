@@ -238,7 +238,12 @@ def refusals(
     for res in dbt_results or []:
         if res["status"] in ("error", "fail", "runtime error"):
             text = f"dbt {res['status']}: {res['node']}: {(res.get('message') or '').strip()[:300]}"
-            for g in sorted(affected.get(res["node"], set())):
+            hit = affected.get(res["node"], set())
+            for g in sorted(hit):
+                # a failure that also refuses a group this one holds operators back for is that
+                # group's: the held-back operators' rows are not published, the others' do not read it
+                if g in held_back and held_back[g]["publish"] and hit & set(held_back[g]["because"]):
+                    continue
                 reasons[g].append(text)
             if not affected.get(res["node"]):
                 unassigned.append(text + " (aucun mart publié n'en dépend)")

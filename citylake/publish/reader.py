@@ -8,6 +8,7 @@ through these functions, never from the warehouse.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import duckdb
@@ -34,21 +35,43 @@ def registry(storage: LakeStorage) -> list[dict]:
 
 
 def pointer_as_of(storage: LakeStorage, as_of: str | None) -> dict:
-    """Return the CURRENT pointer as it was: now, after a publication id, or at the end of a date."""
+    """Return the CURRENT pointer as it was: now, after a publication id, or at the end of a date.
+
+    Reads one or two registry records, never the whole registry (a year of nights is hundreds):
+    an id is its record's key; a date is found among the keys' names (a publication id starts
+    with its UTC creation time), its record read to confirm."""
     if not as_of:
         return current(storage)
-    records = registry(storage)
-    for r in records:
-        if r["publication_id"] == as_of:
-            return r["current_after"]
+    if "/" not in as_of and not as_of.startswith("."):
+        try:
+            return storage.get_json(f"published/registry/{as_of}.json")["current_after"]
+        except (LakeObjectNotFound, ValueError):
+            pass
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
         raise CitylakeError(f"no publication {as_of!r} (give a publication id or a date YYYY-MM-DD)") from None
-    eligible = [r for r in records if r["created_at"][:10] <= day.isoformat()]
-    if not eligible:
-        raise CitylakeError(f"nothing was published on or before {day}")
-    return eligible[-1]["current_after"]
+    ids = sorted(
+        i.key.rsplit("/", 1)[-1].removesuffix(".json")
+        for i in storage.list("published/registry/")
+        if i.key.endswith(".json")
+    )
+    # a publication created on the day has an id of that day or earlier (ids are taken before the
+    # gate writes created_at): read back from the last id not after the day until one was created on it
+    if not all(_STAMPED.match(i) for i in ids):  # ids not named by their time (hand-made): read them all
+        eligible = [r for r in registry(storage) if r["created_at"][:10] <= day.isoformat()]
+        if not eligible:
+            raise CitylakeError(f"nothing was published on or before {day}")
+        return eligible[-1]["current_after"]
+    limit = f"{day:%Y%m%d}T999999Z"
+    for publication_id in reversed([i for i in ids if i <= limit]):
+        record = storage.get_json(f"published/registry/{publication_id}.json")
+        if record["created_at"][:10] <= day.isoformat():
+            return record["current_after"]
+    raise CitylakeError(f"nothing was published on or before {day}")
+
+
+_STAMPED = re.compile(r"^\d{8}T\d{6}Z")
 
 
 def mart_entries(pointer: dict) -> dict[str, dict | str]:

@@ -126,6 +126,35 @@ def test_od_cells_of_a_few_journeys_are_blanked_for_an_operator(api: Api) -> Non
     assert probe["total"] == 0
 
 
+def test_the_docs_of_the_marts_need_a_token_or_a_signed_link_and_read_two_records_at_most(
+    api: Api, lake_after_nights, monkeypatch
+) -> None:
+    """Issue #29: /docs/marts answers a bearer token, or a link /v1/docs/link signed for 15 minutes
+    (a browser sends no token); a tampered or expired link is refused; finding a publication by id
+    or date reads one or two registry records, whatever the registry's size."""
+    from urllib.parse import parse_qs, urlparse
+
+    from citylake.core.storage import LocalStorage
+
+    assert api.client.get("/docs/marts").status_code == 401
+    assert api.get("analyst", "/docs/marts").status_code == 200
+    link = api.get("bus", "/v1/docs/link").json()["url"]
+    assert api.client.get(link).status_code == 200
+    query = parse_qs(urlparse(link).query)
+    tampered = f"/docs/marts?expires={int(query['expires'][0]) + 3600}&signature={query['signature'][0]}"
+    assert api.client.get(tampered).status_code == 401
+    expired = f"/docs/marts?expires=1000&signature={query['signature'][0]}"
+    assert api.client.get(expired).status_code == 401
+    first = lake_after_nights.nights[0].gate.publication_id
+    reads = []
+    original = LocalStorage.get_json
+    monkeypatch.setattr(LocalStorage, "get_json", lambda self, k: reads.append(k) or original(self, k))
+    for as_of in (first, "2026-12-31"):
+        reads.clear()
+        assert api.get("analyst", "/docs/marts", as_of=as_of).status_code == 200
+        assert len([k for k in reads if k.startswith("published/registry/")]) <= 2, reads
+
+
 def test_openapi_is_get_only_and_the_committed_spec_is_current(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     methods = {m for ops in spec["paths"].values() for m in ops}

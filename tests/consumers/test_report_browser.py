@@ -126,7 +126,9 @@ def test_docs_of_the_marts_served_offline_with_their_lineage(lake_after_nights, 
     for earlier in lake_after_nights.nights:
         assert (lake_after_nights.lake / earlier.docs_site).exists(), "a publication wrote no docs site"
     settings = lake_after_nights.settings()
-    app = create_app(settings, open_storage(settings), TokenRegister(tmp_path / "tokens.json"))
+    register = TokenRegister(tmp_path / "tokens.json")
+    token = register.add("docs-reader", "analyst")
+    app = create_app(settings, open_storage(settings), register)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -134,8 +136,26 @@ def test_docs_of_the_marts_served_offline_with_their_lineage(lake_after_nights, 
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
+
+    def link(as_of: str | None = None) -> str:
+        """A signed link from the API (a browser sends no bearer token), as an analyst gets one."""
+        import json
+        import urllib.request
+
+        query = f"?as_of={as_of}" if as_of else ""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/docs/link{query}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return f"http://127.0.0.1:{port}" + json.load(answer)["url"]
+
     try:
-        base = f"http://127.0.0.1:{port}/docs/marts"
+        import urllib.error
+        import urllib.request
+
+        with pytest.raises(urllib.error.HTTPError, match="401"):  # no token, no signed link: no docs
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/docs/marts", timeout=30)
+        base = link()
         pages = {
             "overview": f"{base}#!/overview",
             "mart": f"{base}#!/model/model.citylake.mart_bus_load_profile",
@@ -147,7 +167,7 @@ def test_docs_of_the_marts_served_offline_with_their_lineage(lake_after_nights, 
             console = render(url, shots[name], tmp_path / name, size="1400,1000", extra=OFFLINE)
             assert console == [], f"console messages on {url}:\n" + "\n".join(console)
         first = lake_after_nights.nights[0].gate.publication_id
-        earlier = dump_dom(f"{base}?as_of={first}#!/overview", tmp_path / "dom-as-of")
+        earlier = dump_dom(f"{link(first)}#!/overview", tmp_path / "dom-as-of")
         columns = dump_dom(pages["mart"], tmp_path / "dom-mart")
     finally:
         server.should_exit = True

@@ -670,7 +670,7 @@ columns:
 """
 
 
-def test_an_operator_cannot_forge_an_on_time_delivery(tmp_path, monkeypatch) -> None:
+def test_an_operator_cannot_forge_an_on_time_delivery(tmp_path, monkeypatch, reliability) -> None:
     """Issue #29, part 4: a file delivered now with its modification time set back to the evening of
     its service day is late: a folder drop is judged on the inode change time (the kernel's), and
     the operator's mtime is kept as information only. A drop declared `clock: mtime` (simulated
@@ -707,3 +707,12 @@ def test_an_operator_cannot_forge_an_on_time_delivery(tmp_path, monkeypatch) -> 
     assert forger["judged_at"] > datetime(2026, 12, 1, tzinfo=UTC)
     trusted = deliveries.filter(pl.col("operator") == "trusted").row(0, named=True)
     assert trusted["is_late"] is False and trusted["judged_on"] == "mtime"
+    reliability(
+        "forged_mtime",
+        1,
+        1,
+        0,
+        "a file delivered now with its mtime set back before the deadline: late, judged on the folder's inode "
+        "change time (judged_on inode); the operator's mtime kept as information; S3 is judged on the server's "
+        "LastModified, SFTP on the night's first sight",
+    )

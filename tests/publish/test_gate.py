@@ -106,7 +106,7 @@ def query(storage, settings, sql: str, as_of: str | None = None):
 
 
 def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
-    drops, lake_settings, lake, tmp_path, monkeypatch
+    drops, lake_settings, lake, tmp_path, monkeypatch, reliability
 ) -> None:
     drop = tmp_path / "drop"
     day_drop(drops["two_days"], drop, "2026-03-30")
@@ -150,6 +150,15 @@ def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
         query(lake, settings, "select * from mart_contract_kpis_daily where operator <> 'bus' order by all")
         == kpis_before
     )  # the parking operator's as last published
+    reliability(
+        "operator_isolation",
+        2,
+        2,
+        0,
+        "the parking operator's readings refused: the bus operator's contract KPIs published, the parking "
+        "operator's kept as last published (held_back in the pointer); the bus operator's fleet refused: the "
+        "parking operator's published (test_a_failing_test_on_dim_vehicles…); a register typo only warns",
+    )
     assert query(lake, settings, "select count(*) from mart_parking_occupancy_daily") == parking_before
     after = query(lake, settings, "select count(*) from fct_stop_visit_loads")
     assert after[0][0] > before[0][0]  # transit moved on with day 2

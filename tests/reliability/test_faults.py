@@ -1048,7 +1048,7 @@ def test_kill_points_in_the_dbt_build_on_a_network_whose_trips_chain_at_termini(
     assert visits.height == 420 and chained.filter(pl.col("trip_id") != pl.col("trip_id_next")).height > 20
 
 
-def test_links_hidden_files_and_control_characters_in_a_drop(tmp_path, monkeypatch) -> None:
+def test_links_hidden_files_and_control_characters_in_a_drop(tmp_path, monkeypatch, reliability) -> None:
     """Issue #29: a drop folder that is a symbolic link is refused (it could point anywhere on the
     machine, into write-once raw/); a linked or hidden file is passed over and recorded once; a name
     with a newline or an escape sequence is written escaped to the manifest and the logs."""
@@ -1085,3 +1085,12 @@ def test_links_hidden_files_and_control_characters_in_a_drop(tmp_path, monkeypat
     names = manifest.load(storage, "deliveries")["original_name"].to_list()
     assert names == ["comptages_20260330.csv\\n2026-12-06 INFO citylake: all good\\x1b[2K"]
     assert not any("\n" in d or "\x1b" in d for d in steps["detail"].drop_nulls().to_list())
+    reliability(
+        "drop_links",
+        4,
+        4,
+        0,
+        "a feed folder linked elsewhere refused (a feed error, nothing landed); a linked file and a hidden one "
+        "passed over and recorded once (step skipped); a name with a newline and an escape sequence written "
+        "escaped (\\n, \\x1b) to the manifest and the logs",
+    )
