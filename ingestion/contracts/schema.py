@@ -191,6 +191,15 @@ BUILDER_REQUIREMENTS: dict[str, Requirement] = {
 }
 
 
+def _regular_expression(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -227,12 +236,7 @@ class ColumnSpec(_Strict):
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression ({exc})") from None
-        return v
+        return _regular_expression(v)
 
     @model_validator(mode="after")
     def _type_needs(self) -> ColumnSpec:
@@ -261,12 +265,7 @@ class IdRule(_Strict):
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression ({exc})") from None
-        return v
+        return _regular_expression(v)
 
 
 IdKind = Literal["stop", "trip", "line", "vehicle", "service", "agency"]
