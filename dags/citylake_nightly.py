@@ -87,7 +87,14 @@ def nightly_refresh():
         partitions = [*(references or []), *(dated or [])]  # a failed partition has no result: the sweep redid its work
         day = service_date_of(context["logical_date"]).isoformat()
         staged = {d for p in partitions for d in p["changed_dates"]}
-        return {**swept, "partitions": len(partitions), "build_dates": sorted({*staged, *swept["changed_dates"], day})}
+        # every file a partition or the sweep quarantined is notified, named
+        quarantined = [q for p in partitions for q in p.get("quarantined", [])] + swept["quarantined"]
+        return {
+            **swept,
+            "quarantined": quarantined,
+            "partitions": len(partitions),
+            "build_dates": sorted({*staged, *swept["changed_dates"], day}),
+        }
 
     @task
     def plan_build(ingested: dict) -> dict:

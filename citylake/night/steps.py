@@ -81,11 +81,13 @@ def ingest_partition(settings: Settings, partition: dict[str, Any], as_of: datet
     """Ingest one partition; a feed's error raises with its kind (the sweep runs anyway)."""
     day = date.fromisoformat(partition["service_date"]) if partition["service_date"] else None
     staged: set[date] = set()
+    quarantined: list[str] = []
     for feed in partition["feeds"]:
         report = ingest(settings, operator=partition["operator"], feed=feed, service_date=day, as_of=as_of)
         staged |= changed_dates(report)
+        quarantined += [f"{f.operator}/{f.feed}: {q}" for f in report.feeds for q in f.quarantined]
         raise_for_feeds(report)
-    return {**partition, "changed_dates": sorted(d.isoformat() for d in staged)}
+    return {**partition, "changed_dates": sorted(d.isoformat() for d in staged), "quarantined": quarantined}
 
 
 def ingest_feed(
@@ -115,6 +117,7 @@ def ingest_all(settings: Settings, as_of: datetime | None = None) -> dict[str, A
     return {
         "changed_dates": sorted(d.isoformat() for d in changed_dates(report)),
         "errors": report.errors(),
+        "quarantined": [f"{f.operator}/{f.feed}: {q}" for f in report.feeds for q in f.quarantined],
         "lines": report.lines(),
         "report": report,
     }
@@ -312,16 +315,19 @@ def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) ->
 
 
 def notify_outcome(settings: Settings, ingested: dict[str, Any], published: dict[str, Any]) -> list[str]:
-    """Notify when a feed failed, the build or a group was refused, or a report failed; return the channels."""
+    """Notify when a feed failed, a delivery was quarantined, the build or a group was refused, or a
+    report failed; return the channels. The message names each feed and file."""
     failed = (
         ingested.get("errors")
+        or ingested.get("quarantined")
         or published.get("refused")
         or published.get("contract_report_error")
         or published.get("build_ok") is False
     )
     if not failed:
         return []
-    return notify(settings, "citylake night with failures", {"ingest_errors": ingested.get("errors"), **published})
+    event = {"ingest_errors": ingested.get("errors"), "quarantined": ingested.get("quarantined"), **published}
+    return notify(settings, "citylake night with failures", event)
 
 
 # -- the night in one process -------------------------------------------------------------------

@@ -51,3 +51,24 @@ def test_airflow_sees_transient_errors_and_fails_the_others_at_once() -> None:
     with pytest.raises(PublicationRefused, match=r"group\(s\) parking \(published: transit\): parking: occupancy"):
         refuse_if_refused(refused)
     assert refuse_if_refused({"refused": {}, "published": ["transit"]})["published"] == ["transit"]
+
+
+def test_a_quarantined_delivery_is_notified_naming_its_feed_and_file(tmp_path, monkeypatch, caplog) -> None:
+    """Issue #29: a file that failed alone (quarantined) is notified, its feed and file named, even
+    when every feed ran and every group published."""
+    import logging
+
+    from citylake.core.settings import Settings
+    from citylake.night.steps import ingest_all, notify_outcome
+
+    drop = tmp_path / "drop" / "bus" / "apc"
+    drop.mkdir(parents=True)
+    (drop / "comptages_20260330.csv").write_bytes(b"vehicle_id,trip_id\n1,")  # cut mid-row
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", (tmp_path / "drop").as_uri())
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", "notify-test-pseudonym-key-0123456789abcdef")
+    ingested = ingest_all(Settings())
+    assert not ingested["errors"] and ingested["quarantined"][0].startswith("bus/apc: comptages_20260330.csv")
+    caplog.set_level(logging.WARNING, logger="citylake.notify")
+    assert notify_outcome(Settings(), ingested, {"refused": {}}) == ["log"]
+    assert "bus/apc: comptages_20260330.csv: truncated" in caplog.text
