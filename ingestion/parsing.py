@@ -65,6 +65,9 @@ class Parsed:
 #: million columns cannot take the parser's memory or time.
 MAX_LINE_BYTES = 1024 * 1024
 MAX_COLUMNS = 1000
+#: Rows one text delivery may have: a metro's day of validations is ~1.5 M; a file of 20 M rows
+#: is no daily extract (counted as line ends, before decoding).
+MAX_ROWS = 20_000_000
 
 
 def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
@@ -82,7 +85,10 @@ def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
 
 
 def check_shape(contract: Contract, data: bytes, name: str) -> None:
-    """Refuse a text delivery whose longest line exceeds MAX_LINE_BYTES."""
+    """Refuse a text delivery of more than MAX_ROWS lines, or whose longest line exceeds
+    MAX_LINE_BYTES."""
+    if len(data) > MAX_ROWS and (rows := data.count(b"\n")) > MAX_ROWS:
+        raise Refused(f"{name}: {rows:,} lines, over the {MAX_ROWS:,} rows one delivery may have")
     if len(data) > MAX_LINE_BYTES and (n := longest_line(data)) > MAX_LINE_BYTES:
         raise Refused(
             f"{name}: a line of {n:,} bytes, over the {MAX_LINE_BYTES:,}-byte limit of any {contract.key} row"

@@ -174,3 +174,12 @@ def test_a_mac_roman_file_read_as_windows_1252_is_flagged_with_the_codec_to_use(
     assert any("looks garbled" in w and "mac_roman" in w for w in parsed.warnings), parsed.warnings
     right = parse(_contract(",", "cp1252", REGISTER), text.encode("cp1252"), "x_20260101.csv")
     assert not any("garbled" in w for w in right.warnings)
+
+
+def test_a_delivery_over_the_row_budget_is_refused_before_it_is_decoded(monkeypatch) -> None:
+    from ingestion import parsing
+
+    monkeypatch.setattr(parsing, "MAX_ROWS", 5)
+    data = b"id,adresse,places\n" + b"P,a,1\n" * 6
+    with pytest.raises(Refused, match=r"x_20260101.csv: 7 lines, over the 5 rows one delivery may have"):
+        parse(_contract(",", "utf-8", REGISTER), data, "x_20260101.csv")
