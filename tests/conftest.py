@@ -307,6 +307,10 @@ RELIABILITY_ROWS = {
     "forged_mtime": "a delivery's modification time set back to look on time",
     "drop_links": "a drop folder that is a link; linked and hidden files; names with control characters",
     "operator_isolation": "one operator's data refused: the other operator's contract KPIs",
+    "api_tokens": "an expired token, a rotated one, a link planted where the token register writes",
+    "api_headers": "framing, caching and CDN scripts on the API's pages",
+    "docs_page": "the docs of the marts without a token, with a tampered or expired link",
+    "small_counts": "small counts given back by a derived column, an OD cell, a ';'-split spreadsheet",
 }
 _RELIABILITY: dict[str, dict] = {}
 

@@ -62,7 +62,7 @@ def test_token_register_keeps_hashes_only(tmp_path, monkeypatch) -> None:
     assert register.authenticate(token) is None
 
 
-def test_tokens_expire_rotate_and_the_register_never_follows_a_planted_link(tmp_path) -> None:
+def test_tokens_expire_rotate_and_the_register_never_follows_a_planted_link(tmp_path, reliability) -> None:
     """Issue #29: a token expires (a year unless --expires says otherwise); rotation replaces it;
     the register's temporary file is created exclusively, never through a planted link."""
     import datetime as dt
@@ -92,9 +92,17 @@ def test_tokens_expire_rotate_and_the_register_never_follows_a_planted_link(tmp_
     register.add("analyst-2", "analyst")
     assert victim.read_text() == "untouched"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+    reliability(
+        "api_tokens",
+        3,
+        3,
+        0,
+        "an expired token and one written before expiry existed (over a year old) refused; a rotated token's "
+        "predecessor refused; a link planted at the old temporary name left untouched (O_EXCL | O_NOFOLLOW)",
+    )
 
 
-def test_every_answer_has_a_strict_policy_and_authorised_ones_are_not_stored(api: Api) -> None:
+def test_every_answer_has_a_strict_policy_and_authorised_ones_are_not_stored(api: Api, reliability) -> None:
     """Issue #29: frame-ancestors 'none' everywhere, no-store on authorised answers, and Swagger UI
     and ReDoc served from the package's own files (no CDN)."""
     r = api.get("analyst", "/v1/marts")
@@ -109,9 +117,17 @@ def test_every_answer_has_a_strict_policy_and_authorised_ones_are_not_stored(api
     unauthorised = api.client.get("/v1/marts")
     assert unauthorised.status_code == 401
     assert "frame-ancestors 'none'" in unauthorised.headers["content-security-policy"]
+    reliability(
+        "api_headers",
+        4,
+        4,
+        0,
+        "JSON, Swagger UI, ReDoc and a 401: frame-ancestors 'none' and X-Frame-Options DENY on each; "
+        "Cache-Control no-store on answers to a token; Swagger UI and ReDoc from the package's own files, no CDN",
+    )
 
 
-def test_od_cells_of_a_few_journeys_are_blanked_for_an_operator(api: Api) -> None:
+def test_od_cells_of_a_few_journeys_are_blanked_for_an_operator(api: Api, reliability) -> None:
     """Issue #29: the open-data small-count rule on mart_od_matrix for every principal but the
     city's analysts; a filter on a blanked count finds nothing."""
     full = api.get("analyst", "/v1/marts/mart_od_matrix/rows", limit=1000).json()["rows"]
@@ -124,10 +140,19 @@ def test_od_cells_of_a_few_journeys_are_blanked_for_an_operator(api: Api) -> Non
     assert blanked and all(r["journeys_estimated"] is None and r["mean_stages"] is None for r in blanked)
     probe = api.get("bus", "/v1/marts/mart_od_matrix/rows", filter=["journeys_inferred:lt:10"]).json()
     assert probe["total"] == 0
+    reliability(
+        "small_counts",
+        3,
+        3,
+        0,
+        f"{len(blanked)} OD cells under 10 journeys blanked for an operator's token (a filter on them finds none); "
+        "open data: a suppressed row blanks every count and the load factor; every text cell quoted against a "
+        "';'-splitting spreadsheet (test_opendata.py)",
+    )
 
 
 def test_the_docs_of_the_marts_need_a_token_or_a_signed_link_and_read_two_records_at_most(
-    api: Api, lake_after_nights, monkeypatch
+    api: Api, lake_after_nights, monkeypatch, reliability
 ) -> None:
     """Issue #29: /docs/marts answers a bearer token, or a link /v1/docs/link signed for 15 minutes
     (a browser sends no token); a tampered or expired link is refused; finding a publication by id
@@ -153,6 +178,15 @@ def test_the_docs_of_the_marts_need_a_token_or_a_signed_link_and_read_two_record
         reads.clear()
         assert api.get("analyst", "/docs/marts", as_of=as_of).status_code == 200
         assert len([k for k in reads if k.startswith("published/registry/")]) <= 2, reads
+    reliability(
+        "docs_page",
+        3,
+        3,
+        0,
+        "/docs/marts without a token, with a link whose expiry was moved, with an expired link: 401; a bearer "
+        "token or a 15-minute signed link (/v1/docs/link) opens it; as of an id or a date it reads ≤ 2 "
+        "registry records",
+    )
 
 
 def test_openapi_is_get_only_and_the_committed_spec_is_current(api: Api) -> None:
