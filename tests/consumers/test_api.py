@@ -98,7 +98,7 @@ def test_tokens_expire_rotate_and_the_register_never_follows_a_planted_link(tmp_
         3,
         0,
         "an expired token and one written before expiry existed (over a year old) refused; a rotated token's "
-        "predecessor refused; a link planted at the old temporary name left untouched (O_EXCL | O_NOFOLLOW)",
+        "predecessor refused; a link planted at the old temporary name left untouched (O_EXCL and O_NOFOLLOW)",
     )
 
 
