@@ -529,7 +529,7 @@ def parse_order(mart: Mart, order_by: str | None) -> str:
 #: The docs page runs its own inlined script and fetches nothing: the browser is told so.
 DOCS_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
         "img-src data:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     ),

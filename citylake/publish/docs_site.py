@@ -109,7 +109,10 @@ def render(target: Path, record: dict, group_marts: dict[str, list[str]]) -> str
     # two slips of dbt's page make the browser fetch a URL that is not one: a favicon left as a
     # build-time template, and tree icons bound before Angular compiles them (xlink:href="{{ }}")
     page = page.replace("href=\"${require('./assets/favicons/favicon.ico')}\"", 'href="data:,"')
-    return page.replace('xlink:href="{{ getIcon(', 'ng-attr-href="{{ getIcon(')
+    page = page.replace('xlink:href="{{ getIcon(', 'ng-attr-href="{{ getIcon(')
+    # AngularJS in CSP mode evaluates its expressions without eval(): the page is served without
+    # 'unsafe-eval' (citylake.consumers.api.DOCS_HEADERS)
+    return page.replace('ng-app="dbt"', 'ng-app="dbt" ng-csp', 1)
 
 
 def write_docs_site(storage: LakeStorage, target: Path, record: dict, group_marts: dict[str, list[str]]) -> str:

@@ -162,7 +162,10 @@ def test_the_docs_of_the_marts_need_a_token_or_a_signed_link_and_read_two_record
     from citylake.core.storage import LocalStorage
 
     assert api.client.get("/docs/marts").status_code == 401
-    assert api.get("analyst", "/docs/marts").status_code == 200
+    page = api.get("analyst", "/docs/marts")
+    assert page.status_code == 200 and "ng-csp" in page.text  # AngularJS without eval():
+    policy = page.headers["content-security-policy"]
+    assert "unsafe-eval" not in policy and "frame-ancestors 'none'" in policy
     link = api.get("bus", "/v1/docs/link").json()["url"]
     assert api.client.get(link).status_code == 200
     query = parse_qs(urlparse(link).query)
