@@ -195,3 +195,36 @@ def test_credentials_are_never_printed_or_logged(s3_settings, monkeypatch, capsy
     assert "lake" in text
     for secret in (S3_SECRET, pseudonym_key):
         assert secret not in text
+
+
+def test_no_card_serial_in_the_warehouse_or_the_published_lake(lake_after_nights) -> None:
+    """Issue #29: after the simulated nights, no card serial the simulator delivered is in any text
+    column of the warehouse (staging, intermediate, marts), the manifest, the staged rows or what
+    is published: card ids leave ingestion pseudonymised, or not at all."""
+    import re
+
+    import duckdb
+    import polars as pl
+
+    from tests.ingestion.test_ingestion import _texts_of_lake, delivered_serials
+
+    serials = delivered_serials(lake_after_nights.drop)
+    assert len(serials) > 1000
+    digits = re.compile(r"P?\d{9,}")
+    con = duckdb.connect(str(lake_after_nights.warehouse), read_only=True)
+    try:
+        columns = con.sql(
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where data_type = 'VARCHAR' and table_schema not in ('information_schema', 'pg_catalog')"
+        ).fetchall()
+        leaks = []
+        for schema, table, column in columns:
+            values = con.sql(f'select distinct "{column}" from "{schema}"."{table}" where "{column}" is not null')
+            frame = values.pl()
+            text = "\n".join(frame[frame.columns[0]].cast(pl.Utf8).to_list())
+            leaks += [(f"{schema}.{table}.{column}", m) for m in digits.findall(text) if m in serials]
+    finally:
+        con.close()
+    leaks += [(where, m) for where, text in _texts_of_lake(lake_after_nights.lake) for m in digits.findall(text)
+              if m in serials and not where.startswith(("raw/", "quarantine/"))]  # fmt: skip
+    assert leaks == [], leaks[:5]
