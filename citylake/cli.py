@@ -394,7 +394,10 @@ def _print_night(night, dates: str, storage) -> int:
     for k in night.contract_reports:
         print(f"contract report: {storage.url(k)}")
     if night.docs_site:
-        print(f"docs of the marts: {storage.url(night.docs_site)}  (citylake serve: /docs/marts)")
+        print(
+            f"docs of the marts: {storage.url(night.docs_site)}  "
+            "(citylake serve: /docs/marts with a token, or the signed link /v1/docs/link answers)"
+        )
     if night.report_error:
         print(f"error: {night.report_error}")
     return 0 if night.ok else 1

@@ -169,7 +169,8 @@ def main(workdir: Path | None = None) -> int:
     docs = site_for(storage, current(storage))
     print(
         f"   docs of the marts: {storage.url(docs) if docs else '(none written)'}  "
-        "(dbt's docs site: grain, columns, lineage; citylake serve: /docs/marts)"
+        "(dbt's docs site: grain, columns, lineage; citylake serve: /docs/marts with a token, "
+        "or the link /v1/docs/link answers)"
     )
     print(f"   open data (ODbL): {storage.url('opendata/')} ({len(opendata)} files)")
     print(
