@@ -333,7 +333,7 @@ class FileSpec(_Strict):
         if self.layout == "wide" and self.wide is None:
             raise ValueError("layout wide needs wide: {key: …, value: …, blank: no_reading | unchanged}")
         if self.format in STANDARD_RECORDS:
-            what, chosen = ("table" if self.format == "tides" else "records"), None
+            what = "table" if self.format == "tides" else "records"
             chosen = self.table if self.format == "tides" else self.records
             if chosen not in STANDARD_RECORDS[self.format]:
                 raise ValueError(
@@ -437,7 +437,7 @@ def _where(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _message(err: dict, raw: Any) -> str:
+def _message(err: dict) -> str:
     where = _where(err["loc"])
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
@@ -457,7 +457,7 @@ def validate(raw: Any, source: str) -> ContractSpec:
     try:
         return ContractSpec.model_validate(raw)
     except ValidationError as exc:
-        lines = [_message(e, raw) for e in exc.errors()]
+        lines = [_message(e) for e in exc.errors()]
         raise ContractError(f"{source}: " + "; ".join(lines)) from None
 
 

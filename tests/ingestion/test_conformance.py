@@ -137,9 +137,7 @@ def test_a_real_sample_is_read_right(name: str, case: dict) -> None:
 
 def test_the_corpus_covers_every_real_sample() -> None:
     """Every file of shared/realdata that a feed delivers has a case (the schema's JSON is no feed)."""
-    realdata = SHARED / "realdata"
-    if not realdata.is_dir():
-        pytest.skip("no shared/realdata beside the checkout")
+    realdata = require_shared("realdata")  # fails, never skips, when shared/ is not beside the checkout
     samples = {
         str(p.relative_to(SHARED))
         for p in realdata.rglob("*")
