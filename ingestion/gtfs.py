@@ -165,11 +165,10 @@ def service_dates(feed: Feed) -> dict[date, set[str]]:
     if "calendar" in feed:
         for row in feed["calendar"].iter_rows(named=True):
             start, end = parse_date(row["start_date"]), parse_date(row["end_date"])
-            day = start
-            while day <= end:
+            for offset in range((end - start).days + 1):  # counted, never stepped past 9999-12-31
+                day = start + timedelta(days=offset)
                 if row.get(_WEEKDAYS[day.weekday()]) == "1":
                     active.setdefault(day, set()).add(row["service_id"])
-                day += timedelta(days=1)
     if "calendar_dates" in feed:
         for row in feed["calendar_dates"].iter_rows(named=True):
             day = parse_date(row["date"])

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -29,6 +30,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from citylake.core.duck import load_extension
@@ -1094,3 +1097,37 @@ def test_links_hidden_files_and_control_characters_in_a_drop(tmp_path, monkeypat
         "passed over and recorded once (step skipped); a name with a newline and an escape sequence written "
         "escaped (\\n, \\x1b) to the manifest and the logs",
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.dates(), st.dates(min_value=date(9994, 1, 1)), st.text("0123456789-/ ", max_size=10)),
+            st.one_of(st.dates(), st.just(date(9999, 12, 31)), st.text("0123456789-/ ", max_size=10)),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_calendar_is_read_or_refused_with_its_line_never_a_crash(periods) -> None:
+    """Issue #29, property: whatever start and end dates a calendar.txt holds (any year, text that
+    is no date), the offer is read, or refused by a DataError naming calendar.txt and its line;
+    a period over the budget never reaches the day-by-day expansion."""
+    from citylake.core.errors import DataError
+    from ingestion import gtfs
+
+    def text(v) -> str:
+        return v.strftime("%Y%m%d") if hasattr(v, "strftime") else v
+
+    rows = "".join(f"S{i},1,1,1,1,1,1,1,{text(a)},{text(b)}\n" for i, (a, b) in enumerate(periods))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "feed.zip"
+        path.write_bytes(gtfs_zip(CALENDAR + rows))
+        try:
+            feed = gtfs.read_feed(path)
+        except DataError as exc:
+            assert "calendar.txt line" in str(exc) or "service days" in str(exc)
+            return
+    days = gtfs.service_dates(feed)
+    assert len(days) <= len(periods) * gtfs.MAX_SERVICE_YEARS * 366
