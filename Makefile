@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 PY_DIRS := citylake ingestion quality devtools tests dags
 SQL_DIRS := dbt_project/models dbt_project/tests
 
-.PHONY: install browser demo test lint bench bench-history bench-accuracy scaleout-check lock clean help
+.PHONY: install browser demo test lint bench bench-history bench-accuracy bench-memory scaleout-check lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
@@ -80,6 +80,10 @@ bench-history: install
 # The accuracy figures of issue #19 on every network at hand, and one metro day (BENCHMARKS.md).
 bench-accuracy: install
 	$(BIN)/python -m devtools.bench_accuracy --metro
+
+# Peak memory of one delivery per byte, feed by feed, on a metro day (BENCHMARKS.md, issue #29).
+bench-memory: install
+	$(BIN)/python -m devtools.bench_memory
 
 scaleout-check: install
 	$(BIN)/python -m devtools.scaleout

@@ -68,6 +68,10 @@ MAX_COLUMNS = 1000
 #: Rows one text delivery may have: a metro's day of validations is ~1.5 M; a file of 20 M rows
 #: is no daily extract (counted as line ends, before decoding).
 MAX_ROWS = 20_000_000
+#: Bytes one text delivery (CSV, JSON lines) may have: 6× a metro day of validations (170 MB).
+#: Reading and typing it takes about 10× its size at peak (``make bench-memory``), so a worker
+#: of 16 GiB reads any delivery the budget lets through.
+MAX_TEXT_BYTES = 1024**3
 
 
 def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
@@ -85,8 +89,10 @@ def longest_line(data: bytes, chunk: int = 64 * 1024 * 1024) -> int:
 
 
 def check_shape(contract: Contract, data: bytes, name: str) -> None:
-    """Refuse a text delivery of more than MAX_ROWS lines, or whose longest line exceeds
-    MAX_LINE_BYTES."""
+    """Refuse a text delivery of more than MAX_TEXT_BYTES bytes or MAX_ROWS lines, or whose
+    longest line exceeds MAX_LINE_BYTES."""
+    if len(data) > MAX_TEXT_BYTES:
+        raise Refused(f"{name}: {len(data):,} bytes, over the {MAX_TEXT_BYTES:,} one text delivery may have")
     if len(data) > MAX_ROWS and (rows := data.count(b"\n")) > MAX_ROWS:
         raise Refused(f"{name}: {rows:,} lines, over the {MAX_ROWS:,} rows one delivery may have")
     if len(data) > MAX_LINE_BYTES and (n := longest_line(data)) > MAX_LINE_BYTES:
@@ -238,7 +244,12 @@ def _header_check(contract: Contract, header: list[str], name: str, delimiter: s
     if optional:
         warnings.append(f"{name}: optional columns {optional} absent: staged as empty")
     if extra:
-        warnings.append(f"{name}: schema drift tolerated: extra columns {extra} ignored")
+        named = [h for h in extra if h.strip()]
+        unnamed = len(extra) - len(named)  # a sheet's formatted but empty cells give hundreds
+        listed = f"extra columns {named}" if named else ""
+        if unnamed:
+            listed += (" and " if named else "") + f"{unnamed:,} unnamed column(s)"
+        warnings.append(f"{name}: schema drift tolerated: {listed} ignored")
     if [h for h in header if h in expected] != [h for h in expected if h not in optional]:
         warnings.append(f"{name}: schema drift tolerated: columns in another order, read by name")
     return warnings
@@ -269,25 +280,32 @@ def read_csv_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFram
     body, skipped = tabular.skip_lines(text, skip)
     if skipped < skip or not body:
         raise Refused(f"{name}: {skipped} line(s), fewer than the {skip} the contract says come before the header")
+    wide = _wide(contract)
+    parts, warnings, keep = [], [], []
     try:
-        records = tabular.read_records(body, delim, first_line=skip + 1, max_columns=MAX_COLUMNS)
+        # a piece at a time: the reader's working memory is a piece's (about 32 MB), the frames
+        # of strings it leaves are kept (profiled on a metro day of validations: one read of the
+        # whole 170 MB file took 0.9 GB more than the rows it gave)
+        for records in tabular.read_records_chunked(body, delim, first_line=skip + 1, max_columns=MAX_COLUMNS):
+            header = records.header
+            if not parts:
+                warnings = _header_check(contract, header, name, delim)
+                keep = [h for h in header if wide or h in contract.headers]
+            parts.append(
+                records.frame.select(
+                    *(pl.col(f"f{header.index(h)}").alias(h) for h in keep),
+                    pl.col("line").alias(SOURCE_ROW),
+                    pl.when(pl.col("n_fields") != len(header))
+                    .then(pl.format("row has {} fields, header has " + str(len(header)), pl.col("n_fields")))
+                    .otherwise(None)
+                    .alias("_shape_reason"),
+                )
+            )
     except tabular.UnreadableText as exc:
         raise Refused(f"{name}: {exc}") from None
     except ValueError as exc:
         raise Refused(f"{name}: {exc} ({contract.key} expects {len(contract.headers)})") from None
-    header = records.header
-    warnings = _header_check(contract, header, name, delim)
-    frame = records.frame
-    wide = _wide(contract)
-    keep = [h for h in header if wide or h in contract.headers]
-    out = frame.select(
-        *(pl.col(f"f{header.index(h)}").alias(h) for h in keep),
-        pl.col("line").alias(SOURCE_ROW),
-        pl.when(pl.col("n_fields") != len(header))
-        .then(pl.format("row has {} fields, header has " + str(len(header)), pl.col("n_fields")))
-        .otherwise(None)
-        .alias("_shape_reason"),
-    )
+    out = pl.concat(parts, how="vertical", rechunk=False)
     return (_unpivot(out, contract, wide) if wide else out), warnings
 
 
@@ -311,25 +329,15 @@ def _unpivot(frame: pl.DataFrame, contract: Contract, wide: dict) -> pl.DataFram
     )
 
 
-def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:
-    lines = text.splitlines()
-    if text and not text.endswith("\n") and lines:
-        try:
-            json.loads(lines[-1])
-        except (ValueError, RecursionError):
-            raise Refused(f"{name}: truncated, the last line ({len(lines):,}) is not complete JSON") from None
-    if not lines:
-        return pl.DataFrame({h: pl.Series([], dtype=pl.Utf8) for h in contract.headers}).with_columns(
-            pl.Series(SOURCE_ROW, [], dtype=pl.Int64), pl.lit(None, pl.Utf8).alias("_shape_reason")
-        ), []
+def _jsonl_piece(piece: str, headers: list[str]) -> pl.DataFrame:
+    """The objects of some whole lines of a JSONL file as strings, ``_shape_reason`` for a bad line."""
     try:
         # from bytes: polars reads a StringIO three times slower (profiled on a metro AVL day)
-        frame = pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
-    except Exception:
-        frame = None
-    if frame is None:  # a bad line somewhere: parse line by line, keep the bad ones as invalid rows
+        frame = pl.read_ndjson(io.BytesIO(piece.encode("utf-8")), infer_schema_length=None)
+        shape = pl.lit(None, pl.Utf8)
+    except Exception:  # a bad line somewhere: parse line by line, keep the bad ones as invalid rows
         records, reasons = [], []
-        for ln in lines:
+        for ln in piece.splitlines():
             try:
                 obj = json.loads(ln)
                 records.append(
@@ -339,17 +347,50 @@ def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFr
             except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
                 records.append({})
                 reasons.append("line is not valid JSON")
-        frame = (
-            pl.DataFrame(records, schema={h: pl.Utf8 for h in contract.headers}, orient="row")
-            if records
-            else pl.DataFrame()
-        )
+        frame = pl.DataFrame(records, schema={h: pl.Utf8 for h in headers}, orient="row")
         shape = pl.Series("_shape_reason", reasons, dtype=pl.Utf8)
-    else:
-        shape = pl.Series("_shape_reason", [None] * frame.height, dtype=pl.Utf8)
-    warnings = _header_check(contract, frame.columns, name)
-    frame = frame.select([pl.col(h).cast(pl.Utf8) for h in contract.headers if h in frame.columns])
-    return frame.with_columns(pl.Series(SOURCE_ROW, range(1, frame.height + 1), dtype=pl.Int64), shape), warnings
+    return frame.with_columns(shape.alias("_shape_reason"))
+
+
+def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:
+    """Return the rows of a JSON-lines file as strings plus ``source_row`` (its line), and
+    warnings. Read a piece of whole lines at a time (about 32 MB: a JSON line holds no raw line
+    end), so the parser's working memory is a piece's, not the file's."""
+    from ingestion.tabular import CHUNK_CHARS
+
+    last_end = text.rfind("\n", 0, len(text) - 1) + 1
+    if text and not text.endswith("\n") and text[last_end:].strip():
+        try:
+            json.loads(text[last_end:])
+        except (ValueError, RecursionError):
+            lines = len(text[:last_end].splitlines()) + 1
+            raise Refused(f"{name}: truncated, the last line ({lines:,}) is not complete JSON") from None
+    headers = list(contract.headers)
+    parts, seen, first = [], {}, 1  # the keys met, in the order the lines give them
+    start = 0
+    while start < len(text):
+        cut = text.find("\n", start + CHUNK_CHARS)
+        cut = len(text) if cut < 0 else cut + 1
+        piece = text[start:cut]
+        frame = _jsonl_piece(piece, headers)
+        seen.update((c, None) for c in frame.columns if c != "_shape_reason")
+        parts.append(
+            frame.select(
+                *(pl.col(h).cast(pl.Utf8) if h in frame.columns else pl.lit(None, pl.Utf8).alias(h) for h in headers),
+                pl.int_range(first, first + frame.height, dtype=pl.Int64, eager=False).alias(SOURCE_ROW),
+                pl.col("_shape_reason"),
+            )
+        )
+        first += frame.height
+        start = cut
+    if not parts:
+        return pl.DataFrame({h: pl.Series([], dtype=pl.Utf8) for h in headers}).with_columns(
+            pl.Series(SOURCE_ROW, [], dtype=pl.Int64), pl.lit(None, pl.Utf8).alias("_shape_reason")
+        ), []
+    warnings = _header_check(contract, list(seen), name)
+    frame = pl.concat(parts, how="vertical", rechunk=False)
+    # a column no line carries is absent, as in the file: type_rows adds it, null, if optional
+    return frame.drop([h for h in headers if h not in seen]), warnings
 
 
 #: A sheet's rows are read from its cells as they stream (never from the ``<dimension>`` it
@@ -592,7 +633,7 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str, service_date: da
     order_key = contract.file.get("order_key")
     cols = list(contract.columns)
     absent = [c.name for c in cols if c.name not in frame.columns]  # optional columns not delivered
-    frame = frame.with_columns(pl.lit(None, pl.Utf8).alias(n) for n in absent)
+    frame = frame.lazy().with_columns(pl.lit(None, pl.Utf8).alias(n) for n in absent)
     stripped = frame.with_columns(
         _mapped(c, pl.col(c.name).str.strip_chars()).alias(f"__raw{i}") for i, c in enumerate(cols)
     )
@@ -634,8 +675,10 @@ def type_rows(contract: Contract, frame: pl.DataFrame, tz: str, service_date: da
                 )
             )
     reason = pl.coalesce(reasons).alias("invalid_reason")
-    return stripped.select(pl.col(SOURCE_ROW), *values, reason).with_columns(
-        pl.col("invalid_reason").is_null().alias("is_valid")
+    return (
+        stripped.select(pl.col(SOURCE_ROW), *values, reason)
+        .with_columns(pl.col("invalid_reason").is_null().alias("is_valid"))
+        .collect()
     )
 
 

@@ -58,18 +58,23 @@ def _line_ends(text: str) -> int:
     return lf + text.count("\r") - text.count("\r\n") if "\r" in text else lf
 
 
-def read_records(text: str, delimiter: str, first_line: int = 1, max_columns: int | None = None) -> Records:
+def read_records(
+    text: str, delimiter: str, first_line: int = 1, max_columns: int | None = None, header: list[str] | None = None
+) -> Records:
     """Return the header and records of ``text`` (its first record is the header, on line
     ``first_line`` of the file). Raises UnreadableText, or ValueError for more than
-    ``max_columns`` header fields."""
-    try:
-        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except StopIteration:
-        header = []
-    except csv.Error as exc:
-        raise UnreadableText(f"the header (line {first_line}) cannot be read: {exc}") from None
-    if not header:
-        raise UnreadableText(f"no header: line {first_line} is blank")
+    ``max_columns`` header fields. Given ``header``, the text has none: every record is data and
+    the first starts on line ``first_line``."""
+    with_header = header is None
+    if header is None:
+        try:
+            header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        except StopIteration:
+            header = []
+        except csv.Error as exc:
+            raise UnreadableText(f"the header (line {first_line}) cannot be read: {exc}") from None
+        if not header:
+            raise UnreadableText(f"no header: line {first_line} is blank")
     if max_columns is not None and len(header) > max_columns:
         raise ValueError(f"{len(header):,} columns in the header, over the {max_columns:,} any file may have")
     n = len(header)
@@ -152,8 +157,55 @@ def read_records(text: str, delimiter: str, first_line: int = 1, max_columns: in
         lines = LINE_END.split(text)
         blank = [ln for ln in candidates["line"].to_list() if lines[ln - first_line] == ""]
         frame = frame.filter(~pl.col("line").is_in(pl.Series(blank, dtype=pl.Int64).implode()))
-    frame = frame.slice(1)  # the header
+    if with_header:
+        frame = frame.slice(1)  # the header
     return Records(header, frame.select(*names, "line", "n_fields"), first_line)
+
+
+#: characters of text read at a time by :func:`read_records_chunked` (about 32 MB of ASCII)
+CHUNK_CHARS = 32 * 1024 * 1024
+
+
+def record_boundaries(text: str, size: int = CHUNK_CHARS) -> list[int]:
+    """Offsets that cut ``text`` into pieces of about ``size`` characters, each cut just after a
+    line end that ends a record: one after an even number of quotes since the start (in RFC 4180
+    a quote inside a quoted field is doubled, so a line end inside quotes follows an odd count).
+    The last offset is ``len(text)``; a quote never closed leaves the rest as one piece."""
+    cuts, pos, n = [], 0, len(text)
+    while pos < n:
+        target = pos + max(size, 1)
+        if target >= n:
+            break
+        quotes, counted = text.count('"', pos, target), target
+        cut = n
+        while (match := LINE_END.search(text, counted)) is not None:
+            quotes += text.count('"', counted, match.start())
+            counted = match.end()
+            if quotes % 2 == 0:
+                cut = match.end()
+                break
+        if cut >= n:
+            break
+        cuts.append(cut)
+        pos = cut
+    return [*cuts, n]
+
+
+def read_records_chunked(
+    text: str, delimiter: str, first_line: int = 1, max_columns: int | None = None, size: int = CHUNK_CHARS
+):
+    """Yield the records of ``text`` as :func:`read_records` gives them, a piece of about ``size``
+    characters at a time, cut between records (:func:`record_boundaries`): the reader's working
+    memory is a piece's, not the file's. The same header, records, fields and lines as one read
+    (a property test cuts generated files at every size)."""
+    start, line, header = 0, first_line, None
+    for cut in record_boundaries(text, size):
+        piece = text[start:cut]
+        records = read_records(piece, delimiter, first_line=line, max_columns=max_columns, header=header)
+        header = records.header
+        yield records
+        line += _line_ends(piece)
+        start = cut
 
 
 def _unclosed(text: str) -> bool:

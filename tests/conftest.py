@@ -14,7 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -215,9 +215,20 @@ def lake_after_nights(simulated_days, tmp_path_factory) -> Nights:
     fault suite, open-data exports, reports) copies it first."""
 
     def build(base: Path) -> tuple[Path, tuple[NightResult, ...]]:
+        from zoneinfo import ZoneInfo
+
+        from tests.support import hostile
+
+        # issue #29: the hostile files delivered beside the first day, a deep line inside its AVL
+        # file: the nights refuse each once with its rule and publish everything else
+        drop = base / "drop"
+        shutil.copytree(simulated_days, drop)
+        first_evening = datetime.combine(SIMULATED_START, time(20), ZoneInfo("Europe/Paris"))
+        hostile.plant(drop, SIMULATED_START - timedelta(days=1), first_evening)
+        hostile.deepen(next((drop / "bus" / "avl").glob(f"*{SIMULATED_START.isoformat()}*.jsonl")))
         mp = pytest.MonkeyPatch()
         try:
-            settings = Nights(base, simulated_days, ()).env(mp)
+            settings = Nights(base, drop, ()).env(mp)
             nights = []
             for day in range(SIMULATED_DAYS):
                 as_of = night_after(SIMULATED_START + timedelta(days=day), settings.timezone)
@@ -238,7 +249,7 @@ def lake_after_nights(simulated_days, tmp_path_factory) -> Nights:
             mp.undo()
 
     base, nights = built_once(tmp_path_factory, "lake_after_nights", build)
-    return Nights(base, simulated_days, nights)
+    return Nights(base, base / "drop", nights)
 
 
 def published_settings(base: Path) -> Settings:
@@ -304,6 +315,7 @@ RELIABILITY_ROWS = {
     "feed_fails_alone": "an exception no rule foresaw in each reader and builder in turn",
     "personal_values": "card serials where they do not belong (cut rows, wrong columns)",
     "hostile_night": "the hostile files at once, the night's process capped in memory",
+    "hostile_night_published": "the hostile files delivered beside a normal day, through to publication",
     "forged_mtime": "a delivery's modification time set back to look on time",
     "drop_links": "a drop folder that is a link; linked and hidden files; names with control characters",
     "operator_isolation": "one operator's data refused: the other operator's contract KPIs",

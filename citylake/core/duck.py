@@ -8,10 +8,12 @@ DuckDB cannot download extensions here (nor in many locked-down city networks), 
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import duckdb
 
@@ -128,11 +130,41 @@ def polars_storage_options(settings: Settings, storage: LakeStorage) -> dict[str
 
 
 def scan_parquet(settings: Settings, storage: LakeStorage, key_or_glob: str, **kwargs: Any):
-    """Return a Polars LazyFrame over Parquet objects of the lake (a key or a glob)."""
+    """Return a Polars LazyFrame over Parquet objects of the lake (a key or a glob).
+
+    On S3 the objects are read through Arrow's S3 filesystem (``pl.scan_pyarrow_dataset``), never
+    Polars' own cloud reader: that reader starts a background thread that reads the process's
+    environment every few milliseconds (``POLARS_LOG_CONCURRENCY``, Polars 2.1), and glibc's
+    ``getenv`` is not safe against a ``setenv`` in another thread: a process that later sets an
+    environment variable (the dbt build does, for dbt's ``env_var``) crashes in that thread
+    (seen as a test worker spinning in SIGSEGV, 2026-12-06)."""
     import polars as pl
 
-    return pl.scan_parquet(
-        storage.url(key_or_glob),
-        storage_options=polars_storage_options(settings, storage),
-        **kwargs,
+    if not isinstance(storage, S3Storage):
+        return pl.scan_parquet(storage.url(key_or_glob), **kwargs)
+    import pyarrow.dataset as ds
+    from pyarrow import fs
+
+    access, secret = settings.s3_credentials()
+    endpoint = urlparse(storage.endpoint) if storage.endpoint else None
+    s3 = fs.S3FileSystem(
+        access_key=access,
+        secret_key=secret,
+        region=storage.region,
+        endpoint_override=endpoint.netloc if endpoint else None,
+        scheme=endpoint.scheme if endpoint else "https",
     )
+    url = storage.url(key_or_glob).removeprefix("s3://")
+    base, _, pattern = url.partition("*")
+    root = base.rsplit("/", 1)[0] if pattern else url
+    files = [
+        info.path
+        for info in s3.get_file_info(fs.FileSelector(root, recursive=True))
+        if info.is_file and (not pattern or fnmatch.fnmatch(info.path, url.replace("**/", "*")))
+    ]
+    partitioning = "hive" if kwargs.pop("hive_partitioning", False) else None
+    dataset = ds.dataset(sorted(files), filesystem=s3, format="parquet", partitioning=partitioning,
+                         partition_base_dir=root)  # fmt: skip
+    if kwargs:
+        raise TypeError(f"scan_parquet on S3 takes hive_partitioning only, not {sorted(kwargs)}")
+    return pl.scan_pyarrow_dataset(dataset)

@@ -9,9 +9,10 @@ import io
 import zipfile
 from collections.abc import Callable
 
-from ingestion.parsing import Refused
+from ingestion.parsing import MAX_TEXT_BYTES, Refused
 
-MAX_UNCOMPRESSED_BYTES = 2 * 1024**3
+#: What a batch may expand to: the text budget of any delivery (read at most this + 1 byte)
+MAX_UNCOMPRESSED_BYTES = MAX_TEXT_BYTES
 MAX_COMPRESSION_RATIO = 200
 
 

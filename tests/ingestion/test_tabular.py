@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from ingestion.contracts import load_file
 from ingestion.parsing import Refused, decode, parse
-from ingestion.tabular import read_records
+from ingestion.tabular import read_records, read_records_chunked, record_boundaries
 
 # letters, the French accents, the delimiters, quotes, spaces and line ends
 ALPHABET = "ab1 é€;,|\t\"'\n"
@@ -88,6 +88,24 @@ def test_the_reader_gives_the_records_fields_and_lines_of_pythons_csv(generated)
     for (_, fields), (_, ref) in zip(got, expected, strict=True):
         if fields is not None:
             assert fields == ref
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(delimited_files(), st.integers(1, 40))
+def test_reading_in_pieces_of_any_size_gives_the_records_of_one_read(generated, size) -> None:
+    """Deliveries are read a piece at a time (bounded memory): cut after a line end that follows an
+    even number of quotes, every size gives the same header, records, fields and lines as one read
+    of the whole text, quoted line ends, blank lines and ragged rows included."""
+    text, delimiter, encoding = generated
+    text = text.removeprefix("\ufeff")
+    whole = read_records(text, delimiter, first_line=3)
+    cuts = record_boundaries(text, size)
+    assert cuts[-1] == len(text) and cuts == sorted(set(cuts))
+    pieces = list(read_records_chunked(text, delimiter, first_line=3, size=size))
+    assert len(pieces) == len(cuts)
+    assert all(p.header == whole.header for p in pieces)
+    joined = pl.concat([p.frame for p in pieces], how="vertical")
+    assert joined.equals(whole.frame)
 
 
 GENERATED = """\

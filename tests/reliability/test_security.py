@@ -7,6 +7,7 @@ import fnmatch
 import json
 import re
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,41 @@ def test_no_card_serial_in_the_warehouse_or_the_published_lake(lake_after_nights
     leaks += [(where, m) for where, text in _texts_of_lake(lake_after_nights.lake) for m in digits.findall(text)
               if m in serials and not where.startswith(("raw/", "quarantine/"))]  # fmt: skip
     assert leaks == [], leaks[:5]
+
+
+def test_a_night_with_every_hostile_file_publishes_everything_else(lake_after_nights, reliability) -> None:
+    """Issue #29, done when: the session's nights ran with the hostile files delivered beside the
+    first day (tests/support/hostile.py: calendars of 0001-9999, dates not YYYYMMDD, a sheet with a
+    cell at row 10,000,000, a ticketing file cut in a card serial) and a line nested 200,000 deep in
+    that day's AVL file. Each file is quarantined once, naming its rule; the deep line is one invalid
+    row; both operators' groups were published and reported both nights (the fixture asserts it);
+    the scan above finds no card serial outside the pseudonymised columns."""
+    import polars as pl
+
+    from citylake.core.storage import open_storage
+    from ingestion import manifest
+    from tests.conftest import SIMULATED_START
+    from tests.support import hostile
+
+    rules = hostile.plant(lake_after_nights.base / "expected", SIMULATED_START - timedelta(days=1))
+    storage = open_storage(lake_after_nights.settings())
+    deliveries, steps = manifest.load(storage, "deliveries"), manifest.load(storage, "steps")
+    for name, rule in rules.items():
+        shas = deliveries.filter(pl.col("original_name") == name)["sha256"].unique()
+        assert len(shas) == 1, name
+        refused = steps.filter((pl.col("sha256") == shas[0]) & (pl.col("step") == "quarantined"))
+        assert refused.height == 1 and rule in refused["detail"][0], (name, refused["detail"].to_list())
+        assert steps.filter((pl.col("sha256") == shas[0]) & (pl.col("step") == "parsed")).is_empty(), name
+    invalid = manifest.load(storage, "invalid_reasons")
+    assert "line is not valid JSON" in invalid.filter(pl.col("feed") == "avl")["reason"].to_list()
+    for night in lake_after_nights.nights:
+        assert night.ok and not night.gate.refused_groups
+    reliability(
+        "hostile_night_published",
+        len(rules) + 1,
+        len(rules) + 1,
+        0,
+        f"{', '.join(sorted(rules))} delivered beside the first simulated day, and a line nested 200,000 deep in "
+        "its AVL file: each file quarantined once naming its rule, the line an invalid row, both nights "
+        "published and reported for both operators, no card serial outside the pseudonymised columns",
+    )
