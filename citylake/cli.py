@@ -37,11 +37,28 @@ def _storage(settings=None):
 # -- implemented commands ------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the effective settings (secrets masked) and where the lake is."""
+    from citylake.night.airflow import nightly_cron
+    from ingestion import registry
+
     settings = _settings()
     shown = settings.model_dump()
     for name in ("s3_access_key", "s3_secret_key", "pseudonym_key"):
         shown[name] = "set" if shown.get(name) else "not set"
-    print(json.dumps(shown, indent=2, default=str))
+    city = settings.city
+    tz = city.timezone
+    shown["city"] = {
+        **city.model_dump(),
+        "night": {"cron": nightly_cron(settings), "time_zone": tz},
+        "feeds": {
+            f"{c.operator}/{c.feed}": {
+                "group": c.group,
+                "deadline": str(due) if (due := registry.deadline_of(c, tz)) else c.file.get("deadline"),
+                "personal_columns": [col.name for col in c.columns if col.personal],
+            }
+            for c in registry.feeds()
+        },
+    }
+    print(json.dumps(shown, indent=2, default=str, ensure_ascii=False))
     return 0
 
 
@@ -658,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("info", help="show the effective settings (secrets masked)")
+    p = sub.add_parser("info", help="show the effective settings and the city (secrets masked)")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser(
         "install-extensions", help="install DuckDB's httpfs/ducklake/encodings from their wheels (offline)"

@@ -10,24 +10,29 @@ operator is an entry in operators.yaml and its extract contracts.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 
 import pendulum
 from airflow.sdk import Asset, dag, task
 
-from citylake.night.airflow import failure_callback
+from citylake.core.settings import Settings
+from citylake.night.airflow import failure_callback, sensor_timeout
 from ingestion import registry
+
+CITY_TZ = Settings().timezone  # the city's (city.yaml): schedules and service dates are its time
+RUN_AT = time(1, 0)  # each feed's DAG runs at 01:00 city time, the day after the service date
 
 
 def make_dag(operator: str, feed: str):
     c = registry.contract(operator, feed)
     dataset = Asset(f"citylake://staged/{c.staged['dataset']}")
-    is_register = c.reference
+    due = registry.deadline_of(c, CITY_TZ)
+    is_register = c.reference or due is None
 
     @dag(
         dag_id=f"ingest_{operator}_{feed}",
-        schedule="0 1 * * *",
-        start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Paris"),
+        schedule=f"{RUN_AT.minute} {RUN_AT.hour} * * *",
+        start_date=pendulum.datetime(2026, 1, 1, tz=CITY_TZ),
         catchup=False,
         max_active_runs=1,
         default_args={
@@ -41,8 +46,13 @@ def make_dag(operator: str, feed: str):
     )
     def ingestion_dag():
         if not is_register:
-            # wait until the delivery deadline (D+1 06:00 from this 01:00 run), then give up softly
-            @task.sensor(poke_interval=300, timeout=5 * 3600, mode="reschedule", soft_fail=True)
+            # wait until the contract's delivery deadline (from this 01:00 run), then give up softly
+            @task.sensor(
+                poke_interval=300,
+                timeout=sensor_timeout(due, RUN_AT).total_seconds(),
+                mode="reschedule",
+                soft_fail=True,
+            )
             def wait_for_delivery(**context) -> bool:
                 from citylake.core.settings import Settings
                 from citylake.night.airflow import service_date_of

@@ -1,6 +1,7 @@
 """Nightly refresh: ingest what operators delivered, build the marts, audit, publish.
 
-Runs at 06:30 Europe/Paris, after the contracts' delivery deadline (D+1 06:00): the night of
+Runs in the city's time zone half an hour after the contracts' latest delivery deadline (06:30
+for D+1 06:00; ``CITYLAKE_NIGHTLY_SCHEDULE``, ``citylake info``): the night of
 logical date X works on service date X-1 and only sees files delivered by X's logical time, so
 clearing a run or backfilling a range replays those nights as they were. Each task calls one
 function of ``citylake.night.airflow``; the same steps run in-process with ``citylake run``.
@@ -30,11 +31,12 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from citylake.core.settings import Settings
-from citylake.night.airflow import failure_callback
+from citylake.night.airflow import failure_callback, nightly_cron
 from ingestion import registry
 
-# "none": only triggered or backfilled nights (the scale-out check, a test environment)
-SCHEDULE = Settings().nightly_schedule
+# the city's clock; "none": only triggered or backfilled nights (the scale-out check, a test environment)
+SETTINGS = Settings()
+SCHEDULE = nightly_cron(SETTINGS)
 PUBLISHED = Asset("citylake://published/CURRENT.json")
 
 default_args = {
@@ -48,8 +50,8 @@ default_args = {
 
 @dag(
     dag_id="nightly_refresh",
-    schedule=None if SCHEDULE == "none" else SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Paris"),
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz=SETTINGS.timezone),
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

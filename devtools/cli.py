@@ -32,6 +32,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"python -m devtools: error: {exc}", file=sys.stderr)
         return 2
+    from citylake.core.errors import ConfigError
+
+    try:
+        city = _settings().city  # the simulated city is the configured one (city.yaml)
+    except ConfigError as exc:
+        print(f"python -m devtools: error: {exc}", file=sys.stderr)
+        return 2
     cfg = SimulationConfig(
         network=args.network,
         start=args.start,
@@ -41,8 +48,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         out=args.out,
         faults=kinds,
         seed=args.seed,
-        school_zone=args.school_zone,
-        insee=args.insee,
+        tz=city.timezone,
+        school_zone=city.school_zone,
+        holidays=city.holidays,
+        insee=args.insee or (city.insee_code if city.insee_code and len(city.insee_code) == 5 else "99999"),
         progress=not args.no_progress,
         formats=args.formats,
         avl_format=args.avl_format,
@@ -78,7 +87,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = _settings()
     warehouse = args.warehouse or warehouse_path(settings)
     try:
-        figures = evaluate(args.truth, warehouse, settings.timezone)
+        figures = evaluate(args.truth, warehouse)  # the simulated city's clock and calendar
     except (duckdb.Error, FileNotFoundError) as exc:
         print(f"python -m devtools: error: {warehouse}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -110,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("drop"))
     p.add_argument("--faults", default=None, help="comma list of fault kinds, or default, all, none")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--school-zone", choices=["A", "B", "C"], default="C")
-    p.add_argument("--insee", default="99999", help="commune code for car-park ids (INSEE-P-NNN)")
+    p.add_argument(
+        "--insee", default=None, help="commune code for car-park ids (INSEE-P-NNN; default: the city's, else 99999)"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--formats",

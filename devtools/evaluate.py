@@ -19,6 +19,7 @@ Figures (each printed as ``name: value``):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -56,8 +57,21 @@ def _wape(estimate: pl.Series, truth: pl.Series) -> float:
     return float((estimate - truth).abs().sum() / total) if total else 0.0
 
 
-def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_zone: str = "C") -> dict[str, float]:
-    """Return the accuracy figures of the warehouse's marts against the truth in ``truth_dir``."""
+def evaluate(
+    truth_dir: Path,
+    warehouse: Path,
+    tz: str | None = None,
+    school_zone: str | None = None,
+    holidays: str | None = None,
+) -> dict[str, float]:
+    """Return the accuracy figures of the warehouse's marts against the truth in ``truth_dir``.
+
+    The city's clock and calendar are the simulated city's (its ``simulation.json``) unless given."""
+    summary = Path(truth_dir) / "simulation.json"
+    simulated = json.loads(summary.read_text()) if summary.is_file() else {}
+    tz = tz or simulated.get("timezone", "Europe/Paris")
+    school_zone = school_zone or simulated.get("school_zone", "C")
+    holidays = holidays or simulated.get("holidays", "metropole")
     truth_dir = Path(truth_dir) / "truth" if (Path(truth_dir) / "truth").is_dir() else Path(truth_dir)
     con = duckdb.connect(str(warehouse), read_only=True)
     est_profile = con.sql("select * from mart_bus_load_profile").pl()
@@ -79,7 +93,7 @@ def evaluate(truth_dir: Path, warehouse: Path, tz: str = "Europe/Paris", school_
     seen = con.sql("select distinct service_date, trip_id from fct_stop_visit_loads").pl()
     served = served.join(seen, on=["service_date", "trip_id"], how="semi")
     day_types = pl.DataFrame(
-        {"service_date": dates, "day_type": [day_info(d, school_zone).label for d in dates]},
+        {"service_date": dates, "day_type": [day_info(d, school_zone, holidays).label for d in dates]},
         schema={"service_date": pl.Date, "day_type": pl.Utf8},
     )
     trip_start = served.group_by("service_date", "trip_id").agg(pl.col("scheduled_departure_at").min().alias("start"))

@@ -68,6 +68,8 @@ class Dataset:
     build: Callable[[pl.DataFrame, Context], pl.DataFrame]
     personal: bool = False
     builder: str = ""
+    #: canonical names of the columns the contract marks ``personal: true``
+    personal_columns: tuple[str, ...] = ()
 
 
 def date_from_name(contract: Contract, name: str) -> date | None:
@@ -665,7 +667,12 @@ def dataset_of(contract: Contract) -> Dataset:
             f"{staged.get('builder')!r} is not one of {sorted(BUILDERS)}"
         )
     return Dataset(
-        staged["dataset"], staged["partition"], builder, personal=contract.personal_data, builder=staged["builder"]
+        staged["dataset"],
+        staged["partition"],
+        builder,
+        personal=contract.personal_data,
+        builder=staged["builder"],
+        personal_columns=tuple(c.canonical for c in contract.columns if c.personal),
     )
 
 
@@ -711,11 +718,28 @@ def with_optional_columns(builder: str, parsed: pl.DataFrame) -> pl.DataFrame:
 
 
 def to_staged(dataset: Dataset, parsed: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    """Return the staged rows of one delivery, lineage columns first."""
+    """Return the staged rows of one delivery, lineage columns first.
+
+    Every column the contract marks ``personal: true`` is pseudonymised here, whatever its name
+    (keyed HMAC, the card pseudonyms' key and period), before any builder sees it; the card
+    serial is the exception the fare builders pseudonymise themselves (into ``fare_media_id``,
+    after looking for card numbers in the file's other columns). A builder that would stage a
+    personal column in clear fails the delivery alone (quarantined, kind ``internal``)."""
+    declared = [c for c in dataset.personal_columns if c in parsed.columns]
+    here = [c for c in declared if c not in BUILDER_PSEUDONYMISES]
+    if here:
+        if ctx.pseudonymiser is None:
+            raise RuntimeError(f"personal columns {here} and no pseudonymiser: the contract must say personal_data")
+        parsed = parsed.with_columns(
+            ctx.pseudonymiser.series(parsed[c].cast(pl.Utf8), ctx.partition).alias(c) for c in here
+        )
     body = dataset.build(with_optional_columns(dataset.builder, parsed), ctx)
+    clear = [c for c in declared if c in BUILDER_PSEUDONYMISES and c in body.columns]
+    if clear:
+        raise RuntimeError(f"builder {dataset.builder} would stage personal column(s) {clear} in clear")
     out = row_dates(_lineage(body, ctx, dataset.partition), dataset, ctx)
     if ctx.personal:
-        out = invalid_rows_withheld(out, PSEUDONYMISED)
+        out = invalid_rows_withheld(out, PSEUDONYMISED | set(here))
     first = ["operator", dataset.partition, "source_sha256", "source_row"]
     last = ["is_valid", "invalid_reason"]
     middle = [c for c in out.columns if c not in first + last]
@@ -724,6 +748,8 @@ def to_staged(dataset: Dataset, parsed: pl.DataFrame, ctx: Context) -> pl.DataFr
 
 #: staged columns that hold pseudonyms, never a delivered value
 PSEUDONYMISED = {"fare_media_id"}
+#: personal columns a builder pseudonymises itself (and drops): the card serial, into fare_media_id
+BUILDER_PSEUDONYMISES = {"card_serial"}
 
 #: A service day runs from 02:00 to 30:00 local (06:00 the next morning): a timestamp in that
 #: window belongs to it. Filed by its own date (``partition_from: rows``), a timestamp belongs to

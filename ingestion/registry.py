@@ -9,11 +9,13 @@ night's partitions, the gate, retention, the API, the ingestion DAGs.
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 
 import yaml
 
+from citylake.core.city import Deadline
 from citylake.core.errors import ConfigError
 from ingestion.contracts import Contract, all_contracts, city_folder, contract
 
@@ -94,8 +96,42 @@ def feeds() -> list[Contract]:
     return [contract(op, feed) for op, spec in operators().items() for feed in spec["feeds"]]
 
 
+def deadline_of(c: Contract, tz: str) -> Deadline | None:
+    """A dated feed's delivery deadline ('D+1 06:00', in the city's time), parsed; None for a
+    register delivered when it changes (its deadline is words). ConfigError names the contract."""
+    text = str(c.file.get("deadline") or "").strip()
+    if not text.startswith("D+"):
+        return None
+    return Deadline.parse(text, tz, where=f"{c.key} v{c.version} file.deadline")
+
+
+def deadlines(tz: str) -> dict[tuple[str, str], Deadline]:
+    """Every configured dated feed's deadline: (operator, feed) -> Deadline."""
+    out = {}
+    for c in feeds():
+        if (due := deadline_of(c, tz)) is not None:
+            out[(c.operator, c.feed)] = due
+    return out
+
+
+#: the night starts this long after the last deadline of the day's deliveries
+NIGHT_MARGIN = timedelta(minutes=30)
+
+
+def night_time(tz: str) -> time:
+    """When the nightly refresh runs, in the city's time: half an hour after the latest deadline
+    of the day after a service date (D+1); 06:30 when no feed has one. A deadline moved in a
+    contract moves the night with it (and the ingestion sensors' give-up time)."""
+    due = [d.at for d in deadlines(tz).values() if d.days == 1]
+    latest = max(due, default=time(6, 0))
+    return (datetime.combine(datetime(2000, 1, 1), latest) + NIGHT_MARGIN).time()
+
+
 __all__ = [
     "contract",
+    "deadline_of",
+    "deadlines",
+    "night_time",
     "feed_group",
     "feeds",
     "group_depends",

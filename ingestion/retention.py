@@ -10,16 +10,15 @@ and the marts stay. Other feeds' raw files are kept for the contract's duration.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+from citylake.core.lake import RECEIVED, Zone, key, parse_partitions
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
 from ingestion.registry import personal_feeds
 
 log = logging.getLogger("ingestion.retention")
-_RECEIVED = re.compile(r"/received_date=(\d{4}-\d{2}-\d{2})/")
 
 
 def purge_personal_raw(
@@ -32,13 +31,13 @@ def purge_personal_raw(
     reason = f"RGPD retention: personal-data feed older than {days} days (received before {cutoff})"
     purged = []
     for operator, feed in personal_feeds():
-        for zone in ("raw", "quarantine"):
-            for info in storage.list(f"{zone}/operator={operator}/feed={feed}/"):
-                m = _RECEIVED.search("/" + info.key)
-                if not m or date.fromisoformat(m.group(1)) >= cutoff:
+        for zone in (Zone.RAW, Zone.QUARANTINE):  # the prefixes ingestion lands under, by the one key builder
+            for info in storage.list(key(zone, None, {"operator": operator, "feed": feed})):
+                received = parse_partitions(info.key).get(RECEIVED)
+                if received is None or date.fromisoformat(received) >= cutoff:
                     continue
                 sha = info.sha256 or storage.stat(info.key).sha256  # S3 listings carry no user metadata
-                entry = {"key": info.key, "size": info.size, "sha256": sha, "received_date": m.group(1)}
+                entry = {"key": info.key, "size": info.size, "sha256": sha, "received_date": received}
                 if not dry_run:
                     storage.delete(info.key, purge_reason=reason)
                     log.info("purged %s (sha256 %s): %s", info.key, sha, reason)

@@ -26,7 +26,7 @@ import tempfile
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,7 +39,7 @@ from citylake.core.errors import (
     LakeConfigError,
     TransientError,
 )
-from citylake.core.lake import Zone, key, safe_filename
+from citylake.core.lake import RECEIVED, Zone, key, safe_filename
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, open_storage, sha256_bytes
 from ingestion import gtfs, manifest, registry
@@ -65,12 +65,12 @@ def new_run_id() -> str:
 
 
 def deadline(c: Contract, day: date | None, tz: str) -> datetime | None:
-    """Return the delivery deadline of a dated file ('D+1 06:00 Europe/Paris')."""
-    m = re.match(r"D\+(\d+) (\d\d):(\d\d)", str(c.file.get("deadline", "")))
-    if not m or day is None:
-        return None
-    d = day + timedelta(days=int(m.group(1)))
-    return datetime(d.year, d.month, d.day, int(m.group(2)), int(m.group(3)), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    """Return when a dated file for service date ``day`` is due (UTC), from its contract's
+    'D+1 06:00' in the city's time (:class:`citylake.core.city.Deadline`)."""
+    from ingestion.registry import deadline_of
+
+    due = deadline_of(c, tz)
+    return None if due is None or day is None else due.due(day, tz)
 
 
 def arrival(clock: str, f: DeliveredFile, received: datetime) -> tuple[str, datetime]:
@@ -360,7 +360,7 @@ class Ingestion:
             raw_key = key(
                 Zone.RAW,
                 None,
-                {"operator": operator, "feed": feed, "received_date": received.date()},
+                {"operator": operator, "feed": feed, RECEIVED: received.date()},
                 f"{sha[:16]}__{safe_filename(f.label)}",
             )
             self.storage.put_bytes(
@@ -415,7 +415,7 @@ class Ingestion:
         base = key(
             Zone.QUARANTINE,
             None,
-            {"operator": operator, "feed": feed, "received_date": manifest.now().date()},
+            {"operator": operator, "feed": feed, RECEIVED: manifest.now().date()},
             f"{sha[:16]}__{safe_filename(f.label)}",
         )
         self.storage.put_bytes(base, data)

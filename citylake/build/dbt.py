@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+from citylake.core.city import City
 from citylake.core.errors import CitylakeError
 from citylake.core.settings import Settings, warehouse_path
 from citylake.core.storage import LakeStorage, S3Storage, open_storage
@@ -150,6 +151,19 @@ def run_dbt(
     return result
 
 
+def with_city_vars(args: Sequence[str], city: City) -> list[str]:
+    """``args`` with the city's dbt vars (time zone, school zone, holidays) in ``--vars``: every
+    dbt call gets them from :class:`~citylake.core.city.City`, none is read from dbt_project.yml
+    (which has no value for them: a call without them fails to compile, never falls back)."""
+    args = list(args)
+    if "--vars" in args:
+        i = args.index("--vars") + 1
+        args[i] = json.dumps({**json.loads(args[i]), **city.dbt_vars()})
+    else:
+        args += ["--vars", json.dumps(city.dbt_vars())]
+    return args
+
+
 def _run_dbt(
     args: Sequence[str], settings: Settings, storage: LakeStorage | None = None, warehouse: Path | None = None
 ) -> BuildResult:
@@ -159,6 +173,7 @@ def _run_dbt(
     warehouse = warehouse or warehouse_path(settings)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     env = dbt_env(settings, storage, warehouse)
+    args = with_city_vars(args, settings.city)
     with _environment(env):
         try:
             res = dbtRunner().invoke(

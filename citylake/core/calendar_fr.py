@@ -23,9 +23,12 @@ def _school() -> object:
     return SchoolHolidayDates()
 
 
-@lru_cache(maxsize=64)
-def _public(year: int) -> holidays.HolidayBase:
-    return holidays.France(years=year, language="fr")
+@lru_cache(maxsize=256)
+def _public(year: int, calendar: str = "metropole") -> holidays.HolidayBase:
+    """The public holidays of a year in one of the city calendars (citylake.core.city)."""
+    from citylake.core.city import HOLIDAY_CALENDARS
+
+    return holidays.France(years=year, subdiv=HOLIDAY_CALENDARS[calendar], language="fr")
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,9 @@ class DayInfo:
         return self.day_type
 
 
-def day_info(day: date, school_zone: str = "C") -> DayInfo:
-    """Return the day type of ``day`` for the given school zone."""
-    public_name = _public(day.year).get(day)
+def day_info(day: date, school_zone: str = "C", calendar: str = "metropole") -> DayInfo:
+    """Return the day type of ``day`` for the given school zone and public-holiday calendar."""
+    public_name = _public(day.year, calendar).get(day)
     school = _school()
     try:
         is_school = school.is_holiday_for_zone(day, school_zone)
@@ -90,17 +93,21 @@ def dst_change_days(start: date, end: date, tz: str = "Europe/Paris") -> list[da
 
 
 def write_seeds(folder, first_year: int = 2020, last_year: int = 2028) -> None:
-    """Write dbt seeds: French public holidays and school holidays per zone, as CSV."""
+    """Write dbt seeds: French public holidays of every city calendar (metropolitan France,
+    Alsace-Moselle, each overseas department) and school holidays per zone, as CSV."""
     import csv
     from pathlib import Path
+
+    from citylake.core.city import HOLIDAY_CALENDARS
 
     folder = Path(folder)
     with open(folder / "fr_public_holidays.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["holiday_date", "holiday_name"])
-        for year in range(first_year, last_year + 1):
-            for day, name in sorted(_public(year).items()):
-                w.writerow([day.isoformat(), name])
+        w.writerow(["calendar", "holiday_date", "holiday_name"])
+        for calendar in HOLIDAY_CALENDARS:
+            for year in range(first_year, last_year + 1):
+                for day, name in sorted(_public(year, calendar).items()):
+                    w.writerow([calendar, day.isoformat(), name])
     school = _school()
     with open(folder / "fr_school_holidays.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

@@ -43,6 +43,11 @@ _VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]*$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
+#: the partition raw and quarantined deliveries are filed under (the day the city received them):
+#: ingestion lands by it, the RGPD purge finds expired files by it
+RECEIVED = "received_date"
+
+
 def write_once_rule(key: str) -> str | None:
     """Return why ``key`` is write-once, or None when it may be replaced."""
     for prefix, rule in WRITE_ONCE_PREFIXES.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from citylake.core.city import City, load_city
 from citylake.core.errors import LakeConfigError
 
 #: Settings that must never come from a file, only from the environment.
@@ -54,7 +55,14 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
-    timezone: str = "Europe/Paris"
+    timezone: str = Field(
+        default="Europe/Paris",
+        description="The city's time zone: city.yaml's `timezone` when the city folder has one (the two must agree).",
+    )
+    config_dir: str | None = Field(
+        default=None,
+        description="The city's folder: city.yaml (the city's facts), operators.yaml, contracts/ (docs/operations.md).",
+    )
     pseudonym_key: SecretStr | None = None
     duckdb_threads: int = Field(default=2, ge=1)
     duckdb_memory_limit: str = "8GB"
@@ -121,8 +129,11 @@ class Settings(BaseSettings):
     notify_email_to: str | None = Field(default=None, description="Notifications: comma list of recipients.")
     notify_email_from: str = Field(default="citylake@localhost", description="Notifications: the sender.")
     nightly_schedule: str = Field(
-        default="30 6 * * *",
-        description="Cron of the nightly_refresh DAG (Europe/Paris), or 'none' for triggered nights only.",
+        default="auto",
+        description=(
+            "Cron of the nightly_refresh DAG in the city's time zone; 'auto': half an hour after the contracts' "
+            "latest D+1 deadline (06:30 for D+1 06:00); 'none' for triggered nights only."
+        ),
     )
     gate_crash_at: str | None = Field(
         default=None,
@@ -152,6 +163,26 @@ class Settings(BaseSettings):
             env_file_encoding=settings_cls.model_config.get("env_file_encoding"),
         )
         return (init_settings, env_settings, dotenv, file_secret_settings)
+
+    _city: City | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _the_city(self) -> Settings:
+        """Read the city's facts once (city.yaml), checked now: the time zone is then the city's."""
+        self._city = self._load_city()
+        self.timezone = self._city.timezone
+        return self
+
+    def _load_city(self) -> City:
+        explicit = self.timezone if "timezone" in self.model_fields_set else None
+        return load_city(Path(self.config_dir) if self.config_dir else None, explicit)
+
+    @property
+    def city(self) -> City:
+        """The city (:mod:`citylake.core.city`): time zone, school zone, holidays, name."""
+        if self._city is None:  # Settings.model_construct skips the validators
+            self._city = self._load_city()
+        return self._city
 
     def s3_credentials(self) -> tuple[str, str]:
         """Return (access key, secret key) from CITYLAKE_S3_* or AWS_* variables, or raise."""

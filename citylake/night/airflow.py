@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,9 +39,23 @@ def no_retry(fn: Callable) -> Callable:
     return wrapper
 
 
-def service_date_of(logical_date: datetime, tz: str = "Europe/Paris") -> date:
-    """Return the service date a night works on: the local day before its logical date."""
+def service_date_of(logical_date: datetime, tz: str | None = None) -> date:
+    """Return the service date a night works on: the day before its logical date, in the city's
+    time (``tz``, by default the configured city's)."""
+    if tz is None:
+        from citylake.core.settings import Settings
+
+        tz = Settings().timezone
     return (logical_date.astimezone(ZoneInfo(tz)) - timedelta(days=1)).date()
+
+
+def sensor_timeout(deadline: Any, run_at: time) -> timedelta:
+    """How long the ingestion sensor of a feed waits, from its run at ``run_at`` on the day after
+    the service date, until the feed's deadline (:class:`citylake.core.city.Deadline`), at least a
+    minute: a deadline moved in the contract moves the give-up time with it."""
+    start = timedelta(hours=run_at.hour, minutes=run_at.minute)
+    due = timedelta(days=deadline.days - 1, hours=deadline.at.hour, minutes=deadline.at.minute)
+    return max(due - start, timedelta(minutes=1))
 
 
 def refuse_if_refused(result: dict[str, Any], ti: Any = None) -> dict[str, Any]:
@@ -79,3 +93,17 @@ def failure_callback(context: dict) -> None:
             "exception": str(context.get("exception")),
         },
     )
+
+
+def nightly_cron(settings: Any) -> str | None:
+    """The nightly refresh's cron, in the city's time zone: ``CITYLAKE_NIGHTLY_SCHEDULE`` when it
+    is a cron, none for 'none', else ('auto') every day at ``registry.night_time``."""
+    from ingestion import registry
+
+    schedule = settings.nightly_schedule.strip()
+    if schedule == "none":
+        return None
+    if schedule != "auto":
+        return schedule
+    at = registry.night_time(settings.timezone)
+    return f"{at.minute} {at.hour} * * *"

@@ -416,12 +416,14 @@ def _build_publish_notify(
 
 
 def night_after(service_date: date, tz: str) -> datetime:
-    """Return when the night that sees a service date's deliveries runs: the next day, 06:30 local
-    (after the contracts' deadline, D+1 06:00)."""
-    from datetime import time, timedelta
+    """Return when the night that sees a service date's deliveries runs: the next day, half an
+    hour after the contracts' latest D+1 deadline, in the city's time (``registry.night_time``)."""
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
 
-    return datetime.combine(service_date + timedelta(days=1), time(6, 30), ZoneInfo(tz))
+    from ingestion import registry
+
+    return datetime.combine(service_date + timedelta(days=1), registry.night_time(tz), ZoneInfo(tz))
 
 
 def backfill(settings: Settings, first: date, last: date, progress: Progress | None = None) -> NightResult:

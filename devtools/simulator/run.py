@@ -53,8 +53,11 @@ class SimulationConfig:
     out: Path = Path("drop")
     faults: tuple[str, ...] = ()
     seed: int = 42
+    #: the city's facts (citylake.core.city): `python -m devtools simulate` takes them from the
+    #: same configuration as the platform (city.yaml, CITYLAKE_TIMEZONE)
     tz: str = "Europe/Paris"
     school_zone: str = "C"
+    holidays: str = "metropole"
     insee: str = "99999"
     progress: bool = True
     params: Params = field(default_factory=Params)
@@ -127,7 +130,7 @@ class Simulation:
 
     # -- helpers -------------------------------------------------------------------------
     def template_of(self, day: date):
-        info = day_info(day, self.cfg.school_zone)
+        info = day_info(day, self.cfg.school_zone, self.cfg.holidays)
         wd = 6 if info.day_type == SUNDAY_HOLIDAY else day.weekday()
         return self.net.template_for(wd)
 
@@ -191,6 +194,7 @@ class Simulation:
                 "seed": cfg.seed,
                 "timezone": cfg.tz,
                 "school_zone": cfg.school_zone,
+                "holidays": cfg.holidays,
                 "formats": cfg.formats if cfg.formats == "vendor" else f"standard (AVL {cfg.avl_format})",
             }
         )
@@ -243,7 +247,7 @@ class Simulation:
     def _day(self, index: int, day: date, bar) -> None:
         cfg, p, net, fleet, ids, plan = self.cfg, self.p, self.net, self.fleet, self.ids, self.plan
         rng = np.random.default_rng([cfg.seed, day.toordinal()])
-        info = day_info(day, cfg.school_zone)
+        info = day_info(day, cfg.school_zone, cfg.holidays)
         base = service_day_start(day, cfg.tz)
         night = _local(day + timedelta(days=1), 3, cfg.tz)
         available = fleet.available(day, cfg.tz)

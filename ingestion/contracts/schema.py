@@ -286,12 +286,27 @@ class FileSpec(_Strict):
     partition_from: Literal["name", "delivered", "rows"] = "name"
     order_key: str | None = None
     covers: str | None = None
-    deadline: str | None = Field(None, description="'D+1 06:00 Europe/Paris', or words for a register")
+    deadline: str | None = Field(
+        None,
+        description=(
+            "'D+1 06:00': a dated file is due N days after its service date at this time, in the city's "
+            "time zone (a zone written after it must be the city's); words for a register delivered when it changes"
+        ),
+    )
     records: str | None = None
     table: str | None = None
     ids: dict[IdKind, IdRule] | None = None
     recode: dict[str, dict[str, str]] | None = None
     stale_after_min: float | None = Field(None, gt=0)
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_form(cls, value: str | None) -> str | None:
+        from citylake.core.city import DEADLINE
+
+        if value is not None and value.strip().startswith("D+") and not DEADLINE.match(value.strip()):
+            raise ValueError(f"{value!r} is not a deadline like 'D+1 06:00' (days after the service date, HH:MM)")
+        return value
 
     @field_validator("encoding")
     @classmethod
@@ -365,6 +380,12 @@ class ContractSpec(_Strict):
     def _coherent(self) -> ContractSpec:
         need = BUILDER_REQUIREMENTS[self.staged.builder]
         fmt = self.file.format
+        personal = [c.name for c in self.columns if c.personal]
+        if personal and not self.personal_data:
+            raise ValueError(
+                f"columns {personal} are personal: the contract must say personal_data: true (its raw files "
+                "purged on schedule, its messages withheld, its personal columns pseudonymised)"
+            )
         if (self.staged.dataset, self.staged.partition) != (need.dataset, need.partition):
             raise ValueError(
                 f"staged: builder {self.staged.builder} builds dataset {need.dataset} partitioned by "

@@ -31,8 +31,12 @@ def test_info_prints_every_setting_with_secrets_masked(monkeypatch, capsys) -> N
     monkeypatch.setenv("CITYLAKE_OPENDATA_K", "12")
     assert cli.main(["info"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert set(shown) == set(Settings.model_fields)
+    assert set(shown) == set(Settings.model_fields) | {"city"}
     assert shown["opendata_k"] == 12
+    # the city (issue #30): its facts, the night's time and each feed's deadline and personal columns
+    assert shown["city"]["timezone"] == shown["timezone"] and shown["city"]["night"]["cron"] == "30 6 * * *"
+    assert shown["city"]["feeds"]["bus/ticketing"]["deadline"] == "D+1 06:00"
+    assert shown["city"]["feeds"]["bus/ticketing"]["personal_columns"] == ["N° support"]
     assert shown["pseudonym_key"] == "set" and "a-secret" not in json.dumps(shown)
     assert all(shown[name] in ("set", "not set") for name in SECRET_FIELDS)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import polars as pl
+import pytest
 
 from ingestion.contracts import load_file
 from ingestion.feeds import Context, Refs, dataset_of, staging_warnings, to_staged
@@ -111,6 +112,48 @@ TICKETING_FILE = (
     "2026-03-30 07:40:10,123456789012,CARD,Abonnement mensuel,TRANSFER,B,1,,291,V7,0.00\n"
     "2026-03-30 07:41:00,P000000001,PAPER,Ticket unité,ENTRY,B,2,STOP-1240,291,V7,1.60\n"
 ).encode()
+
+
+def test_every_column_marked_personal_is_pseudonymised_whatever_its_name_and_purged_by_the_key_builder(
+    tmp_path, monkeypatch
+) -> None:
+    """Issue #30, part 2: a column the contract marks ``personal: true`` (here the validator, as a
+    city that treats device ids as personal would) is staged as its keyed pseudonym, never its
+    value; a contract that marks a column personal without ``personal_data`` is refused when read;
+    and the RGPD purge finds the raw file where ingestion landed it (both through the key builder:
+    a layout change that the purge missed would leave the file and fail here)."""
+    from citylake.core.storage import open_storage
+    from ingestion.retention import purge_personal_raw
+
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", "onboarding-test-pseudonym-key-0123456789")
+    marked = TICKETING_CONTRACT.replace(
+        "{name: device, canonical: validator_id, type: string}",
+        "{name: device, canonical: validator_id, type: string, personal: true}",
+    )
+    assert marked != TICKETING_CONTRACT
+    settings = onboard(
+        tmp_path,
+        monkeypatch,
+        "  tickets2:\n    name: Second ticketing vendor\n    drop: {type: root, path: tickets2}\n"
+        "    feeds: [ticketing]\n",
+        {"tickets2__ticketing.v1.yaml": marked},
+        {"tickets2/ticketing/tx_2026-03-30.csv": TICKETING_FILE},
+    )
+    staged = ingested(settings, "tickets2", "fare_transactions").sort("source_row")
+    devices = staged["device_id"].to_list()  # the validator, staged as device_id
+    assert not {"V1", "V7"} & set(devices) and all(len(d) == 32 for d in devices[:2])
+    assert devices[0] != devices[1] and devices[2] is None  # the invalid row's values withheld
+    storage = open_storage(settings)
+    landed = [i.key for i in storage.list("raw/") if "operator=tickets2" in i.key]
+    assert len(landed) == 1
+    record = purge_personal_raw(storage, settings, today=date(2030, 1, 1))
+    assert landed[0] in {e["key"] for e in record["purged"]} and not storage.exists(landed[0])
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(marked.replace("personal_data: true", "personal_data: false"), encoding="utf-8")
+    with pytest.raises(
+        ValueError, match=r"columns \['card', 'device'\] are personal: the contract must say personal_data"
+    ):
+        load_file(wrong)
 
 
 def test_a_second_ticketing_vendor_recoded_to_the_staged_vocabulary(tmp_path, monkeypatch) -> None:
@@ -277,3 +320,20 @@ def test_an_integer_scaled_off_a_whole_number_is_an_invalid_row_not_a_guess() ->
     out = frame.select(value.alias("v"), extra.alias("why"))
     assert out["v"].to_list() == [12, None, None]
     assert out["why"].to_list() == [None, "column 'km': '12345' × 0.001 is not a whole number", None]
+
+
+def test_a_builder_that_would_stage_the_card_serial_in_clear_fails_its_delivery() -> None:
+    """The card serial is the one personal column a builder pseudonymises itself; a builder that
+    left it in its output would stage it in clear: to_staged refuses (the delivery is quarantined
+    with kind ``internal``, issue #29), whatever the builder."""
+    from ingestion.feeds import Dataset
+    from ingestion.pseudonym import Pseudonymiser
+
+    rows = pl.DataFrame({"source_row": [2], "card_serial": ["123456789012"], "is_valid": [True]})
+    rows = rows.with_columns(pl.lit(None, pl.Utf8).alias("invalid_reason"))
+    leaky = Dataset("fare_transactions", "service_date", lambda p, ctx: p, True, "leaky", ("card_serial",))
+    ctx = Context("op", "sha", date(2026, 3, 30), "Europe/Paris", Refs(), Pseudonymiser("k" * 32))
+    with pytest.raises(
+        RuntimeError, match=r"builder leaky would stage personal column\(s\) \['card_serial'\] in clear"
+    ):
+        to_staged(leaky, rows, ctx)

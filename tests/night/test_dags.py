@@ -215,13 +215,17 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
     assert KEY not in out + err + logs
 
 
-def test_dbt_groups_build_every_node_exactly_once() -> None:
+def test_dbt_groups_build_every_node_exactly_once(monkeypatch) -> None:
     """The nightly's four dbt builds, as dbt itself selects them, cover the project once, no more."""
     import json
 
-    from citylake.build.dbt import DBT_PROJECT
+    from citylake.build.dbt import DBT_PROJECT, with_city_vars
     from citylake.build.groups import build_selections, load_manifest
+    from citylake.core.settings import Settings
     from ingestion import registry
+
+    city = Settings().city  # dbt itself, called here without citylake: the city's vars and zone given
+    monkeypatch.setenv("CITYLAKE_TIMEZONE", city.timezone)
 
     manifest = load_manifest()
     selections = build_selections(manifest)
@@ -231,8 +235,8 @@ def test_dbt_groups_build_every_node_exactly_once() -> None:
 
     for group in registry.groups():
         res = dbtRunner().invoke(
-            [
-                "ls",
+            with_city_vars(["ls"], city)
+            + [
                 "--select",
                 *selections[group],
                 "--indirect-selection",

@@ -1,6 +1,7 @@
 -- Every date from the first to the last service date with data (at least one year from the
--- first), with the planner's day type: French public holidays count as Sundays; school
--- holidays are those of the configured zone (var school_zone). One row per date.
+-- first), with the planner's day type: the city's public holidays (var holiday_calendar:
+-- metropolitan France, Alsace-Moselle, an overseas department) count as Sundays; school
+-- holidays are those of the city's zone (var school_zone). One row per date.
 with bounds as (
     select
         min(service_date) as first_date,
@@ -18,6 +19,7 @@ public_holidays as (
         cast(holiday_date as date) as holiday_date,
         holiday_name
     from {{ ref('fr_public_holidays') }}
+    where calendar = '{{ var("holiday_calendar") }}'
 ),
 
 school_holidays as (
