@@ -138,7 +138,11 @@ class RunRecords:
         return written
 
 
-SNAPSHOT = "control/manifest_snapshot/{table}.parquet"
+def snapshot_key(table: str) -> str:
+    """Where the snapshot of a manifest table is (control/manifest_snapshot/<table>.parquet)."""
+    return key(Zone.CONTROL, "manifest_snapshot", filename=f"{table}.parquet")
+
+
 COMPACT_AFTER = 50  # manifest objects outside the snapshot before load() folds them in
 
 
@@ -155,13 +159,13 @@ def _snapshot_and_fresh(storage: LakeStorage, table: str) -> tuple[pl.DataFrame,
     """The snapshot of a manifest table (empty with its schema if none) and the keys not in it."""
     schema = TABLES[table]
     try:
-        snapshot = _read(storage, SNAPSHOT.format(table=table), {"_key": pl.Utf8, **schema})
+        snapshot = _read(storage, snapshot_key(table), {"_key": pl.Utf8, **schema})
     except LakeObjectNotFound:
         snapshot = pl.DataFrame(schema={"_key": pl.Utf8, **schema})
     known = set(snapshot["_key"].unique().to_list())
     fresh = [
         info.key
-        for info in storage.list(f"control/manifest/{table}/")
+        for info in storage.list(key(Zone.CONTROL, f"manifest/{table}"))
         if info.key.endswith(".parquet") and info.key not in known
     ]
     return snapshot, fresh
@@ -185,7 +189,7 @@ def load(storage: LakeStorage, table: str) -> pl.DataFrame:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "snapshot.parquet"
             whole.write_parquet(path, compression="zstd")
-            storage.put_file(SNAPSHOT.format(table=table), path, overwrite=True)
+            storage.put_file(snapshot_key(table), path, overwrite=True)
     return whole.drop("_key")
 
 
@@ -194,4 +198,4 @@ def object_keys(storage: LakeStorage, table: str) -> list[str]:
     and the objects not folded into it yet. What a SQL reader (dbt's manifest source) reads instead
     of every object of the history; the snapshot's extra ``_key`` column is to be ignored."""
     snapshot, fresh = _snapshot_and_fresh(storage, table)
-    return ([SNAPSHOT.format(table=table)] if snapshot.height else []) + fresh
+    return ([snapshot_key(table)] if snapshot.height else []) + fresh

@@ -53,7 +53,7 @@ def purge_personal_raw(
         "purged": purged,
     }
     if purged and not dry_run:
-        record["record_key"] = f"control/manifest/purges/{record['purge_id']}.json"
+        record["record_key"] = key(Zone.CONTROL, "manifest/purges", filename=f"{record['purge_id']}.json")
         storage.put_json(record["record_key"], record)
     log.info("retention: %d file(s) %s before %s", len(purged), "would be purged" if dry_run else "purged", cutoff)
     return record
@@ -95,14 +95,16 @@ def scrub_personal_messages(storage: LakeStorage, *, dry_run: bool = False) -> d
     reason = "RGPD remediation: card numbers quoted in messages of personal-data feeds, withheld"
     keys: list[tuple[str, str]] = []
     for table, column in text_columns.items():  # every object, and the snapshot that folds them
-        keys += [(i.key, column) for i in storage.list(f"control/manifest/{table}/")]
-        if storage.exists(manifest.SNAPSHOT.format(table=table)):
-            keys.append((manifest.SNAPSHOT.format(table=table), column))
+        keys += [(i.key, column) for i in storage.list(key(Zone.CONTROL, f"manifest/{table}"))]
+        if storage.exists(manifest.snapshot_key(table)):
+            keys.append((manifest.snapshot_key(table), column))
     from ingestion.contracts import all_contracts
 
     datasets = sorted({c.staged["dataset"] for c in all_contracts() if c.personal_data})
     for dataset in datasets:
-        keys += [(i.key, "invalid_reason") for i in storage.list(f"staged/{dataset}/") if i.key.endswith(".parquet")]
+        keys += [
+            (i.key, "invalid_reason") for i in storage.list(key(Zone.STAGED, dataset)) if i.key.endswith(".parquet")
+        ]
     rewritten = []
     for k, column in keys:
         if not k.endswith(".parquet"):
@@ -112,9 +114,9 @@ def scrub_personal_messages(storage: LakeStorage, *, dry_run: bool = False) -> d
         if column not in frame.columns:
             continue
         mine = pl.lit(True)
-        if "feed" in frame.columns and k.startswith("control/"):
+        if "feed" in frame.columns and k.startswith(key(Zone.CONTROL)):
             mine = pl.struct("operator", "feed").is_in(pairs.to_struct().implode())
-        elif k.startswith("staged/") and "operator" in frame.columns:
+        elif k.startswith(key(Zone.STAGED)) and "operator" in frame.columns:
             mine = pl.col("operator").is_in(operators)
         hit = mine & pl.col(column).str.contains(_QUOTED_NUMBER).fill_null(False)
         if not frame.select(hit.any()).item():
@@ -130,7 +132,7 @@ def scrub_personal_messages(storage: LakeStorage, *, dry_run: bool = False) -> d
                 if write_once_rule(k):
                     # a write-once record changes only by purge: the scrubbed copy is put aside first
                     # (a crash between the delete and the put leaves it there, named in the log)
-                    aside = f"control/scrub/{purge_id}/{k}"
+                    aside = key(Zone.CONTROL, f"scrub/{purge_id}") + k
                     storage.put_file(aside, path, overwrite=True)
                     log.info("scrub: %s set aside as %s", k, aside)
                     storage.delete(k, purge_reason=reason)
@@ -141,7 +143,7 @@ def scrub_personal_messages(storage: LakeStorage, *, dry_run: bool = False) -> d
         rewritten.append(entry)
     record = {"purge_id": purge_id, "reason": reason, "dry_run": dry_run, "rewritten": rewritten}
     if rewritten and not dry_run:
-        record["record_key"] = f"control/manifest/purges/{record['purge_id']}.json"
+        record["record_key"] = key(Zone.CONTROL, "manifest/purges", filename=f"{record['purge_id']}.json")
         storage.put_json(record["record_key"], record)
     log.info("scrub: %d object(s) %s", len(rewritten), "to rewrite" if dry_run else "rewritten")
     return record

@@ -166,11 +166,17 @@ class Ingestion:
     def _read(self, k: str) -> pl.DataFrame:
         return pl.read_parquet(io.BytesIO(self.storage.get_bytes(k)))
 
+    def _parquet(self, prefix: str) -> list[str]:
+        """The Parquet objects under a staged dataset's prefix."""
+        return [i.key for i in self.storage.list(prefix) if i.key.endswith(".parquet")]
+
     def refs(self, day: date) -> Refs:
         if day in self._refs:
             return self._refs[day]
         refs = Refs()
-        versions = [i.key for i in self.storage.list("staged/gtfs_feed_versions/") if i.key.endswith(".parquet")]
+        versions = [
+            i.key for i in self.storage.list(key(Zone.STAGED, "gtfs_feed_versions")) if i.key.endswith(".parquet")
+        ]
         if versions:
             v = pl.concat([self._read(k) for k in versions])
             inforce = v.filter((pl.col("valid_from") <= day) & (pl.col("valid_to") >= day)).sort("delivered_at")
@@ -179,7 +185,9 @@ class Ingestion:
                 stops = self._read(key(Zone.STAGED, "gtfs_stops", {"feed_version": version}, "part-0.parquet"))
                 refs.stops, refs.gtfs_version = set(stops["stop_id"].to_list()), version
                 refs.schedule_loader = lambda version=version: self._schedule(version)
-        facilities = [i.key for i in self.storage.list("staged/parking_facilities/") if i.key.endswith(".parquet")]
+        facilities = [
+            i.key for i in self.storage.list(key(Zone.STAGED, "parking_facilities")) if i.key.endswith(".parquet")
+        ]
         if facilities:
             from ingestion.feeds import normalise_name
 
@@ -193,7 +201,7 @@ class Ingestion:
             refs.capacities = {
                 i: int(c) for i, c in latest.select("facility_id", "capacity").iter_rows() if i and c is not None
             }
-        registers = [i.key for i in self.storage.list("staged/vehicles/") if i.key.endswith(".parquet")]
+        registers = self._parquet(key(Zone.STAGED, "vehicles"))
         if registers:
             frame = pl.concat([self._read(k) for k in registers]).filter(pl.col("as_of_date") <= day)
             if frame.height:

@@ -194,15 +194,25 @@ def build_suites(service_dates: list[date], load_factor_tolerance: float = 1.5) 
         Suite(
             "trip_balance",
             "fct_stop_visit_loads",
+            # the one place of the load-conservation rule (issue #30: it was also a dbt test, with
+            # another tolerance): ons equal offs to a millionth, never a negative load, empty at the end
             f"""
-            select service_date, trip_id, abs(sum(boardings_estimated) - sum(alightings_estimated)) as imbalance,
+            select service_date, trip_id,
+                   abs(sum(boardings_estimated) - sum(alightings_estimated))
+                       / greatest(sum(boardings_estimated), 1) as imbalance,
+                   min(load_estimated) as min_load,
                    arg_max(load_estimated, stop_position) as final_load
             from fct_stop_visit_loads where {changed} group by all""",
             (
                 c(
                     E.ExpectColumnValuesToBeBetween(column="imbalance", max_value=1e-6),
                     ERROR,
-                    "conservation : par course, les descentes estimées égalent les montées",
+                    "conservation : par course, les descentes estimées égalent les montées (à 10⁻⁶ près)",
+                ),
+                c(
+                    E.ExpectColumnValuesToBeBetween(column="min_load", min_value=-1e-6),
+                    ERROR,
+                    "la charge estimée n'est jamais négative",
                 ),
                 c(
                     E.ExpectColumnValuesToBeBetween(column="final_load", min_value=-1e-6, max_value=1e-6),

@@ -276,6 +276,7 @@ LONGEST_FIRST = (
     "tests/build/test_dbt_transit.py",  # 131 s
     "tests/consumers/test_api.py",  # 58 s
     "tests/devtools/test_standard_formats.py",  # 57 s
+    "tests/night/test_city_end_to_end.py",  # 28 s
 )
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from citylake.core.city import City
 from citylake.core.errors import CitylakeError
+from citylake.core.lake import Zone, key
 from citylake.core.settings import Settings, warehouse_path
 from citylake.core.storage import LakeStorage, S3Storage, open_storage
 from ingestion import manifest
@@ -63,8 +64,8 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
     """Return the environment dbt needs to read the lake and write the warehouse."""
     env = {
         "CITYLAKE_WAREHOUSE": str(warehouse),
-        "CITYLAKE_STAGED_URL": storage.url("staged").rstrip("/"),
-        "CITYLAKE_MANIFEST_URL": storage.url("control/manifest").rstrip("/"),
+        "CITYLAKE_STAGED_URL": storage.url(key(Zone.STAGED)).rstrip("/"),
+        "CITYLAKE_MANIFEST_URL": storage.url(key(Zone.CONTROL, "manifest")).rstrip("/"),
         **{f"CITYLAKE_MANIFEST_{table.upper()}": _duckdb_list(storage, table) for table in ("deliveries", "steps")},
         **{f"CITYLAKE_STAGED_{name.upper()}": _optional_staged(storage, name) for name in OPTIONAL_STAGED},
         "CITYLAKE_TIMEZONE": settings.timezone,
@@ -91,8 +92,8 @@ OPTIONAL_STAGED = ("manual_counts",)
 
 
 def _optional_staged(storage: LakeStorage, name: str) -> str:
-    if any(i.key.endswith(".parquet") for i in storage.list(f"staged/{name}/")):
-        url = storage.url(f"staged/{name}").rstrip("/") + "/**/*.parquet"
+    if any(i.key.endswith(".parquet") for i in storage.list(key(Zone.STAGED, name))):
+        url = storage.url(key(Zone.STAGED, name)).rstrip("/") + "/**/*.parquet"
     else:
         url = str(DBT_PROJECT / "empty" / f"{name}.parquet")
     return "['" + url.replace("'", "''") + "']"
@@ -102,7 +103,7 @@ def _duckdb_list(storage: LakeStorage, table: str) -> str:
     """The objects holding a manifest table (its snapshot and what is not in it yet), as the DuckDB
     list dbt's source reads: a night reads a few objects, not one per run of the history."""
     urls = [storage.url(k) for k in manifest.object_keys(storage, table)] or [
-        storage.url(f"control/manifest/{table}").rstrip("/") + "/**/*.parquet"
+        storage.url(key(Zone.CONTROL, f"manifest/{table}")).rstrip("/") + "/**/*.parquet"
     ]
     return "[" + ", ".join("'" + u.replace("'", "''") + "'" for u in urls) + "]"
 
@@ -236,7 +237,7 @@ def build(
 def staged_dates(storage: LakeStorage, dataset: str = "stop_visits") -> list[date]:
     """Return the service dates present in a staged dataset."""
     out = set()
-    for info in storage.list(f"staged/{dataset}/"):
+    for info in storage.list(key(Zone.STAGED, dataset)):
         for part in info.key.split("/"):
             if part.startswith("service_date="):
                 out.add(date.fromisoformat(part.split("=", 1)[1]))

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from citylake.core.errors import LakeObjectNotFound, ObjectExistsError, TransientError
+from citylake.core.lake import Zone, key
 from citylake.core.storage import LakeStorage
 
 
@@ -53,7 +54,7 @@ def _create(storage: LakeStorage, k: str, body: dict, attempts: int = 3) -> None
 @contextmanager
 def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = timedelta(hours=6)):
     """Hold ``control/locks/<name>.json`` for the duration; an expired lock is taken over."""
-    k = f"control/locks/{name}.json"
+    k = key(Zone.CONTROL, "locks", filename=f"{name}.json")
     now = datetime.now(UTC)
     token = os.urandom(8).hex()
     body = {

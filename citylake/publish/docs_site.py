@@ -25,7 +25,7 @@ OVERVIEW_ID = "doc.citylake.__overview__"
 TITLE = "citylake — documentation des marts publiés"
 
 
-DOCS_PREFIX = "reports/docs/"
+DOCS_PREFIX = key(Zone.REPORTS, "docs")
 
 
 def docs_key(publication_id: str) -> str:

@@ -15,9 +15,11 @@ import duckdb
 
 from citylake.core.duck import load_extension
 from citylake.core.errors import CitylakeError, LakeObjectNotFound
+from citylake.core.lake import Zone, key
 from citylake.core.storage import LakeStorage
 
-CURRENT = "published/CURRENT.json"
+CURRENT = key(Zone.PUBLISHED, filename="CURRENT.json")
+REGISTRY = key(Zone.PUBLISHED, "registry")
 
 
 def current(storage: LakeStorage) -> dict:
@@ -30,7 +32,7 @@ def current(storage: LakeStorage) -> dict:
 
 def registry(storage: LakeStorage) -> list[dict]:
     """Return every publication record, oldest first."""
-    records = [storage.get_json(i.key) for i in storage.list("published/registry/") if i.key.endswith(".json")]
+    records = [storage.get_json(i.key) for i in storage.list(REGISTRY) if i.key.endswith(".json")]
     return sorted(records, key=lambda r: r["created_at"])
 
 
@@ -44,7 +46,7 @@ def pointer_as_of(storage: LakeStorage, as_of: str | None) -> dict:
         return current(storage)
     if "/" not in as_of and not as_of.startswith("."):
         try:
-            return storage.get_json(f"published/registry/{as_of}.json")["current_after"]
+            return storage.get_json(key(Zone.PUBLISHED, "registry", filename=f"{as_of}.json"))["current_after"]
         except (LakeObjectNotFound, ValueError):
             pass
     try:
@@ -52,9 +54,7 @@ def pointer_as_of(storage: LakeStorage, as_of: str | None) -> dict:
     except ValueError:
         raise CitylakeError(f"no publication {as_of!r} (give a publication id or a date YYYY-MM-DD)") from None
     ids = sorted(
-        i.key.rsplit("/", 1)[-1].removesuffix(".json")
-        for i in storage.list("published/registry/")
-        if i.key.endswith(".json")
+        i.key.rsplit("/", 1)[-1].removesuffix(".json") for i in storage.list(REGISTRY) if i.key.endswith(".json")
     )
     # a publication created on the day has an id of that day or earlier (ids are taken before the
     # gate writes created_at): read back from the last id not after the day until one was created on it
@@ -65,7 +65,7 @@ def pointer_as_of(storage: LakeStorage, as_of: str | None) -> dict:
         return eligible[-1]["current_after"]
     limit = f"{day:%Y%m%d}T999999Z"
     for publication_id in reversed([i for i in ids if i <= limit]):
-        record = storage.get_json(f"published/registry/{publication_id}.json")
+        record = storage.get_json(key(Zone.PUBLISHED, "registry", filename=f"{publication_id}.json"))
         if record["created_at"][:10] <= day.isoformat():
             return record["current_after"]
     raise CitylakeError(f"nothing was published on or before {day}")

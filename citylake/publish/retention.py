@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from citylake.core.lake import Zone, key
 from citylake.core.lock import lake_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
@@ -44,7 +45,7 @@ def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | 
     cutoff = (now - timedelta(days=settings.publication_retention_days)).isoformat()
     reported = {
         i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        for i in storage.list("reports/contract/")
+        for i in storage.list(key(Zone.REPORTS, "contract"))
         if i.key.endswith((".html", ".pdf"))
     }
     kept = {}
@@ -128,5 +129,5 @@ def vacuum_published(
             "dry_run": dry_run,
         }
         if not dry_run:  # what went, and why the rest stayed: a record per vacuum
-            storage.put_json(f"control/vacuum/{owner}.json", done)
+            storage.put_json(key(Zone.CONTROL, "vacuum", filename=f"{owner}.json"), done)
         return done

@@ -25,6 +25,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from citylake.build.groups import PERIODS
 from citylake.core.duck import polars_storage_options
+from citylake.core.lake import Zone, key
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage
 
@@ -36,7 +37,7 @@ TABLE_PROPERTIES = {
 
 
 def table_key(group: str, mart: str) -> str:
-    return f"published/marts/{group}/{mart}"
+    return key(Zone.PUBLISHED, f"marts/{group}", filename=mart)
 
 
 def storage_options(settings: Settings, storage: LakeStorage) -> dict[str, str] | None:

@@ -303,11 +303,13 @@ def _templates(network: BaseNetwork) -> dict[int, date | None]:
     return {wd: (best[wd][1] if wd in best else None) for wd in range(7)}
 
 
-def feed_for_period(network: BaseNetwork, tiles: int, start: date, days: int, template_of) -> gtfs.Feed:
+def feed_for_period(
+    network: BaseNetwork, tiles: int, start: date, days: int, template_of, tz: str = "Europe/Paris"
+) -> gtfs.Feed:
     """Return the tiled GTFS feed the network operator delivers for [start, start+days).
 
     The calendar is rewritten as explicit ``calendar_dates`` (the services of each simulated
-    date's template), agencies are moved to Europe/Paris, and ids are tiled.
+    date's template), agencies are moved to the simulated city's time zone, and ids are tiled.
     """
     feed = network.feed
     tables: dict[str, pl.DataFrame] = {}
@@ -334,7 +336,7 @@ def feed_for_period(network: BaseNetwork, tiles: int, start: date, days: int, te
         return pl.concat(parts)
 
     agency = feed["agency"] if "agency" in feed else pl.DataFrame({"agency_name": [network.name]})
-    tables["agency"] = agency.with_columns(pl.lit("Europe/Paris").alias("agency_timezone"))
+    tables["agency"] = agency.with_columns(pl.lit(tz).alias("agency_timezone"))
     stops = feed["stops"].join(network.stops.select("stop_id"), on="stop_id", how="semi")
     tables["stops"] = tiled(stops, ["stop_id", "parent_station"], ("stop_lat", "stop_lon"))
     tables["routes"] = tiled(feed["routes"], ["route_id", "route_short_name"])

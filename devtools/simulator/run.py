@@ -204,7 +204,7 @@ class Simulation:
     def _deliver_registers(self) -> None:
         cfg = self.cfg
         at = _local(cfg.start - timedelta(days=1), 18, cfg.tz)
-        feed = feed_for_period(self.net, self.tiles, cfg.start, cfg.days, self.template_of)
+        feed = feed_for_period(self.net, self.tiles, cfg.start, cfg.days, self.template_of, cfg.tz)
         version = feed["feed_info"]["feed_version"][0]
         if cfg.formats == "standard":
             from ingestion import registry
@@ -216,7 +216,7 @@ class Simulation:
                 for feed_ in ("gtfs", "ticketing", "avl")
             }
             name = self.standard["gtfs"].file_name(feed_version=version)
-            self._deliver("bus", "gtfs", name, standard.netex_offer(feed, at), at)
+            self._deliver("bus", "gtfs", name, standard.netex_offer(feed, at, cfg.tz), at)
         else:
             path = cfg.out / "bus" / "gtfs" / contract("bus", "gtfs").file_name(feed_version=version)
             gtfs.write_feed(feed, path)

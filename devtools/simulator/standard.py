@@ -70,7 +70,7 @@ def _passing(hms: str) -> tuple[str, int]:
     return f"{h % 24:02d}:{m:02d}:{s:02d}", h // 24
 
 
-def netex_offer(feed: gtfs.Feed, published_at: datetime) -> bytes:
+def netex_offer(feed: gtfs.Feed, published_at: datetime, tz: str = "Europe/Paris") -> bytes:
     """The GTFS feed's offer as a NeTEx profil France zip (stops without a parent station are
     scheduled stop points with their own location; stations are not written)."""
     from lxml import etree
@@ -84,7 +84,7 @@ def netex_offer(feed: gtfs.Feed, published_at: datetime) -> bytes:
             E.ParticipantRef("citylake-simulator"),
             E.dataObjects(
                 E.CompositeFrame(
-                    E.FrameDefaults(E.DefaultLocale(E.TimeZone("Europe/Paris"))),
+                    E.FrameDefaults(E.DefaultLocale(E.TimeZone(tz))),
                     E.frames(*frames),
                     id=nid("CompositeFrame", "offre"),
                     version="any",

@@ -48,3 +48,31 @@ def test_write_once_rules() -> None:
 )
 def test_delivered_names_become_one_safe_segment(name: str, safe: str) -> None:
     assert safe_filename(name) == safe
+
+
+def test_no_lake_path_is_formatted_outside_the_key_builder() -> None:
+    """Issue #30: every lake key comes from citylake.core.lake (key, Zone): a string or f-string in
+    the runtime that starts with a zone and a slash ('staged/…', f"control/{x}…") is a path formatted
+    by hand, which a layout change would leave behind (the RGPD purge once rebuilt raw keys so)."""
+    import ast
+    from pathlib import Path
+
+    from citylake.core.lake import Zone
+
+    root = Path(__file__).resolve().parents[2]
+    zones = tuple(f"{z.value}/" for z in Zone)
+    found = []
+    for package in ("citylake", "ingestion", "quality", "dags"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path == root / "citylake" / "core" / "lake.py":
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                text = None
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    text = node.value
+                elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+                    text = str(node.values[0].value)
+                if text is not None and text.startswith(zones) and "\n" not in text and " " not in text:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {text!r}")
+    assert found == [], "\n".join(found)

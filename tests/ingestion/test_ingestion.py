@@ -359,7 +359,7 @@ def test_the_manifest_reads_a_snapshot_and_only_the_objects_missing_from_it(file
         records.write(storage)
     every = manifest.load(storage, "steps")  # folds the 53 objects into the snapshot
     assert every.height == manifest.COMPACT_AFTER + 3
-    snapshot = manifest.SNAPSHOT.format(table="steps")
+    snapshot = manifest.snapshot_key("steps")
     assert storage.exists(snapshot)
     late = manifest.RunRecords("20260301T000000Z-late0000", "bus", "avl")
     late.step("f" * 64, "staged", partition_date=date(2026, 3, 1))
@@ -562,38 +562,18 @@ def test_an_amount_too_large_for_money_is_an_invalid_row_not_a_crash() -> None:
 
 def _hostile_files(drop: Path) -> dict[str, str]:
     """The small hostile files of issue #29 into a drop: {file: the feed it goes to}."""
-    import re
-    import zipfile
-
-    from openpyxl import Workbook
-
     from ingestion.contracts import contract
     from tests.support.gtfs_feeds import CALENDAR, gtfs_zip
+    from tests.support.hostile import DEEP_LINE, sparse_sheet
 
     out = {}
-    gtfs_dir = drop / "bus" / "gtfs"
     forever = CALENDAR + "".join(f"S{i},1,1,1,1,1,1,1,00010101,99991231\n" for i in range(8))
-    (gtfs_dir / "gtfs_forever.zip").write_bytes(gtfs_zip(forever))
+    (drop / "bus" / "gtfs" / "gtfs_forever.zip").write_bytes(gtfs_zip(forever))
     out["gtfs_forever.zip"] = "bus/gtfs"
-    c = contract("bus", "maintenance")
-    wb = Workbook()
-    ws = wb.active
-    ws.title = c.file["sheet"]
-    ws.append(c.headers)
-    ws.cell(row=1_048_576, column=1, value="x")
-    buf = io.BytesIO()
-    wb.save(buf)
-    sparse = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zin, zipfile.ZipFile(sparse, "w", zipfile.ZIP_DEFLATED) as z:
-        for info in zin.infolist():
-            body = zin.read(info.filename)
-            if info.filename.startswith("xl/worksheets/"):  # no <dimension>, one cell at row 10,000,000
-                body = re.sub(rb"<dimension[^>]*/>", b"", body).replace(b"1048576", b"10000000")
-            z.writestr(info, body)
-    (drop / "bus" / "maintenance" / "export_GMAO_20260331.xlsx").write_bytes(sparse.getvalue())
+    c = contract("bus", "maintenance")  # no <dimension>, one cell at row 10,000,000
+    (drop / "bus" / "maintenance" / "export_GMAO_20260331.xlsx").write_bytes(sparse_sheet(c.file["sheet"], c.headers))
     out["export_GMAO_20260331.xlsx"] = "bus/maintenance"
-    deep = "[" * 200_000 + "]" * 200_000
-    (drop / "bus" / "avl" / "sae_passages_2026-03-31.jsonl").write_text(deep + "\n", encoding="utf-8")
+    (drop / "bus" / "avl" / "sae_passages_2026-03-31.jsonl").write_text(DEEP_LINE + "\n", encoding="utf-8")
     out["sae_passages_2026-03-31.jsonl"] = "bus/avl"
     return out
 
