@@ -3,7 +3,8 @@
 -- Method step 3 (methods_and_kpis.md §1.4): boardings at each stop visit. On APC-equipped
 -- trips, the corrected APC count (the trip's validations a floor for its total). Elsewhere,
 -- validations / validation rate, the rate being measured on the same day's APC-equipped trips
--- of the same line, direction and time band (then line and day, then the network), clamped to
+-- of the same line, direction and time band, else line and direction, else line, else network,
+-- each only on enough counted trips with a narrow enough interval (see rates below), clamped to
 -- [min_validation_rate, max_validation_rate]: this corrects for fraud and riders who do not
 -- validate, which validations alone cannot see. APC counters miss passengers: their counts are
 -- first corrected by the ratio manual / APC counts on the trips both surveyed and counted over
@@ -167,42 +168,135 @@ joined as (
             and visits.route_short_name = calibration_ci.route_short_name
 ),
 
--- validation rate = validations / APC boardings on equipped trips, by decreasing detail
+-- validation rate = validations / corrected APC boardings on the day's equipped trips, at the
+-- most detailed level that rests on enough of them (issue #31): line x direction x time band,
+-- then line x direction, then line, each taken only with at least validation_rate_min_trips
+-- counted trips and a 95 % interval no wider than +/- validation_rate_max_halfwidth -- the APC
+-- calibration's terms -- else the network, on whatever the day counted (the last resort: no
+-- wider sample that day; on a small network with a few counted trips, rate 1.0 instead measured
+-- worse: -8.1 % boardings against -4.5 % on the Finistère ferries). A band of three counted trips
+-- once gave 0.49 and doubled a trip's 182 validations while its line had plenty. The counted trips
+-- are the sampled units of a ratio estimator (Cochran 1977, 6.9).
+rate_units as (
+    select
+        service_date,
+        route_short_name,
+        direction_id,
+        time_band,
+        trip_id,
+        sum(validations)::double as v,
+        sum(apc_boardings_corrected)::double as b
+    from joined
+    where has_apc
+    group by all
+),
+
+rate_units_trip as (
+    select
+        service_date,
+        route_short_name,
+        direction_id,
+        trip_id,
+        sum(v) as v,
+        sum(b) as b
+    from rate_units
+    group by all
+),
+
+{% set rate_columns %}
+        count(distinct trip_id) as trips,
+        sum(v) / nullif(sum(b), 0) as rate,
+        1.96 * sqrt(
+            list_sum(list_transform(list({ 'x': b, 'y': v }), u -> (u.y - sum(v) / nullif(sum(b), 0) * u.x) ^ 2))
+            / nullif(count(*) * (count(*) - 1), 0)
+        ) / nullif(avg(b), 0) as halfwidth
+{%- endset %}
+rate_band as (
+    select
+        service_date,
+        route_short_name,
+        direction_id,
+        time_band,
+        {{ rate_columns }}
+    from rate_units
+    group by service_date, route_short_name, direction_id, time_band
+),
+
+rate_direction as (
+    select
+        service_date,
+        route_short_name,
+        direction_id,
+        {{ rate_columns }}
+    from rate_units_trip
+    group by service_date, route_short_name, direction_id
+),
+
+rate_line as (
+    select
+        service_date,
+        route_short_name,
+        {{ rate_columns }}
+    from rate_units_trip
+    group by service_date, route_short_name
+),
+
+rate_network as (
+    select
+        service_date,
+        {{ rate_columns }}
+    from rate_units_trip
+    group by service_date
+),
+
+{% set enough = "trips >= " ~ var('validation_rate_min_trips')
+    ~ " and {0}.halfwidth <= " ~ var('validation_rate_max_halfwidth') %}
 rates as (
     select
-        *,
-        sum(validations) filter (where has_apc)
-            over (partition by service_date, route_short_name, direction_id, time_band)
-        / nullif(
-            sum(apc_boardings_corrected) filter (where has_apc)
-                over (partition by service_date, route_short_name, direction_id, time_band),
-            0
-        )
-            as rate_band,
-        sum(validations) filter (where has_apc) over (partition by service_date, route_short_name)
-        / nullif(
-            sum(apc_boardings_corrected) filter (where has_apc) over (partition by service_date, route_short_name), 0
-        )
-            as rate_line,
-        sum(validations) filter (where has_apc) over (partition by service_date)
-        / nullif(sum(apc_boardings_corrected) filter (where has_apc) over (partition by service_date), 0)
-            as rate_network
+        joined.*,
+        case
+            when band.{{ enough.format('band') }} then 'line_direction_band'
+            when direction.{{ enough.format('direction') }} then 'line_direction'
+            when line.{{ enough.format('line') }} then 'line'
+            when network.trips > 0 then 'network'
+            else 'none'
+        end as validation_rate_level,
+        case validation_rate_level
+            when 'line_direction_band' then band.rate
+            when 'line_direction' then direction.rate
+            when 'line' then line.rate
+            when 'network' then network.rate
+        end as rate_measured,
+        case validation_rate_level
+            when 'line_direction_band' then band.trips
+            when 'line_direction' then direction.trips
+            when 'line' then line.trips
+            when 'network' then network.trips
+        end as validation_rate_trips
     from joined
+    left join rate_band as band
+        on joined.service_date = band.service_date
+            and joined.route_short_name = band.route_short_name
+            and joined.direction_id is not distinct from band.direction_id
+            and joined.time_band = band.time_band
+    left join rate_direction as direction
+        on joined.service_date = direction.service_date
+            and joined.route_short_name = direction.route_short_name
+            and joined.direction_id is not distinct from direction.direction_id
+    left join rate_line as line
+        on joined.service_date = line.service_date
+            and joined.route_short_name = line.route_short_name
+    left join rate_network as network
+        on joined.service_date = network.service_date
 ),
 
 capacity as (
     select
         rates.*,
         least(
-            greatest(coalesce(rate_band, rate_line, rate_network, 1.0), {{ var('min_validation_rate') }}),
+            greatest(coalesce(rate_measured, 1.0), {{ var('min_validation_rate') }}),
             {{ var('max_validation_rate') }}
         ) as validation_rate,
-        case
-            when rate_band is not null then 'line_direction_band'
-            when rate_line is not null then 'line'
-            when rate_network is not null then 'network'
-            else 'none'
-        end as validation_rate_level,
         vehicles.capacity as vehicle_capacity
     from rates
     left join vehicles
@@ -233,7 +327,7 @@ trip_floor as (
 
 final as (
     select
-        * exclude (stop_floor, trip_floored, trip_total),
+        * exclude (stop_floor, trip_floored, trip_total, rate_measured),
         case
             when is_last_stop then 0.0  -- nobody rides on from a terminus
             when has_apc and trip_floored > 0 then stop_floor * trip_total / trip_floored

@@ -41,8 +41,10 @@ profile as (
         sum(loads.apc_boardings) filter (where loads.has_apc) / nullif(count(*) filter (where loads.has_apc), 0)
             as mean_apc_boardings,
         count(*) filter (where loads.has_apc) as trips_with_apc,
-        sum(loads.alightings_from_trip_chaining) / nullif(sum(loads.alightings_estimated), 0)
-            as alightings_inferred_share
+        sum(loads.alightings_from_trip_chaining) filter (where loads.alightings_method != 'apc')
+        / nullif(sum(loads.alightings_estimated), 0)
+            as alightings_inferred_share,
+        count(*) filter (where loads.is_over_capacity) as visits_over_capacity
     from loads
     inner join calendar using (service_date)
     group by all
