@@ -297,6 +297,20 @@ pénalité</th><th>numérateur / dénominateur</th></tr>
                 "(barres), 90e centile (trait), capacité du véhicule (tirets), jour type le plus "
                 "fréquent.</figcaption></figure>"
             )
+        columns = {r[0] for r in con.execute("describe fct_stop_visit_loads").fetchall()}
+        if "is_over_capacity" in columns:  # publications before issue #31 have no flag
+            over, visits, worst = con.execute(
+                "select count(*) filter (where is_over_capacity), count(*), "
+                "max(load_estimated / nullif(vehicle_capacity, 0)) filter (where is_over_capacity) "
+                "from fct_stop_visit_loads where service_date >= ? and service_date < ?",
+                [first, last],
+            ).fetchone()
+            sections.append(
+                f"<p>Charges estimées au-delà de la capacité du véhicule : {_fmt(over, 'count')} passages sur "
+                f"{_fmt(visits, 'count')}"
+                + (f" (jusqu'à {worst:.2f} × la capacité)".replace(".", ",") if over else "")
+                + " ; gardées telles qu'estimées et signalées (<code>is_over_capacity</code>).</p>"
+            )
         avail = con.execute(
             "select service_date, availability_rate, available_at_peak, vehicles_required_at_peak "
             "from mart_fleet_availability_daily where service_date >= ? and service_date < ? order by 1",
