@@ -329,59 +329,121 @@ def _unpivot(frame: pl.DataFrame, contract: Contract, wide: dict) -> pl.DataFram
     )
 
 
-def _jsonl_piece(piece: str, headers: list[str]) -> pl.DataFrame:
-    """The objects of some whole lines of a JSONL file as strings, ``_shape_reason`` for a bad line."""
+def _ndjson_as_text(data: bytes, headers: list[str]) -> pl.DataFrame:
+    """Polars' reading of whole JSON lines, the contract's columns as the text of their JSON values
+    (``1``, ``1.5``, ``true``): the same text whatever the other lines hold, so a value reads the
+    same in any piece of the file. Raises on a line that is not a JSON object."""
+    # from bytes: polars reads a StringIO three times slower (profiled on a metro AVL day)
     try:
-        # from bytes: polars reads a StringIO three times slower (profiled on a metro AVL day)
-        frame = pl.read_ndjson(io.BytesIO(piece.encode("utf-8")), infer_schema_length=None)
-        shape = pl.lit(None, pl.Utf8)
-    except Exception:  # a bad line somewhere: parse line by line, keep the bad ones as invalid rows
-        records, reasons = [], []
-        for ln in piece.splitlines():
-            try:
-                obj = json.loads(ln)
-                records.append(
-                    {k: None if v is None else str(v) for k, v in obj.items()} if isinstance(obj, dict) else {}
-                )
-                reasons.append(None if isinstance(obj, dict) else "line is not a JSON object")
-            except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
-                records.append({})
-                reasons.append("line is not valid JSON")
-        frame = pl.DataFrame(records, schema={h: pl.Utf8 for h in headers}, orient="row")
-        shape = pl.Series("_shape_reason", reasons, dtype=pl.Utf8)
-    return frame.with_columns(shape.alias("_shape_reason"))
+        return pl.read_ndjson(
+            io.BytesIO(data), infer_schema_length=None, schema_overrides={h: pl.Utf8 for h in headers}
+        )
+    except pl.exceptions.PolarsError:  # a contract column no line carries, or an extra key of mixed types
+        keys: dict[str, None] = {}
+        for line in data.decode("utf-8").split("\n"):
+            if line.strip():
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("a line that is not a JSON object") from None
+                keys.update(dict.fromkeys(obj))
+        frame = pl.read_ndjson(io.BytesIO(data), schema={h: pl.Utf8 for h in headers if h in keys})
+        return frame.with_columns(pl.lit(None, pl.Utf8).alias(k) for k in keys if k not in headers)
+
+
+def _as_text(value) -> str | None:
+    """A JSON value as ``_ndjson_as_text`` gives it, for the lines Polars cannot read."""
+    return value if value is None or isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _jsonl_piece(piece: str, headers: list[str], first_line: int) -> pl.DataFrame:
+    """The records of some whole lines of a JSON-lines file (the first is line ``first_line``):
+    the contract's columns as text, ``source_row`` the record's line, ``_shape_reason`` for a line
+    that is not a JSON object (kept as an invalid row). A blank line is no record."""
+    lines = piece.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the piece's last line end
+    numbered = [(first_line + i, ln) for i, ln in enumerate(lines) if ln.strip()]
+    rows = pl.Series(SOURCE_ROW, [n for n, _ in numbered], dtype=pl.Int64)
+    try:
+        frame = _ndjson_as_text(piece.encode("utf-8"), headers)
+        if frame.height != len(numbered):
+            raise ValueError("polars and the line count disagree")
+        return frame.with_columns(rows, pl.lit(None, pl.Utf8).alias("_shape_reason"))
+    except Exception:  # noqa: BLE001 - a bad line somewhere: the good ones read alone, the bad kept as invalid rows
+        pass
+    good, bad = [], []
+    for number, ln in numbered:
+        try:
+            obj = json.loads(ln)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
+            bad.append((number, "line is not valid JSON"))
+            continue
+        if isinstance(obj, dict):
+            good.append((number, ln))
+        else:
+            bad.append((number, "line is not a JSON object"))
+    parts = []
+    if good:
+        try:
+            frame = _ndjson_as_text("\n".join(ln for _, ln in good).encode("utf-8"), headers)
+        except Exception:  # noqa: BLE001 - objects Polars will not read (nested values…): Python's reading
+            objects = [json.loads(ln) for _, ln in good]
+            keys = list(dict.fromkeys(k for obj in objects for k in obj))
+            frame = pl.DataFrame(
+                {k: [_as_text(obj.get(k)) for obj in objects] for k in keys}, schema={k: pl.Utf8 for k in keys}
+            )
+        parts.append(
+            frame.with_columns(
+                pl.Series(SOURCE_ROW, [n for n, _ in good], dtype=pl.Int64),
+                pl.lit(None, pl.Utf8).alias("_shape_reason"),
+            )
+        )
+    if bad:  # empty in every column of the contract (a file of bad lines is invalid rows, not another schema)
+        parts.append(
+            pl.DataFrame(
+                {
+                    **{h: [None] * len(bad) for h in headers},
+                    SOURCE_ROW: [n for n, _ in bad],
+                    "_shape_reason": [r for _, r in bad],
+                },
+                schema={**{h: pl.Utf8 for h in headers}, SOURCE_ROW: pl.Int64, "_shape_reason": pl.Utf8},
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema={SOURCE_ROW: pl.Int64, "_shape_reason": pl.Utf8})
+    return pl.concat(parts, how="diagonal_relaxed").sort(SOURCE_ROW)
 
 
 def read_jsonl_text(contract: Contract, text: str, name: str) -> tuple[pl.DataFrame, list[str]]:
     """Return the rows of a JSON-lines file as strings plus ``source_row`` (its line), and
     warnings. Read a piece of whole lines at a time (about 32 MB: a JSON line holds no raw line
-    end), so the parser's working memory is a piece's, not the file's."""
-    from ingestion.tabular import CHUNK_CHARS
+    end), so the parser's working memory is a piece's, not the file's; a property test cuts
+    generated files at every size and compares with one read."""
+    from ingestion import tabular
 
     last_end = text.rfind("\n", 0, len(text) - 1) + 1
     if text and not text.endswith("\n") and text[last_end:].strip():
         try:
             json.loads(text[last_end:])
         except (ValueError, RecursionError):
-            lines = len(text[:last_end].splitlines()) + 1
+            lines = text.count("\n", 0, last_end) + 1
             raise Refused(f"{name}: truncated, the last line ({lines:,}) is not complete JSON") from None
     headers = list(contract.headers)
-    parts, seen, first = [], {}, 1  # the keys met, in the order the lines give them
-    start = 0
+    parts, seen, first, start = [], {}, 1, 0  # seen: the keys met, in the order the lines give them
     while start < len(text):
-        cut = text.find("\n", start + CHUNK_CHARS)
+        cut = text.find("\n", start + tabular.CHUNK_CHARS)
         cut = len(text) if cut < 0 else cut + 1
         piece = text[start:cut]
-        frame = _jsonl_piece(piece, headers)
-        seen.update((c, None) for c in frame.columns if c != "_shape_reason")
+        frame = _jsonl_piece(piece, headers, first)
+        seen.update((c, None) for c in frame.columns if c not in (SOURCE_ROW, "_shape_reason"))
         parts.append(
             frame.select(
                 *(pl.col(h).cast(pl.Utf8) if h in frame.columns else pl.lit(None, pl.Utf8).alias(h) for h in headers),
-                pl.int_range(first, first + frame.height, dtype=pl.Int64, eager=False).alias(SOURCE_ROW),
+                pl.col(SOURCE_ROW),
                 pl.col("_shape_reason"),
             )
         )
-        first += frame.height
+        first += piece.count("\n")
         start = cut
     if not parts:
         return pl.DataFrame({h: pl.Series([], dtype=pl.Utf8) for h in headers}).with_columns(

@@ -201,3 +201,76 @@ def test_a_delivery_over_the_row_budget_is_refused_before_it_is_decoded(monkeypa
     data = b"id,adresse,places\n" + b"P,a,1\n" * 6
     with pytest.raises(Refused, match=r"x_20260101.csv: 7 lines, over the 5 rows one delivery may have"):
         parse(_contract(",", "utf-8", REGISTER), data, "x_20260101.csv")
+
+
+JSONL_COLUMNS = """\
+  - {name: h0, canonical: facility_id, type: string}
+  - {name: h1, canonical: facility_name, type: string, optional: true}
+  - {name: h2, canonical: capacity, type: string, optional: true}
+"""
+
+
+def _json_value():
+    """A JSON value and the text the reader gives for it (strings as they are, others as JSON)."""
+    return st.one_of(
+        st.text(ALPHABET, max_size=5).map(lambda v: (v, v)),
+        st.integers(-(10**12), 10**12).map(lambda v: (v, str(v))),
+        st.integers(-1000, 1000).map(lambda v: (v + 0.5, f"{v + 0.5}")),
+        st.booleans().map(lambda v: (v, "true" if v else "false")),
+        st.just((None, None)),
+    )
+
+
+@st.composite
+def jsonl_files(draw):
+    """JSON lines: objects over the contract's columns (and an extra one), blank lines, lines that
+    are not JSON or not an object; LF or CRLF. Returns the text and, per record, its line and
+    either the expected texts of h0..h2 or the reason it is invalid."""
+    terminator = draw(st.sampled_from(["\n", "\r\n"]))
+    lines, expected = [], []
+    for _ in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["object", "object", "object", "blank", "broken", "array"]))
+        number = len(lines) + 1
+        if kind == "blank":
+            lines.append(draw(st.sampled_from(["", "  "])))
+        elif kind == "broken":
+            lines.append('{"h0": "x"')
+            expected.append((number, "line is not valid JSON"))
+        elif kind == "array":
+            lines.append("[1, 2]")
+            expected.append((number, "line is not a JSON object"))
+        else:
+            keys = ["h0", *draw(st.lists(st.sampled_from(["h1", "h2", "extra"]), unique=True))]  # h0 is required
+            pairs = {k: draw(_json_value()) for k in keys}
+            lines.append(json.dumps({k: v for k, (v, _) in pairs.items()}))
+            expected.append((number, tuple(pairs[h][1] if h in pairs else None for h in ("h0", "h1", "h2"))))
+    return "".join(line + terminator for line in lines), expected
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jsonl_files(), st.integers(1, 60))
+def test_json_lines_read_in_pieces_of_any_size_give_each_records_values_and_line(generated, size) -> None:
+    """Differential against Python's json, line by line: each record keeps its line (a blank line
+    is no record), the text of each value (the same whatever the other lines of its piece hold),
+    and a line that is not a JSON object is an invalid row; cut into pieces of any size, the same."""
+    from ingestion import parsing, tabular
+
+    text, expected = generated
+    contract = _contract(",", "utf-8", JSONL_COLUMNS)
+    if not expected:  # no record at all: no column either, the file is refused (an unknown schema)
+        return
+    whole, _ = parsing.read_jsonl_text(contract, text, "x.jsonl")
+    original = tabular.CHUNK_CHARS
+    try:
+        tabular.CHUNK_CHARS = size
+        pieces, _ = parsing.read_jsonl_text(contract, text, "x.jsonl")
+    finally:
+        tabular.CHUNK_CHARS = original
+    assert pieces.equals(whole)
+    assert whole[parsing.SOURCE_ROW].to_list() == [n for n, _ in expected]
+    for row, (_, want) in zip(whole.iter_rows(named=True), expected, strict=True):
+        if isinstance(want, str):
+            assert row["_shape_reason"] == want
+        else:
+            assert row["_shape_reason"] is None
+            assert tuple(row.get(h) for h in ("h0", "h1", "h2")) == want
