@@ -9,7 +9,7 @@ night's partitions, the gate, retention, the API, the ingestion DAGs.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -124,7 +124,7 @@ def night_time(tz: str) -> time:
     contract moves the night with it (and the ingestion sensors' give-up time)."""
     due = [d.at for d in deadlines(tz).values() if d.days == 1]
     latest = max(due, default=time(6, 0))
-    return (datetime.combine(datetime(2000, 1, 1), latest) + NIGHT_MARGIN).time()
+    return (datetime.combine(date(2000, 1, 1), latest) + NIGHT_MARGIN).time()
 
 
 __all__ = [

@@ -67,9 +67,7 @@ def new_run_id() -> str:
 def deadline(c: Contract, day: date | None, tz: str) -> datetime | None:
     """Return when a dated file for service date ``day`` is due (UTC), from its contract's
     'D+1 06:00' in the city's time (:class:`citylake.core.city.Deadline`)."""
-    from ingestion.registry import deadline_of
-
-    due = deadline_of(c, tz)
+    due = registry.deadline_of(c, tz)
     return None if due is None or day is None else due.due(day, tz)
 
 
@@ -174,9 +172,7 @@ class Ingestion:
         if day in self._refs:
             return self._refs[day]
         refs = Refs()
-        versions = [
-            i.key for i in self.storage.list(key(Zone.STAGED, "gtfs_feed_versions")) if i.key.endswith(".parquet")
-        ]
+        versions = self._parquet(key(Zone.STAGED, "gtfs_feed_versions"))
         if versions:
             v = pl.concat([self._read(k) for k in versions])
             inforce = v.filter((pl.col("valid_from") <= day) & (pl.col("valid_to") >= day)).sort("delivered_at")
@@ -185,9 +181,7 @@ class Ingestion:
                 stops = self._read(key(Zone.STAGED, "gtfs_stops", {"feed_version": version}, "part-0.parquet"))
                 refs.stops, refs.gtfs_version = set(stops["stop_id"].to_list()), version
                 refs.schedule_loader = lambda version=version: self._schedule(version)
-        facilities = [
-            i.key for i in self.storage.list(key(Zone.STAGED, "parking_facilities")) if i.key.endswith(".parquet")
-        ]
+        facilities = self._parquet(key(Zone.STAGED, "parking_facilities"))
         if facilities:
             from ingestion.feeds import normalise_name
 

@@ -8,8 +8,8 @@ messages that name the key, and are passed from here to dbt on every call (:meth
 to the DAGs and to the simulator. A city on Paris time in school zone C needs no file at all.
 
 The facts about its operators (feeds, groups, deadlines, personal columns) are the registry's and
-the extract contracts' (``ingestion.registry.city_feeds``); a deadline is parsed here, once
-(:class:`Deadline`).
+the extract contracts' (``ingestion.registry``: ``deadlines``, ``feeds``, ``personal_feeds``); a
+deadline is parsed here, once (:class:`Deadline`).
 """
 
 from __future__ import annotations
@@ -113,10 +113,6 @@ class City(BaseModel):
     def dbt_vars(self) -> dict[str, str]:
         """The dbt vars the city sets, passed on every dbt call (never read from dbt_project.yml)."""
         return {"timezone": self.timezone, "school_zone": self.school_zone, "holiday_calendar": self.holidays}
-
-    def service_date_of(self, logical: datetime) -> date:
-        """The service date a night works on: the city's local day before the night's date."""
-        return (logical.astimezone(ZoneInfo(self.timezone)) - timedelta(days=1)).date()
 
 
 def load_city(folder: Path | None, timezone: str | None = None) -> City:

@@ -155,16 +155,15 @@ def scan_parquet(settings: Settings, storage: LakeStorage, key_or_glob: str, **k
         scheme=endpoint.scheme if endpoint else "https",
     )
     url = storage.url(key_or_glob).removeprefix("s3://")
-    base, _, pattern = url.partition("*")
-    root = base.rsplit("/", 1)[0] if pattern else url
-    files = [
-        info.path
-        for info in s3.get_file_info(fs.FileSelector(root, recursive=True))
-        if info.is_file and (not pattern or fnmatch.fnmatch(info.path, url.replace("**/", "*")))
-    ]
-    partitioning = "hive" if kwargs.pop("hive_partitioning", False) else None
-    dataset = ds.dataset(sorted(files), filesystem=s3, format="parquet", partitioning=partitioning,
-                         partition_base_dir=root)  # fmt: skip
-    if kwargs:
+    if "*" in url:  # a glob: the objects under its fixed part that match it ('**/' is any depth)
+        root = url.partition("*")[0].rsplit("/", 1)[0]
+        selector = fs.FileSelector(root, recursive=True)
+        pattern = url.replace("**/", "*")
+        files = sorted(i.path for i in s3.get_file_info(selector) if i.is_file and fnmatch.fnmatch(i.path, pattern))
+    else:  # one object
+        root, files = url.rsplit("/", 1)[0], [url]
+    if set(kwargs) - {"hive_partitioning"}:
         raise TypeError(f"scan_parquet on S3 takes hive_partitioning only, not {sorted(kwargs)}")
+    partitioning = "hive" if kwargs.get("hive_partitioning") else None
+    dataset = ds.dataset(files, filesystem=s3, format="parquet", partitioning=partitioning, partition_base_dir=root)
     return pl.scan_pyarrow_dataset(dataset)

@@ -13,10 +13,14 @@ import logging
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from citylake.core.errors import CitylakeError, PublicationRefused, TransientError
+
+if TYPE_CHECKING:
+    from citylake.core.city import Deadline
+    from citylake.core.settings import Settings
 
 log = logging.getLogger("citylake.night.airflow")
 OUTCOME_KEY = "publication"  # the XCom key under which audit_and_publish leaves its outcome
@@ -49,7 +53,7 @@ def service_date_of(logical_date: datetime, tz: str | None = None) -> date:
     return (logical_date.astimezone(ZoneInfo(tz)) - timedelta(days=1)).date()
 
 
-def sensor_timeout(deadline: Any, run_at: time) -> timedelta:
+def sensor_timeout(deadline: Deadline, run_at: time) -> timedelta:
     """How long the ingestion sensor of a feed waits, from its run at ``run_at`` on the day after
     the service date, until the feed's deadline (:class:`citylake.core.city.Deadline`), at least a
     minute: a deadline moved in the contract moves the give-up time with it."""
@@ -95,7 +99,7 @@ def failure_callback(context: dict) -> None:
     )
 
 
-def nightly_cron(settings: Any) -> str | None:
+def nightly_cron(settings: Settings) -> str | None:
     """The nightly refresh's cron, in the city's time zone: ``CITYLAKE_NIGHTLY_SCHEDULE`` when it
     is a cron, none for 'none', else ('auto') every day at ``registry.night_time``."""
     from ingestion import registry

@@ -57,6 +57,8 @@ def test_polars_reads_the_same_objects(lake_settings: Settings, lake: LakeStorag
         .collect()
     )
     assert frame["n"].to_list() == [1000, 500]
+    one = next(i.key for i in lake.list("staged/fare_transactions/") if i.key.endswith(".parquet"))
+    assert duck.scan_parquet(lake_settings, lake, one).collect().height in (1000, 500)  # one object, no glob
 
 
 def test_a_failed_copy_leaves_nothing_under_the_key(lake_settings: Settings, lake: LakeStorage) -> None:
