@@ -331,10 +331,7 @@ def cmd_freshness(args: argparse.Namespace) -> int:
         print(f"{r['status']:<6} {r['node'].removeprefix('source.citylake.')}: {age}")
         if r["status"] in ("error", "runtime error") or (r["status"] == "warn" and worst == "pass"):
             worst = "error" if r["status"] != "warn" else "warn"
-    print(
-        f"source freshness: {worst} "
-        "(thresholds: dbt_project/models/staging/_sources.yml, from the contracts' deadlines)"
-    )
+    print(f"source freshness: {worst} (thresholds from the contracts' deadlines, from midnight on the city's clock)")
     return 1 if worst == "error" else 0
 
 

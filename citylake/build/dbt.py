@@ -24,10 +24,14 @@ from citylake.core.errors import CitylakeError
 from citylake.core.lake import Zone, key
 from citylake.core.settings import Settings, warehouse_path
 from citylake.core.storage import LakeStorage, S3Storage, open_storage
-from ingestion import manifest
+from ingestion import manifest, registry
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt_project"
 log = logging.getLogger("citylake.build")
+
+
+#: beside dbt's manifest: the city vars it was made with (:func:`citylake.build.groups.load_manifest`)
+VARS_STAMP = "citylake_vars.json"
 
 
 def target_dir() -> Path:
@@ -152,16 +156,42 @@ def run_dbt(
     return result
 
 
+def freshness_thresholds(tz: str) -> dict[str, dict[str, dict[str, int | str]]]:
+    """dbt source freshness of each staged dataset, from its feeds' deadlines (the latest one when
+    several feeds stage into it): a day due 'D+N HH:MM' is due 24 N + HH (+1 if minutes) hours
+    after it starts, so its newest service date is at most that plus 24 hours old between two
+    deadlines; one missed delivery warns, two error. A dataset without a dated feed has none."""
+    due: dict[str, int] = {}
+    for (operator, feed), deadline in registry.deadlines(tz).items():
+        dataset = registry.contract(operator, feed).staged["dataset"]
+        hours = 24 * deadline.days + deadline.at.hour + (1 if deadline.at.minute else 0)
+        due[dataset] = max(due.get(dataset, 0), hours)
+    return {
+        dataset: {
+            "warn_after": {"count": hours + 24, "period": "hour"},
+            "error_after": {"count": hours + 48, "period": "hour"},
+        }
+        for dataset, hours in sorted(due.items())
+    }
+
+
+def city_vars(city: City) -> dict:
+    """Every dbt var the city's configuration sets: its own facts (time zone, school zone,
+    holidays) and the source freshness its contracts' deadlines give."""
+    return {**city.dbt_vars(), "freshness": freshness_thresholds(city.timezone)}
+
+
 def with_city_vars(args: Sequence[str], city: City) -> list[str]:
-    """``args`` with the city's dbt vars (time zone, school zone, holidays) in ``--vars``: every
-    dbt call gets them from :class:`~citylake.core.city.City`, none is read from dbt_project.yml
-    (which has no value for them: a call without them fails to compile, never falls back)."""
+    """``args`` with the city's dbt vars (:func:`city_vars`) in ``--vars``: every dbt call gets
+    them from :class:`~citylake.core.city.City` and the contracts, none is read from
+    dbt_project.yml (which has no value for them: a call without them fails to compile, never
+    falls back)."""
     args = list(args)
     if "--vars" in args:
         i = args.index("--vars") + 1
-        args[i] = json.dumps({**json.loads(args[i]), **city.dbt_vars()})
+        args[i] = json.dumps({**json.loads(args[i]), **city_vars(city)})
     else:
-        args += ["--vars", json.dumps(city.dbt_vars())]
+        args += ["--vars", json.dumps(city_vars(city))]
     return args
 
 
@@ -175,6 +205,9 @@ def _run_dbt(
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     env = dbt_env(settings, storage, warehouse)
     args = with_city_vars(args, settings.city)
+    stamp, written = target_dir() / VARS_STAMP, target_dir() / "manifest.json"
+    stamp.unlink(missing_ok=True)  # the manifest this call writes is made with these vars
+    before = written.stat().st_mtime_ns if written.exists() else None
     with _environment(env):
         try:
             res = dbtRunner().invoke(
@@ -182,6 +215,8 @@ def _run_dbt(
             )
         finally:
             _release_dbt_connection()
+    if written.exists() and written.stat().st_mtime_ns != before:
+        stamp.write_text(json.dumps(city_vars(settings.city), sort_keys=True), encoding="utf-8")
     results = []
     for r in getattr(res.result, "results", None) or []:
         depends = list(getattr(getattr(r.node, "depends_on", None), "nodes", []) or [])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from citylake.build.dbt import DBT_PROJECT, run_dbt, target_dir
+from citylake.build.dbt import DBT_PROJECT, VARS_STAMP, city_vars, run_dbt, target_dir
 from citylake.core.errors import ConfigError
 from citylake.core.settings import Settings
 from ingestion import registry
@@ -36,10 +36,19 @@ def _newest_source() -> float:
 
 
 def load_manifest(settings: Settings | None = None, path: Path | None = None) -> dict:
-    """Return dbt's manifest, parsing the project first when the one on disk is older than it."""
+    """Return dbt's manifest, parsing the project first when the one on disk is older than it or
+    was made with other city vars (another time zone, zone or deadline: :func:`city_vars`)."""
+    settings = settings or Settings()
     path = path or target_dir() / "manifest.json"
-    if not path.exists() or path.stat().st_mtime < _newest_source():
-        run_dbt(["parse"], settings or Settings())
+    stamp = path.with_name(VARS_STAMP)
+    wanted = json.dumps(city_vars(settings.city), sort_keys=True)
+    if (
+        not path.exists()
+        or path.stat().st_mtime < _newest_source()
+        or not stamp.exists()
+        or stamp.read_text(encoding="utf-8") != wanted
+    ):
+        run_dbt(["parse"], settings)
     return json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from citylake import cli
 from devtools import cli as dev_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -112,3 +115,17 @@ def test_freshness_follows_the_deadlines(tmp_path, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert "pass   staged.fare_transactions" in out and "error  staged.work_orders" in out
     assert "source freshness: error" in out
+
+    # the maintenance export moved to D+5 in the city's contract (no code, no dbt edit): four days
+    # old is within its deadline now, and the other feeds keep theirs
+    city = tmp_path / "city"
+    (city / "contracts").mkdir(parents=True)
+    shipped = (ROOT / "ingestion" / "contracts" / "bus__maintenance.v1.yaml").read_text(encoding="utf-8")
+    assert 'deadline: "D+1 06:00"' in shipped
+    (city / "contracts" / "bus__maintenance.v1.yaml").write_text(
+        shipped.replace('deadline: "D+1 06:00"', 'deadline: "D+5 06:00"'), encoding="utf-8"
+    )
+    monkeypatch.setenv("CITYLAKE_CONFIG_DIR", str(city))
+    assert cli.main(["freshness"]) == 0
+    out = capsys.readouterr().out
+    assert "pass   staged.work_orders" in out and "source freshness: pass" in out
