@@ -80,6 +80,22 @@ def cmd_lake_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lake_migrate(args: argparse.Namespace) -> int:
+    """Bring a lake written by an earlier version to this version's staged schema, in place."""
+    from citylake.core.lock import lake_lock
+    from citylake.night.steps import LOCK
+    from ingestion.migrations import migrate_staged
+
+    storage = _storage()
+    with lake_lock(storage, LOCK, owner="citylake lake migrate"):
+        done = migrate_staged(storage)
+    print(
+        f"staged files: {done.seen}; trip named trip_id (was trip_id_performed) in {len(done.rewritten)}"
+        + ("" if done.rewritten else " (the lake is already at this version)")
+    )
+    return 0
+
+
 def cmd_lake_ls(args: argparse.Namespace) -> int:
     storage = _storage()
     for info in storage.list(args.prefix):
@@ -684,6 +700,8 @@ def build_parser() -> argparse.ArgumentParser:
     lake_sub.required = True
     p = lake_sub.add_parser("init", help="create the lake (bucket on S3) and check read/write with DuckDB")
     p.set_defaults(func=cmd_lake_init)
+    p = lake_sub.add_parser("migrate", help="rewrite staged files of an earlier version to this one's schema")
+    p.set_defaults(func=cmd_lake_migrate)
     p = lake_sub.add_parser("ls", help="list objects under a key prefix")
     p.add_argument("prefix", nargs="?", default="")
     p.set_defaults(func=cmd_lake_ls)

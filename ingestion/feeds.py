@@ -189,7 +189,7 @@ def fare_transactions_tides(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     TIDES names the card ``token_id`` (pseudonymised here, at parse time, like a vendor's serial)
     and its kind ``fare_media_id``; ``fare_action`` and ``fare_media_id`` values become the staged
     vocabulary through the contract's ``file.recode``. A validation names its trip rather than its
-    line: the line and direction come from the GTFS in force, by ``trip_id_performed``."""
+    line: the line and direction come from the GTFS in force, by ``trip_id``."""
     assert ctx.pseudonymiser is not None
     out = p.select(
         "source_row",
@@ -201,7 +201,7 @@ def fare_transactions_tides(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "fare_action",
         "amount",
         pl.col("currency_type").fill_null("EUR"),
-        "trip_id_performed",
+        "trip_id",
         "stop_id",
         "vehicle_id",
         "device_id",
@@ -211,7 +211,7 @@ def fare_transactions_tides(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     schedule = ctx.refs.schedule()
     if schedule is not None:
         lines = schedule.group_by("trip_id").agg(pl.col("route_short_name").first(), pl.col("direction_id").first())
-        out = out.join(lines.rename({"trip_id": "trip_id_performed"}), on="trip_id_performed", how="left")
+        out = out.join(lines, on="trip_id", how="left")
     else:
         out = out.with_columns(pl.lit(None, pl.Utf8).alias("route_short_name"), pl.lit(None).alias("direction_id"))
     out = out.with_columns(pl.col("direction_id").cast(pl.Int8))
@@ -226,10 +226,10 @@ def fare_transactions_tides(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     if schedule is not None:
         out = _invalid(
             out,
-            pl.col("trip_id_performed").is_not_null() & pl.col("route_short_name").is_null(),
+            pl.col("trip_id").is_not_null() & pl.col("route_short_name").is_null(),
             pl.format(
                 f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}",
-                shown(pl.col("trip_id_performed"), ctx.personal),
+                shown(pl.col("trip_id"), ctx.personal),
             ),
         )
     out = card_numbers_elsewhere(out, "card_serial")
@@ -259,8 +259,7 @@ def stop_visits(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
         "source_row",
         pl.col("service_date").alias("declared_service_date"),
-        pl.col("trip_id").alias("trip_id_performed"),
-        pl.col("trip_id").alias("trip_id_scheduled"),
+        "trip_id",
         "route_short_name",
         "direction_id",
         pl.col("stop_sequence").alias("trip_stop_sequence"),
@@ -284,8 +283,7 @@ def trips_performed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
         "source_row",
         pl.col("service_date").alias("declared_service_date"),
-        pl.col("trip_id").alias("trip_id_performed"),
-        pl.col("trip_id").alias("trip_id_scheduled"),
+        "trip_id",
         "route_short_name",
         "direction_id",
         "vehicle_id",
@@ -310,7 +308,7 @@ def passenger_events(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     base = p.select(
         "source_row",
         pl.col("actual_arrival_at").alias("event_timestamp"),
-        pl.col("trip_id").alias("trip_id_performed"),
+        "trip_id",
         pl.col("stop_sequence").alias("trip_stop_sequence"),
         "stop_id",
         "vehicle_id",
@@ -341,7 +339,7 @@ def manual_counts(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
         "source_row",
         pl.col("service_date").alias("declared_service_date"),
-        pl.col("trip_id").alias("trip_id_performed"),
+        "trip_id",
         "route_short_name",
         pl.col("stop_sequence").alias("trip_stop_sequence"),
         "stop_id",
@@ -364,8 +362,7 @@ def stop_visits_observed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     out = p.select(
         "source_row",
         "service_date",
-        pl.col("trip_id").alias("trip_id_performed"),
-        pl.col("trip_id").alias("trip_id_scheduled"),
+        "trip_id",
         pl.col("route_id").alias("route_short_name"),
         "direction_id",
         pl.col("stop_sequence").alias("trip_stop_sequence"),
@@ -393,8 +390,8 @@ def stop_visits_observed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         out = (
             out.join(starts, on="service_date", how="left")
             .join(
-                schedule.rename({"trip_id": "trip_id_performed", "stop_sequence": "trip_stop_sequence"}),
-                on=["trip_id_performed", "trip_stop_sequence"],
+                schedule.rename({"stop_sequence": "trip_stop_sequence"}),
+                on=["trip_id", "trip_stop_sequence"],
                 how="left",
                 suffix="_gtfs",
             )
@@ -413,8 +410,8 @@ def stop_visits_observed(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         )
         out = _invalid(
             out,
-            ~pl.col("trip_id_performed").is_in(pl.Series(sorted(known), dtype=pl.Utf8).implode()),
-            pl.format(f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("trip_id_performed")),
+            ~pl.col("trip_id").is_in(pl.Series(sorted(known), dtype=pl.Utf8).implode()),
+            pl.format(f"trip_id '{{}}' is not in GTFS version {ctx.refs.gtfs_version}", pl.col("trip_id")),
         )
     return _check_vehicle(_check_stop(out, ctx), ctx)
 
@@ -426,7 +423,7 @@ def vehicle_locations(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         "location_ping_id",
         "service_date",
         "event_timestamp",
-        "trip_id_performed",
+        "trip_id",
         "vehicle_id",
         "stop_id",
         "current_status",

@@ -183,7 +183,7 @@ def vehicle_positions(snaps: list[Snapshot], tz: str) -> pl.DataFrame:
                 if td
                 else service_date("", "", at, tz),
                 "event_timestamp": at,
-                "trip_id_performed": (td.trip_id or None) if td else None,
+                "trip_id": (td.trip_id or None) if td else None,
                 "route_id": (td.route_id or None) if td else None,
                 "direction_id": td.direction_id if td is not None and td.HasField("direction_id") else None,
                 "vehicle_id": vehicle_id,

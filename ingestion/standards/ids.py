@@ -28,7 +28,7 @@ import polars as pl
 #: which columns hold which kind of id, across the staged vocabularies and GTFS tables
 COLUMNS = {
     "stop": ("stop_id", "parent_station"),
-    "trip": ("trip_id", "trip_id_performed", "trip_id_scheduled"),
+    "trip": ("trip_id",),
     "line": ("route_id",),
     "vehicle": ("vehicle_id",),
     "service": ("service_id",),

@@ -62,7 +62,7 @@ POSITION_SCHEMA = {
     "location_ping_id": pl.Utf8,
     "service_date": pl.Date,
     "event_timestamp": pl.Datetime("us", "UTC"),
-    "trip_id_performed": pl.Utf8,
+    "trip_id": pl.Utf8,
     "route_id": pl.Utf8,
     "direction_id": pl.Int64,
     "vehicle_id": pl.Utf8,

@@ -349,7 +349,7 @@ def vehicle_positions(docs: list[Document], tz: str) -> pl.DataFrame:
                 "location_ping_id": f"{vehicle}@{at:%Y%m%dT%H%M%SZ}",
                 "service_date": _service_date(journey, None, at, tz),
                 "event_timestamp": at,
-                "trip_id_performed": trip,
+                "trip_id": trip,
                 "route_id": _text(journey, "LineRef"),
                 "direction_id": None,
                 "vehicle_id": vehicle,

@@ -4,7 +4,8 @@ TIDES is a Frictionless data package, one CSV per table, dates and datetimes in 
 (``standards_fr.md`` §6). Real files use pre-1.0 names (the Metro Transit sample: ``date``,
 ``timestamp``, ``stop_sequence``), so each table accepts both; a datetime without an offset is
 local time of the network. Read here: ``vehicle_locations``, ``stop_visits``, ``trips_performed``,
-``passenger_events`` and ``fare_transactions``: the staged datasets already use their names.
+``passenger_events`` and ``fare_transactions``: the staged datasets already use their names,
+except the trip, which is ``trip_id`` (the GTFS trip) from contract to mart (:func:`trip_id_once`).
 """
 
 from __future__ import annotations
@@ -149,6 +150,30 @@ def _datetime(raw: pl.Expr, tz: str) -> pl.Expr:
     return pl.when(has_offset).then(aware).otherwise(naive.dt.convert_time_zone("UTC"))
 
 
+#: TIDES's two ids of a trip: the scheduled one (a GTFS ``trips.txt`` id) first
+TRIP_COLUMNS = ("trip_id_scheduled", "trip_id_performed")
+
+
+def trip_id_once(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its trip as the lake names it from contract to mart: ``trip_id``, the GTFS
+    trip, at the place of the first TIDES trip column. TIDES gives it as ``trip_id_scheduled``
+    and its own id of the trip run as ``trip_id_performed``; producers without a separate
+    performed id (the pre-1.0 ``trip_id``, the real samples) give the GTFS one there. The
+    scheduled id when given, else the performed; a ``trip_id`` already there wins where it has a
+    value (a staged file migrated half-way). Unchanged without a TIDES trip column."""
+    given = [c for c in TRIP_COLUMNS if c in frame.columns]
+    if not given:
+        return frame
+    at = min(frame.columns.index(c) for c in given)
+    trip = frame.select(pl.coalesce(given).alias("trip_id")).to_series()
+    rest = frame.drop(given)
+    if "trip_id" in rest.columns:
+        trip = rest.select(pl.coalesce(pl.col("trip_id"), trip).alias("trip_id")).to_series()
+        at = min(at, rest.columns.index("trip_id"))
+        rest = rest.drop("trip_id")
+    return rest.insert_column(min(at, rest.width), trip)
+
+
 def read(table: str, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, list[str]]:
     """Typed rows of one TIDES table (source_row, the table's columns, is_valid, invalid_reason)
     and warnings (columns the table does not define are named, then ignored)."""
@@ -192,4 +217,6 @@ def read(table: str, data: bytes, name: str, tz: str) -> tuple[pl.DataFrame, lis
             )
         )
     out = out.with_columns(pl.col("invalid_reason").is_null().alias("is_valid"))
-    return out, ([f"{name}: columns not in TIDES {table} ignored: {', '.join(unknown)}"] if unknown else [])
+    return trip_id_once(out), (
+        [f"{name}: columns not in TIDES {table} ignored: {', '.join(unknown)}"] if unknown else []
+    )

@@ -154,8 +154,8 @@ def _with_a_terminus_tie(lake: Path) -> tuple[str, str]:
     ordered = visits.filter("is_valid").sort("vehicle_id", "actual_arrival_time", "trip_stop_sequence")
     change = ordered.with_columns(
         (pl.col("vehicle_id") == pl.col("vehicle_id").shift(-1)).alias("same_vehicle"),
-        (pl.col("trip_id_performed") != pl.col("trip_id_performed").shift(-1)).alias("trip_ends"),
-        pl.col("trip_id_performed").shift(-1).alias("next_trip"),
+        (pl.col("trip_id") != pl.col("trip_id").shift(-1)).alias("trip_ends"),
+        pl.col("trip_id").shift(-1).alias("next_trip"),
         pl.col("source_row").shift(-1).alias("next_row"),
     ).filter("same_vehicle" & pl.col("trip_ends") & (pl.col("actual_arrival_time").dt.hour() == 8))
     end = change.row(0, named=True)

@@ -61,7 +61,7 @@ def test_an_apc_vendor_with_its_own_layout_encoding_times_and_codes(tmp_path, mo
     staged = ingested(settings, "apcvendor", "passenger_events").sort("source_row")
     boardings = staged.filter(pl.col("event_type") == "boarding")
     assert boardings["stop_id"].to_list() == ["1239", "1240", "1241"]
-    assert set(staged["trip_id_performed"]) == {"RLA:T1"} and set(staged["vehicle_id"]) == {"290"}
+    assert set(staged["trip_id"]) == {"RLA:T1"} and set(staged["vehicle_id"]) == {"290"}
     # 27000 s after the start of 2026-03-30 (local noon - 12 h, CEST): 07:30 local, 05:30 UTC
     assert boardings["event_timestamp"].to_list()[:2] == [
         datetime(2026, 3, 30, 5, 30, tzinfo=UTC),

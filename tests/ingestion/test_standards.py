@@ -131,7 +131,7 @@ def test_siri_vm_soap_of_nice() -> None:
     row = v.row(0, named=True)
     assert row["vehicle_id"] == "RLA290" and row["event_timestamp"] == utc(2021, 8, 2, 6, 50, 27, 733000)
     assert round(row["longitude"], 4) == 7.2762 and round(row["latitude"], 4) == 43.7035  # Lambert-93 → WGS84
-    assert row["heading"] == 287.0 and row["trip_id_performed"] == "RLA_Bus:VehicleJourney::2978464:LOC"
+    assert row["heading"] == 287.0 and row["trip_id"] == "RLA_Bus:VehicleJourney::2978464:LOC"
     p = siri.observed_passages(docs, "Europe/Paris")
     call = p.row(0, named=True)
     assert p.height == 1 and call["stop_id"] == "RLA_Bus:StopPoint:BP:PASTO8:LOC" and call["stop_sequence"] == 6
@@ -294,7 +294,7 @@ def test_tides_vehicle_locations_of_metro_transit_with_pre_1_0_names() -> None:
     assert frame["vehicle_id"].n_unique() == 391
     assert frame["service_date"].unique().to_list() == [date(2022, 9, 20)]  # "date" read as service_date
     assert frame["event_timestamp"].min() == utc(2022, 9, 20, 7, 59, 37, 527000)
-    assert frame["trip_id_performed"].null_count() == 1_000 and frame["trip_stop_sequence"].null_count() == 1_000
+    assert frame["trip_id"].null_count() == 1_000 and frame["trip_stop_sequence"].null_count() == 1_000
 
 
 def test_tides_refuses_a_table_without_its_required_columns() -> None:
@@ -362,7 +362,7 @@ def test_gtfs_rt_passages_land_as_stop_visits_with_the_gtfs_schedule() -> None:
     assert row["is_valid"] and row["route_short_name"] == "110X"
     # 08:00:30 after the service day start (noon - 12 h, MDT) of 2024-03-12
     assert row["schedule_departure_time"] == utc(2024, 3, 12, 14, 0, 30)
-    others = staged.filter(pl.col("trip_id_performed") != first["trip_id"])
+    others = staged.filter(pl.col("trip_id") != first["trip_id"])
     assert not others["is_valid"].any()
     assert others["invalid_reason"].str.contains("not in GTFS version v1|only predicted|skipped").all()
 

@@ -12,7 +12,7 @@ pivoted as (
     select
         operator,
         cast(service_date as date) as service_date,
-        trip_id_performed as trip_id,
+        trip_id,
         trip_stop_sequence as stop_sequence,
         any_value(stop_id) as stop_id,
         any_value(vehicle_id) as vehicle_id,

@@ -8,7 +8,7 @@ renamed as (
         cast(service_date as date) as service_date,
         source_sha256,
         source_row,
-        trip_id_performed as trip_id,
+        trip_id,
         route_short_name,
         direction_id,
         trip_stop_sequence as stop_sequence,

@@ -7,7 +7,7 @@ renamed as (
         operator,
         cast(service_date as date) as service_date,
         source_sha256,
-        trip_id_performed as trip_id,
+        trip_id,
         route_short_name,
         direction_id,
         vehicle_id,
