@@ -39,6 +39,14 @@ GOALS = {
 }
 
 
+#: the loads of :func:`devtools.evaluate.floors`: as estimated, then with one input swapped for the truth
+FLOOR_VARIANTS = {
+    "estimated": "as estimated",
+    "true_boardings": "with true boardings",
+    "true_alightings": "with true alightings",
+}
+
+
 def _met(name: str, value: float) -> bool:
     limit, op = GOALS[name]
     return value >= limit if op == ">=" else (abs(value) <= limit if op == "abs<=" else value <= limit)
@@ -175,8 +183,21 @@ def render(results: list[tuple[str, dict[str, float]]], machine: str, minutes: f
     lines += [
         "",
         "Figures in bold miss their goal; docs/transit_method.md says why and what each method step gives.",
-        END,
+        "",
+        "**How far each part of the method is from what the data allows** (issue #31; "
+        "`devtools.evaluate.floors`): the same figures with the method's boardings swapped for the truth's "
+        "(sent downstream by the method's own shares), and with its alightings swapped for the truth's "
+        "(scaled to the method's boardings on each trip). Cells are keyed by the truth's day type and time "
+        "band, so that only the loads differ.",
+        "",
+        "| figure | loads | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
+    for f in ("load_profile_wape", "load_wape_per_stop_visit", "peak_load_per_trip_wape"):
+        for variant, label in FLOOR_VARIANTS.items():
+            cells = [f"{r[f'{variant}_{f}']:.4f}" if f"{variant}_{f}" in r else "—" for _, r in results]
+            lines.append(f"| {f} | {label} | " + " | ".join(cells) + " |")
+    lines.append(END)
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,10 @@ Figures (each printed as ``name: value``):
   and boardings of the stop visit), and ``peak_load_per_trip_wape`` — each trip's highest load;
 * ``alighting_stop_accuracy`` and ``alighting_within_one_stop`` — share of inferred alightings
   at the true alighting stop, or at most one stop away along the trip (needs the
-  pseudonymisation key, to link cards to the truth's journeys).
+  pseudonymisation key, to link cards to the truth's journeys);
+* the floors (:func:`floors`): ``<loads>_load_profile_wape``, ``<loads>_load_wape_per_stop_visit``
+  and ``<loads>_peak_load_per_trip_wape`` for the loads ``estimated`` (the method as is),
+  ``true_boardings`` and ``true_alightings`` (one input of the method swapped for the truth).
 """
 
 from __future__ import annotations
@@ -55,6 +58,100 @@ def _wape(estimate: pl.Series, truth: pl.Series) -> float:
     """Weighted absolute percentage error: sum |estimate - truth| / sum truth."""
     total = float(truth.sum())
     return float((estimate - truth).abs().sum() / total) if total else 0.0
+
+
+#: the method's loads with one input swapped for the simulator's truth (:func:`floors`)
+FLOOR_LOADS = {
+    # the true boardings of each visit, sent downstream as the method sends its own: the flows'
+    # shares (int_od_flows), even over the stops downstream where it had none; on a trip that
+    # uses its counter's alightings, those, scaled to the true boardings
+    "true_boardings": """
+        with shares as (
+            select
+                service_date, trip_id, board_position, alight_position,
+                passengers / sum(passengers) over (partition by service_date, trip_id, board_position) as share
+            from int_od_flows
+        ),
+        downstream as (
+            select b.service_date, b.trip_id, b.stop_position as board_position, a.stop_position as alight_position,
+                b.b_true * coalesce(s.share, case when max(s.share) over board is null
+                    then 1.0 / count(*) over board end) as passengers
+            from v as b
+            inner join v as a
+                on a.service_date = b.service_date and a.trip_id = b.trip_id and a.stop_position > b.stop_position
+            left join shares as s
+                on s.service_date = b.service_date and s.trip_id = b.trip_id
+                    and s.board_position = b.stop_position and s.alight_position = a.stop_position
+            window board as (partition by b.service_date, b.trip_id, b.stop_position)
+        ),
+        offs as (
+            select service_date, trip_id, alight_position as stop_position, sum(passengers) as a_flow
+            from downstream group by all
+        ),
+        chosen as (
+            select v.*,
+                case when v.alightings_method = 'apc'
+                    then v.a_est * sum(v.b_true) over trip / nullif(sum(v.b_est) over trip, 0)
+                    else coalesce(offs.a_flow, 0) end as a_variant,
+                v.b_true as b_variant
+            from v left join offs using (service_date, trip_id, stop_position)
+            window trip as (partition by v.service_date, v.trip_id)
+        )
+        select *, sum(b_variant - coalesce(a_variant, 0)) over (
+            partition by service_date, trip_id order by stop_position) as load_variant
+        from chosen
+    """,
+    # the method's boardings, and the true alightings scaled to them on each trip (ons = offs)
+    "true_alightings": """
+        select *, sum(b_variant - a_variant) over (
+            partition by service_date, trip_id order by stop_position) as load_variant
+        from (
+            select v.*, v.b_est as b_variant,
+                coalesce(v.a_true * sum(v.b_est) over trip / nullif(sum(v.a_true) over trip, 0), 0) as a_variant
+            from v
+            window trip as (partition by v.service_date, v.trip_id)
+        )
+    """,
+}
+
+
+def floors(con: duckdb.DuckDBPyConnection, truth_visits: pl.DataFrame, keys: list[str]) -> dict[str, float]:
+    """How far each part of the load method is from what the data allows (issue #31): the cell,
+    per-visit and trip-peak errors of the loads the method gives with *perfect boardings* (the
+    truth's, sent downstream by the method's shares) and with *perfect alightings* (the truth's,
+    scaled to the method's boardings on each trip), on the visits the marts saw. ``estimated`` is
+    the method as is, on the same footing (cells keyed by the truth's day type and time band, so
+    that only the loads differ). A figure far below the method's says that input is where its
+    error comes from; close to it, that the error is elsewhere."""
+    con.register("truth_visits", truth_visits.to_arrow())
+    con.sql(
+        """
+        create or replace temp table v as
+        select f.service_date, f.trip_id, f.stop_sequence, f.stop_position, f.alightings_method,
+            f.boardings_estimated as b_est, f.alightings_estimated as a_est, f.load_estimated,
+            coalesce(t.boardings, 0)::double as b_true, coalesce(t.alightings, 0)::double as a_true
+        from fct_stop_visit_loads as f
+        left join truth_visits as t
+            on t.service_date = f.service_date and t.trip_id = f.trip_id
+                and t.stop_sequence::bigint = f.stop_sequence::bigint
+        """
+    )
+    variants = {"estimated": "select *, load_estimated as load_variant from v"} | FLOOR_LOADS
+    out: dict[str, float] = {}
+    for name, sql in variants.items():
+        est = con.sql(f"select service_date, trip_id, stop_sequence, load_variant from ({sql})").pl()
+        visits = truth_visits.join(
+            est.with_columns(pl.col("stop_sequence").cast(truth_visits["stop_sequence"].dtype)),
+            on=["service_date", "trip_id", "stop_sequence"],
+            how="left",
+        ).with_columns(pl.col("load_variant").fill_null(0.0))
+        cells = visits.group_by(keys).agg(pl.col("load_variant").mean(), pl.col("load").mean())
+        peaks = visits.group_by("service_date", "trip_id").agg(pl.col("load_variant").max(), pl.col("load").max())
+        out[f"{name}_load_profile_wape"] = _wape(cells["load_variant"], cells["load"])
+        out[f"{name}_load_wape_per_stop_visit"] = _wape(visits["load_variant"], visits["load"])
+        out[f"{name}_peak_load_per_trip_wape"] = _wape(peaks["load_variant"], peaks["load"])
+    con.unregister("truth_visits")
+    return out
 
 
 def evaluate(
@@ -148,6 +245,16 @@ def evaluate(
     figures["boardings_wape_per_stop_visit"] = _wape(visits["boardings_estimated"], visits["boardings"])
     peaks = visits.group_by("service_date", "trip_id").agg(pl.col("load_estimated").max(), pl.col("load").max())
     figures["peak_load_per_trip_wape"] = _wape(peaks["load_estimated"], peaks["load"])
+    truth_visits = (
+        served.join(trip_start, on=["service_date", "trip_id"])
+        .join(day_types, on="service_date")
+        .with_columns(
+            _time_band(pl.col("start").dt.convert_time_zone(tz).dt.hour()).alias("time_band"),
+            pl.col("service_date").dt.truncate("1mo").alias("month"),
+        )
+        .select(*keys, "service_date", "trip_id", "boardings", "alightings", "load")
+    )
+    figures.update(floors(con, truth_visits, keys))
 
     settings = Settings()
     key = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None

@@ -121,6 +121,10 @@ def test_accuracy_against_truth(built, pipeline, monkeypatch) -> None:
     assert 0 < figures["load_wape_per_stop_visit"] < 0.25 and 0 < figures["boardings_wape_per_stop_visit"] < 0.3
     assert 0 < figures["peak_load_per_trip_wape"] < 0.2
     assert figures["alighting_stop_accuracy"] < figures["alighting_within_one_stop"] <= 1
+    # the floors (issue #31): the method as is, on their footing, gives the figures above
+    for f in ("load_wape_per_stop_visit", "peak_load_per_trip_wape", "load_profile_wape"):
+        assert figures[f"estimated_{f}"] == pytest.approx(figures[f], rel=0.05, abs=0.005), f
+        assert 0 <= figures[f"true_boardings_{f}"] and 0 <= figures[f"true_alightings_{f}"]
 
 
 def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkeypatch) -> None:
