@@ -12,7 +12,7 @@ import duckdb
 import pytest
 import yaml
 
-from citylake.build.dbt import DBT_PROJECT, with_city_vars
+from citylake.build.dbt import DBT_PROJECT, city_vars, with_city_vars
 from citylake.core.calendar_fr import day_info
 from citylake.core.city import HOLIDAY_CALENDARS, City, Deadline, load_city
 from citylake.core.errors import ConfigError
@@ -80,10 +80,11 @@ def test_every_dbt_call_gets_the_citys_vars_and_dbt_project_has_none() -> None:
     Paris): the vars come from the City on every call, merged into any --vars given."""
     project = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))
     city = City(timezone="Indian/Reunion", school_zone="B", holidays="reunion")
-    assert not set(city.dbt_vars()) & set(project["vars"])
+    assert not set(city_vars(city)) & set(project["vars"])
+    assert set(city.dbt_vars()) < set(city_vars(city))  # and the freshness its contracts' deadlines give
     args = with_city_vars(["build", "--vars", json.dumps({"service_dates": ["2026-03-30"]})], city)
-    assert json.loads(args[2]) == {"service_dates": ["2026-03-30"], **city.dbt_vars()}
-    assert with_city_vars(["docs", "generate"], city)[-2:] == ["--vars", json.dumps(city.dbt_vars())]
+    assert json.loads(args[2]) == {"service_dates": ["2026-03-30"], **city_vars(city)}
+    assert with_city_vars(["docs", "generate"], city)[-2:] == ["--vars", json.dumps(city_vars(city))]
     profile = (DBT_PROJECT / "profiles.yml").read_text(encoding="utf-8")
     assert "env_var('CITYLAKE_TIMEZONE')" in profile  # DuckDB's session zone: the city's, no default
 

@@ -150,20 +150,7 @@ def test_nightly_refresh_publishes_night_after_night(two_days, tmp_path, monkeyp
         (date(2026, 3, 30),),
         (date(2026, 3, 31),),
     ]
-    loads = q("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all")
-
-    def same(a, b):  # same rows, same figures; float sums in parallel may differ in their last bits
-        return [r[:3] for r in a] == [r[:3] for r in b] and max(
-            abs(x[3] - y[3]) for x, y in zip(a, b, strict=True)
-        ) < 1e-6
-
-    # clearing and re-running the night recomputes the same figures
-    run = dag.test(logical_date=pendulum.datetime(2026, 4, 1, 6, 30, tz="Europe/Paris"))
-    assert run.state == "failed"  # parking is still refused
-    assert same(
-        q("select service_date, trip_id, stop_sequence, load_estimated from fct_stop_visit_loads order by all"), loads
-    )
-    assert len(registry(storage)) == 3
+    assert len(registry(storage)) == 2
 
     # no secret in what the tasks printed or logged (the pseudonym key is this lake's only secret)
     out, err = capfd.readouterr()
