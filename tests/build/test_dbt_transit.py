@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -15,6 +14,7 @@ from citylake.build.groups import load_manifest, mart_groups
 from citylake.core.settings import Settings
 from devtools.evaluate import evaluate
 from ingestion.run import ingest
+from tests.support.warehouse import q
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "dbt-test-pseudonym-key-0123456789"
@@ -50,14 +50,6 @@ def built(pipeline, tmp_path_factory) -> Path:
         return result.warehouse
     finally:
         mp.undo()
-
-
-def q(warehouse: Path, sql: str) -> pl.DataFrame:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.sql(sql).pl()
-    finally:
-        con.close()
 
 
 def test_build_runs_every_model_test_and_unit_test(built, pipeline) -> None:

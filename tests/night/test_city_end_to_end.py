@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -19,6 +18,7 @@ from devtools import SAMPLE_NETWORK
 from devtools.evaluate import evaluate
 from devtools.simulator.run import SimulationConfig, simulate
 from tests.conftest import PSEUDONYM_KEY
+from tests.support.warehouse import q
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,14 +54,6 @@ def _nightly_dag():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.nightly_refresh()
-
-
-def _q(warehouse: Path, sql: str) -> pl.DataFrame:
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return con.sql(sql).pl()
-    finally:
-        con.close()
 
 
 @pytest.mark.slow
@@ -109,9 +101,9 @@ def test_a_city_gets_its_clock_calendar_and_figures_through_the_dag(place, tmp_p
     # the day's type: the city's calendar, not Paris zone C's
     assert day_info(place.day, town.school_zone, town.holidays).label == place.day_type
     assert day_info(place.day, "C").label == place.paris_day_type != place.day_type
-    calendar = _q(warehouse, f"select day_type from dim_calendar where service_date = '{place.day}'")
+    calendar = q(warehouse, f"select day_type from dim_calendar where service_date = '{place.day}'")
     assert calendar["day_type"].to_list() == [place.day_type]
-    profiled = _q(warehouse, "select distinct day_type from mart_bus_load_profile")["day_type"].to_list()
+    profiled = q(warehouse, "select distinct day_type from mart_bus_load_profile")["day_type"].to_list()
     assert profiled == [place.day_type]
 
     # the load profile against the simulator's truth, on the city's clock and calendar, and not
@@ -126,14 +118,14 @@ def test_a_city_gets_its_clock_calendar_and_figures_through_the_dag(place, tmp_p
     truth = pl.read_parquet(tmp_path / "drop" / "truth" / "parking_occupancy" / "**" / "*.parquet")
     local_days = truth["observed_at"].dt.convert_time_zone(town.timezone).dt.date().unique().to_list()
     assert local_days == [place.day]
-    daily = _q(warehouse, "select facility_id, service_date, entries from mart_parking_occupancy_daily")
+    daily = q(warehouse, "select facility_id, service_date, entries from mart_parking_occupancy_daily")
     assert daily["service_date"].unique().to_list() == [place.day]
     expected = truth.group_by("facility_id").agg(pl.col("entries").sum()).sort("facility_id")
     assert daily.select("facility_id", "entries").sort("facility_id").to_dicts() == expected.to_dicts()
 
     # the fleet's peak hour (08:00 local): vehicles immobilised then, as the simulator had them
     fleet_truth = pl.read_parquet(tmp_path / "drop" / "truth" / "vehicle_days" / "**" / "*.parquet")
-    fleet = _q(warehouse, "select service_date, fleet_size, immobilised_at_peak from mart_fleet_availability_daily")
+    fleet = q(warehouse, "select service_date, fleet_size, immobilised_at_peak from mart_fleet_availability_daily")
     assert fleet.to_dicts() == [
         {
             "service_date": place.day,
@@ -144,7 +136,7 @@ def test_a_city_gets_its_clock_calendar_and_figures_through_the_dag(place, tmp_p
 
     # the contract: every daily delivery came before its deadline on the city's clock (on Paris's,
     # a file delivered at 05:00 in Fort-de-France is six hours late)
-    status = _q(warehouse, "select distinct delivery_status from int_delivery_compliance_daily")
+    status = q(warehouse, "select distinct delivery_status from int_delivery_compliance_daily")
     assert status["delivery_status"].to_list() == ["on_time"]
-    kpi = _q(warehouse, "select value from mart_contract_kpis where operator = 'bus' and kpi_code = 'DATA_DELIVERY'")
+    kpi = q(warehouse, "select value from mart_contract_kpis where operator = 'bus' and kpi_code = 'DATA_DELIVERY'")
     assert kpi["value"].to_list() == [1.0]
