@@ -105,6 +105,9 @@ def query(storage, settings, sql: str, as_of: str | None = None):
     return con.sql(sql).fetchall()
 
 
+# On S3 only, the production backend (MinIO): the file backend runs the same night in the DAG
+# test (tests/night/test_dags.py) and is killed at each of its writes in tests/reliability.
+@pytest.mark.parametrize("lake_settings", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
 def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
     drops, lake_settings, lake, tmp_path, monkeypatch, reliability
 ) -> None:
@@ -276,6 +279,9 @@ def crash_runner(env: dict, log: Path) -> Iterator[Callable[[str], int]]:
             proc.wait(timeout=60)
 
 
+# On S3 only, the production backend (MinIO): the file backend runs the same night in the DAG
+# test (tests/night/test_dags.py) and is killed at each of its writes in tests/reliability.
+@pytest.mark.parametrize("lake_settings", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
 def test_a_crash_at_any_step_never_exposes_a_mix(drops, first_night, lake_settings, tmp_path, monkeypatch) -> None:
     settings, first = after_first_night(first_night, tmp_path, monkeypatch)
     storage = open_storage(settings)
@@ -289,9 +295,10 @@ def test_a_crash_at_any_step_never_exposes_a_mix(drops, first_night, lake_settin
     env = {k: v for k, v in os.environ.items() if k.startswith("CITYLAKE_")}
     seen = []
     with crash_runner(env, tmp_path / "crashes.log") as crash:
-        # every step on the filesystem; on S3 the table commits, the registry and the pointer (before
-        # them the gate writes single small objects, whose put is atomic on both backends)
-        steps = STEPS if not settings.lake_uri.startswith("s3://") else ("promoting", "registered", "published")
+        # the table commits, the registry and the pointer (before them the gate writes single small
+        # objects, whose put is atomic; every write of the gate is a kill point in tests/reliability)
+        assert settings.lake_uri.startswith("s3://")
+        steps = ("promoting", "registered", "published")
         for step in steps:
             rc = crash(step)
             assert rc == 137, f"the run was not killed at {step}: exit code {rc}, {tmp_path / 'crashes.log'}"
