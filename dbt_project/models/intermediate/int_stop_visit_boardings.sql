@@ -2,8 +2,8 @@
 
 -- Method step 3 (methods_and_kpis.md §1.4): boardings at each stop visit. On APC-equipped
 -- trips, the corrected APC count (the trip's validations a floor for its total). Elsewhere,
--- validations / validation rate, the rate being measured on the same day's APC-equipped trips
--- of the same line, direction and time band, else line and direction, else line, else network,
+-- validations / validation rate, the rate being measured on the same day's surveyed and
+-- APC-equipped trips of the same line, direction and time band, else line and direction, else line, else network,
 -- each only on enough counted trips with a narrow enough interval (see rates below), clamped to
 -- [min_validation_rate, max_validation_rate]: this corrects for fraud and riders who do not
 -- validate, which validations alone cannot see. APC counters miss passengers: their counts are
@@ -168,7 +168,7 @@ joined as (
             and visits.route_short_name = calibration_ci.route_short_name
 ),
 
--- validation rate = validations / corrected APC boardings on the day's equipped trips, at the
+-- validation rate = validations / counted boardings on the day's surveyed and equipped trips, at the
 -- most detailed level that rests on enough of them (issue #31): line x direction x time band,
 -- then line x direction, then line, each taken only with at least validation_rate_min_trips
 -- counted trips and a 95 % interval no wider than +/- validation_rate_max_halfwidth -- the APC
@@ -177,7 +177,37 @@ joined as (
 -- worse: -8.1 % boardings against -4.5 % on the Finistère ferries). A band of three counted trips
 -- once gave 0.49 and doubled a trip's 182 validations while its line had plenty. The counted trips
 -- are the sampled units of a ratio estimator (Cochran 1977, 6.9).
+-- The surveyors' counts are units too, and the better ones (issue #31): a surveyed trip's
+-- boardings are counted by hand at the stops surveyed (a surveyor misses about 1 %, a counter
+-- several; §1.5), so a trip both surveyed and counted is a unit by its survey, and the rate no
+-- longer rests on the counters' under-count alone where no calibration corrects it yet.
+surveyed as (
+    select
+        service_date,
+        trip_id,
+        stop_sequence,
+        sum(boardings)::double as manual_boardings
+    from {{ ref('stg_survey__manual_counts') }}
+    where is_valid and {{ service_date_filter() }}
+    group by all
+),
+
 rate_units as (
+    select
+        joined.service_date,
+        joined.route_short_name,
+        joined.direction_id,
+        joined.time_band,
+        joined.trip_id,
+        sum(joined.validations)::double as v,
+        sum(surveyed.manual_boardings) as b
+    from joined
+    inner join surveyed
+        on joined.service_date = surveyed.service_date
+            and joined.trip_id = surveyed.trip_id
+            and joined.stop_sequence = surveyed.stop_sequence
+    group by all
+    union all
     select
         service_date,
         route_short_name,
@@ -187,7 +217,12 @@ rate_units as (
         sum(validations)::double as v,
         sum(apc_boardings_corrected)::double as b
     from joined
-    where has_apc
+    where
+        has_apc
+        and not exists (
+            select 1 from surveyed
+            where surveyed.service_date = joined.service_date and surveyed.trip_id = joined.trip_id
+        )
     group by all
 ),
 
