@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -74,6 +75,7 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
         **{f"CITYLAKE_STAGED_{name.upper()}": _optional_staged(storage, name) for name in OPTIONAL_STAGED},
         "CITYLAKE_TIMEZONE": settings.timezone,
         "CITYLAKE_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+        "CITYLAKE_DUCKDB_MAX_TEMP": settings.duckdb_max_temp or temp_budget(warehouse),
         "DBT_PROFILES_DIR": str(DBT_PROJECT),
     }
     if isinstance(storage, S3Storage):
@@ -88,6 +90,14 @@ def dbt_env(settings: Settings, storage: LakeStorage, warehouse: Path) -> dict[s
             }
         )
     return env
+
+
+def temp_budget(warehouse: Path) -> str:
+    """A quarter of the free space of the disk the warehouse (and DuckDB's temp folder beside it)
+    is on, as DuckDB reads a size: what a build may spill before it fails (issue #32: three metro
+    days once spilled 60 GB and filled the disk, and the night's other steps with it)."""
+    folder = warehouse.parent if warehouse.parent.exists() else Path.cwd()
+    return f"{shutil.disk_usage(folder).free // 4 // 10**6}MB"
 
 
 #: Staged datasets a lake may not have (a feed not every city receives): read from an empty file

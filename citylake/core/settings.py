@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = None
     duckdb_threads: int = Field(default=2, ge=1)
     duckdb_memory_limit: str = "8GB"
+    duckdb_max_temp: str | None = Field(
+        default=None,
+        description=(
+            "The most a dbt build may spill to disk (DuckDB's max_temp_directory_size, e.g. 20GB); by default "
+            "a quarter of the free space of the warehouse's disk when the build starts, so that a query that "
+            "spills fails in its own right instead of filling the disk (DuckDB's own default is 90 %)."
+        ),
+    )
     raw_personal_retention_days: int = Field(
         default=90,
         ge=1,

@@ -166,3 +166,43 @@ def test_the_nights_leave_dbt_unit_tests_to_make_test(file_settings, monkeypatch
     dbt.build(file_settings, unit_tests=True)
     skip = ["--exclude-resource-type", "unit_test"]
     assert [any(args[i : i + 2] == skip for i in range(len(args))) for args in calls] == [True, True, False]
+
+
+def test_a_build_may_spill_a_quarter_of_the_free_disk_and_no_more(tmp_path, monkeypatch) -> None:
+    """Issue #32: three metro days once spilled 60 GB and filled the disk. Every dbt call gets a
+    temp budget (a quarter of the free disk under the warehouse, or CITYLAKE_DUCKDB_MAX_TEMP), the
+    profile has no fallback to DuckDB's 90 %, and DuckDB stops a query at it with an error."""
+    import shutil
+
+    import yaml
+
+    from citylake.build.dbt import DBT_PROJECT, dbt_env
+    from citylake.core.settings import Settings
+    from citylake.core.storage import open_storage
+
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.delenv("CITYLAKE_DUCKDB_MAX_TEMP", raising=False)
+    settings = Settings()
+    env = dbt_env(settings, open_storage(settings), tmp_path / "warehouse.duckdb")
+    budget = int(env["CITYLAKE_DUCKDB_MAX_TEMP"].removesuffix("MB")) * 10**6
+    assert budget == pytest.approx(shutil.disk_usage(tmp_path).free / 4, rel=0.01)
+    monkeypatch.setenv("CITYLAKE_DUCKDB_MAX_TEMP", "3GB")
+    settings = Settings()
+    assert dbt_env(settings, open_storage(settings), tmp_path / "w.duckdb")["CITYLAKE_DUCKDB_MAX_TEMP"] == "3GB"
+    profile = yaml.safe_load((DBT_PROJECT / "profiles.yml").read_text(encoding="utf-8"))
+    assert profile["citylake"]["outputs"]["local"]["settings"]["max_temp_directory_size"] == (
+        "{{ env_var('CITYLAKE_DUCKDB_MAX_TEMP') }}"
+    )
+    # dbt-duckdb applies the profile's settings as SET on the live connection, which is what
+    # reaches DuckDB's buffer manager (given at open, DuckDB 1.5 echoes the value but enforces its
+    # 90 % default): a query that would spill past the budget fails, naming the setting
+    con = duckdb.connect(config={"memory_limit": "64MB", "threads": 1})
+    con.sql(f"set temp_directory = '{tmp_path / 'spill'}'")
+    con.sql("set max_temp_directory_size = '1MB'")
+    sort = (
+        "copy (select i, hash(i) as h, md5(i::varchar) || md5((i + 1)::varchar) as s from range(5000000) as t (i)"
+        f" order by h) to '{tmp_path / 'sorted.parquet'}'"
+    )
+    with pytest.raises(duckdb.OutOfMemoryException, match="max_temp_directory_size"):
+        con.sql(sort)
+    con.close()
