@@ -60,7 +60,7 @@ test: install browser
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/lint-imports
-	$(BIN)/sqlfluff lint $(SQL_DIRS)
+	$(BIN)/sqlfluff lint --processes 2 $(SQL_DIRS)
 	@set +e; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -68,7 +68,7 @@ lint: install
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
 	$(BIN)/lint-imports
-	$(BIN)/sqlfluff lint $(SQL_DIRS)
+	$(BIN)/sqlfluff lint --processes 2 $(SQL_DIRS)
 
 bench: install
 	$(BIN)/python -m devtools.bench
