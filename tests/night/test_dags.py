@@ -168,8 +168,9 @@ def test_dbt_groups_build_every_node_exactly_once(monkeypatch) -> None:
     from citylake.core.settings import Settings
     from ingestion import registry
 
-    city = Settings().city  # dbt itself, called here without citylake: the city's vars and zone given
+    city = Settings().city  # dbt itself, called here without citylake: the city's vars, zone and temp budget given
     monkeypatch.setenv("CITYLAKE_TIMEZONE", city.timezone)
+    monkeypatch.setenv("CITYLAKE_DUCKDB_MAX_TEMP", "1GB")
 
     manifest = load_manifest()
     selections = build_selections(manifest)
