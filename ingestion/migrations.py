@@ -10,10 +10,8 @@ again. ``citylake lake migrate`` runs them under the nightly lock.
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -48,10 +46,8 @@ def migrate_staged(storage: LakeStorage) -> Migrated:
         names = pq.read_schema(io.BytesIO(data)).names
         if not any(c in names for c in TRIP_COLUMNS):
             continue
-        frame = trip_id_once(pl.read_parquet(io.BytesIO(data)))
-        with tempfile.TemporaryDirectory(prefix="citylake-migrate-") as tmp:
-            path = Path(tmp) / "part.parquet"
-            frame.write_parquet(path, compression="zstd")
-            storage.put_file(k, path, overwrite=True)
+        migrated = io.BytesIO()
+        trip_id_once(pl.read_parquet(io.BytesIO(data))).write_parquet(migrated, compression="zstd")
+        storage.put_bytes(k, migrated.getvalue(), overwrite=True)  # atomic, as every lake write
         rewritten.append(k)
     return Migrated(seen=seen, rewritten=tuple(rewritten))

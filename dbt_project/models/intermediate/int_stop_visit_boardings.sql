@@ -65,13 +65,7 @@ calibration_pairs as (
         count(*) as trips,
         sum(manual_boardings)::double / nullif(sum(apc_boardings), 0) as ratio,
         sum(manual_alightings)::double / nullif(sum(apc_alightings), 0) as ratio_alightings,
-        sqrt(
-            list_sum(list_transform(
-                list({ 'x': apc_boardings, 'y': manual_boardings }),
-                u -> (u.y - sum(manual_boardings)::double / nullif(sum(apc_boardings), 0) * u.x) ^ 2
-            ))
-            / nullif(count(*) * (count(*) - 1), 0)
-        ) / nullif(avg(apc_boardings), 0) as se
+        {{ ratio_se('manual_boardings', 'apc_boardings') }} as se
 {%- endset %}
 calibration_line as (
     select
@@ -241,10 +235,7 @@ rate_units_trip as (
 {% set rate_columns %}
         count(distinct trip_id) as trips,
         sum(v) / nullif(sum(b), 0) as rate,
-        1.96 * sqrt(
-            list_sum(list_transform(list({ 'x': b, 'y': v }), u -> (u.y - sum(v) / nullif(sum(b), 0) * u.x) ^ 2))
-            / nullif(count(*) * (count(*) - 1), 0)
-        ) / nullif(avg(b), 0) as halfwidth
+        1.96 * {{ ratio_se('v', 'b') }} as halfwidth
 {%- endset %}
 rate_band as (
     select
