@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import date as date_
 from pathlib import Path
 
-from citylake.core.errors import CitylakeError
+from citylake.core.errors import CitylakeError, ConfigError
 
 log = logging.getLogger("citylake")
 
@@ -433,15 +433,37 @@ def _print_night(night, dates: str, storage) -> int:
     return 0 if night.ok else 1
 
 
+def _range_args(args: argparse.Namespace, command: str) -> None:
+    if args.resume and (args.first or args.last):
+        raise ConfigError(f"{command} --resume takes the interrupted run's dates: give no --from/--to with it")
+    if not args.resume and not (args.first and args.last):
+        raise ConfigError(f"{command}: give --from and --to (or --resume)")
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
-    """A range of service dates in one pass: ingest, one build, one audit, one publication."""
+    """A range of service dates: ingest, build in batches, one audit, one publication."""
     from citylake.core.storage import open_storage
     from citylake.night.steps import backfill
 
+    _range_args(args, "backfill")
     settings = _settings()
     with StepProgress() as progress:
-        night = backfill(settings, args.first, args.last, progress=progress)
-    return _print_night(night, f"{len(night.service_dates)} from {args.first} to {args.last}", open_storage(settings))
+        night = backfill(settings, args.first, args.last, progress=progress, resume=args.resume)
+    first, last = night.range
+    return _print_night(night, f"{len(night.service_dates)} from {first} to {last}", open_storage(settings))
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Recompute a past range from what is staged, in batches; one audit, one publication."""
+    from citylake.core.storage import open_storage
+    from citylake.night.steps import rebuild
+
+    _range_args(args, "rebuild")
+    settings = _settings()
+    with StepProgress() as progress:
+        night = rebuild(settings, args.first, args.last, group=args.group, resume=args.resume, progress=progress)
+    first, last = night.range
+    return _print_night(night, f"{len(night.service_dates)} from {first} to {last} (rebuilt)", open_storage(settings))
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -761,10 +783,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_utc, help="only files delivered by this time (replay a night)")
     p.add_argument("--full-refresh", action="store_true")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("backfill", help="ingest, build and publish a range of service dates in one pass")
-    p.add_argument("--from", dest="first", type=_date.fromisoformat, required=True, help="first service date")
-    p.add_argument("--to", dest="last", type=_date.fromisoformat, required=True, help="last service date")
+    p = sub.add_parser(
+        "backfill",
+        help="ingest a range of service dates, build it in batches under CITYLAKE_BATCH_MEMORY, publish once",
+    )
+    p.add_argument("--from", dest="first", type=_date.fromisoformat, help="first service date")
+    p.add_argument("--to", dest="last", type=_date.fromisoformat, help="last service date")
+    p.add_argument("--resume", action="store_true", help="go on with the interrupted backfill")
     p.set_defaults(func=cmd_backfill)
+    p = sub.add_parser(
+        "rebuild",
+        help="recompute a past range's marts from what is staged (no ingestion), in batches; publish once",
+    )
+    p.add_argument("--from", dest="first", type=_date.fromisoformat, help="first service date")
+    p.add_argument("--to", dest="last", type=_date.fromisoformat, help="last service date")
+    p.add_argument("--group", help="only this publication group's models (transit, parking, maintenance, contract…)")
+    p.add_argument("--resume", action="store_true", help="go on with the interrupted rebuild")
+    p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("freshness", help="age of the newest staged day of each dated feed vs the contracts' deadlines")
     p.set_defaults(func=cmd_freshness)
     p = sub.add_parser("publish", help="audit the warehouse and publish the groups that pass")

@@ -191,6 +191,25 @@ def city_vars(city: City) -> dict:
     return {**city.dbt_vars(), "freshness": freshness_thresholds(city.timezone)}
 
 
+def rules_version(settings: Settings) -> str:
+    """A fingerprint of every rule a build applies besides the code: the city's dbt vars, the
+    project's vars (method parameters), its seeds (contract targets, holidays) and the city's
+    folder (city.yaml, operators.yaml, contracts/), else the packaged operators and contracts.
+    A publication's registry record carries it beside the code version (issue #32): two
+    publications of the same dates with different fingerprints were computed under different rules."""
+    import hashlib
+
+    from ingestion import registry
+
+    digest = hashlib.sha256(json.dumps(city_vars(settings.city), sort_keys=True, default=str).encode())
+    folder = Path(settings.config_dir) if settings.config_dir else Path(registry.__file__).parent
+    files = [DBT_PROJECT / "dbt_project.yml", *sorted((DBT_PROJECT / "seeds").glob("*.csv"))]
+    files += sorted(p for p in folder.rglob("*.y*ml") if p.is_file())
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def with_city_vars(args: Sequence[str], city: City) -> list[str]:
     """``args`` with the city's dbt vars (:func:`city_vars`) in ``--vars``: every dbt call gets
     them from :class:`~citylake.core.city.City` and the contracts, none is read from

@@ -94,3 +94,18 @@ def lake_lock(storage: LakeStorage, name: str, owner: str, ttl: timedelta = time
                 storage.delete(k)
         except LakeObjectNotFound:
             pass
+
+
+def renew_lock(storage: LakeStorage, name: str, held: dict, ttl: timedelta = timedelta(hours=6)) -> None:
+    """Push the expiry of a lock this run holds (``held``, what :func:`lake_lock` yielded) ``ttl``
+    from now: a backfill that runs for days renews it after each batch, so that no other run takes
+    it over as expired. A lock taken over meanwhile raises :class:`LockHeld`."""
+    k = key(Zone.CONTROL, "locks", filename=f"{name}.json")
+    try:
+        current = storage.get_json(k)
+    except LakeObjectNotFound:
+        current = {}
+    if current.get("owner_token") != held["owner_token"]:
+        raise LockHeld(f"{k} is no longer this run's: {current.get('owner', 'nobody')} holds it")
+    held["expires_at"] = (datetime.now(UTC) + ttl).isoformat()
+    storage.put_json(k, held, overwrite=True)

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
             "spills fails in its own right instead of filling the disk (DuckDB's own default is 90 %)."
         ),
     )
+    batch_memory: str | None = Field(
+        default=None,
+        description=(
+            "The memory one batch of a backfill or a rebuild may take (e.g. 6GiB): a batch holds as many "
+            "dates as their staged rows allow at the measured cost per row (citylake.night.batches); by "
+            "default a quarter of the machine's memory."
+        ),
+    )
     raw_personal_retention_days: int = Field(
         default=90,
         ge=1,

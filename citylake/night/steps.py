@@ -29,9 +29,10 @@ from typing import Any
 
 from citylake.build.dbt import build, staged_dates, warehouse_path
 from citylake.core.errors import ConfigError, TransientError
-from citylake.core.lock import lake_lock
+from citylake.core.lock import lake_lock, renew_lock
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, open_storage
+from citylake.night import batches
 from citylake.night.notify import notify
 from citylake.publish.gate import GateResult, read_pending, run_gate
 from ingestion import manifest, registry
@@ -188,8 +189,13 @@ def build_marts(
         full_refresh=plan.get("full_refresh", False),
         select=select,
         storage=storage,
-        # rows are sorted by period only when several dates are written (see in_period_order)
-        extra_vars={"publication_id": publication_id, "several_dates": len(plan["dates"]) != 1},
+        # rows are sorted by period only when several dates are written (see in_period_order);
+        # a batch of a backfill builds its dates only, even into an empty warehouse (batches.py)
+        extra_vars={
+            "publication_id": publication_id,
+            "several_dates": len(plan["dates"]) != 1,
+            "batch_dates_only": plan.get("batch_dates_only", False),
+        },
         indirect_selection="empty" if group else None,
     )
     built = [d.isoformat() for d in (wanted or staged_dates(storage))]
@@ -244,7 +250,7 @@ def month_to_date_reports(
 
 
 def _audit_and_publish(
-    settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any]
+    settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any], record_extra: dict | None = None
 ) -> tuple[GateResult, list[str], str | None, str | None]:
     """Gate, then what a publication writes besides its marts: the month-to-date contract reports
     and the docs site. Return the gate, the reports' keys, their errors (one text) and the site's key."""
@@ -257,6 +263,7 @@ def _audit_and_publish(
         built["results"],
         inputs=staged_inputs(storage, dates),
         settings=settings,
+        record_extra=record_extra,
     )
     reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
     docs, docs_error = docs_site(settings, storage, gate, Path(built["warehouse"]))
@@ -344,6 +351,7 @@ class NightResult:
     contract_reports: list[str] = field(default_factory=list)
     report_error: str | None = None
     docs_site: str | None = None  # the key of the publication's docs page
+    range: tuple[date, date] | None = None  # a backfill's or a rebuild's first and last dates
 
     @property
     def ok(self) -> bool:
@@ -426,30 +434,173 @@ def night_after(service_date: date, tz: str) -> datetime:
     return datetime.combine(service_date + timedelta(days=1), registry.night_time(tz), ZoneInfo(tz))
 
 
-def backfill(settings: Settings, first: date, last: date, progress: Progress | None = None) -> NightResult:
-    """Ingest, build and publish a range of service dates in one pass, as delivered by the night
-    after the last one: one ingestion per date (registers always), one dbt build of the range, one
-    audit and one publication. Its published marts equal those of the nights run one by one."""
+def backfill(
+    settings: Settings,
+    first: date | None = None,
+    last: date | None = None,
+    progress: Progress | None = None,
+    *,
+    resume: bool = False,
+) -> NightResult:
+    """Ingest, build and publish a range of service dates, as delivered by the night after the
+    last one: one ingestion per date (registers always), the dbt build in batches of dates sized
+    by the rows they hold under the memory budget (:mod:`citylake.night.batches`), one audit and
+    one publication when every batch is built. Its published marts equal those of the nights run
+    one by one. ``resume``: go on with the backfill that was interrupted, from its first batch not
+    built (its ingestion runs again and lands only what is missing)."""
     from datetime import timedelta
 
+    storage = open_storage(settings)
+    state = batches.unfinished(storage, "backfill") if resume else None
+    if state:
+        first, last = date.fromisoformat(state["first"]), date.fromisoformat(state["last"])
+    if first is None or last is None:
+        raise ConfigError("backfill: give --from and --to, or --resume")
     if last < first:
         raise ConfigError(f"backfill from {first} to {last}: the first date is after the last")
-    storage = open_storage(settings)
-    run_id = new_run_id()
-    result = NightResult(run_id)
+    run_id = state["run_id"] if state else new_run_id()
+    result = NightResult(run_id, range=(first, last))
     as_of = night_after(last, settings.timezone)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     progress = progress or _silent
-    with lake_lock(storage, LOCK, owner=run_id):
+    with lake_lock(storage, LOCK, owner=run_id) as held:
         reports = []
         for i, day in enumerate(days, 1):
             progress(f"ingest: {day} ({i}/{len(days)})")
             reports.append(ingest(settings, service_date=day, as_of=as_of))
         result.ingest = IngestReport(run_id, [f for r in reports for f in r.feeds])
-        changed = set().union(*(changed_dates(r) for r in reports))
-        dates = sorted({d.isoformat() for d in changed | set(days)})
-        _build_publish_notify(settings, storage, result, dates, progress=progress)
+        if state is None:
+            changed = set().union(*(changed_dates(r) for r in reports))
+            pending = {date.fromisoformat(d) for ds in read_pending(storage).values() for d in ds}
+            state = _plan_state(settings, storage, "backfill", first, last, changed | set(days) | pending, run_id)
+        _build_batches_and_publish(settings, storage, result, state, held, progress=progress)
     return result
+
+
+def rebuild(
+    settings: Settings,
+    first: date | None = None,
+    last: date | None = None,
+    *,
+    group: str | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> NightResult:
+    """Recompute the marts of a past range from what is staged, without ingesting: after a change
+    of method, of contract rule or of reference data. The same batches as a backfill, one
+    publication at the end, whose registry record says it is a rebuild of that range, under which
+    code and rules (``code_version``, ``rules_version``). ``group``: only that publication group's
+    models. Later dates keep what they were built with: rebuild up to the last date for a change
+    that reaches them (a look-back window: card history, calibration)."""
+    from citylake.build.groups import build_selections, load_manifest
+
+    storage = open_storage(settings)
+    state = batches.unfinished(storage, "rebuild") if resume else None
+    if state:
+        first, last, group = date.fromisoformat(state["first"]), date.fromisoformat(state["last"]), state["group"]
+    if first is None or last is None:
+        raise ConfigError("rebuild: give --from and --to, or --resume")
+    if last < first:
+        raise ConfigError(f"rebuild from {first} to {last}: the first date is after the last")
+    if not warehouse_path(settings).exists():
+        raise ConfigError(
+            f"rebuild: no warehouse at {warehouse_path(settings)} to rebuild into; "
+            "build the history first (`citylake backfill` or `citylake build`)"
+        )
+    if group is not None:
+        groups = build_selections(load_manifest(settings))
+        if group not in groups:
+            known = ", ".join(sorted(groups))
+            raise ConfigError(f"rebuild --group {group}: no such publication group (groups: {known})")
+    run_id = state["run_id"] if state else new_run_id()
+    result = NightResult(run_id, range=(first, last))
+    progress = progress or _silent
+    with lake_lock(storage, LOCK, owner=run_id) as held:
+        if state is None:
+            dates = {d for d in batches.staged_rows(storage) if first <= d <= last}
+            if not dates:
+                raise ConfigError(f"rebuild: nothing staged from {first} to {last}")
+            state = _plan_state(settings, storage, "rebuild", first, last, dates, run_id, group=group)
+        _build_batches_and_publish(settings, storage, result, state, held, progress=progress)
+    return result
+
+
+def _plan_state(
+    settings: Settings,
+    storage: LakeStorage,
+    kind: str,
+    first: date,
+    last: date,
+    dates: set[date],
+    run_id: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Cut the dates into batches under the memory budget and record the plan in the lake."""
+    budget = batches.memory_budget(settings)
+    rows = batches.staged_rows(storage, sorted(dates))
+    # a date with nothing staged has nothing to build (a range may start before the data)
+    planned = batches.plan_batches([d for d in dates if rows.get(d, 0) > 0], rows, batches.rows_per_batch(budget))
+    if not planned:
+        raise ConfigError(f"{kind} from {first} to {last}: nothing is staged for these dates")
+    state = batches.new_state(kind, first, last, planned, run_id=run_id, budget_bytes=budget, **extra)
+    batches.write_state(storage, state)
+    log.info("%s of %d date(s) in %d batch(es) under %d MiB", kind, len(dates), len(planned), budget // 2**20)
+    return state
+
+
+def _build_batches_and_publish(
+    settings: Settings,
+    storage: LakeStorage,
+    result: NightResult,
+    state: dict[str, Any],
+    held: dict,
+    progress: Progress,
+) -> None:
+    """Build each batch not yet built, record it, then one audit and one publication of every date.
+
+    A batch whose build fails stops the run: the gate then refuses what it could not build (the
+    last good publication stays) and the state stays unfinished, for ``--resume``."""
+    group = state.get("group")
+    selections = {}
+    if group:
+        from citylake.build.groups import build_selections, load_manifest
+
+        selections = build_selections(load_manifest(settings))
+    builds = []
+    planned = state["batches"]
+    for i, batch in enumerate(planned):
+        if i in state["built"]:
+            continue
+        progress(f"build: batch {i + 1}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
+        plan = {"first_build": False, "dates": batch, "selections": selections, "batch_dates_only": True}
+        built = build_marts(settings, plan, group=group, publication_id=result.run_id)
+        builds.append(built)
+        if not built["success"]:
+            break
+        state["built"] = sorted({*state["built"], i})
+        batches.write_state(storage, state)
+        renew_lock(storage, LOCK, held)
+    done = set(state["built"]) == set(range(len(planned)))
+    all_dates = sorted({d for b in planned for d in b})
+    built = merge_builds(builds) if builds else {"success": True, "results": [], "counts": {}}
+    built = {**built, "warehouse": str(warehouse_path(settings)), "service_dates": all_dates}
+    result.build_ok = done and built["success"]
+    result.service_dates = [date.fromisoformat(d) for d in all_dates]
+    progress("audit, publish, reports and docs")
+    extra = {"kind": state["kind"], "range": [state["first"], state["last"]], "batches": len(planned)}
+    if state.get("group"):
+        extra["group"] = state["group"]
+    result.gate, result.contract_reports, result.report_error, result.docs_site = _audit_and_publish(
+        settings, storage, result.run_id, built, record_extra=extra
+    )
+    if done:
+        batches.write_state(storage, {**state, "finished": True, "publication_id": result.gate.publication_id})
+    if not result.ok:
+        published = outcome(storage, result.gate, result.contract_reports, result.report_error, result.docs_site)
+        ingest_errors = result.ingest.errors() if result.ingest else []
+        result.notified = notify_outcome(
+            settings, {"errors": ingest_errors}, {**published, "build_ok": result.build_ok}
+        )
 
 
 def publish_only(settings: Settings, service_date: date | None = None) -> GateResult:

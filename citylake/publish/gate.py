@@ -34,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 
+from citylake.build.dbt import rules_version
 from citylake.build.groups import group_marts, load_manifest, mart_groups, mart_periods, node_groups
 from citylake.core.duck import copy_to_lake
 from citylake.core.errors import LakeObjectNotFound
@@ -299,8 +300,11 @@ def run_gate(
     suites: list | None = None,
     manifest: dict | None = None,
     settings: Settings | None = None,
+    record_extra: dict | None = None,
 ) -> GateResult:
     """Audit the candidate and publish every group that passed; return what happened.
+
+    ``record_extra`` goes into the registry record as is (a rebuild says what it rebuilt).
 
     Which mart and which dbt node belong to which group is read from dbt's manifest."""
     publication_id = run_id
@@ -384,6 +388,8 @@ def run_gate(
         "created_at": now.isoformat(),
         "service_dates": sorted(d.isoformat() for d in service_dates),
         "code_version": code_version(),
+        "rules_version": rules_version(settings),
+        **(record_extra or {}),
         "groups_published": passed,
         "groups_refused": refused,
         "warnings": result.warnings,

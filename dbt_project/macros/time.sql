@@ -20,9 +20,10 @@
 
 {% macro service_date_filter(column='service_date') -%}
     {#- Restrict an incremental run to the service dates being (re)computed; a first build or a
-        full refresh (and a unit test) takes every date. -#}
+        full refresh (and a unit test) takes every date, unless it is the first batch of a
+        backfill (var batch_dates_only: the tables start with that batch's dates, issue #32). -#}
     {%- set dates = var('service_dates', []) -%}
-    {%- if is_incremental() and dates and dates | length > 0 -%}
+    {%- if (is_incremental() or var('batch_dates_only', false)) and dates and dates | length > 0 -%}
         {{ column }} in ({% for d in dates %}date '{{ d }}'{% if not loop.last %}, {% endif %}{% endfor %})
     {%- else -%}
         true
@@ -34,7 +35,7 @@
         monthly mart rebuilds a whole month from every day of it. Written as date ranges so that
         DuckDB skips the row groups of other months instead of scanning the whole history. -#}
     {%- set dates = var('service_dates', []) -%}
-    {%- if is_incremental() and dates and dates | length > 0 -%}
+    {%- if (is_incremental() or var('batch_dates_only', false)) and dates and dates | length > 0 -%}
         {%- set months = [] -%}
         {%- for d in dates | sort -%}{%- if d[:7] not in months -%}{%- do months.append(d[:7]) -%}{%- endif -%}{%- endfor -%}
         ({% for m in months -%}

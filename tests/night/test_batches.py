@@ -1,0 +1,116 @@
+"""Backfills and rebuilds in batches (issue #32): the plan, the budget, kill and resume, rebuild."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from citylake import cli
+from citylake.core.errors import ConfigError
+from citylake.core.settings import Settings
+from citylake.core.storage import open_storage
+from citylake.night import batches
+from citylake.publish.reader import current, registry
+from devtools.compare import compare_publications
+from tests.conftest import PSEUDONYM_KEY
+
+START = date(2026, 1, 1)
+
+
+@given(
+    rows=st.lists(st.integers(min_value=0, max_value=1_000), min_size=0, max_size=40),
+    max_rows=st.integers(min_value=1, max_value=3_000),
+)
+def test_batches_cover_the_dates_in_order_under_the_bound(rows: list[int], max_rows: int) -> None:
+    """Every date once, in order, consecutive dates per batch; a batch passes the bound only as a
+    single date that alone passes it; and no batch could have taken the next batch's first date."""
+    dates = [START + timedelta(days=i) for i in range(len(rows))]
+    per_date = dict(zip(dates, rows, strict=True))
+    planned = batches.plan_batches(reversed(dates), per_date, max_rows)
+    assert [d for b in planned for d in b] == dates
+    for i, b in enumerate(planned):
+        held = sum(per_date[d] for d in b)
+        assert held <= max_rows or len(b) == 1
+        if i + 1 < len(planned):
+            assert held + per_date[planned[i + 1][0]] > max_rows
+
+
+def test_batch_budget_reads_sizes_as_people_write_them() -> None:
+    assert batches.parse_size("6GiB") == 6 * 1024**3
+    assert batches.parse_size("500 MB") == 500 * 10**6
+    assert batches.parse_size("1073741824") == 1024**3
+    with pytest.raises(ConfigError, match="CITYLAKE_BATCH_MEMORY='lots': not a size"):
+        batches.parse_size("lots")
+    # a budget below what a build costs before its first row still builds a date at a time
+    assert batches.rows_per_batch(1) == 1
+    assert batches.rows_per_batch(batches.FIXED_BYTES + 10 * batches.BYTES_PER_ROW) == 10
+
+
+class Killed(Exception):
+    """Stands for the process dying between two lake writes."""
+
+
+def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
+    lake_after_nights, tmp_path, monkeypatch, capsys
+) -> None:
+    """A backfill in one-date batches (a budget too small for two) is killed right after its first
+    batch is recorded; nothing is published. ``--resume`` builds the second batch only and
+    publishes once: the marts equal the nights run one by one. Then a rebuild of the range from
+    what is staged publishes the same marts again, with a record saying what it was."""
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", lake_after_nights.drop.as_uri())
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")
+    storage = open_storage(Settings())
+
+    write_state = batches.write_state
+
+    def die_after_the_first_batch(storage_, state):
+        write_state(storage_, state)
+        if state["built"] == [0]:
+            raise Killed
+
+    monkeypatch.setattr(batches, "write_state", die_after_the_first_batch)
+    with pytest.raises(Killed):
+        cli.main(["backfill", "--from", "2026-03-29", "--to", "2026-03-31"])
+    state = batches.read_state(storage)
+    assert state["kind"] == "backfill" and not state["finished"]
+    assert state["batches"] == [["2026-03-30"], ["2026-03-31"]] and state["built"] == [0]
+    assert registry(storage) == []  # nothing published before every batch is built
+
+    monkeypatch.setattr(batches, "write_state", write_state)
+    assert cli.main(["backfill", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "built service dates: 2 from 2026-03-29 to 2026-03-31 (dbt ok)" in out, out
+    assert batches.read_state(storage)["finished"]
+    records = registry(storage)
+    assert len(records) == 1 and records[0]["kind"] == "backfill" and records[0]["batches"] == 2
+    nights = open_storage(lake_after_nights.settings())
+    counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
+    assert diffs == [] and counts["fct_stop_visit_loads"] > 10_000 and counts["mart_contract_kpis"] > 0
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        from citylake.night.steps import backfill
+
+        backfill(Settings(), resume=True)
+
+    # a rebuild of the range from what is staged: the same marts, a record that says so
+    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "8GiB")  # both dates in one batch
+    assert cli.main(["rebuild", "--from", "2026-03-30", "--to", "2026-03-31"]) == 0
+    assert "built service dates: 2 from 2026-03-30 to 2026-03-31 (rebuilt)" in capsys.readouterr().out
+    records = registry(storage)
+    assert len(records) == 2
+    rebuilt = records[-1]
+    assert rebuilt["kind"] == "rebuild" and rebuilt["range"] == ["2026-03-30", "2026-03-31"]
+    assert rebuilt["code_version"] and rebuilt["rules_version"] == records[0]["rules_version"]
+    counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
+    assert diffs == []
+    state = batches.read_state(storage)
+    assert state["kind"] == "rebuild" and state["batches"] == [["2026-03-30", "2026-03-31"]] and state["finished"]
+    assert cli.main(["rebuild", "--from", "2026-03-30", "--to", "2026-03-31", "--group", "nowhere"]) == 1
+    assert "no such publication group" in capsys.readouterr().err
+    assert cli.main(["rebuild", "--resume", "--from", "2026-03-30"]) == 1
+    assert "give no --from/--to with it" in capsys.readouterr().err
