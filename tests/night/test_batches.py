@@ -1,4 +1,6 @@
-"""Backfills and rebuilds in batches (issue #32): the plan, the budget, kill and resume, rebuild."""
+"""Backfills and rebuilds in batches (issue #32): the plan, the budget, kill and resume, rebuild.
+
+A range of days, backfilled, publishes what the nights, one by one, published."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from citylake import cli
 from citylake.core.errors import ConfigError
 from citylake.core.settings import Settings
 from citylake.core.storage import open_storage
-from citylake.night import batches
+from citylake.night import batches, steps
+from citylake.night.steps import backfill
 from citylake.publish.reader import current, registry
 from devtools.compare import compare_publications
 from tests.conftest import PSEUDONYM_KEY
@@ -54,17 +57,23 @@ class Killed(Exception):
 
 
 def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
-    lake_after_nights, tmp_path, monkeypatch, capsys
+    lake_after_nights, tmp_path, monkeypatch, capsys, reliability
 ) -> None:
     """A backfill in one-date batches (a budget too small for two) is killed right after its first
-    batch is recorded; nothing is published. ``--resume`` builds the second batch only and
-    publishes once: the marts equal the nights run one by one. Then a rebuild of the range from
-    what is staged publishes the same marts again, with a record saying what it was."""
+    batch is recorded, then, resumed, inside its second batch; nothing is published meanwhile.
+    ``--resume`` builds the second batch again and publishes once: the marts equal the nights run
+    one by one. From the day before the first: the nights also saw the hostile files dated that
+    day (tests/support/hostile.py), quarantined, which the contract KPIs' lineage names. Then a
+    rebuild of the range from what is staged publishes the same marts again, with a record saying
+    what it was."""
     monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
     monkeypatch.setenv("CITYLAKE_DROP_ROOT", lake_after_nights.drop.as_uri())
     monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
     monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")
+    # the reports and the docs site are the nights' tests' (tests/conftest.py lake_after_nights)
+    monkeypatch.setenv("CITYLAKE_REPORT_PDF", "never")
+    monkeypatch.setenv("CITYLAKE_DOCS_SITE", "false")
     storage = open_storage(Settings())
 
     write_state = batches.write_state
@@ -82,7 +91,21 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert state["batches"] == [["2026-03-30"], ["2026-03-31"]] and state["built"] == [0]
     assert registry(storage) == []  # nothing published before every batch is built
 
+    # killed again inside the second batch: its upstream models written, the rest not
     monkeypatch.setattr(batches, "write_state", write_state)
+    build_marts = steps.build_marts
+
+    def die_inside_the_batch(settings, plan, group=None, publication_id="x"):
+        half = {**plan, "selections": {"half": ["+int_journey_stages_chained"]}}
+        assert build_marts(settings, half, group="half", publication_id=publication_id)["success"]
+        raise Killed
+
+    monkeypatch.setattr(steps, "build_marts", die_inside_the_batch)
+    with pytest.raises(Killed):
+        cli.main(["backfill", "--resume"])
+    assert batches.read_state(storage)["built"] == [0] and registry(storage) == []
+
+    monkeypatch.setattr(steps, "build_marts", build_marts)
     assert cli.main(["backfill", "--resume"]) == 0
     out = capsys.readouterr().out
     assert "built service dates: 2 from 2026-03-29 to 2026-03-31 (dbt ok)" in out, out
@@ -92,10 +115,19 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     nights = open_storage(lake_after_nights.settings())
     counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
     assert diffs == [] and counts["fct_stop_visit_loads"] > 10_000 and counts["mart_contract_kpis"] > 0
+    reliability(
+        "kill_backfill",
+        2,
+        2,
+        0,
+        "killed after a batch was recorded, then inside the next (its upstream models built): nothing "
+        "published meanwhile; `citylake backfill --resume` builds the batches not recorded and publishes "
+        "once: the marts equal the nights run one by one, row by row",
+    )
     with pytest.raises(ConfigError, match="nothing to resume"):
-        from citylake.night.steps import backfill
-
         backfill(Settings(), resume=True)
+    with pytest.raises(ConfigError, match="the first date is after the last"):
+        backfill(Settings(), date(2026, 3, 31), date(2026, 3, 30))
 
     # a rebuild of the range from what is staged: the same marts, a record that says so
     monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "8GiB")  # both dates in one batch
