@@ -127,3 +127,15 @@ def unfinished(storage: LakeStorage, kind: str) -> dict[str, Any]:
             f"resume it with `citylake {state['kind']} --resume`"
         )
     return state
+
+
+def refuse_if_interrupted(storage: LakeStorage) -> None:
+    """A new backfill or rebuild may not start over an interrupted one: its batches built but not
+    published would be published with the new run's, under another run's name."""
+    state = read_state(storage)
+    if state and not state.get("finished"):
+        raise ConfigError(
+            f"a {state['kind']} from {state['first']} to {state['last']} was interrupted "
+            f"({len(state['built'])} of {len(state['batches'])} batches built, {STATE}): "
+            f"finish it first with `citylake {state['kind']} --resume`"
+        )

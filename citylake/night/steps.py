@@ -402,13 +402,28 @@ def _build_publish_notify(
     full_refresh: bool = False,
     progress: Progress | None = None,
 ) -> None:
-    """The in-process tail of a night or a backfill: one dbt build, the gate, the reports, and a
-    notification when anything failed; fills ``result``."""
+    """The in-process tail of a night: the dbt build, the gate, the reports, and a notification
+    when anything failed; fills ``result``. A night that finds several days delivered (after
+    missed nights) builds them in batches under the memory budget, as a backfill does
+    (:mod:`citylake.night.batches`), and publishes once."""
     progress = progress or _silent
     plan = plan_build(settings, dates, full_refresh=full_refresh, selections=False)
-    scope = "every staged date" if plan["first_build"] else f"{len(plan['dates'])} date(s)"
-    progress(f"build: dbt, {scope}")
-    built = build_marts(settings, plan, publication_id=result.run_id)
+    if plan["first_build"] or len(plan["dates"]) == 1:
+        scope = "every staged date" if plan["first_build"] else "1 date"
+        progress(f"build: dbt, {scope}")
+        built = build_marts(settings, plan, publication_id=result.run_id)
+    else:
+        wanted = [date.fromisoformat(d) for d in plan["dates"]]
+        rows = batches.staged_rows(storage, wanted)
+        planned = batches.plan_batches(wanted, rows, batches.rows_per_batch(batches.memory_budget(settings)))
+        builds = []
+        for i, batch in enumerate(planned, 1):
+            progress(f"build: dbt, batch {i}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
+            batch_plan = {**plan, "dates": [d.isoformat() for d in batch]}
+            builds.append(build_marts(settings, batch_plan, publication_id=result.run_id))
+            if not builds[-1]["success"]:
+                break
+        built = {**merge_builds(builds), "service_dates": plan["dates"]}
     result.build_ok = built["success"]
     result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
     progress("audit, publish, reports and docs")
@@ -451,6 +466,8 @@ def backfill(
     from datetime import timedelta
 
     storage = open_storage(settings)
+    if not resume:
+        batches.refuse_if_interrupted(storage)
     state = batches.unfinished(storage, "backfill") if resume else None
     if state:
         first, last = date.fromisoformat(state["first"]), date.fromisoformat(state["last"])
@@ -495,6 +512,8 @@ def rebuild(
     from citylake.build.groups import build_selections, load_manifest
 
     storage = open_storage(settings)
+    if not resume:
+        batches.refuse_if_interrupted(storage)
     state = batches.unfinished(storage, "rebuild") if resume else None
     if state:
         first, last, group = date.fromisoformat(state["first"]), date.fromisoformat(state["last"]), state["group"]

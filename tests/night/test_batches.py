@@ -91,6 +91,9 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert state["batches"] == [["2026-03-30"], ["2026-03-31"]] and state["built"] == [0]
     assert registry(storage) == []  # nothing published before every batch is built
 
+    with pytest.raises(ConfigError, match="was interrupted .1 of 2 batches built.*citylake backfill --resume"):
+        backfill(Settings(), date(2026, 3, 30), date(2026, 3, 31))
+
     # killed again inside the second batch: its upstream models written, the rest not
     monkeypatch.setattr(batches, "write_state", write_state)
     build_marts = steps.build_marts
