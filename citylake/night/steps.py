@@ -195,6 +195,7 @@ def build_marts(
             "publication_id": publication_id,
             "several_dates": len(plan["dates"]) != 1,
             "batch_dates_only": plan.get("batch_dates_only", False),
+            "first_build": plan["first_build"],
         },
         indirect_selection="empty" if group else None,
     )

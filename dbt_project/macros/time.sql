@@ -60,3 +60,16 @@
 order by {{ column }}
     {%- endif -%}
 {%- endmacro %}
+
+{% macro analyze_after_a_large_build() -%}
+    {#- ANALYZE the model just built when the build created it or wrote several dates (a first
+        build, a backfill's batch, a full build): a table created in the process has no
+        distinct-value statistics until analysed, and the next models' join orders depend on
+        them (issue #32). Not on a night of one date: ANALYZE reads the whole table, a cost that
+        grows with the history. Renders nothing otherwise (dbt skips an empty hook). -#}
+    {%- set dates = var('service_dates', []) -%}
+    {%- if var('first_build', false) or var('batch_dates_only', false)
+        or var('several_dates', not dates or dates | length > 1) -%}
+        analyze {{ this }}
+    {%- endif -%}
+{%- endmacro %}
