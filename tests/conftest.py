@@ -293,7 +293,7 @@ RELIABILITY_ROWS = {
     "kill_ingest": "process killed at a random lake write during ingestion, then rerun",
     "kill_gate": "process killed at a random lake write during the gate and publication, then rerun",
     "kill_dbt": "process SIGKILLed at a random moment of the dbt build, then rerun",
-    "kill_backfill": "a backfill killed at a batch boundary and inside a batch, then resumed",
+    "kill_backfill": "a backfill killed inside a batch, the batch before it recorded, then resumed",
     "s3_5xx": "S3 answers 503 SlowDown to the first attempt of every request",
     "s3_slow": "S3 answers slowly (0.3 s added to every request)",
     "s3_restart": "S3 server stopped and restarted in the middle of a run",

@@ -463,7 +463,7 @@ def backfill(
     by the rows they hold under the memory budget (:mod:`citylake.night.batches`), one audit and
     one publication when every batch is built. Its published marts equal those of the nights run
     one by one. ``resume``: go on with the backfill that was interrupted, from its first batch not
-    built (its ingestion runs again and lands only what is missing)."""
+    built (its ingestion was done before its plan was recorded)."""
     from datetime import timedelta
 
     storage = open_storage(settings)
@@ -482,12 +482,14 @@ def backfill(
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     progress = progress or _silent
     with lake_lock(storage, LOCK, owner=run_id) as held:
-        reports = []
-        for i, day in enumerate(days, 1):
-            progress(f"ingest: {day} ({i}/{len(days)})")
-            reports.append(ingest(settings, service_date=day, as_of=as_of))
-        result.ingest = IngestReport(run_id, [f for r in reports for f in r.feeds])
         if state is None:
+            # a plan is recorded only once every date is ingested: a resumed run goes straight to
+            # its batches (a run killed while ingesting has no plan, and is run again from the start)
+            reports = []
+            for i, day in enumerate(days, 1):
+                progress(f"ingest: {day} ({i}/{len(days)})")
+                reports.append(ingest(settings, service_date=day, as_of=as_of))
+            result.ingest = IngestReport(run_id, [f for r in reports for f in r.feeds])
             changed = set().union(*(changed_dates(r) for r in reports))
             pending = {date.fromisoformat(d) for ds in read_pending(storage).values() for d in ds}
             state = _plan_state(settings, storage, "backfill", first, last, changed | set(days) | pending, run_id)
