@@ -19,14 +19,8 @@ with visits as (
 ),
 
 validations as (
-    select
-        service_date,
-        trip_id,
-        board_position as stop_position,
-        count(*) as validations
-    from {{ ref('int_fare_transactions_located') }}
-    where is_located and not is_duplicate and {{ service_date_filter() }}
-    group by all
+    -- depends_on: {{ ref('int_fare_transactions_located') }}
+    {{ validations_per_stop_visit() }}
 ),
 
 surveyed as (
