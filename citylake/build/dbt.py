@@ -203,10 +203,11 @@ def rules_version(settings: Settings) -> str:
 
     digest = hashlib.sha256(json.dumps(city_vars(settings.city), sort_keys=True, default=str).encode())
     folder = Path(settings.config_dir) if settings.config_dir else Path(registry.__file__).parent
-    files = [DBT_PROJECT / "dbt_project.yml", *sorted((DBT_PROJECT / "seeds").glob("*.csv"))]
-    files += sorted(p for p in folder.rglob("*.y*ml") if p.is_file())
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    project = [DBT_PROJECT / "dbt_project.yml", *sorted((DBT_PROJECT / "seeds").glob("*.csv"))]
+    files = [(DBT_PROJECT, p) for p in project]
+    files += [(folder, p) for p in sorted(folder.rglob("*.y*ml")) if p.is_file()]
+    for root, path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

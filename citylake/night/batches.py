@@ -93,7 +93,7 @@ def staged_rows(storage: LakeStorage, dates: Sequence[date] | None = None) -> di
 
 
 def new_state(
-    kind: str, first: date, last: date, batches: list[list[date]], *, run_id: str, **extra: Any
+    kind: str, first: date, last: date, batches: list[list[str]], *, run_id: str, **extra: Any
 ) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -101,7 +101,7 @@ def new_state(
         "first": first.isoformat(),
         "last": last.isoformat(),
         "started_at": datetime.now(UTC).isoformat(),
-        "batches": [[d.isoformat() for d in b] for b in batches],
+        "batches": [list(b) for b in batches],  # ISO dates
         "built": [],
         "finished": False,
         **extra,

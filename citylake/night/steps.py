@@ -21,7 +21,7 @@ configuration fault :class:`ConfigError` (fails at once, saying what to fix).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -414,16 +414,8 @@ def _build_publish_notify(
         progress(f"build: dbt, {scope}")
         built = build_marts(settings, plan, publication_id=result.run_id)
     else:
-        wanted = [date.fromisoformat(d) for d in plan["dates"]]
-        rows = batches.staged_rows(storage, wanted)
-        planned = batches.plan_batches(wanted, rows, batches.rows_per_batch(batches.memory_budget(settings)))
-        builds = []
-        for i, batch in enumerate(planned, 1):
-            progress(f"build: dbt, batch {i}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
-            batch_plan = {**plan, "dates": [d.isoformat() for d in batch]}
-            builds.append(build_marts(settings, batch_plan, publication_id=result.run_id))
-            if not builds[-1]["success"]:
-                break
+        planned = _plan_batches(settings, storage, [date.fromisoformat(d) for d in plan["dates"]])
+        builds = _build_in_batches(settings, plan, planned, result.run_id, progress)
         built = {**merge_builds(builds), "service_dates": plan["dates"]}
     result.build_ok = built["success"]
     result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
@@ -431,12 +423,55 @@ def _build_publish_notify(
     result.gate, result.contract_reports, result.report_error, result.docs_site = _audit_and_publish(
         settings, storage, result.run_id, built
     )
+    _notify_if_failed(settings, storage, result)
+
+
+def _notify_if_failed(settings: Settings, storage: LakeStorage, result: NightResult) -> None:
+    """Tell people when a night, a backfill or a rebuild did not publish everything."""
     if not result.ok:
         published = outcome(storage, result.gate, result.contract_reports, result.report_error, result.docs_site)
         ingest_errors = result.ingest.errors() if result.ingest else []
         result.notified = notify_outcome(
             settings, {"errors": ingest_errors}, {**published, "build_ok": result.build_ok}
         )
+
+
+def _plan_batches(
+    settings: Settings, storage: LakeStorage, dates: list[date], *, staged_only: bool = False
+) -> list[list[str]]:
+    """The dates cut into batches of staged rows under the memory budget (:mod:`batches`), as ISO
+    dates; ``staged_only``: leave out the dates with nothing staged."""
+    rows = batches.staged_rows(storage, sorted(dates))
+    if staged_only:
+        dates = [d for d in dates if rows.get(d, 0) > 0]
+    planned = batches.plan_batches(dates, rows, batches.rows_per_batch(batches.memory_budget(settings)))
+    return [[d.isoformat() for d in b] for b in planned]
+
+
+def _build_in_batches(
+    settings: Settings,
+    plan: dict[str, Any],
+    planned: list[list[str]],
+    publication_id: str,
+    progress: Progress,
+    *,
+    group: str | None = None,
+    built: Sequence[int] = (),
+    after_batch: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Build each planned batch not in ``built``, in order, with ``plan``'s other keys; stop at the
+    first that fails. ``after_batch(i)`` is told when batch ``i`` is built."""
+    builds = []
+    for i, batch in enumerate(planned):
+        if i in built:
+            continue
+        progress(f"build: batch {i + 1}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
+        builds.append(build_marts(settings, {**plan, "dates": batch}, group=group, publication_id=publication_id))
+        if not builds[-1]["success"]:
+            break
+        if after_batch:
+            after_batch(i)
+    return builds
 
 
 def night_after(service_date: date, tz: str) -> datetime:
@@ -558,12 +593,11 @@ def _plan_state(
     **extra: Any,
 ) -> dict[str, Any]:
     """Cut the dates into batches under the memory budget and record the plan in the lake."""
-    budget = batches.memory_budget(settings)
-    rows = batches.staged_rows(storage, sorted(dates))
     # a date with nothing staged has nothing to build (a range may start before the data)
-    planned = batches.plan_batches([d for d in dates if rows.get(d, 0) > 0], rows, batches.rows_per_batch(budget))
+    planned = _plan_batches(settings, storage, sorted(dates), staged_only=True)
     if not planned:
         raise ConfigError(f"{kind} from {first} to {last}: nothing is staged for these dates")
+    budget = batches.memory_budget(settings)
     state = batches.new_state(kind, first, last, planned, run_id=run_id, budget_bytes=budget, **extra)
     batches.write_state(storage, state)
     log.info("%s of %d date(s) in %d batch(es) under %d MiB", kind, len(dates), len(planned), budget // 2**20)
@@ -588,20 +622,17 @@ def _build_batches_and_publish(
         from citylake.build.groups import build_selections, load_manifest
 
         selections = build_selections(load_manifest(settings))
-    builds = []
     planned = state["batches"]
-    for i, batch in enumerate(planned):
-        if i in state["built"]:
-            continue
-        progress(f"build: batch {i + 1}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
-        plan = {"first_build": False, "dates": batch, "selections": selections, "batch_dates_only": True}
-        built = build_marts(settings, plan, group=group, publication_id=result.run_id)
-        builds.append(built)
-        if not built["success"]:
-            break
+
+    def record(i: int) -> None:
         state["built"] = sorted({*state["built"], i})
         batches.write_state(storage, state)
         renew_lock(storage, LOCK, held)
+
+    plan = {"first_build": False, "selections": selections, "batch_dates_only": True}
+    builds = _build_in_batches(
+        settings, plan, planned, result.run_id, progress, group=group, built=list(state["built"]), after_batch=record
+    )
     done = set(state["built"]) == set(range(len(planned)))
     all_dates = sorted({d for b in planned for d in b})
     built = merge_builds(builds) if builds else {"success": True, "results": [], "counts": {}}
@@ -617,12 +648,7 @@ def _build_batches_and_publish(
     )
     if done:
         batches.write_state(storage, {**state, "finished": True, "publication_id": result.gate.publication_id})
-    if not result.ok:
-        published = outcome(storage, result.gate, result.contract_reports, result.report_error, result.docs_site)
-        ingest_errors = result.ingest.errors() if result.ingest else []
-        result.notified = notify_outcome(
-            settings, {"errors": ingest_errors}, {**published, "build_ok": result.build_ok}
-        )
+    _notify_if_failed(settings, storage, result)
 
 
 def publish_only(settings: Settings, service_date: date | None = None) -> GateResult:

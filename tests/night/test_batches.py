@@ -41,6 +41,27 @@ def test_batches_cover_the_dates_in_order_under_the_bound(rows: list[int], max_r
             assert held + per_date[planned[i + 1][0]] > max_rows
 
 
+@given(
+    n=st.integers(min_value=0, max_value=10**6),
+    unit=st.sampled_from(["", "B", "KB", "MB", "GB", "KiB", "MiB", "GiB", "kib", "gb"]),
+    space=st.sampled_from(["", " "]),
+)
+def test_any_size_written_with_a_unit_reads_as_its_bytes(n: int, unit: str, space: str) -> None:
+    factor = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    assert batches.parse_size(f" {n}{space}{unit} ") == n * factor[unit.upper()]
+
+
+def test_the_rules_version_changes_with_the_citys_rules_only(tmp_path) -> None:
+    """The fingerprint a publication records moves with the city's folder, not with the run."""
+    from citylake.build.dbt import rules_version
+
+    (tmp_path / "city.yaml").write_text("school_zone: A\n", encoding="utf-8")
+    first = rules_version(Settings(config_dir=str(tmp_path)))
+    assert rules_version(Settings(config_dir=str(tmp_path))) == first
+    (tmp_path / "city.yaml").write_text("school_zone: B\n", encoding="utf-8")
+    assert rules_version(Settings(config_dir=str(tmp_path))) != first
+
+
 def test_batch_budget_reads_sizes_as_people_write_them() -> None:
     assert batches.parse_size("6GiB") == 6 * 1024**3
     assert batches.parse_size("500 MB") == 500 * 10**6
