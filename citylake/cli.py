@@ -356,8 +356,12 @@ def _print_gate(gate, storage) -> None:
         f"published groups: {', '.join(gate.published_groups) or 'none'}"
         + (f" (publication {gate.publication_id})" if gate.publication_id else "")
     )
+    through = (gate.record or {}).get("published_through", {})
     for g, reasons in gate.refused_groups.items():
-        print(f"refused group {g} (the previous publication stays):")
+        if g in through:  # a run of batches stopped: the group is published up to the batch before
+            print(f"refused group {g} (published up to {through[g]}; the dates after keep their previous publication):")
+        else:
+            print(f"refused group {g} (the previous publication stays):")
         for r in reasons[:10]:
             print(f"  - {r}")
     for w in gate.warnings[:20]:
@@ -450,7 +454,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     with StepProgress() as progress:
         night = backfill(settings, args.first, args.last, progress=progress, resume=args.resume)
     first, last = night.range
-    return _print_night(night, f"{len(night.service_dates)} from {first} to {last}", open_storage(settings))
+    code = _print_night(night, f"{len(night.service_dates)} from {first} to {last}", open_storage(settings))
+    _print_stopped(night, "backfill")
+    return code
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -463,7 +469,17 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     with StepProgress() as progress:
         night = rebuild(settings, args.first, args.last, group=args.group, resume=args.resume, progress=progress)
     first, last = night.range
-    return _print_night(night, f"{len(night.service_dates)} from {first} to {last} (rebuilt)", open_storage(settings))
+    code = _print_night(night, f"{len(night.service_dates)} from {first} to {last} (rebuilt)", open_storage(settings))
+    _print_stopped(night, "rebuild")
+    return code
+
+
+def _print_stopped(night, command: str) -> None:
+    if night.gate and night.gate.stopped or not night.build_ok:
+        print(
+            f"stopped: a batch was refused or failed; what passed before it is published. Fix the cause, "
+            f"then `citylake {command} --resume` goes on from that batch."
+        )
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

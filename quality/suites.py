@@ -64,6 +64,7 @@ class CheckResult:
     unexpected_percent: float | None = None
     error: str | None = None
     examples: list | None = None  # a few of the values that broke the rule (GE's partial list)
+    dates: str | None = None  # the batch's first and last dates, in a run of several batches
 
 
 @dataclass

@@ -3,13 +3,15 @@
 A range of dates built in one dbt run costs memory in proportion to the rows it holds: 185 small
 days took 7.8 GiB, and one metro day is about 75 small days. So a long range is cut, in date
 order, into batches whose staged rows fit a memory budget; each batch is built on its own (the
-incremental models add its dates, as the nights would one by one), and the gate publishes once
-when every batch is built, so consumers never see a half-loaded history.
+incremental models add its dates, as the nights would one by one), audited and committed to the
+Delta tables by the gate, which publishes once, after the last batch, so consumers never see a
+half-loaded history (``citylake.publish.gate.run_gate`` with a stage).
 
 The state of a running backfill or rebuild is kept in the lake (:data:`STATE`): the batches
-planned and those built. A run killed at any point resumes from the first batch not recorded as
-built (``citylake backfill --resume``, ``citylake rebuild --resume``); a batch is recorded only
-after dbt has committed it, and building a batch again is harmless (delete+insert by date).
+planned, those built and committed, and what they committed not yet published (``stage``). A run
+killed at any point resumes from the first batch not recorded (``citylake backfill --resume``,
+``citylake rebuild --resume``); a batch is recorded only after its commit, and building and
+committing a batch again is harmless (delete+insert by date, partitions replaced by date).
 """
 
 from __future__ import annotations

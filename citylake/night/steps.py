@@ -21,7 +21,7 @@ configuration fault :class:`ConfigError` (fails at once, saying what to fix).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -165,21 +165,37 @@ def plan_build(
     A first build (no warehouse yet) or a full refresh covers every staged date."""
     from citylake.build.groups import build_selections, load_manifest
 
+    storage = open_storage(settings)
     first = not (warehouse or warehouse_path(settings)).exists()
     # a refused or crashed night's dates are rebuilt with this night's, and published with them
-    pending = {d for group_dates in read_pending(open_storage(settings)).values() for d in group_dates}
-    return {
+    pending = {d for group_dates in read_pending(storage).values() for d in group_dates}
+    every = sorted(set(dates) | pending)
+    plan = {
         "first_build": first or full_refresh,
         "full_refresh": full_refresh,
-        "dates": sorted(set(dates) | pending),
+        "dates": every,
         "selections": build_selections(load_manifest(settings)) if selections else {},
     }
+    if not plan["first_build"] and len(every) > 1:  # after missed nights: batches, as a backfill's
+        plan["batches"] = _plan_batches(settings, storage, [date.fromisoformat(d) for d in every])
+    return plan
 
 
 def build_marts(
     settings: Settings, plan: dict[str, Any], group: str | None = None, publication_id: str = "set-by-the-gate"
 ) -> dict[str, Any]:
-    """dbt build of one group's nodes (every node when ``group`` is None) for the planned dates."""
+    """dbt build of one group's nodes (every node when ``group`` is None) for the planned dates;
+    in the plan's batches when it has several (:func:`plan_build`), in order, stopping at the first
+    that fails."""
+    if len(plan.get("batches") or []) > 1:
+        builds = []
+        for batch in plan["batches"]:
+            one = {**plan, "dates": batch, "batches": None, "batch_dates_only": True}
+            builds.append(build_marts(settings, one, group, publication_id))
+            if not builds[-1]["success"]:
+                break
+        merged = merge_builds(builds)
+        return {**merged, "group": group or "all", "service_dates": plan["dates"], "batches": plan["batches"]}
     storage = open_storage(settings)
     wanted = [] if plan["first_build"] else [date.fromisoformat(d) for d in plan["dates"]]
     select = " ".join(plan["selections"][group]) if group else None
@@ -212,6 +228,7 @@ def build_marts(
         "counts": counts,
         "results": notable,
         "nodes": len(result.results),
+        "batches": plan.get("batches"),
     }
 
 
@@ -231,6 +248,7 @@ def merge_builds(builds: list[dict[str, Any]]) -> dict[str, Any]:
         "counts": counts,
         "results": [r for b in builds for r in b["results"]],
         "groups": [b["group"] for b in builds],
+        "batches": builds[0].get("batches"),
     }
 
 
@@ -251,10 +269,21 @@ def month_to_date_reports(
 
 
 def _audit_and_publish(
-    settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any], record_extra: dict | None = None
+    settings: Settings,
+    storage: LakeStorage,
+    run_id: str,
+    built: dict[str, Any],
+    record_extra: dict | None = None,
+    *,
+    stage: dict | None = None,
+    publish: bool = True,
+    inputs: list[str] | None = None,
 ) -> tuple[GateResult, list[str], str | None, str | None]:
     """Gate, then what a publication writes besides its marts: the month-to-date contract reports
-    and the docs site. Return the gate, the reports' keys, their errors (one text) and the site's key."""
+    and the docs site. Return the gate, the reports' keys, their errors (one text) and the site's key.
+
+    ``stage``, ``publish``: one batch of several (:func:`citylake.publish.gate.run_gate`); only the
+    batch that publishes writes the reports and the site."""
     dates = [date.fromisoformat(d) for d in built["service_dates"]]
     gate = run_gate(
         storage,
@@ -262,11 +291,16 @@ def _audit_and_publish(
         run_id,
         dates,
         built["results"],
-        inputs=staged_inputs(storage, dates),
+        inputs=staged_inputs(storage, dates) if inputs is None else inputs,
         settings=settings,
         record_extra=record_extra,
+        stage=stage,
+        publish=publish,
     )
-    reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
+    if not gate.record:  # a batch committed, not published: nothing to report yet
+        return gate, [], None, None
+    published_dates = [date.fromisoformat(d) for d in gate.record["service_dates"]]
+    reports, error = month_to_date_reports(settings, storage, gate.published_groups, published_dates)
     docs, docs_error = docs_site(settings, storage, gate, Path(built["warehouse"]))
     return gate, reports, "; ".join(e for e in (error, docs_error) if e) or None, docs
 
@@ -315,8 +349,32 @@ def audit_and_publish(settings: Settings, run_id: str, built: dict[str, Any]) ->
     lock is transient: Airflow retries the task with backoff)."""
     storage = open_storage(settings)
     with lake_lock(storage, LOCK, owner=run_id):
-        gate, reports, error, docs = _audit_and_publish(settings, storage, run_id, built)
+        gate, reports, error, docs = _audit_and_publish_batches(settings, storage, run_id, built)
     return outcome(storage, gate, reports, error, docs)
+
+
+def _audit_and_publish_batches(
+    settings: Settings, storage: LakeStorage, run_id: str, built: dict[str, Any]
+) -> tuple[GateResult, list[str], str | None, str | None]:
+    """The gate of builds done in batches (the DAG's night after missed nights): each batch's dates
+    audited and committed in turn, published once after the last (a refused batch stops there,
+    publishing what passed), as a backfill's; a build of one batch: the plain gate."""
+    planned = built.get("batches") or []
+    if len(planned) <= 1:
+        return _audit_and_publish(settings, storage, run_id, built)
+    from citylake.publish.gate import new_stage
+    from citylake.publish.reader import current
+
+    stage = new_stage(current(storage))
+    inputs = staged_inputs(storage, [date.fromisoformat(d) for d in built["service_dates"]])
+    for i, batch in enumerate(planned):
+        one = {**built, "service_dates": batch}
+        done = _audit_and_publish(
+            settings, storage, run_id, one, stage=stage, publish=i == len(planned) - 1, inputs=inputs
+        )
+        if done[0].stopped:
+            break
+    return done
 
 
 # -- 4. notify ----------------------------------------------------------------------------------
@@ -415,8 +473,9 @@ def _build_publish_notify(
         built = build_marts(settings, plan, publication_id=result.run_id)
     else:
         planned = _plan_batches(settings, storage, [date.fromisoformat(d) for d in plan["dates"]])
-        builds = _build_in_batches(settings, plan, planned, result.run_id, progress)
-        built = {**merge_builds(builds), "service_dates": plan["dates"]}
+        _build_commit_publish(settings, storage, result, plan, planned, progress)
+        _notify_if_failed(settings, storage, result)
+        return
     result.build_ok = built["success"]
     result.service_dates = [date.fromisoformat(d) for d in built["service_dates"]]
     progress("audit, publish, reports and docs")
@@ -448,30 +507,54 @@ def _plan_batches(
     return [[d.isoformat() for d in b] for b in planned]
 
 
-def _build_in_batches(
+def _build_commit_publish(
     settings: Settings,
+    storage: LakeStorage,
+    result: NightResult,
     plan: dict[str, Any],
     planned: list[list[str]],
-    publication_id: str,
     progress: Progress,
     *,
     group: str | None = None,
-    built: Sequence[int] = (),
-    after_batch: Callable[[int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Build each planned batch not in ``built``, in order, with ``plan``'s other keys; stop at the
-    first that fails. ``after_batch(i)`` is told when batch ``i`` is built."""
-    builds = []
-    for i, batch in enumerate(planned):
-        if i in built:
-            continue
+    state: dict[str, Any] | None = None,
+    after_batch: Callable[[int, dict | None], None] | None = None,
+    record_extra: dict | None = None,
+) -> None:
+    """Build each planned batch not yet built (``state["built"]``), in order, with ``plan``'s other
+    keys; after each, the gate audits the batch's dates and commits their periods to the Delta
+    tables on top of the batches before (the stage, :func:`citylake.publish.gate.run_gate`), so
+    memory follows the batch, never the range. The last batch publishes every batch at once: one
+    registry record, one pointer switch, then the reports and the docs site. A batch whose build
+    fails or whose audit refuses a group stops the run there: what passed so far is published,
+    the refused group keeps its pointer of the batch before. ``after_batch(i, stage)`` is told
+    when batch ``i`` is committed and the run goes on (``stage`` None: the run published)."""
+    from citylake.publish.gate import new_stage
+    from citylake.publish.reader import current
+
+    built = set(state["built"]) if state else set()
+    stage = (state or {}).get("stage") or new_stage(current(storage))
+    todo = [i for i in range(len(planned)) if i not in built]
+    if not todo:
+        raise ConfigError(f"every batch of the run is built ({batches.STATE}): nothing to resume")
+    every_date = sorted({d for b in planned for d in b})
+    inputs = staged_inputs(storage, [date.fromisoformat(d) for d in every_date])
+    result.build_ok = True
+    for i in todo:
+        batch = planned[i]
         progress(f"build: batch {i + 1}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
-        builds.append(build_marts(settings, {**plan, "dates": batch}, group=group, publication_id=publication_id))
-        if not builds[-1]["success"]:
+        b = build_marts(settings, {**plan, "dates": batch}, group=group, publication_id=result.run_id)
+        result.build_ok = result.build_ok and b["success"]
+        last = i == todo[-1] or not b["success"]
+        progress("audit, publish, reports and docs" if last else f"audit and commit batch {i + 1}/{len(planned)}")
+        gate, reports, error, docs = _audit_and_publish(
+            settings, storage, result.run_id, b, record_extra, stage=stage, publish=last, inputs=inputs
+        )
+        result.gate, result.contract_reports, result.report_error, result.docs_site = gate, reports, error, docs
+        if last or gate.stopped:
             break
         if after_batch:
-            after_batch(i)
-    return builds
+            after_batch(i, stage)
+    result.service_dates = [date.fromisoformat(d) for d in (result.gate.record or {}).get("service_dates", [])]
 
 
 def night_after(service_date: date, tz: str) -> datetime:
@@ -511,7 +594,7 @@ def backfill(
         raise ConfigError("backfill: give --from and --to, or --resume")
     if last < first:
         raise ConfigError(f"backfill from {first} to {last}: the first date is after the last")
-    run_id = state["run_id"] if state else new_run_id()
+    run_id = new_run_id()  # a resumed run publishes under its own id (the record names the first)
     result = NightResult(run_id, range=(first, last))
     as_of = night_after(last, settings.timezone)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -569,7 +652,7 @@ def rebuild(
         if group not in groups:
             known = ", ".join(sorted(groups))
             raise ConfigError(f"rebuild --group {group}: no such publication group (groups: {known})")
-    run_id = state["run_id"] if state else new_run_id()
+    run_id = new_run_id()  # a resumed run publishes under its own id (the record names the first)
     result = NightResult(run_id, range=(first, last))
     progress = progress or _silent
     with lake_lock(storage, LOCK, owner=run_id) as held:
@@ -612,10 +695,11 @@ def _build_batches_and_publish(
     held: dict,
     progress: Progress,
 ) -> None:
-    """Build each batch not yet built, record it, then one audit and one publication of every date.
+    """Build and commit each batch not yet built, recording it with what the batches committed
+    (the stage), then publish every batch at once (:func:`_build_commit_publish`).
 
-    A batch whose build fails stops the run: the gate then refuses what it could not build (the
-    last good publication stays) and the state stays unfinished, for ``--resume``."""
+    A batch whose build fails or whose audit refuses a group stops the run: what passed so far is
+    published, and the state stays unfinished, for ``--resume`` from that batch."""
     group = state.get("group")
     selections = {}
     if group:
@@ -624,30 +708,34 @@ def _build_batches_and_publish(
         selections = build_selections(load_manifest(settings))
     planned = state["batches"]
 
-    def record(i: int) -> None:
+    def record(i: int, stage: dict | None) -> None:
         state["built"] = sorted({*state["built"], i})
+        state["stage"] = stage
         batches.write_state(storage, state)
         renew_lock(storage, LOCK, held)
 
     plan = {"first_build": False, "selections": selections, "batch_dates_only": True}
-    builds = _build_in_batches(
-        settings, plan, planned, result.run_id, progress, group=group, built=list(state["built"]), after_batch=record
-    )
-    done = set(state["built"]) == set(range(len(planned)))
-    all_dates = sorted({d for b in planned for d in b})
-    built = merge_builds(builds) if builds else {"success": True, "results": [], "counts": {}}
-    built = {**built, "warehouse": str(warehouse_path(settings)), "service_dates": all_dates}
-    result.build_ok = done and built["success"]
-    result.service_dates = [date.fromisoformat(d) for d in all_dates]
-    progress("audit, publish, reports and docs")
     extra = {"kind": state["kind"], "range": [state["first"], state["last"]], "batches": len(planned)}
     if state.get("group"):
         extra["group"] = state["group"]
-    result.gate, result.contract_reports, result.report_error, result.docs_site = _audit_and_publish(
-        settings, storage, result.run_id, built, record_extra=extra
+    if state["run_id"] != result.run_id:
+        extra["resumes"] = state["run_id"]  # a resumed run publishes under its own id
+    _build_commit_publish(
+        settings,
+        storage,
+        result,
+        plan,
+        planned,
+        progress,
+        group=group,
+        state=state,
+        after_batch=record,
+        record_extra=extra,
     )
-    if done:
+    if result.build_ok and not result.gate.stopped:
         batches.write_state(storage, {**state, "finished": True, "publication_id": result.gate.publication_id})
+    else:  # what passed so far is published: a resumed run starts from the pointer, at the batch that stopped
+        batches.write_state(storage, {**state, "stage": None})
     _notify_if_failed(settings, storage, result)
 
 

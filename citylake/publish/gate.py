@@ -44,7 +44,7 @@ from citylake.core.storage import LakeStorage
 from citylake.publish.reader import CURRENT, current
 from citylake.publish.tables import period_values, table_key, write_mart
 from ingestion import registry
-from quality.suites import SuiteRun, build_suites, run_suites
+from quality.suites import CheckResult, SuiteRun, build_suites, run_suites
 
 log = logging.getLogger("citylake.gate")
 STEPS = ("planned", "audited", "promoting", "promoted", "registered", "published")
@@ -98,6 +98,8 @@ class GateResult:
     #: group -> operators whose rows were held back (their data's group refused): they keep the
     #: rows last published, the group published the other operators' rows
     held_back: dict[str, list[str]] = field(default_factory=dict)
+    #: a batch refused a group: the run published what passed so far and stopped there
+    stopped: bool = False
 
     @property
     def all_published(self) -> bool:
@@ -301,10 +303,20 @@ def run_gate(
     manifest: dict | None = None,
     settings: Settings | None = None,
     record_extra: dict | None = None,
+    stage: dict | None = None,
+    publish: bool = True,
 ) -> GateResult:
     """Audit the candidate and publish every group that passed; return what happened.
 
     ``record_extra`` goes into the registry record as is (a rebuild says what it rebuilt).
+
+    ``stage`` (:func:`new_stage`): one batch of a backfill, a rebuild or a night of several days
+    (issue #32). The gate audits the batch's dates only and commits their periods to the Delta
+    tables on top of what the earlier batches committed (``stage["pointer"]``), so its memory is
+    the batch's, not the range's; ``publish`` false (not the last batch) leaves the registry and
+    the pointer alone: consumers see nothing until the last batch publishes every batch at once.
+    A batch that refuses a group publishes what passed so far and stops the run
+    (``GateResult.stopped``): the refused group keeps its pointer of the batch before.
 
     Which mart and which dbt node belong to which group is read from dbt's manifest."""
     publication_id = run_id
@@ -318,13 +330,16 @@ def run_gate(
     night = sorted({d.isoformat() for d in service_dates})
     pending = {g: sorted(set(pending.get(g, [])) | set(night)) for g in groups}
     storage.put_json(PENDING, pending, overwrite=True)
+    batched = stage is not None
+    stage = stage if batched else new_stage(before)
+    base = stage["pointer"].get("groups", {})  # what the promotes build on: the batches' commits so far
+    # a batch commits its own dates; a night, every date pending for the group
+    to_promote = {g: (night if batched else pending[g]) for g in groups}
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         periods = mart_periods(manifest)
         plans = {
-            g: plan_marts(
-                con, marts, periods, [date.fromisoformat(d) for d in pending[g]], before.get("groups", {}).get(g, {})
-            )
+            g: plan_marts(con, marts, periods, [date.fromisoformat(d) for d in to_promote[g]], base.get(g, {}))
             for g, marts in group_marts(manifest).items()
         }
         crash_point("planned")
@@ -343,7 +358,7 @@ def run_gate(
         crash_point("audited")
         # promote: one Delta commit per changed mart of each group that passed
         now = datetime.now(UTC).replace(microsecond=0)
-        after = {"groups": dict(before.get("groups", {})), "updated_at": now.isoformat()}
+        after = {"groups": dict(base), "updated_at": now.isoformat()}
         for i, g in enumerate(passed):
             partial = held_back.get(g)
             after["groups"][g] = {
@@ -366,19 +381,38 @@ def run_gate(
     finally:
         con.close()
 
-    result = GateResult(
-        run_id,
-        publication_id if passed else None,
-        passed,
-        refused,
+    warnings = (
         [f"{w.suite}: {w.why} ({w.expectation}, {w.unexpected_count} valeur(s) hors règle)" for w in checks.warnings()]
         + unassigned
         + [
             f"{g} : publié pour {', '.join(h['publish'])} ; {', '.join(h['held'])} garde(nt) leur dernière "
             f"publication (groupe(s) {', '.join(h['because'])} refusé(s))"
             for g, h in held_back.items()
-        ],
-        checks=checks,
+        ]
+    )
+    label = f"{night[0]} – {night[-1]}" if batched and night else None
+    stage["pointer"] = after
+    stage["dates"] = sorted(set(stage["dates"]) | set(night))
+    for g in passed:
+        stage["promoted"][g] = sorted(set(stage["promoted"].get(g, [])) | set(to_promote[g]))
+    stage["checks"] += [{**asdict(r), "dates": label} for r in checks.results]
+    stage["warnings"] += [f"{label} : {w}" if label else w for w in warnings]
+    stopped = bool(refused)  # a refused batch ends a batched run: what passed so far is published
+    if not (publish or stopped):
+        return GateResult(run_id, None, passed, {}, warnings, current=before, checks=checks)
+
+    published = [g for g in groups if g in stage["promoted"]]
+    for g in published:  # every batch's commits of a group are this publication's (a resumed run's too)
+        after["groups"][g] = {**after["groups"][g], "publication_id": publication_id, "published_at": now.isoformat()}
+    all_checks = SuiteRun([CheckResult(**c) for c in stage["checks"]])
+    result = GateResult(
+        run_id,
+        publication_id if published else None,
+        published,
+        {g: [f"{label} : {r}" if label else r for r in rs] for g, rs in refused.items()},
+        stage["warnings"],
+        checks=all_checks,
+        stopped=batched and stopped,
     )
     result.held_back = {g: h["held"] for g, h in held_back.items()}
     report_key = key(Zone.REPORTS, f"quality/{run_id}", filename="index.html")
@@ -386,24 +420,26 @@ def run_gate(
         "publication_id": publication_id,
         "run_id": run_id,
         "created_at": now.isoformat(),
-        "service_dates": sorted(d.isoformat() for d in service_dates),
+        "service_dates": stage["dates"],
         "code_version": code_version(),
         "rules_version": rules_version(settings),
         **(record_extra or {}),
-        "groups_published": passed,
-        "groups_refused": refused,
+        "groups_published": published,
+        "groups_refused": result.refused_groups,
         "warnings": result.warnings,
         "inputs": sorted(inputs or []),
         "checks": {
-            "total": len(checks.results),
-            "failed_blocking": len(checks.blocking_failures()),
-            "failed_warning": len(checks.warnings()),
+            "total": len(all_checks.results),
+            "failed_blocking": len(all_checks.blocking_failures()),
+            "failed_warning": len(all_checks.warnings()),
         },
         "report": report_key,
         "current_after": after,
         "current_before": before,
     }
-    if passed:
+    if batched:  # each group's last date published: a refused group stops at the batch before
+        record["published_through"] = {g: stage["promoted"][g][-1] for g in published if stage["promoted"][g]}
+    if published:
         registry_key = key(Zone.PUBLISHED, "registry", filename=f"{publication_id}.json")
         storage.put_json(registry_key, record)
         result.registry_key = registry_key
@@ -411,17 +447,30 @@ def run_gate(
         storage.put_json(CURRENT, after, overwrite=True)  # the one atomic switch
         crash_point("published")
         result.current = after
-        # a group published for some operators only keeps its dates pending: published again, for all, once they pass
+        # a group's dates stay pending until the pointer names them; a group published for some
+        # operators only keeps them all: published again, for all, once they pass
         storage.put_json(
-            PENDING, {g: ([] if g in passed and g not in held_back else pending[g]) for g in groups}, overwrite=True
+            PENDING,
+            {
+                g: pending[g] if g in held_back else sorted(set(pending[g]) - set(stage["promoted"].get(g, [])))
+                for g in groups
+            },
+            overwrite=True,
         )
     else:
         result.current = before
     from citylake.publish.report import write_report
 
-    result.report_key = write_report(storage, record, checks)
+    result.report_key = write_report(storage, record, all_checks)
     result.record = record
     return result
+
+
+def new_stage(pointer: dict) -> dict:
+    """What the batches of a run have committed and not yet published (JSON, kept with the
+    batches' state for ``--resume``): the pointer they would leave, the dates each group
+    committed, every batch's checks and warnings."""
+    return {"pointer": pointer, "dates": [], "promoted": {}, "checks": [], "warnings": []}
 
 
 def to_json(result: GateResult) -> str:

@@ -28,11 +28,27 @@ def _status(ok: bool, severity: str) -> str:
     return '<span class="ko">bloquant</span>' if severity == "error" else '<span class="warn">avertissement</span>'
 
 
+def _dates(dates: list[str]) -> str:
+    """The service dates of a publication: each one, or the range of a long load."""
+    if not dates:
+        return "toutes"
+    if len(dates) <= 10:
+        return ", ".join(dates)
+    return f"{len(dates)} dates, du {dates[0]} au {dates[-1]}"
+
+
 def render(record: dict, checks: SuiteRun) -> str:
     e = html.escape
     groups = []
+    through = record.get("published_through") or {}
     for g in registry.groups():
-        if g in record["groups_published"]:
+        refused = record["groups_refused"].get(g)
+        if g in record["groups_published"] and refused:  # a run of batches stopped by a refusal
+            groups.append(
+                f"<tr><td>{g}</td><td class='warn'>publié jusqu'au {e(through.get(g, '?'))}, refusé "
+                f"ensuite — le chargement s'est arrêté là</td><td>{'<br>'.join(e(r) for r in refused)}</td></tr>"
+            )
+        elif g in record["groups_published"]:
             groups.append(f"<tr><td>{g}</td><td class='ok'>publié</td><td>—</td></tr>")
         else:
             reasons = "<br>".join(e(r) for r in record["groups_refused"].get(g, []))
@@ -51,8 +67,10 @@ def render(record: dict, checks: SuiteRun) -> str:
             detail.append(f"observé : {e(str(r.observed))}")
         if r.error:
             detail.append(e(r.error))
+        batch = f"<br><span class='muted'>{e(r.dates)}</span>" if r.dates else ""
         rows.append(
-            f"<tr><td>{e(r.group)}</td><td>{e(r.suite)}</td><td>{e(r.why)}<br><code class='muted'>{e(r.expectation)}"
+            f"<tr><td>{e(r.group)}</td><td>{e(r.suite)}{batch}</td>"
+            f"<td>{e(r.why)}<br><code class='muted'>{e(r.expectation)}"
             f"{' · ' + e(r.column) if r.column else ''}</code></td>"
             f"<td>{'erreur' if r.severity == 'error' else 'avertissement'}</td>"
             f"<td>{_status(r.success, r.severity)}</td><td>{'; '.join(detail)}</td></tr>"
@@ -63,7 +81,7 @@ def render(record: dict, checks: SuiteRun) -> str:
 <body>
 <h1>Contrôle qualité de la publication {e(record["publication_id"])}</h1>
 <p class="muted">Exécution {e(record["run_id"])} · {e(record["created_at"])} · code {e(record["code_version"])} ·
-dates de service : {e(", ".join(record["service_dates"]) or "toutes")}</p>
+dates de service : {e(_dates(record["service_dates"]))}</p>
 <h2>Groupes</h2>
 <table><tr><th>groupe</th><th>décision</th><th>motifs</th></tr>{"".join(groups)}</table>
 <h2>Contrôles ({record["checks"]["total"]} ; {record["checks"]["failed_blocking"]} bloquant(s),

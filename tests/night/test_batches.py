@@ -16,8 +16,10 @@ from citylake.core.settings import Settings
 from citylake.core.storage import open_storage
 from citylake.night import batches, steps
 from citylake.night.steps import backfill
+from citylake.publish import gate
 from citylake.publish.reader import current, registry
 from devtools.compare import compare_publications
+from quality.suites import CheckResult
 from tests.conftest import PSEUDONYM_KEY
 
 START = date(2026, 1, 1)
@@ -81,12 +83,13 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     lake_after_nights, tmp_path, monkeypatch, capsys, reliability
 ) -> None:
     """A backfill in one-date batches (a budget too small for two) is killed inside its second
-    batch, the first built and recorded; nothing is published. ``--resume`` builds the second batch
-    again and publishes once: the marts equal the nights run
+    batch, the first built, committed to the tables and recorded; nothing is published.
+    ``--resume`` builds the second batch again and publishes once: the marts equal the nights run
     one by one. From the day before the first: the nights also saw the hostile files dated that
     day (tests/support/hostile.py), quarantined, which the contract KPIs' lineage names. Then a
-    rebuild of the range from what is staged publishes the same marts again, with a record saying
-    what it was."""
+    rebuild of the range from what is staged, whose second batch is refused, publishes the first
+    and stops; resumed, it publishes the same marts as the nights, with records saying what
+    each run was."""
     monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
     monkeypatch.setenv("CITYLAKE_DROP_ROOT", lake_after_nights.drop.as_uri())
     monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
@@ -114,7 +117,9 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     state = batches.read_state(storage)
     assert state["kind"] == "backfill" and not state["finished"]
     assert state["batches"] == [["2026-03-30"], ["2026-03-31"]] and state["built"] == [0]
-    assert registry(storage) == []  # nothing published before every batch is built
+    # the first batch audited and committed to the tables, nothing published before the last batch
+    assert state["stage"]["dates"] == ["2026-03-30"] and state["stage"]["promoted"]["transit"] == ["2026-03-30"]
+    assert registry(storage) == [] and current(storage).get("groups") == {}
 
     with pytest.raises(ConfigError, match="was interrupted .1 of 2 batches built.*citylake backfill --resume"):
         backfill(Settings(), date(2026, 3, 30), date(2026, 3, 31))
@@ -126,6 +131,8 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert batches.read_state(storage)["finished"]
     records = registry(storage)
     assert len(records) == 1 and records[0]["kind"] == "backfill" and records[0]["batches"] == 2
+    assert records[0]["resumes"] == state["run_id"] != records[0]["publication_id"]
+    assert records[0]["service_dates"] == ["2026-03-30", "2026-03-31"]
     nights = open_storage(lake_after_nights.settings())
     counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
     assert diffs == [] and counts["fct_stop_visit_loads"] > 10_000 and counts["mart_contract_kpis"] > 0
@@ -143,21 +150,57 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     with pytest.raises(ConfigError, match="the first date is after the last"):
         backfill(Settings(), date(2026, 3, 31), date(2026, 3, 30))
 
-    # a rebuild of the range from what is staged: the same marts, a record that says so
-    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "8GiB")  # both dates in one batch
-    assert cli.main(["rebuild", "--from", "2026-03-30", "--to", "2026-03-31", "--group", "parking"]) == 0
-    assert "built service dates: 2 from 2026-03-30 to 2026-03-31 (rebuilt)" in capsys.readouterr().out
+    # a rebuild of the range from what is staged, in one-date batches, whose second batch the
+    # audit refuses for parking: the run publishes what passed (parking through the first date,
+    # the other groups through both) and stops there; its resume publishes the rest
+    run_suites = gate.run_suites
+
+    def refuse_parking_on_the_31st(warehouse, suites, groups):
+        run = run_suites(warehouse, suites, groups)
+        if any("2026-03-31" in s.sql for s in suites):
+            run.results.append(CheckResult("injected", "parking", "ExpectRefusal", None, "error", False, "refused"))
+        return run
+
+    monkeypatch.setattr(gate, "run_suites", refuse_parking_on_the_31st)
+    assert cli.main(["rebuild", "--from", "2026-03-30", "--to", "2026-03-31", "--group", "parking"]) == 1
+    out = capsys.readouterr().out
+    assert "refused group parking (published up to 2026-03-30" in out and "citylake rebuild --resume" in out, out
+    stopped = registry(storage)[-1]
+    assert stopped["kind"] == "rebuild" and stopped["group"] == "parking"
+    assert stopped["published_through"]["parking"] == "2026-03-30"
+    assert stopped["published_through"]["transit"] == "2026-03-31" and list(stopped["groups_refused"]) == ["parking"]
+    assert gate.read_pending(storage)["parking"] == ["2026-03-31"] and gate.read_pending(storage)["transit"] == []
+    state = batches.read_state(storage)
+    assert state["kind"] == "rebuild" and state["built"] == [0] and not state["finished"] and state["stage"] is None
+
+    monkeypatch.setattr(gate, "run_suites", run_suites)
+    assert cli.main(["rebuild", "--resume"]) == 0
+    assert "built service dates: 1 from 2026-03-30 to 2026-03-31 (rebuilt)" in capsys.readouterr().out
     records = registry(storage)
-    assert len(records) == 2
+    assert len(records) == 3
     rebuilt = records[-1]
     assert rebuilt["kind"] == "rebuild" and rebuilt["range"] == ["2026-03-30", "2026-03-31"]
-    assert rebuilt["group"] == "parking"
+    assert rebuilt["group"] == "parking" and rebuilt["resumes"] == state["run_id"]
     assert rebuilt["code_version"] and rebuilt["rules_version"] == records[0]["rules_version"]
+    assert gate.read_pending(storage)["parking"] == []
     counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
     assert diffs == []
-    state = batches.read_state(storage)
-    assert state["kind"] == "rebuild" and state["batches"] == [["2026-03-30", "2026-03-31"]] and state["finished"]
+    assert batches.read_state(storage)["finished"]
     assert cli.main(["rebuild", "--from", "2026-03-30", "--to", "2026-03-31", "--group", "nowhere"]) == 1
     assert "no such publication group" in capsys.readouterr().err
     assert cli.main(["rebuild", "--resume", "--from", "2026-03-30"]) == 1
     assert "give no --from/--to with it" in capsys.readouterr().err
+
+    # the nightly DAG's steps after missed nights (plan_build, a build per group, audit_and_publish,
+    # as its tasks call them): two dates in one-date batches, each group's build in both, the gate
+    # batch by batch, one publication: the same marts again
+    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")
+    plan = steps.plan_build(Settings(), ["2026-03-30", "2026-03-31"])
+    assert plan["batches"] == [["2026-03-30"], ["2026-03-31"]]
+    builds = [steps.build_marts(Settings(), plan, g) for g in plan["selections"]]
+    assert all(b["success"] and b["batches"] == plan["batches"] for b in builds)
+    night = steps.audit_and_publish(Settings(), "20261206T000000Z-dag00001", steps.merge_builds(builds))
+    assert night["published"] == ["transit", "parking", "maintenance", "contract"] and not night["refused"]
+    assert registry(storage)[-1]["service_dates"] == ["2026-03-30", "2026-03-31"]
+    counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
+    assert diffs == []
