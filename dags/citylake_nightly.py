@@ -12,10 +12,13 @@ function of ``citylake.night.airflow``; the same steps run in-process with ``cit
 * ``plan_build`` → ``build_transit`` → ``build_parking`` → ``build_maintenance`` →
   ``build_contract``: dbt build of the service dates that changed (all of them on a first
   build), one publication group per task, in the order of ``ingestion/operators.yaml``: they
-  share one DuckDB warehouse (one writer), and a group may use nodes an earlier group built;
-* ``audit_and_publish``: quality suites and the gate: each publication group that passes is
-  published by one atomic pointer switch, the others keep their last good publication; when a
-  group is refused the task fails (``PublicationRefused``, no retry) with the reason;
+  share one DuckDB warehouse (one writer), and a group may use nodes an earlier group built.
+  Several dates (after missed nights) are cut into batches under ``CITYLAKE_BATCH_MEMORY``,
+  built in order by each group's task;
+* ``audit_and_publish``: quality suites and the gate (batch by batch when there are several,
+  each committed to the Delta tables): each publication group that passes is published by one
+  atomic pointer switch, the others keep their last good publication; when a group is refused
+  the task fails (``PublicationRefused``, no retry) with the reason;
 * ``notify``: a webhook/e-mail when a feed failed or a group was refused.
 
 Retries with backoff for transient faults (network, S3); data faults never retry (they are
