@@ -10,15 +10,16 @@ PYTEST_ARGS ?=
 PY_DIRS := citylake ingestion quality devtools tests dags
 SQL_DIRS := dbt_project/models dbt_project/tests
 
-.PHONY: install browser demo test lint bench bench-history bench-accuracy bench-memory scaleout-check lock clean help
+.PHONY: install browser demo test lint bench bench-history bench-backfill bench-accuracy bench-memory scaleout-check lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
 	@echo "make bench-history  nights on 30, 180 and 365 days of history (BENCHMARKS.md)"
+	@echo "make bench-backfill 7- and 28-day backfills at metro scale and the night after (BENCHMARKS.md)"
 	@echo "make bench-accuracy the transit figures on every network at hand and a metro day (BENCHMARKS.md)"
-	@echo "make scaleout-check  the nightly refresh on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
+	@echo "make scaleout-check  the nightly refresh and a backfill on Airflow's CeleryExecutor (PostgreSQL, Redis, 2 workers) vs one process"
 	@echo "make lint     ruff, the import-direction contracts, sqlfluff"
 	@echo "make lock     re-resolve constraints.txt from pyproject.toml"
 
@@ -76,6 +77,10 @@ bench: install
 # A year of small-scale history: backfills, then nights on 30, 180 and 365 days (BENCHMARKS.md).
 bench-history: install
 	$(BIN)/python -m devtools.bench_history
+
+# Loading history at metro scale in batches: 7 and 28 days, and a night (issue #32, BENCHMARKS.md).
+bench-backfill: install
+	$(BIN)/python -m devtools.bench_backfill
 
 # The accuracy figures of issue #19 on every network at hand, and one metro day (BENCHMARKS.md).
 bench-accuracy: install

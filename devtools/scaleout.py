@@ -13,6 +13,11 @@ It simulates two service days, triggers the night that sees both, waits for it, 
 2. the marts it published equal, row by row, those of the single-process run (``citylake run``,
    unpartitioned) over a copy of the same delivered files.
 
+Then the history load (issue #32): the two workers restarted on an empty lake, it triggers the
+``backfill_range`` DAG over the same two days in one-date batches and checks that it succeeded,
+its tasks ran on both workers, and its marts equal, row by row, those of ``citylake backfill``
+(one process) over the same files.
+
 Exit code 0 only when all of this holds. Missing Debian packages are installed with apt-get
 (root) or named in the error. Everything stops and the folder is removed at the end (``--keep``
 keeps it, with every component's log, for a post-mortem).
@@ -21,6 +26,7 @@ keeps it, with every component's log, for a post-mortem).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -40,6 +46,8 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RUN_ID = "scaleout_check"
 LOGICAL_DATE = "2026-04-01T04:30:00+00:00"  # 06:30 Paris: the night that sees 30 and 31 March
 KEY = "scaleout-check-key-not-a-secret"
+BACKFILL = ("2026-03-30", "2026-03-31")
+BACKFILL_ENV = {"CITYLAKE_BATCH_MEMORY": "1MB", "CITYLAKE_REPORT_PDF": "never"}  # one date a batch: two batches
 
 
 def worker_hostname() -> str:
@@ -150,6 +158,17 @@ class Stack:
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def stop(self, name: str) -> None:
+        """Stop one component (SIGTERM, then SIGKILL after 30 s)."""
+        p = self.procs.pop(name)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
     def check_alive(self) -> None:
         for name, p in self.procs.items():
             if p.poll() is not None:
@@ -236,6 +255,98 @@ def single_process_run(work: Path, drop: Path) -> None:
         raise RuntimeError(f"single-process run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
+def single_process_backfill(work: Path, drop: Path) -> None:
+    """``citylake backfill`` of the two days, one date a batch, in one process, on its own lake."""
+    env = {**os.environ, **_citylake_env(work, "backfill-single", drop), **BACKFILL_ENV}
+    out = subprocess.run(
+        [sys.executable, "-m", "citylake.cli", "backfill", "--from", BACKFILL[0], "--to", BACKFILL[1]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"single-process backfill failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def start_workers(stack: Stack, env: dict[str, str]) -> None:
+    airflow = [sys.executable, "-m", "airflow"]
+    for name in ("w1", "w2"):
+        stack.start(
+            f"worker-{name}",
+            [
+                *airflow,
+                "celery",
+                "worker",
+                "--concurrency",
+                "1",
+                "--skip-serve-logs",
+                "--celery-hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            {**env, "CITYLAKE_WORKER_NAME": name},
+        )
+
+
+def run_dag(stack: Stack, env: dict[str, str], dag_id: str, run_id: str, extra: list[str], timeout: float) -> tuple:
+    """Unpause and trigger a DAG, wait for its run; print and return its state, wall time and
+    task instances (task, map index, state, worker, seconds)."""
+    airflow = [sys.executable, "-m", "airflow"]
+    _wait(f"{dag_id} to be parsed", lambda: stack.sql("select 1 from dag where dag_id = %s", (dag_id,)), 300, stack)
+    for cmd in (["dags", "unpause", dag_id], ["dags", "trigger", dag_id, "--run-id", run_id, *extra]):
+        out = subprocess.run([*airflow, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    print(f"triggered {dag_id} on the CeleryExecutor (2 workers) ...", flush=True)
+    t0 = time.monotonic()
+
+    def finished():
+        rows = stack.sql("select state from dag_run where dag_id = %s and run_id = %s", (dag_id, run_id))
+        return rows and rows[0][0] in ("success", "failed") and rows[0][0]
+
+    state = _wait(f"the {dag_id} run", finished, timeout, stack, every=3)
+    wall = time.monotonic() - t0
+    tis = stack.sql(
+        "select task_id, map_index, state, hostname, extract(epoch from end_date - start_date) "
+        "from task_instance where dag_id = %s and run_id = %s order by start_date",
+        (dag_id, run_id),
+    )
+    print(f"\n{dag_id} run {state} in {wall:.0f} s; task instances:")
+    for task_id, idx, st, host, secs in tis:
+        print(f"  {task_id}{f'[{idx}]' if idx >= 0 else ''}: {st} on {host} ({float(secs or 0):.1f} s)")
+    return state, wall, tis
+
+
+def check_run(state: str, tis: list, ours: str, theirs: str, work: Path, what: str) -> list[str]:
+    """What is wrong with a DAG run: not a success, not on both workers, marts unlike the
+    single-process run's (``ours``, ``theirs``: the two lakes' names)."""
+    workers = sorted({h.rsplit("/", 1)[-1] for _, _, _, h, _ in tis if h})
+    problems = []
+    if state != "success":
+        problems.append(f"{what}: the DAG run ended {state}")
+    if workers != ["w1", "w2"]:
+        problems.append(f"{what}: tasks ran on {workers}, not on both workers")
+    if state == "success":
+        from citylake.core.settings import Settings
+        from citylake.core.storage import open_storage
+        from citylake.publish.reader import current
+        from devtools.compare import compare_publications
+
+        def storage_of(name: str):
+            os.environ["CITYLAKE_LAKE_URI"] = (work / f"{name}-lake").as_uri()
+            s = open_storage(Settings())
+            return s, current(s)
+
+        counts, diffs = compare_publications(storage_of(ours), storage_of(theirs))
+        print(f"\n{what}: compared {len(counts)} marts, {sum(counts.values())} rows, with the single-process run:")
+        for mart, n in counts.items():
+            print(f"  {mart}: {n} rows")
+        problems += [f"{what}: {d}" for d in diffs]
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.scaleout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
@@ -297,73 +408,22 @@ def main(argv: list[str] | None = None) -> int:
         stack.start("api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port)], env)
         stack.start("scheduler", [*airflow, "scheduler", "--skip-serve-logs"], env)
         stack.start("dag-processor", [*airflow, "dag-processor"], env)
+        start_workers(stack, env)
+        state, _, tis = run_dag(stack, env, "nightly_refresh", RUN_ID, ["--logical-date", LOGICAL_DATE], args.timeout)
+        problems = check_run(state, tis, "celery", "single", work, "nightly_refresh")
+
+        # the history load: the same days through backfill_range, the workers on an empty lake
+        single_process_backfill(work, single_drop)
+        print("single-process backfill (citylake backfill) published", flush=True)
         for name in ("w1", "w2"):
-            stack.start(
-                f"worker-{name}",
-                [
-                    *airflow,
-                    "celery",
-                    "worker",
-                    "--concurrency",
-                    "1",
-                    "--skip-serve-logs",
-                    "--celery-hostname",
-                    f"{name}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                {**env, "CITYLAKE_WORKER_NAME": name},
-            )
-        _wait(
-            "the DAG to be parsed", lambda: stack.sql("select 1 from dag where dag_id = 'nightly_refresh'"), 300, stack
+            stack.stop(f"worker-{name}")
+        backfill_env = {**env, **_citylake_env(work, "backfill-celery", drop), **BACKFILL_ENV}
+        start_workers(stack, backfill_env)
+        conf = json.dumps({"first": BACKFILL[0], "last": BACKFILL[1]})
+        state, _, tis = run_dag(
+            stack, backfill_env, "backfill_range", "scaleout_backfill", ["--conf", conf], args.timeout
         )
-        for cmd in (
-            ["dags", "unpause", "nightly_refresh"],
-            ["dags", "trigger", "nightly_refresh", "--run-id", RUN_ID, "--logical-date", LOGICAL_DATE],
-        ):
-            out = subprocess.run([*airflow, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"airflow {' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
-        print("triggered nightly_refresh on the CeleryExecutor (2 workers) ...", flush=True)
-        t0 = time.monotonic()
-
-        def finished():
-            rows = stack.sql("select state from dag_run where dag_id = 'nightly_refresh' and run_id = %s", (RUN_ID,))
-            return rows and rows[0][0] in ("success", "failed") and rows[0][0]
-
-        state = _wait("the DAG run", finished, args.timeout, stack, every=3)
-        wall = time.monotonic() - t0
-        tis = stack.sql(
-            "select task_id, map_index, state, hostname, extract(epoch from end_date - start_date) "
-            "from task_instance where dag_id = 'nightly_refresh' and run_id = %s order by start_date",
-            (RUN_ID,),
-        )
-        print(f"\nDAG run {state} in {wall:.0f} s; task instances:")
-        for task_id, idx, st, host, secs in tis:
-            print(f"  {task_id}{f'[{idx}]' if idx >= 0 else ''}: {st} on {host} ({float(secs or 0):.1f} s)")
-        workers = sorted({h.rsplit("/", 1)[-1] for _, _, _, h, _ in tis if h})
-        problems = []
-        if state != "success":
-            problems.append(f"the DAG run ended {state}")
-        if workers != ["w1", "w2"]:
-            problems.append(f"tasks ran on {workers}, not on both workers")
-
-        from citylake.core.settings import Settings
-        from citylake.core.storage import open_storage
-        from citylake.publish.reader import current
-        from devtools.compare import compare_publications
-
-        def storage_of(name: str):
-            os.environ["CITYLAKE_LAKE_URI"] = (work / f"{name}-lake").as_uri()
-            s = open_storage(Settings())
-            return s, current(s)
-
-        if state == "success":
-            counts, diffs = compare_publications(storage_of("celery"), storage_of("single"))
-            print(f"\ncompared {len(counts)} marts, {sum(counts.values())} rows, with the single-process run:")
-            for mart, n in counts.items():
-                print(f"  {mart}: {n} rows")
-            problems += diffs
+        problems += check_run(state, tis, "backfill-celery", "backfill-single", work, "backfill_range")
         ok = not problems
         print(
             "\n"

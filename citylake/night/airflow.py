@@ -74,11 +74,11 @@ def refuse_if_refused(result: dict[str, Any], ti: Any = None) -> dict[str, Any]:
     return result
 
 
-def fail_night() -> None:
-    """Fail the watcher task: the night's publication failed or was refused (its task says why)."""
+def fail_night(task: str = "audit_and_publish", run: str = "night") -> None:
+    """Fail the watcher task: the run's publication failed or was refused (``task`` says why)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    raise AirflowFailException("the night's publication was refused or failed: see audit_and_publish")
+    raise AirflowFailException(f"the {run}'s publication was refused or failed: see {task}")
 
 
 def failure_callback(context: dict) -> None:

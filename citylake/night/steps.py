@@ -278,6 +278,7 @@ def _audit_and_publish(
     stage: dict | None = None,
     publish: bool = True,
     inputs: list[str] | None = None,
+    scope: list[str] | None = None,
 ) -> tuple[GateResult, list[str], str | None, str | None]:
     """Gate, then what a publication writes besides its marts: the month-to-date contract reports
     and the docs site. Return the gate, the reports' keys, their errors (one text) and the site's key.
@@ -296,6 +297,7 @@ def _audit_and_publish(
         record_extra=record_extra,
         stage=stage,
         publish=publish,
+        scope=scope,
     )
     if not gate.record:  # a batch committed, not published: nothing to report yet
         return gate, [], None, None
@@ -365,7 +367,7 @@ def _audit_and_publish_batches(
     from citylake.publish.gate import new_stage
     from citylake.publish.reader import current
 
-    stage = new_stage(current(storage))
+    stage = new_stage(current(storage), owner=run_id)
     inputs = staged_inputs(storage, [date.fromisoformat(d) for d in built["service_dates"]])
     for i, batch in enumerate(planned):
         one = {**built, "service_dates": batch}
@@ -519,6 +521,7 @@ def _build_commit_publish(
     state: dict[str, Any] | None = None,
     after_batch: Callable[[int, dict | None], None] | None = None,
     record_extra: dict | None = None,
+    publish_at_end: bool = True,
 ) -> None:
     """Build each planned batch not yet built (``state["built"]``), in order, with ``plan``'s other
     keys; after each, the gate audits the batch's dates and commits their periods to the Delta
@@ -527,12 +530,17 @@ def _build_commit_publish(
     registry record, one pointer switch, then the reports and the docs site. A batch whose build
     fails or whose audit refuses a group stops the run there: what passed so far is published,
     the refused group keeps its pointer of the batch before. ``after_batch(i, stage)`` is told
-    when batch ``i`` is committed and the run goes on (``stage`` None: the run published)."""
+    when batch ``i`` is committed and the run goes on. ``publish_at_end`` false: the last batch
+    commits too, and :func:`publish_backfill` publishes (the backfill DAG's last task)."""
     from citylake.publish.gate import new_stage
     from citylake.publish.reader import current
 
+    # a rebuild of one group audits and publishes it and the groups that depend on it, no other
+    scope = None
+    if group:
+        scope = [group] + [g for g, deps in registry.group_depends().items() if group in deps]
     built = set(state["built"]) if state else set()
-    stage = (state or {}).get("stage") or new_stage(current(storage))
+    stage = (state or {}).get("stage") or new_stage(current(storage), owner=state["run_id"] if state else result.run_id)
     todo = [i for i in range(len(planned)) if i not in built]
     if not todo:
         raise ConfigError(f"every batch of the run is built ({batches.STATE}): nothing to resume")
@@ -544,10 +552,10 @@ def _build_commit_publish(
         progress(f"build: batch {i + 1}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
         b = build_marts(settings, {**plan, "dates": batch}, group=group, publication_id=result.run_id)
         result.build_ok = result.build_ok and b["success"]
-        last = i == todo[-1] or not b["success"]
+        last = (publish_at_end and i == todo[-1]) or not b["success"]
         progress("audit, publish, reports and docs" if last else f"audit and commit batch {i + 1}/{len(planned)}")
         gate, reports, error, docs = _audit_and_publish(
-            settings, storage, result.run_id, b, record_extra, stage=stage, publish=last, inputs=inputs
+            settings, storage, result.run_id, b, record_extra, stage=stage, publish=last, inputs=inputs, scope=scope
         )
         result.gate, result.contract_reports, result.report_error, result.docs_site = gate, reports, error, docs
         if last or gate.stopped:
@@ -665,6 +673,113 @@ def rebuild(
     return result
 
 
+# -- the backfill as Airflow tasks (dags/citylake_backfill.py) ------------------------------------
+
+
+def backfill_range(first: str, last: str) -> list[str]:
+    """The service dates of a backfill, ISO, for its ingestion tasks (one per date)."""
+    from datetime import timedelta
+
+    d1, d2 = date.fromisoformat(first), date.fromisoformat(last)
+    if d2 < d1:
+        raise ConfigError(f"backfill from {first} to {last}: the first date is after the last")
+    return [(d1 + timedelta(days=i)).isoformat() for i in range((d2 - d1).days + 1)]
+
+
+def ingest_date(settings: Settings, day: str, last: str) -> dict[str, Any]:
+    """Ingest one date of a backfill, as the night after its ``last`` date sees the deliveries (a
+    task of its own: the dates go to every worker at once). A feed's failure is returned, never
+    raised: the other feeds and dates go on, and the backfill's notification names it."""
+    as_of = night_after(date.fromisoformat(last), settings.timezone)
+    report = ingest(settings, service_date=date.fromisoformat(day), as_of=as_of)
+    return {
+        "changed_dates": sorted(d.isoformat() for d in changed_dates(report)),
+        "errors": report.errors(),
+        "quarantined": [f"{f.operator}/{f.feed}: {q}" for f in report.feeds for q in f.quarantined],
+    }
+
+
+def plan_backfill(settings: Settings, first: str, last: str, ingested: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cut an ingested backfill's dates into batches under the memory budget and record the plan
+    (:data:`batches.STATE`); refused while another backfill or rebuild is interrupted. Returns
+    the plan: its run id and batches."""
+    storage = open_storage(settings)
+    run_id = new_run_id()
+    with lake_lock(storage, LOCK, owner=run_id):
+        batches.refuse_if_interrupted(storage)
+        d1, d2 = date.fromisoformat(first), date.fromisoformat(last)
+        changed = {date.fromisoformat(d) for i in ingested if i for d in i["changed_dates"]}
+        pending = {date.fromisoformat(d) for ds in read_pending(storage).values() for d in ds}
+        days = {date.fromisoformat(d) for d in backfill_range(first, last)}
+        state = _plan_state(settings, storage, "backfill", d1, d2, changed | days | pending, run_id)
+    return {"run_id": run_id, "batches": state["batches"]}
+
+
+def build_backfill(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
+    """Build and commit every batch of the planned backfill not yet built, in date order (the look-back
+    windows — card history, calibration, rates — chain each batch to the ones before), recording
+    each; publish nothing (:func:`publish_backfill` does). A retried task goes on from the first
+    batch not recorded. A batch refused or failed publishes what passed and raises."""
+    from citylake.core.errors import PublicationRefused
+
+    storage = open_storage(settings)
+    state = batches.unfinished(storage, "backfill")
+    result = NightResult(new_run_id(), range=(date.fromisoformat(state["first"]), date.fromisoformat(state["last"])))
+    with lake_lock(storage, LOCK, owner=result.run_id) as held:
+        if set(state["built"]) == set(range(len(state["batches"]))):
+            return {"built": len(state["built"]), "batches": len(state["batches"])}
+
+        def record(i: int, stage: dict | None) -> None:
+            state["built"] = sorted({*state["built"], i})
+            state["stage"] = stage
+            batches.write_state(storage, state)
+            renew_lock(storage, LOCK, held)
+
+        plan = {"first_build": False, "selections": {}, "batch_dates_only": True}
+        extra = {"kind": "backfill", "range": [state["first"], state["last"]], "batches": len(state["batches"])}
+        _build_commit_publish(
+            settings,
+            storage,
+            result,
+            plan,
+            state["batches"],
+            progress or _silent,
+            state=state,
+            after_batch=record,
+            record_extra=extra,
+            publish_at_end=False,
+        )
+        if result.gate.record:  # a batch refused or failed: what passed is published, the run stops there
+            batches.write_state(storage, {**state, "stage": None})
+            raise PublicationRefused(
+                result.gate.refused_groups or {"build": ["a batch's dbt build failed"]}, result.gate.published_groups
+            )
+    return {"built": len(state["built"]), "batches": len(state["batches"])}
+
+
+def publish_backfill(settings: Settings) -> dict[str, Any]:
+    """Publish every batch the backfill committed, at once (registry record, pointer switch),
+    then its month-to-date contract reports and docs site; mark the backfill finished."""
+    from citylake.publish.gate import publish_stage
+
+    storage = open_storage(settings)
+    state = batches.unfinished(storage, "backfill")
+    if set(state["built"]) != set(range(len(state["batches"]))) or not state.get("stage"):
+        raise ConfigError(f"the backfill's batches are not all built ({batches.STATE}): run build_batches first")
+    run_id = new_run_id()
+    extra = {"kind": "backfill", "range": [state["first"], state["last"]], "batches": len(state["batches"])}
+    extra["planned_by"] = state["run_id"]  # the run that planned the batches
+    with lake_lock(storage, LOCK, owner=run_id):
+        dates = [date.fromisoformat(d) for b in state["batches"] for d in b]
+        gate = publish_stage(
+            storage, settings, run_id, state["stage"], inputs=staged_inputs(storage, dates), record_extra=extra
+        )
+        reports, error = month_to_date_reports(settings, storage, gate.published_groups, dates)
+        docs, docs_error = docs_site(settings, storage, gate, warehouse_path(settings))
+        batches.write_state(storage, {**state, "finished": True, "publication_id": gate.publication_id})
+    return outcome(storage, gate, reports, "; ".join(e for e in (error, docs_error) if e) or None, docs)
+
+
 def _plan_state(
     settings: Settings,
     storage: LakeStorage,
@@ -719,7 +834,7 @@ def _build_batches_and_publish(
     if state.get("group"):
         extra["group"] = state["group"]
     if state["run_id"] != result.run_id:
-        extra["resumes"] = state["run_id"]  # a resumed run publishes under its own id
+        extra["planned_by"] = state["run_id"]  # a resumed run publishes under its own id
     _build_commit_publish(
         settings,
         storage,

@@ -305,6 +305,7 @@ def run_gate(
     record_extra: dict | None = None,
     stage: dict | None = None,
     publish: bool = True,
+    scope: list[str] | None = None,
 ) -> GateResult:
     """Audit the candidate and publish every group that passed; return what happened.
 
@@ -318,20 +319,27 @@ def run_gate(
     A batch that refuses a group publishes what passed so far and stops the run
     (``GateResult.stopped``): the refused group keeps its pointer of the batch before.
 
+    ``scope``: the groups a rebuild of one group recomputed (the group and those that depend on
+    it); the others are neither audited nor published (default: every group).
+
     Which mart and which dbt node belong to which group is read from dbt's manifest."""
     publication_id = run_id
     settings = settings or Settings()
     manifest = manifest or load_manifest()
     groups = registry.groups()
+    scope = [g for g in groups if scope is None or g in scope]
     before = current(storage)
     # the service dates each group must publish: the night's, and those a refused or crashed
     # night rebuilt without publishing (cleared only once the pointer names them)
     pending = read_pending(storage)
     night = sorted({d.isoformat() for d in service_dates})
-    pending = {g: sorted(set(pending.get(g, [])) | set(night)) for g in groups}
+    pending = {g: sorted(set(pending.get(g, [])) | (set(night) if g in scope else set())) for g in groups}
     storage.put_json(PENDING, pending, overwrite=True)
     batched = stage is not None
     stage = stage if batched else new_stage(before)
+    holder = unpublished(storage)
+    if holder and holder.get("owner") != stage.get("owner"):
+        return _hold(storage, settings, run_id, holder, night, inputs)
     base = stage["pointer"].get("groups", {})  # what the promotes build on: the batches' commits so far
     # a batch commits its own dates; a night, every date pending for the group
     to_promote = {g: (night if batched else pending[g]) for g in groups}
@@ -341,18 +349,19 @@ def run_gate(
         plans = {
             g: plan_marts(con, marts, periods, [date.fromisoformat(d) for d in to_promote[g]], base.get(g, {}))
             for g, marts in group_marts(manifest).items()
+            if g in scope
         }
         crash_point("planned")
-        checks = run_suites(
-            warehouse, suites if suites is not None else build_suites(service_dates), mart_groups(manifest)
-        )
+        owner = mart_groups(manifest)
+        suites = suites if suites is not None else build_suites(service_dates)
+        checks = run_suites(warehouse, [s for s in suites if owner.get(s.mart) in scope], owner)
         reasons, unassigned = refusals(checks, dbt_results, manifest, plans, groups)
         held_back = operators_held_back(reasons, per_operator_groups(con, group_marts(manifest)))
         if held_back:  # judged again: a group refused for its dependencies alone publishes its passing operators
             reasons, unassigned = refusals(checks, dbt_results, manifest, plans, groups, held_back)
             held_back = {g: h for g, h in held_back.items() if not reasons[g]}
-        passed = [g for g in groups if not reasons[g]]
-        refused = {g: r for g, r in reasons.items() if r}
+        passed = [g for g in scope if not reasons[g]]
+        refused = {g: r for g, r in reasons.items() if r and g in scope}
         for g in refused:
             keep_for_inspection(con, storage, run_id, g, plans.get(g, {}))
         crash_point("audited")
@@ -397,28 +406,65 @@ def run_gate(
         stage["promoted"][g] = sorted(set(stage["promoted"].get(g, [])) | set(to_promote[g]))
     stage["checks"] += [{**asdict(r), "dates": label} for r in checks.results]
     stage["warnings"] += [f"{label} : {w}" if label else w for w in warnings]
-    stopped = bool(refused)  # a refused batch ends a batched run: what passed so far is published
-    if not (publish or stopped):
+    stage["refused"] = {g: [f"{label} : {r}" if label else r for r in rs] for g, rs in refused.items()}
+    stage["held_back"] = held_back
+    if not (publish or refused):  # a batch committed: a run of several publishes after its last
+        if (record_extra or {}).get("kind"):  # a backfill's or a rebuild's: the nights hold theirs meanwhile
+            storage.put_json(
+                UNPUBLISHED,
+                {
+                    "owner": stage.get("owner"),
+                    "kind": record_extra["kind"],
+                    "range": record_extra.get("range"),
+                    "dates": stage["dates"],
+                    "since": now.isoformat(),
+                },
+                overwrite=True,
+            )
         return GateResult(run_id, None, passed, {}, warnings, current=before, checks=checks)
+    result = publish_stage(storage, settings, run_id, stage, inputs=inputs, record_extra=record_extra)
+    result.stopped = batched and bool(refused)  # a refused batch ends a batched run: what passed so far is published
+    return result
 
+
+def publish_stage(
+    storage: LakeStorage,
+    settings: Settings,
+    publication_id: str,
+    stage: dict,
+    *,
+    inputs: list[str] | None = None,
+    record_extra: dict | None = None,
+) -> GateResult:
+    """Publish what a night or the batches of a run committed (``stage``): the registry record,
+    then the one atomic switch of ``CURRENT.json``, then the pending dates cleared and the quality
+    report written. Every group with committed dates is published; the groups the last batch
+    refused keep the pointer of the batch before theirs (``published_through``)."""
+    groups = registry.groups()
+    before = current(storage)
+    pending = read_pending(storage)
+    held_back = stage.get("held_back") or {}
+    batched = stage.get("owner") is not None
+    now = datetime.now(UTC).replace(microsecond=0)
+    after = {**stage["pointer"], "updated_at": now.isoformat()}
+    after["groups"] = dict(after.get("groups", {}))
     published = [g for g in groups if g in stage["promoted"]]
     for g in published:  # every batch's commits of a group are this publication's (a resumed run's too)
         after["groups"][g] = {**after["groups"][g], "publication_id": publication_id, "published_at": now.isoformat()}
     all_checks = SuiteRun([CheckResult(**c) for c in stage["checks"]])
     result = GateResult(
-        run_id,
+        publication_id,
         publication_id if published else None,
         published,
-        {g: [f"{label} : {r}" if label else r for r in rs] for g, rs in refused.items()},
+        stage.get("refused") or {},
         stage["warnings"],
         checks=all_checks,
-        stopped=batched and stopped,
     )
     result.held_back = {g: h["held"] for g, h in held_back.items()}
-    report_key = key(Zone.REPORTS, f"quality/{run_id}", filename="index.html")
+    report_key = key(Zone.REPORTS, f"quality/{publication_id}", filename="index.html")
     record = {
         "publication_id": publication_id,
-        "run_id": run_id,
+        "run_id": publication_id,
         "created_at": now.isoformat(),
         "service_dates": stage["dates"],
         "code_version": code_version(),
@@ -452,13 +498,19 @@ def run_gate(
         storage.put_json(
             PENDING,
             {
-                g: pending[g] if g in held_back else sorted(set(pending[g]) - set(stage["promoted"].get(g, [])))
+                g: (
+                    pending.get(g, [])
+                    if g in held_back
+                    else sorted(set(pending.get(g, [])) - set(stage["promoted"].get(g, [])))
+                )
                 for g in groups
             },
             overwrite=True,
         )
     else:
         result.current = before
+    if unpublished(storage):  # the run's commits are published (or it stopped): the nights go on
+        storage.put_json(UNPUBLISHED, {}, overwrite=True)
     from citylake.publish.report import write_report
 
     result.report_key = write_report(storage, record, all_checks)
@@ -466,11 +518,59 @@ def run_gate(
     return result
 
 
-def new_stage(pointer: dict) -> dict:
+#: A backfill's or a rebuild's batches committed to the tables and not yet published: while it
+#: names one, another run's gate publishes nothing (consumers never see half a history load).
+UNPUBLISHED = key(Zone.CONTROL, "publish", filename="unpublished.json")
+
+
+def unpublished(storage: LakeStorage) -> dict:
+    """The run whose committed batches are not published yet, or {}."""
+    try:
+        return storage.get_json(UNPUBLISHED)
+    except LakeObjectNotFound:
+        return {}
+
+
+def _hold(
+    storage: LakeStorage, settings: Settings, run_id: str, holder: dict, dates: list[str], inputs: list[str] | None
+) -> GateResult:
+    """Publish nothing while a backfill or a rebuild has committed batches it has not published:
+    the night's dates stay pending (the next night publishes them), the report says why."""
+    first, last = (holder.get("range") or ["?", "?"])[:2]
+    why = (
+        f"publication suspendue : le {holder.get('kind')} du {first} au {last} (exécution {holder.get('owner')}) a "
+        f"validé {len(holder.get('dates', []))} date(s) qui ne sont pas encore publiées ; le reprendre "
+        f"(`citylake {holder.get('kind')} --resume`) les publie, et les dates de cette exécution ensuite"
+    )
+    result = GateResult(run_id, None, [], {g: [why] for g in registry.groups()}, [], checks=SuiteRun())
+    record = {
+        "publication_id": run_id,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "service_dates": dates,
+        "code_version": code_version(),
+        "rules_version": rules_version(settings),
+        "groups_published": [],
+        "groups_refused": result.refused_groups,
+        "warnings": [],
+        "inputs": sorted(inputs or []),
+        "checks": {"total": 0, "failed_blocking": 0, "failed_warning": 0},
+        "report": key(Zone.REPORTS, f"quality/{run_id}", filename="index.html"),
+    }
+    from citylake.publish.report import write_report
+
+    result.current = current(storage)
+    result.report_key = write_report(storage, record, result.checks)
+    result.record = record
+    return result
+
+
+def new_stage(pointer: dict, owner: str | None = None) -> dict:
     """What the batches of a run have committed and not yet published (JSON, kept with the
     batches' state for ``--resume``): the pointer they would leave, the dates each group
-    committed, every batch's checks and warnings."""
-    return {"pointer": pointer, "dates": [], "promoted": {}, "checks": [], "warnings": []}
+    committed, every batch's checks and warnings, and the run they belong to (``owner``, the
+    first run of a resumed one; None: a night's single gate)."""
+    return {"owner": owner, "pointer": pointer, "dates": [], "promoted": {}, "checks": [], "warnings": []}
 
 
 def to_json(result: GateResult) -> str:

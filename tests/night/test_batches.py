@@ -120,6 +120,10 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     # the first batch audited and committed to the tables, nothing published before the last batch
     assert state["stage"]["dates"] == ["2026-03-30"] and state["stage"]["promoted"]["transit"] == ["2026-03-30"]
     assert registry(storage) == [] and current(storage).get("groups") == {}
+    # meanwhile a night publishes nothing (nobody sees half a history load): its dates wait
+    held = steps.publish_only(Settings(), date(2026, 3, 30))
+    assert held.publication_id is None and "`citylake backfill --resume`" in held.refused_groups["transit"][0]
+    assert registry(storage) == [] and gate.read_pending(storage)["transit"] == ["2026-03-30"]
 
     with pytest.raises(ConfigError, match="was interrupted .1 of 2 batches built.*citylake backfill --resume"):
         backfill(Settings(), date(2026, 3, 30), date(2026, 3, 31))
@@ -131,7 +135,7 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert batches.read_state(storage)["finished"]
     records = registry(storage)
     assert len(records) == 1 and records[0]["kind"] == "backfill" and records[0]["batches"] == 2
-    assert records[0]["resumes"] == state["run_id"] != records[0]["publication_id"]
+    assert records[0]["planned_by"] == state["run_id"] != records[0]["publication_id"]
     assert records[0]["service_dates"] == ["2026-03-30", "2026-03-31"]
     nights = open_storage(lake_after_nights.settings())
     counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
@@ -167,8 +171,9 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert "refused group parking (published up to 2026-03-30" in out and "citylake rebuild --resume" in out, out
     stopped = registry(storage)[-1]
     assert stopped["kind"] == "rebuild" and stopped["group"] == "parking"
-    assert stopped["published_through"]["parking"] == "2026-03-30"
-    assert stopped["published_through"]["transit"] == "2026-03-31" and list(stopped["groups_refused"]) == ["parking"]
+    # a rebuild of parking audits and publishes parking and what depends on it (contract), no other
+    assert stopped["published_through"] == {"parking": "2026-03-30", "contract": "2026-03-31"}
+    assert list(stopped["groups_refused"]) == ["parking"] and stopped["groups_published"] == ["parking", "contract"]
     assert gate.read_pending(storage)["parking"] == ["2026-03-31"] and gate.read_pending(storage)["transit"] == []
     state = batches.read_state(storage)
     assert state["kind"] == "rebuild" and state["built"] == [0] and not state["finished"] and state["stage"] is None
@@ -180,7 +185,7 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert len(records) == 3
     rebuilt = records[-1]
     assert rebuilt["kind"] == "rebuild" and rebuilt["range"] == ["2026-03-30", "2026-03-31"]
-    assert rebuilt["group"] == "parking" and rebuilt["resumes"] == state["run_id"]
+    assert rebuilt["group"] == "parking" and rebuilt["planned_by"] == state["run_id"]
     assert rebuilt["code_version"] and rebuilt["rules_version"] == records[0]["rules_version"]
     assert gate.read_pending(storage)["parking"] == []
     counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
@@ -191,16 +196,46 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     assert cli.main(["rebuild", "--resume", "--from", "2026-03-30"]) == 1
     assert "give no --from/--to with it" in capsys.readouterr().err
 
-    # the nightly DAG's steps after missed nights (plan_build, a build per group, audit_and_publish,
-    # as its tasks call them): two dates in one-date batches, each group's build in both, the gate
-    # batch by batch, one publication: the same marts again
-    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")
-    plan = steps.plan_build(Settings(), ["2026-03-30", "2026-03-31"])
-    assert plan["batches"] == [["2026-03-30"], ["2026-03-31"]]
+
+def test_a_night_after_missed_nights_goes_in_batches_through_the_dags_steps(file_settings, tmp_path, monkeypatch):
+    """The nightly DAG's steps after missed nights, as its tasks call them: ``plan_build`` cuts the
+    dates into batches under the budget, each group's ``build_marts`` builds the batches in order
+    (dbt stands in, recording its dates), ``audit_and_publish`` audits and commits batch by batch
+    on one stage and publishes with the last (the gate stands in; the real one, batch by batch,
+    is the backfill's test above)."""
+    from citylake.publish.gate import GateResult
+
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    (tmp_path / "warehouse.duckdb").write_bytes(b"")  # not a first build
+    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")  # a date a batch
+    days = ["2026-03-28", "2026-03-29", "2026-03-30"]
+    monkeypatch.setattr(batches, "staged_rows", lambda storage, dates=None: {date.fromisoformat(d): 10 for d in days})
+    plan = steps.plan_build(Settings(), days, selections=False)
+    assert plan["batches"] == [[d] for d in days]
+
+    built: list[tuple[str | None, list[str]]] = []
+
+    class Build:
+        success, results, warehouse = True, [], tmp_path / "warehouse.duckdb"
+
+    def dbt(settings, service_dates, select=None, **kwargs):
+        built.append((select, [d.isoformat() for d in service_dates]))
+        assert kwargs["extra_vars"]["batch_dates_only"] and not kwargs["extra_vars"]["several_dates"]
+        return Build()
+
+    monkeypatch.setattr(steps, "build", dbt)
+    plan["selections"] = {"transit": ["a"], "parking": ["b"]}
     builds = [steps.build_marts(Settings(), plan, g) for g in plan["selections"]]
-    assert all(b["success"] and b["batches"] == plan["batches"] for b in builds)
-    night = steps.audit_and_publish(Settings(), "20261206T000000Z-dag00001", steps.merge_builds(builds))
-    assert night["published"] == ["transit", "parking", "maintenance", "contract"] and not night["refused"]
-    assert registry(storage)[-1]["service_dates"] == ["2026-03-30", "2026-03-31"]
-    counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
-    assert diffs == []
+    assert built == [("a", [d]) for d in days] + [("b", [d]) for d in days]  # each group, batch after batch
+    assert all(b["service_dates"] == days and b["batches"] == plan["batches"] for b in builds)
+
+    gates: list[tuple[list[str], bool, int]] = []
+
+    def gate_of(settings, storage, run_id, one, record_extra=None, *, stage=None, publish=True, inputs=None):
+        gates.append((one["service_dates"], publish, id(stage)))
+        return GateResult(run_id, run_id if publish else None), [], None, None
+
+    monkeypatch.setattr(steps, "_audit_and_publish", gate_of)
+    steps.audit_and_publish(Settings(), "20261206T000000Z-00000001", steps.merge_builds(builds))
+    assert [(g[0], g[1]) for g in gates] == [([d], d == days[-1]) for d in days]
+    assert len({g[2] for g in gates}) == 1  # one stage: each batch commits on the ones before

@@ -59,6 +59,13 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
         assert nightly.get_task(after).upstream_task_ids >= {before}, after
     assert nightly.get_task("audit_and_publish").upstream_task_ids == set(order[1:])
     assert nightly.get_task("notify").trigger_rule == "all_done"
+    backfill = bag.get_dag("backfill_range")  # triggered with its range, never scheduled
+    assert type(backfill.timetable).__name__ == "NullTimetable"
+    chain = ["dates", "ingest_date", "plan_batches", "build_batches", "publish"]
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert backfill.get_task(after).upstream_task_ids == {before}, after
+    assert backfill.get_task("notify").trigger_rule == "all_done"
+    assert backfill.get_task("backfill_failed").trigger_rule == "one_failed"
     ticketing = bag.get_dag("ingest_bus_ticketing")
     assert ticketing.get_task("land_and_parse").upstream_task_ids == {"wait_for_delivery"}
     assert [a.uri for a in ticketing.get_task("land_and_parse").outlets] == ["citylake://staged/fare_transactions"]
@@ -67,7 +74,7 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
         assert dag.catchup is False and "citylake" in dag.tags and dag.doc_md
         assert str(dag.timezone) in ("Europe/Paris", "Timezone('Europe/Paris')")
         for t in dag.tasks:
-            if t.task_id not in ("notify", "night_failed"):  # these two only report; retrying them helps nobody
+            if t.task_id not in ("notify", "night_failed", "backfill_failed"):  # they only report: no retry
                 assert t.retries >= 3 and t.retry_exponential_backoff
 
 
@@ -205,3 +212,38 @@ def test_dbt_groups_build_every_node_exactly_once(monkeypatch) -> None:
         seen |= ids
     assert seen == everything
     assert "mart_contract_kpis" in selections["contract"] and "fct_stop_visit_loads" in selections["transit"]
+
+
+def test_backfill_range_over_airflow_equals_the_nights(lake_after_nights, tmp_path, monkeypatch) -> None:
+    """The backfill DAG (dags/citylake_backfill.py: a task per date ingested, the batches built and
+    committed in order, one publication) publishes the marts of the nights run one by one, row by
+    row."""
+    from citylake.night import batches
+    from devtools.compare import compare_publications
+    from tests.conftest import PSEUDONYM_KEY
+
+    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("CITYLAKE_DROP_ROOT", lake_after_nights.drop.as_uri())
+    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")  # one date a batch: two batches
+    monkeypatch.setenv("CITYLAKE_REPORT_PDF", "never")
+    monkeypatch.setenv("CITYLAKE_DOCS_SITE", "false")
+    path = ROOT / "dags" / "citylake_backfill.py"
+    spec = importlib.util.spec_from_file_location("citylake_backfill_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.backfill_range()
+    run = dag.test(run_conf={"first": "2026-03-29", "last": "2026-03-31"})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert len([ti for ti in run.get_task_instances() if ti.task_id == "ingest_date"]) == 3  # one task a date
+    assert states["backfill_failed"] == "skipped"
+    storage = open_storage(Settings())
+    state = batches.read_state(storage)
+    assert state["finished"] and state["batches"] == [["2026-03-30"], ["2026-03-31"]] and state["built"] == [0, 1]
+    records = registry(storage)
+    assert len(records) == 1 and records[0]["kind"] == "backfill" and records[0]["planned_by"] == state["run_id"]
+    nights = open_storage(lake_after_nights.settings())
+    counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
+    assert diffs == [] and counts["fct_stop_visit_loads"] > 10_000 and counts["mart_contract_kpis"] > 0
