@@ -579,7 +579,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     con = duck.connect(settings, storage)
     published_views(con, storage, pointer)
     month = date_.fromisoformat(args.month + "-01")
-    written = [write_report(storage, con, args.operator, month, pointer)]
+    then = None
+    if args.compare_as_of:  # the figures as published then, beside these (after a rebuild)
+        earlier = pointer_as_of(storage, args.compare_as_of)
+        if "contract" not in earlier.get("groups", {}):
+            print(f"citylake: no contract KPIs published as of {args.compare_as_of}", file=sys.stderr)
+            return 1
+        then = (duck.connect(settings, storage), earlier)
+        published_views(then[0], storage, earlier)
+    written = [write_report(storage, con, args.operator, month, pointer, then)]
     if args.pdf:
         from citylake.consumers.contract_report import write_pdf
 
@@ -835,6 +843,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
     p.add_argument("--pdf", action="store_true", help="also print it to PDF beside the HTML (headless Chromium, A4)")
     p.add_argument("--out", type=Path, help="also copy the report (the PDF with --pdf) to this file")
+    p.add_argument(
+        "--compare-as-of",
+        help="publication id or YYYY-MM-DD: show its KPIs (as published then) beside these (as recomputed now)",
+    )
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("opendata", help="ODbL exports of the published marts (small counts suppressed, no ids)")
     p.add_argument("--k", type=int, default=None, help="suppress counts below k (default CITYLAKE_OPENDATA_K or 10)")

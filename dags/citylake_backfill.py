@@ -6,9 +6,11 @@ Triggered with its range, never scheduled::
 
 The same steps as ``citylake backfill`` (``citylake.night.steps``), one task each:
 
-* ``dates`` → ``ingest_date``, mapped over the range's dates: every date is ingested on any
-  worker at once, as the night after the range's last date sees the deliveries (a feed's failure
-  is named, never stops the others);
+* ``plan_references`` → ``ingest_references`` → ``plan_dated`` → ``ingest_dated``: the files not
+  landed yet, as the night after the range's last date sees them, cut as the nightly DAG cuts
+  them: the registers first (GTFS, fleet, car parks: every dated row is checked against them), then
+  one task per (date × operator × group) of the range, on every worker at once. A partition that
+  fails (after its retries) does not stop the others; it fails the run at the end, named;
 * ``plan_batches``: the dates cut into batches under ``CITYLAKE_BATCH_MEMORY``, the plan recorded
   in the lake (``control/batches/state.json``); refused while another backfill is interrupted;
 * ``build_batches``: each batch built, audited and committed to the Delta tables, in date order,
@@ -62,26 +64,28 @@ default_args = {
 )
 def backfill_range():
     @task
-    def dates(**context) -> list[str]:
+    def plan_ingest(kind: str, **context) -> list:
         from citylake.night.airflow import no_retry
-        from citylake.night.steps import backfill_range as in_range
+        from citylake.night.steps import plan_backfill_ingest
 
-        return no_retry(in_range)(context["params"]["first"], context["params"]["last"])
+        params = context["params"]
+        return no_retry(plan_backfill_ingest)(Settings(), params["first"], params["last"])[kind]
 
     @task(execution_timeout=timedelta(hours=1))
-    def ingest_date(day: str, **context) -> dict:
+    def ingest_partition(partition: dict, **context) -> dict:
         from citylake.night.airflow import no_retry
-        from citylake.night.steps import ingest_date as ingest
+        from citylake.night.steps import ingest_backfill_partition
 
-        return no_retry(ingest)(Settings(), day, context["params"]["last"])
+        return no_retry(ingest_backfill_partition)(Settings(), partition, context["params"]["last"])
 
-    @task
-    def plan_batches(ingested: list, **context) -> dict:
+    @task(trigger_rule="all_done")  # a failed partition does not stop the load: the end fails the run
+    def plan_batches(references: list, dated: list, **context) -> dict:
         from citylake.night.airflow import no_retry
         from citylake.night.steps import plan_backfill
 
         params = context["params"]
-        return no_retry(plan_backfill)(Settings(), params["first"], params["last"], list(ingested))
+        ingested = [i for i in [*(references or []), *(dated or [])] if i]
+        return no_retry(plan_backfill)(Settings(), params["first"], params["last"], ingested)
 
     @task(execution_timeout=timedelta(hours=48))
     def build_batches(plan: dict) -> dict:
@@ -98,27 +102,35 @@ def backfill_range():
         return no_retry(publish_backfill)(Settings())
 
     @task(trigger_rule="all_done", retries=0)
-    def notify(ingested: list, published: dict | None) -> list:
+    def notify(references: list, dated: list, published: dict | None) -> list:
         from citylake.night.steps import notify_outcome
 
-        ingested = [i for i in (ingested or []) if i]
+        parts = [*(references or []), *(dated or [])]
+        failed = len([i for i in parts if not i])  # a failed task leaves no result: its log says why
         summary = {
-            "errors": [e for i in ingested for e in i["errors"]],
-            "quarantined": [q for i in ingested for q in i["quarantined"]],
+            "errors": [f"{failed} ingestion partition(s) failed: see their tasks"] if failed else [],
+            "quarantined": [q for i in parts if i for q in i.get("quarantined", [])],
         }
         return notify_outcome(Settings(), summary, published or {"build_ok": False})
 
-    # notify runs in every case: this watcher makes the run failed when a step before it failed
+    # notify runs in every case: this watcher makes the run failed when an ingestion partition,
+    # the build or the publication failed
     @task(trigger_rule="one_failed", retries=0)
     def backfill_failed() -> None:
         from citylake.night.airflow import fail_night
 
-        fail_night("build_batches and publish", run="backfill")
+        fail_night("the failed tasks", run="backfill")
 
-    ingested = ingest_date.expand(day=dates())
-    published = publish(build_batches(plan_batches(ingested)))
-    notify(ingested, published)
-    published >> backfill_failed()
+    references = ingest_partition.override(task_id="ingest_references").expand(
+        partition=plan_ingest.override(task_id="plan_references")("references")
+    )
+    dated = ingest_partition.override(task_id="ingest_dated", trigger_rule="all_done").expand(
+        partition=plan_ingest.override(task_id="plan_dated")("dated")
+    )
+    references >> dated
+    published = publish(build_batches(plan_batches(references, dated)))
+    notify(references, dated, published)
+    [references, dated, published] >> backfill_failed()
 
 
 backfill_range()

@@ -221,10 +221,55 @@ def trend_section(con: duckdb.DuckDBPyConnection, operator: str, month: date, kp
     return f"<h2>{E(title)}</h2>" + "".join(charts)
 
 
+def kpi_figures(con: duckdb.DuckDBPyConnection, operator: str, month: date) -> dict[str, tuple]:
+    """An operator's KPIs of a month in the publication ``con`` reads: code -> (label, value, status,
+    amount in euros)."""
+    rows = con.execute(
+        "select kpi_code, label, value, status, amount_eur from mart_contract_kpis where operator = ? and month = ?",
+        [operator, month],
+    ).fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+def comparison_section(then: dict[str, tuple], now: dict[str, tuple], then_pub: dict, now_pub: dict) -> str:
+    """The KPIs "as published then" beside "as recomputed now" (after a rebuild: a change of method,
+    of contract rule or of reference data), with the difference of each value and amount."""
+
+    def pub(p: dict) -> str:
+        return f"{E(p.get('publication_id', '?'))} ({E(str(p.get('published_at', '?'))[:10])})"
+
+    rows = []
+    for code in sorted(set(then) | set(now)):
+        t, n = then.get(code), now.get(code)
+        label = (n or t)[0]
+        dv = None if not (t and n) or t[1] is None or n[1] is None else n[1] - t[1]
+        da = None if not (t and n) or t[3] is None or n[3] is None else n[3] - t[3]
+        changed = dv not in (None, 0) or da not in (None, 0) or (t and n and t[2] != n[2]) or not (t and n)
+        rows.append(
+            f"<tr data-kpi='{E(code)}' data-changed='{str(bool(changed)).lower()}'><td>{E(label)}</td>"
+            f"<td class='num'>{_fmt(t[1]) if t else '—'}</td><td>{STATUS_FR[t[2]] if t else '—'}</td>"
+            f"<td class='num'>{_eur(t[3]) if t else '—'}</td>"
+            f"<td class='num'>{_fmt(n[1]) if n else '—'}</td><td>{STATUS_FR[n[2]] if n else '—'}</td>"
+            f"<td class='num'>{_eur(n[3]) if n else '—'}</td>"
+            f"<td class='num'>{'—' if dv is None else f'{dv:+.4f}'.replace('.', ',')}</td>"
+            f"<td class='num'>{'—' if da is None else _eur(da)}</td></tr>"
+        )
+    return (
+        "<h2>Tel que publié alors, tel que recalculé maintenant</h2>"
+        f"<p class='muted'>Publié alors : {pub(then_pub)} · recalculé : {pub(now_pub)}. Chaque publication reste "
+        "lisible à son identifiant ; une différence vient d'un changement de méthode, de règle ou de référentiel "
+        "entre les deux (leurs fiches de registre disent le code et les règles de chacune).</p>"
+        "<table><tr><th>indicateur</th><th>valeur alors</th><th>statut alors</th><th>montant alors</th>"
+        "<th>valeur maintenant</th><th>statut maintenant</th><th>montant maintenant</th><th>écart de valeur</th>"
+        f"<th>écart de montant</th></tr>{''.join(rows)}</table>"
+    )
+
+
 def build_report(
-    con: duckdb.DuckDBPyConnection, operator: str, month: date, publication: dict
+    con: duckdb.DuckDBPyConnection, operator: str, month: date, publication: dict, comparison: str = ""
 ) -> tuple[str, list[dict]]:
-    """Return the report page and the KPI rows it shows, from published views in ``con``."""
+    """Return the report page and the KPI rows it shows, from published views in ``con``;
+    ``comparison`` (:func:`comparison_section`) follows the KPI table."""
     kpis = con.execute(
         "select kpi_code, label, unit, value, numerator, denominator, minimum, target, status, amount_eur, cap_eur, "
         "is_capped, not_computable_reason, contract_version, source_deliveries, source_sha256s, publication_id "
@@ -268,6 +313,8 @@ def build_report(
 <table><tr><th>indicateur</th><th>valeur</th><th>seuil minimum</th><th>objectif</th><th>statut</th><th>bonus /
 pénalité</th><th>numérateur / dénominateur</th></tr>
 {rows_html}<tr><th colspan="5">total du mois</th><th class="num">{_eur(total)}</th><th></th></tr></table>""")
+    if comparison:
+        sections.append(comparison)
     sections.append(trend_section(con, operator, month, kpi_rows))
 
     first, last = month, (month.replace(day=28) + __import__("datetime").timedelta(days=4)).replace(day=1)
@@ -367,16 +414,31 @@ pénalité</th><th>numérateur / dénominateur</th></tr>
 
 
 def write_report(
-    storage: LakeStorage, con: duckdb.DuckDBPyConnection, operator: str, month: date, pointer: dict
+    storage: LakeStorage,
+    con: duckdb.DuckDBPyConnection,
+    operator: str,
+    month: date,
+    pointer: dict,
+    then: tuple[duckdb.DuckDBPyConnection, dict] | None = None,
 ) -> str:
-    """Write the report of one operator and month from the publication in ``pointer``; return its key."""
+    """Write the report of one operator and month from the publication in ``pointer``; return its key.
+
+    ``then`` (a connection on an earlier publication's views, and its pointer): the report also
+    shows that publication's KPIs beside these, and is named after both."""
     publication = pointer.get("groups", {}).get("contract", {})
-    page, _ = build_report(con, operator, month, publication)
+    comparison, suffix = "", ""
+    if then is not None:
+        then_pub = then[1].get("groups", {}).get("contract", {})
+        comparison = comparison_section(
+            kpi_figures(then[0], operator, month), kpi_figures(con, operator, month), then_pub, publication
+        )
+        suffix = f"__vs__{then_pub.get('publication_id', 'unpublished')}"
+    page, _ = build_report(con, operator, month, publication, comparison)
     k = key(
         Zone.REPORTS,
         "contract",
         {"operator": operator, "month": f"{month:%Y-%m}"},
-        f"{publication.get('publication_id', 'unpublished')}.html",
+        f"{publication.get('publication_id', 'unpublished')}{suffix}.html",
     )
     storage.put_bytes(k, page.encode("utf-8"), metadata={"content-type": "text/html"}, overwrite=True)
     return k

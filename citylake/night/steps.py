@@ -474,8 +474,7 @@ def _build_publish_notify(
         progress(f"build: dbt, {scope}")
         built = build_marts(settings, plan, publication_id=result.run_id)
     else:
-        planned = _plan_batches(settings, storage, [date.fromisoformat(d) for d in plan["dates"]])
-        _build_commit_publish(settings, storage, result, plan, planned, progress)
+        _build_commit_publish(settings, storage, result, plan, plan["batches"], progress)
         _notify_if_failed(settings, storage, result)
         return
     result.build_ok = built["success"]
@@ -550,7 +549,8 @@ def _build_commit_publish(
     for i in todo:
         batch = planned[i]
         progress(f"build: batch {i + 1}/{len(planned)}, {batch[0]} to {batch[-1]} ({len(batch)} date(s))")
-        b = build_marts(settings, {**plan, "dates": batch}, group=group, publication_id=result.run_id)
+        one = {**plan, "dates": batch, "batches": None}  # this batch alone
+        b = build_marts(settings, one, group=group, publication_id=result.run_id)
         result.build_ok = result.build_ok and b["success"]
         last = (publish_at_end and i == todo[-1]) or not b["success"]
         progress("audit, publish, reports and docs" if last else f"audit and commit batch {i + 1}/{len(planned)}")
@@ -677,7 +677,7 @@ def rebuild(
 
 
 def backfill_range(first: str, last: str) -> list[str]:
-    """The service dates of a backfill, ISO, for its ingestion tasks (one per date)."""
+    """The service dates of a backfill, ISO."""
     from datetime import timedelta
 
     d1, d2 = date.fromisoformat(first), date.fromisoformat(last)
@@ -686,17 +686,23 @@ def backfill_range(first: str, last: str) -> list[str]:
     return [(d1 + timedelta(days=i)).isoformat() for i in range((d2 - d1).days + 1)]
 
 
-def ingest_date(settings: Settings, day: str, last: str) -> dict[str, Any]:
-    """Ingest one date of a backfill, as the night after its ``last`` date sees the deliveries (a
-    task of its own: the dates go to every worker at once). A feed's failure is returned, never
-    raised: the other feeds and dates go on, and the backfill's notification names it."""
-    as_of = night_after(date.fromisoformat(last), settings.timezone)
-    report = ingest(settings, service_date=date.fromisoformat(day), as_of=as_of)
-    return {
-        "changed_dates": sorted(d.isoformat() for d in changed_dates(report)),
-        "errors": report.errors(),
-        "quarantined": [f"{f.operator}/{f.feed}: {q}" for f in report.feeds for q in f.quarantined],
-    }
+def plan_backfill_ingest(settings: Settings, first: str, last: str) -> dict[str, list]:
+    """A backfill's files not yet landed, as the night after its last date sees them, cut as the
+    nightly DAG cuts them (:mod:`citylake.night.partitions`): the registers first (every dated
+    row is checked against them, so a date's checks never depend on which worker ran first), then
+    one partition per (date of the range × operator × group)."""
+    from citylake.night.partitions import plan_partitions
+
+    days = backfill_range(first, last)
+    plan = plan_partitions(settings, open_storage(settings), night_after(date.fromisoformat(last), settings.timezone))
+    plan["dated"] = [p for p in plan["dated"] if p["service_date"] is None or days[0] <= p["service_date"] <= last]
+    return plan
+
+
+def ingest_backfill_partition(settings: Settings, partition: dict[str, Any], last: str) -> dict[str, Any]:
+    """Ingest one partition of a backfill, as the night after its last date (``last``) sees the
+    deliveries; a feed's error raises with its kind (the other partitions go on)."""
+    return ingest_partition(settings, partition, as_of=night_after(date.fromisoformat(last), settings.timezone))
 
 
 def plan_backfill(settings: Settings, first: str, last: str, ingested: list[dict[str, Any]]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A publication is kept (every table version its pointer names stays readable) whe
 
 * younger than ``Settings.publication_retention_days`` (default 15 years: a 10-year contract
   plus the 5-year limitation period of a contractual claim, Code civil art. 2224), or
-* named by a contract report (``reports/contract/…/<publication_id>.html``): a figure behind a
+* named by a contract report (``reports/contract/…/<publication_id>.html``, or either side of a
+  comparison's ``<now>__vs__<then>.html``): a figure behind a
   bonus or a penalty is reproducible for as long as the report exists, or
 * the one in force (``CURRENT.json``).
 
@@ -43,10 +44,11 @@ def kept_publications(storage: LakeStorage, settings: Settings, now: datetime | 
     """Return publication id -> why it is kept."""
     now = now or datetime.now(UTC)
     cutoff = (now - timedelta(days=settings.publication_retention_days)).isoformat()
-    reported = {
-        i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    reported = {  # a comparison's report (<now>__vs__<then>) names both publications
+        pid
         for i in storage.list(key(Zone.REPORTS, "contract"))
         if i.key.endswith((".html", ".pdf"))
+        for pid in i.key.rsplit("/", 1)[-1].rsplit(".", 1)[0].split("__vs__")
     }
     kept = {}
     for record in registry(storage):

@@ -191,6 +191,15 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     counts, diffs = compare_publications((storage, current(storage)), (nights, current(nights)))
     assert diffs == []
     assert batches.read_state(storage)["finished"]
+
+    # the month's contract report as recomputed now, beside the figures as the backfill published them
+    then = records[0]["publication_id"]
+    assert cli.main(["report", "--operator", "bus", "--month", "2026-03", "--compare-as-of", then]) == 0
+    page = storage.get_bytes(
+        f"reports/contract/operator=bus/month=2026-03/{rebuilt['publication_id']}__vs__{then}.html"
+    ).decode()
+    assert "Tel que publié alors, tel que recalculé maintenant" in page and then in page
+    assert page.count("data-changed='false'") >= 3 and "data-changed='true'" not in page  # same data, code, rules
     assert cli.main(["rebuild", "--from", "2026-03-30", "--to", "2026-03-31", "--group", "nowhere"]) == 1
     assert "no such publication group" in capsys.readouterr().err
     assert cli.main(["rebuild", "--resume", "--from", "2026-03-30"]) == 1
@@ -239,3 +248,47 @@ def test_a_night_after_missed_nights_goes_in_batches_through_the_dags_steps(file
     steps.audit_and_publish(Settings(), "20261206T000000Z-00000001", steps.merge_builds(builds))
     assert [(g[0], g[1]) for g in gates] == [([d], d == days[-1]) for d in days]
     assert len({g[2] for g in gates}) == 1  # one stage: each batch commits on the ones before
+
+
+def test_a_night_in_process_after_missed_nights_builds_and_commits_batch_by_batch(
+    file_settings, tmp_path, monkeypatch
+) -> None:
+    """``citylake run`` that finds several dates to build (here the dates a refused night left
+    pending) builds each batch alone, then the gate commits it on the batches before, and only
+    the last publishes (dbt and the gate stand in, recording what they are given)."""
+    from citylake.publish.gate import PENDING, GateResult
+
+    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    (tmp_path / "warehouse.duckdb").write_bytes(b"")  # not a first build
+    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")  # a date a batch
+    storage = open_storage(Settings())
+    storage.put_json(PENDING, {"transit": ["2026-03-28", "2026-03-29"]}, overwrite=True)
+    monkeypatch.setattr(batches, "staged_rows", lambda storage, dates=None: dict.fromkeys(dates or [], 10))
+    monkeypatch.setattr(steps, "staged_inputs", lambda storage, dates=None: [])
+    events: list[tuple] = []
+
+    class Build:
+        success, results, warehouse = True, [], tmp_path / "warehouse.duckdb"
+
+    def dbt(settings, service_dates, **kwargs):
+        events.append(("build", [d.isoformat() for d in service_dates]))
+        return Build()
+
+    def gate_of(settings, storage, run_id, one, record_extra=None, *, stage=None, publish=True, **kwargs):
+        events.append(("gate", one["service_dates"], publish, id(stage)))
+        result = GateResult(run_id, run_id if publish else None)
+        result.record = {"service_dates": one["service_dates"]} if publish else {}
+        return result, [], None, None
+
+    monkeypatch.setattr(steps, "build", dbt)
+    monkeypatch.setattr(steps, "_audit_and_publish", gate_of)
+    night = steps.run_night(Settings(), service_date=date(2026, 3, 30), skip_ingest=True)
+    assert [e[:3] if e[0] == "gate" else e for e in events] == [
+        ("build", ["2026-03-28"]),
+        ("gate", ["2026-03-28"], False),
+        ("build", ["2026-03-29"]),
+        ("gate", ["2026-03-29"], False),
+        ("build", ["2026-03-30"]),
+        ("gate", ["2026-03-30"], True),
+    ]
+    assert len({e[3] for e in events if e[0] == "gate"}) == 1 and night.build_ok

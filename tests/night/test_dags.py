@@ -61,9 +61,12 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
     assert nightly.get_task("notify").trigger_rule == "all_done"
     backfill = bag.get_dag("backfill_range")  # triggered with its range, never scheduled
     assert type(backfill.timetable).__name__ == "NullTimetable"
-    chain = ["dates", "ingest_date", "plan_batches", "build_batches", "publish"]
+    assert backfill.get_task("ingest_dated").upstream_task_ids == {"plan_dated", "ingest_references"}
+    assert backfill.get_task("plan_batches").upstream_task_ids == {"ingest_references", "ingest_dated"}
+    chain = ["plan_batches", "build_batches", "publish"]
     for before, after in zip(chain, chain[1:], strict=False):
         assert backfill.get_task(after).upstream_task_ids == {before}, after
+    assert backfill.get_task("backfill_failed").upstream_task_ids == {"ingest_references", "ingest_dated", "publish"}
     assert backfill.get_task("notify").trigger_rule == "all_done"
     assert backfill.get_task("backfill_failed").trigger_rule == "one_failed"
     ticketing = bag.get_dag("ingest_bus_ticketing")
@@ -215,9 +218,9 @@ def test_dbt_groups_build_every_node_exactly_once(monkeypatch) -> None:
 
 
 def test_backfill_range_over_airflow_equals_the_nights(lake_after_nights, tmp_path, monkeypatch) -> None:
-    """The backfill DAG (dags/citylake_backfill.py: a task per date ingested, the batches built and
-    committed in order, one publication) publishes the marts of the nights run one by one, row by
-    row."""
+    """The backfill DAG (dags/citylake_backfill.py: the registers, then a task per date, operator
+    and group ingested, the batches built and committed in order, one publication) publishes the
+    marts of the nights run one by one, row by row."""
     from citylake.night import batches
     from devtools.compare import compare_publications
     from tests.conftest import PSEUDONYM_KEY
@@ -237,7 +240,10 @@ def test_backfill_range_over_airflow_equals_the_nights(lake_after_nights, tmp_pa
     run = dag.test(run_conf={"first": "2026-03-29", "last": "2026-03-31"})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
-    assert len([ti for ti in run.get_task_instances() if ti.task_id == "ingest_date"]) == 3  # one task a date
+    # the registers first, then a task per (date × operator × group): bus and parking, 29 to 31 March
+    mapped = [(ti.task_id, ti.map_index) for ti in run.get_task_instances() if ti.task_id.startswith("ingest_")]
+    assert len([t for t in mapped if t[0] == "ingest_references"]) >= 2
+    assert len([t for t in mapped if t[0] == "ingest_dated"]) >= 6
     assert states["backfill_failed"] == "skipped"
     storage = open_storage(Settings())
     state = batches.read_state(storage)

@@ -63,3 +63,19 @@ def test_vacuum_deletes_old_docs_pages_and_keeps_those_someone_needs(tmp_path) -
         assert storage.exists(docs_key(pid)), pid
     assert storage.get_json("control/vacuum/vacuum-1.json")["docs_removed"] == gone
     assert vacuum_published(settings, storage, dry_run=False, owner="vacuum-2", now=NOW)["docs_removed"] == []
+
+
+def test_a_comparison_report_keeps_both_publications_it_names(tmp_path) -> None:
+    """A contract report of the figures recomputed now beside those published then
+    (``<now>__vs__<then>.html``) keeps both publications reproducible, however old."""
+    from citylake.publish.retention import kept_publications
+
+    settings = Settings.model_construct(lake_uri=(tmp_path / "lake").as_uri(), publication_retention_days=30)
+    storage = open_storage(settings)
+    for pid in ("p-then", "p-now", "p-other"):
+        _publish(storage, pid, 400, "v1", {"contract": pid})
+    storage.put_bytes("reports/contract/operator=bus/month=2026-03/p-now__vs__p-then.html", b"<html>report</html>")
+    assert kept_publications(storage, settings, NOW) == {
+        "p-then": "named by a contract report",
+        "p-now": "named by a contract report",
+    }
