@@ -184,6 +184,9 @@ def test_good_night_publishes_then_a_parking_failure_keeps_the_last_good(
     assert records[1]["groups_refused"]["parking"] and records[1]["inputs"]
 
 
+# On S3 only (the production backend): the rule is the gate's, the same on both backends, and the
+# file backend's publication runs in every night of the suite
+@pytest.mark.parametrize("lake_settings", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
 def test_warning_only_failures_publish_with_the_report(drops, lake_settings, tmp_path, monkeypatch) -> None:
     """A warning-only rule publishes with the report; and (issue #29) a typo in one car park's id
     in the parking operator's register is a warning, never a refusal of parking, nor through it of
