@@ -34,18 +34,10 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from citylake.core.settings import Settings
-from citylake.night.airflow import failure_callback
+from citylake.night.airflow import default_args
 
 SETTINGS = Settings()
 PUBLISHED = Asset("citylake://published/CURRENT.json")
-
-default_args = {
-    "retries": 3,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-    "on_failure_callback": failure_callback,
-}
 
 
 @dag(
@@ -54,7 +46,7 @@ default_args = {
     start_date=pendulum.datetime(2026, 1, 1, tz=SETTINGS.timezone),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     params={
         "first": Param("2026-01-01", type="string", format="date", description="the range's first service date"),
         "last": Param("2026-01-31", type="string", format="date", description="the range's last service date"),

@@ -16,7 +16,7 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from citylake.core.settings import Settings
-from citylake.night.airflow import failure_callback, sensor_timeout
+from citylake.night.airflow import default_args, sensor_timeout
 from ingestion import registry
 
 CITY_TZ = Settings().timezone  # the city's (city.yaml): schedules and service dates are its time
@@ -35,12 +35,7 @@ def make_dag(operator: str, feed: str):
         start_date=pendulum.datetime(2026, 1, 1, tz=CITY_TZ),
         catchup=False,
         max_active_runs=1,
-        default_args={
-            "retries": 3,
-            "retry_delay": timedelta(minutes=2),
-            "retry_exponential_backoff": True,
-            "on_failure_callback": failure_callback,
-        },
+        default_args=default_args(),
         tags=["citylake", "ingestion", operator],
         doc_md=__doc__,
     )

@@ -34,21 +34,13 @@ import pendulum
 from airflow.sdk import Asset, dag, task
 
 from citylake.core.settings import Settings
-from citylake.night.airflow import failure_callback, nightly_cron
+from citylake.night.airflow import default_args, nightly_cron
 from ingestion import registry
 
 # the city's clock; "none": only triggered or backfilled nights (the scale-out check, a test environment)
 SETTINGS = Settings()
 SCHEDULE = nightly_cron(SETTINGS)
 PUBLISHED = Asset("citylake://published/CURRENT.json")
-
-default_args = {
-    "retries": 3,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=30),
-    "on_failure_callback": failure_callback,
-}
 
 
 @dag(
@@ -57,7 +49,7 @@ default_args = {
     start_date=pendulum.datetime(2026, 1, 1, tz=SETTINGS.timezone),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_args(),
     tags=["citylake", "nightly"],
     doc_md=__doc__,
 )

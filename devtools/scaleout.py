@@ -241,32 +241,14 @@ def _wait(what: str, probe, timeout: float, stack: Stack, every: float = 2.0):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def single_process_run(work: Path, drop: Path) -> None:
-    """``citylake run`` (unpartitioned, in one process) over its own copy of the drop."""
-    env = {**os.environ, **_citylake_env(work, "single", drop)}
+def single_process(work: Path, drop: Path, name: str, command: list[str], extra: dict[str, str] | None = None) -> None:
+    """A citylake command in one process over its own copy of the drop, on its own lake ``name``."""
+    env = {**os.environ, **_citylake_env(work, name, drop), **(extra or {})}
     out = subprocess.run(
-        [sys.executable, "-m", "citylake.cli", "run", "--as-of", LOGICAL_DATE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "citylake.cli", *command], cwd=ROOT, env=env, capture_output=True, text=True
     )
     if out.returncode != 0:
-        raise RuntimeError(f"single-process run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-
-
-def single_process_backfill(work: Path, drop: Path) -> None:
-    """``citylake backfill`` of the two days, one date a batch, in one process, on its own lake."""
-    env = {**os.environ, **_citylake_env(work, "backfill-single", drop), **BACKFILL_ENV}
-    out = subprocess.run(
-        [sys.executable, "-m", "citylake.cli", "backfill", "--from", BACKFILL[0], "--to", BACKFILL[1]],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"single-process backfill failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"single-process {command[0]} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
 def start_workers(stack: Stack, env: dict[str, str]) -> None:
@@ -376,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulated 2 service days in {drop}", flush=True)
         single_drop = work / "drop-single"
         shutil.copytree(drop, single_drop)
-        single_process_run(work, single_drop)
+        single_process(work, single_drop, "single", ["run", "--as-of", LOGICAL_DATE])
         print("single-process run (citylake run) published", flush=True)
 
         stack.start_postgres()
@@ -413,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = check_run(state, tis, "celery", "single", work, "nightly_refresh")
 
         # the history load: the same days through backfill_range, the workers on an empty lake
-        single_process_backfill(work, single_drop)
+        backfill = ["backfill", "--from", BACKFILL[0], "--to", BACKFILL[1]]
+        single_process(work, single_drop, "backfill-single", backfill, BACKFILL_ENV)  # one date a batch
         print("single-process backfill (citylake backfill) published", flush=True)
         for name in ("w1", "w2"):
             stack.stop(f"worker-{name}")

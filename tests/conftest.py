@@ -269,13 +269,13 @@ def published_settings(base: Path) -> Settings:
 #: first: each worker starts with the longest ones and the short ones fill the end, so that the
 #: two workers end together. (pytest-xdist would otherwise order files by their number of tests,
 #: and leave a few long tests for the end; the Makefile passes --no-loadscope-reorder.)
-LONGEST_FIRST = (  # each file's setup and calls on a fresh clone, 2026-12-06 (the last two runs)
+LONGEST_FIRST = (  # each file's setup and calls on a fresh clone, 2026-12-06
     "tests/reliability/test_faults.py",  # 290 s
-    "tests/publish/test_gate.py",  # 230 s
-    "tests/night/test_dags.py",  # 150 s (with the backfill DAG)
-    "tests/night/test_batches.py",  # 120 s
-    "tests/build/test_dbt_transit.py",  # 110 s
+    "tests/publish/test_gate.py",  # 195 s
+    "tests/night/test_dags.py",  # 130 s
+    "tests/build/test_dbt_transit.py",  # 115 s
     "tests/night/test_city_end_to_end.py",  # 85 s
+    "tests/night/test_batches.py",  # 80 s
     "tests/devtools/test_standard_formats.py",  # 55 s
     "tests/consumers/test_api.py",  # 25 s
 )

@@ -23,6 +23,22 @@ if TYPE_CHECKING:
     from citylake.core.settings import Settings
 
 log = logging.getLogger("citylake.night.airflow")
+
+
+def default_args() -> dict[str, Any]:
+    """Every citylake DAG's task policy: transient faults retried with exponential backoff (data
+    faults fail at once, :func:`no_retry`), a failure notified (:func:`failure_callback`)."""
+    from datetime import timedelta as td
+
+    return {
+        "retries": 3,
+        "retry_delay": td(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": td(minutes=30),
+        "on_failure_callback": failure_callback,
+    }
+
+
 OUTCOME_KEY = "publication"  # the XCom key under which audit_and_publish leaves its outcome
 
 

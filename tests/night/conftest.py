@@ -44,3 +44,20 @@ def airflow_env(airflow_home, monkeypatch):
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
     monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     return airflow_home
+
+
+def history_load_env(monkeypatch, tmp_path: Path, drop: Path, batch_memory: str) -> None:
+    """A fresh lake and warehouse loading the history in ``drop`` under a batch budget; no PDF nor
+    docs site (the nights' tests check those: tests/conftest.py lake_after_nights)."""
+    from tests.conftest import PSEUDONYM_KEY
+
+    for name, value in {
+        "CITYLAKE_LAKE_URI": (tmp_path / "lake").as_uri(),
+        "CITYLAKE_DROP_ROOT": drop.as_uri(),
+        "CITYLAKE_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        "CITYLAKE_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "CITYLAKE_BATCH_MEMORY": batch_memory,
+        "CITYLAKE_REPORT_PDF": "never",
+        "CITYLAKE_DOCS_SITE": "false",
+    }.items():
+        monkeypatch.setenv(name, value)

@@ -20,7 +20,7 @@ from citylake.publish import gate
 from citylake.publish.reader import current, registry
 from devtools.compare import compare_publications
 from quality.suites import CheckResult
-from tests.conftest import PSEUDONYM_KEY
+from tests.night.conftest import history_load_env
 
 START = date(2026, 1, 1)
 
@@ -90,14 +90,7 @@ def test_backfill_killed_after_a_batch_resumes_and_equals_the_nights(
     rebuild of the range from what is staged, whose second batch is refused, publishes the first
     and stops; resumed, it publishes the same marts as the nights, with records saying what
     each run was."""
-    monkeypatch.setenv("CITYLAKE_LAKE_URI", (tmp_path / "lake").as_uri())
-    monkeypatch.setenv("CITYLAKE_DROP_ROOT", lake_after_nights.drop.as_uri())
-    monkeypatch.setenv("CITYLAKE_PSEUDONYM_KEY", PSEUDONYM_KEY)
-    monkeypatch.setenv("CITYLAKE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
-    monkeypatch.setenv("CITYLAKE_BATCH_MEMORY", "1MB")
-    # the reports and the docs site are the nights' tests' (tests/conftest.py lake_after_nights)
-    monkeypatch.setenv("CITYLAKE_REPORT_PDF", "never")
-    monkeypatch.setenv("CITYLAKE_DOCS_SITE", "false")
+    history_load_env(monkeypatch, tmp_path, lake_after_nights.drop, "1MB")  # a date a batch
     storage = open_storage(Settings())
 
     # the first batch built and recorded, then the process dies inside the second: its upstream
