@@ -576,6 +576,15 @@ def night_after(service_date: date, tz: str) -> datetime:
     return datetime.combine(service_date + timedelta(days=1), registry.night_time(tz), ZoneInfo(tz))
 
 
+def range_dates(first: date, last: date) -> list[date]:
+    """The service dates of a backfill, in order; a ConfigError when the first is after the last."""
+    from datetime import timedelta
+
+    if last < first:
+        raise ConfigError(f"backfill from {first} to {last}: the first date is after the last")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 def backfill(
     settings: Settings,
     first: date | None = None,
@@ -590,8 +599,6 @@ def backfill(
     one publication when every batch is built. Its published marts equal those of the nights run
     one by one. ``resume``: go on with the backfill that was interrupted, from its first batch not
     built (its ingestion was done before its plan was recorded)."""
-    from datetime import timedelta
-
     storage = open_storage(settings)
     if not resume:
         batches.refuse_if_interrupted(storage)
@@ -600,12 +607,10 @@ def backfill(
         first, last = date.fromisoformat(state["first"]), date.fromisoformat(state["last"])
     if first is None or last is None:
         raise ConfigError("backfill: give --from and --to, or --resume")
-    if last < first:
-        raise ConfigError(f"backfill from {first} to {last}: the first date is after the last")
+    days = range_dates(first, last)
     run_id = new_run_id()  # a resumed run publishes under its own id (the record names the first)
     result = NightResult(run_id, range=(first, last))
     as_of = night_after(last, settings.timezone)
-    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     progress = progress or _silent
     with lake_lock(storage, LOCK, owner=run_id) as held:
         if state is None:
@@ -676,16 +681,6 @@ def rebuild(
 # -- the backfill as Airflow tasks (dags/citylake_backfill.py) ------------------------------------
 
 
-def backfill_range(first: str, last: str) -> list[str]:
-    """The service dates of a backfill, ISO."""
-    from datetime import timedelta
-
-    d1, d2 = date.fromisoformat(first), date.fromisoformat(last)
-    if d2 < d1:
-        raise ConfigError(f"backfill from {first} to {last}: the first date is after the last")
-    return [(d1 + timedelta(days=i)).isoformat() for i in range((d2 - d1).days + 1)]
-
-
 def plan_backfill_ingest(settings: Settings, first: str, last: str) -> dict[str, list]:
     """A backfill's files not yet landed, as the night after its last date sees them, cut as the
     nightly DAG cuts them (:mod:`citylake.night.partitions`): the registers first (every dated
@@ -693,9 +688,9 @@ def plan_backfill_ingest(settings: Settings, first: str, last: str) -> dict[str,
     one partition per (date of the range × operator × group)."""
     from citylake.night.partitions import plan_partitions
 
-    days = backfill_range(first, last)
+    range_dates(date.fromisoformat(first), date.fromisoformat(last))  # a range the wrong way round: refused
     plan = plan_partitions(settings, open_storage(settings), night_after(date.fromisoformat(last), settings.timezone))
-    plan["dated"] = [p for p in plan["dated"] if p["service_date"] is None or days[0] <= p["service_date"] <= last]
+    plan["dated"] = [p for p in plan["dated"] if p["service_date"] is None or first <= p["service_date"] <= last]
     return plan
 
 
@@ -716,8 +711,8 @@ def plan_backfill(settings: Settings, first: str, last: str, ingested: list[dict
         d1, d2 = date.fromisoformat(first), date.fromisoformat(last)
         changed = {date.fromisoformat(d) for i in ingested if i for d in i["changed_dates"]}
         pending = {date.fromisoformat(d) for ds in read_pending(storage).values() for d in ds}
-        days = {date.fromisoformat(d) for d in backfill_range(first, last)}
-        state = _plan_state(settings, storage, "backfill", d1, d2, changed | days | pending, run_id)
+        dates = changed | set(range_dates(d1, d2)) | pending
+        state = _plan_state(settings, storage, "backfill", d1, d2, dates, run_id)
     return {"run_id": run_id, "batches": state["batches"]}
 
 
@@ -732,29 +727,9 @@ def build_backfill(settings: Settings, progress: Progress | None = None) -> dict
     state = batches.unfinished(storage, "backfill")
     result = NightResult(new_run_id(), range=(date.fromisoformat(state["first"]), date.fromisoformat(state["last"])))
     with lake_lock(storage, LOCK, owner=result.run_id) as held:
-        if set(state["built"]) == set(range(len(state["batches"]))):
+        if set(state["built"]) == set(range(len(state["batches"]))):  # a retried task after its last batch
             return {"built": len(state["built"]), "batches": len(state["batches"])}
-
-        def record(i: int, stage: dict | None) -> None:
-            state["built"] = sorted({*state["built"], i})
-            state["stage"] = stage
-            batches.write_state(storage, state)
-            renew_lock(storage, LOCK, held)
-
-        plan = {"first_build": False, "selections": {}, "batch_dates_only": True}
-        extra = {"kind": "backfill", "range": [state["first"], state["last"]], "batches": len(state["batches"])}
-        _build_commit_publish(
-            settings,
-            storage,
-            result,
-            plan,
-            state["batches"],
-            progress or _silent,
-            state=state,
-            after_batch=record,
-            record_extra=extra,
-            publish_at_end=False,
-        )
+        _run_planned_batches(settings, storage, result, state, held, progress or _silent, publish_at_end=False)
         if result.gate.record:  # a batch refused or failed: what passed is published, the run stops there
             batches.write_state(storage, {**state, "stage": None})
             raise PublicationRefused(
@@ -773,8 +748,7 @@ def publish_backfill(settings: Settings) -> dict[str, Any]:
     if set(state["built"]) != set(range(len(state["batches"]))) or not state.get("stage"):
         raise ConfigError(f"the backfill's batches are not all built ({batches.STATE}): run build_batches first")
     run_id = new_run_id()
-    extra = {"kind": "backfill", "range": [state["first"], state["last"]], "batches": len(state["batches"])}
-    extra["planned_by"] = state["run_id"]  # the run that planned the batches
+    extra = _record_extra(state, run_id)
     with lake_lock(storage, LOCK, owner=run_id):
         dates = [date.fromisoformat(d) for b in state["batches"] for d in b]
         gate = publish_stage(
@@ -808,6 +782,57 @@ def _plan_state(
     return state
 
 
+def _record_extra(state: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """What a backfill's or a rebuild's registry record says of it: its kind, range, batches,
+    group, and the run that planned the batches when another run publishes them."""
+    extra = {"kind": state["kind"], "range": [state["first"], state["last"]], "batches": len(state["batches"])}
+    if state.get("group"):
+        extra["group"] = state["group"]
+    if state["run_id"] != run_id:
+        extra["planned_by"] = state["run_id"]  # a resumed run, or the DAG's tasks, publish under their own id
+    return extra
+
+
+def _run_planned_batches(
+    settings: Settings,
+    storage: LakeStorage,
+    result: NightResult,
+    state: dict[str, Any],
+    held: dict,
+    progress: Progress,
+    *,
+    publish_at_end: bool = True,
+) -> None:
+    """Build and commit the recorded plan's batches not yet built (:func:`_build_commit_publish`),
+    recording each with what the batches committed (the stage) and renewing the lock."""
+    group = state.get("group")
+    selections = {}
+    if group:
+        from citylake.build.groups import build_selections, load_manifest
+
+        selections = build_selections(load_manifest(settings))
+
+    def record(i: int, stage: dict | None) -> None:
+        state["built"] = sorted({*state["built"], i})
+        state["stage"] = stage
+        batches.write_state(storage, state)
+        renew_lock(storage, LOCK, held)
+
+    _build_commit_publish(
+        settings,
+        storage,
+        result,
+        {"first_build": False, "selections": selections, "batch_dates_only": True},
+        state["batches"],
+        progress,
+        group=group,
+        state=state,
+        after_batch=record,
+        record_extra=_record_extra(state, result.run_id),
+        publish_at_end=publish_at_end,
+    )
+
+
 def _build_batches_and_publish(
     settings: Settings,
     storage: LakeStorage,
@@ -821,38 +846,7 @@ def _build_batches_and_publish(
 
     A batch whose build fails or whose audit refuses a group stops the run: what passed so far is
     published, and the state stays unfinished, for ``--resume`` from that batch."""
-    group = state.get("group")
-    selections = {}
-    if group:
-        from citylake.build.groups import build_selections, load_manifest
-
-        selections = build_selections(load_manifest(settings))
-    planned = state["batches"]
-
-    def record(i: int, stage: dict | None) -> None:
-        state["built"] = sorted({*state["built"], i})
-        state["stage"] = stage
-        batches.write_state(storage, state)
-        renew_lock(storage, LOCK, held)
-
-    plan = {"first_build": False, "selections": selections, "batch_dates_only": True}
-    extra = {"kind": state["kind"], "range": [state["first"], state["last"]], "batches": len(planned)}
-    if state.get("group"):
-        extra["group"] = state["group"]
-    if state["run_id"] != result.run_id:
-        extra["planned_by"] = state["run_id"]  # a resumed run publishes under its own id
-    _build_commit_publish(
-        settings,
-        storage,
-        result,
-        plan,
-        planned,
-        progress,
-        group=group,
-        state=state,
-        after_batch=record,
-        record_extra=extra,
-    )
+    _run_planned_batches(settings, storage, result, state, held, progress)
     if result.build_ok and not result.gate.stopped:
         batches.write_state(storage, {**state, "finished": True, "publication_id": result.gate.publication_id})
     else:  # what passed so far is published: a resumed run starts from the pointer, at the batch that stopped

@@ -461,25 +461,9 @@ def publish_stage(
         checks=all_checks,
     )
     result.held_back = {g: h["held"] for g, h in held_back.items()}
-    report_key = key(Zone.REPORTS, f"quality/{publication_id}", filename="index.html")
     record = {
-        "publication_id": publication_id,
-        "run_id": publication_id,
-        "created_at": now.isoformat(),
-        "service_dates": stage["dates"],
-        "code_version": code_version(),
-        "rules_version": rules_version(settings),
+        **_record(publication_id, settings, now, stage["dates"], result, inputs),
         **(record_extra or {}),
-        "groups_published": published,
-        "groups_refused": result.refused_groups,
-        "warnings": result.warnings,
-        "inputs": sorted(inputs or []),
-        "checks": {
-            "total": len(all_checks.results),
-            "failed_blocking": len(all_checks.blocking_failures()),
-            "failed_warning": len(all_checks.warnings()),
-        },
-        "report": report_key,
         "current_after": after,
         "current_before": before,
     }
@@ -543,26 +527,38 @@ def _hold(
         f"(`citylake {holder.get('kind')} --resume`) les publie, et les dates de cette exécution ensuite"
     )
     result = GateResult(run_id, None, [], {g: [why] for g in registry.groups()}, [], checks=SuiteRun())
-    record = {
-        "publication_id": run_id,
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "service_dates": dates,
-        "code_version": code_version(),
-        "rules_version": rules_version(settings),
-        "groups_published": [],
-        "groups_refused": result.refused_groups,
-        "warnings": [],
-        "inputs": sorted(inputs or []),
-        "checks": {"total": 0, "failed_blocking": 0, "failed_warning": 0},
-        "report": key(Zone.REPORTS, f"quality/{run_id}", filename="index.html"),
-    }
+    record = _record(run_id, settings, datetime.now(UTC).replace(microsecond=0), dates, result, inputs)
     from citylake.publish.report import write_report
 
     result.current = current(storage)
     result.report_key = write_report(storage, record, result.checks)
     result.record = record
     return result
+
+
+def _record(
+    run_id: str, settings: Settings, now: datetime, dates: list[str], result: GateResult, inputs: list[str] | None
+) -> dict:
+    """What the registry and the quality report say of a run: when, which dates, under which code
+    and rules, what was published or refused and why, its inputs, its checks."""
+    return {
+        "publication_id": run_id,
+        "run_id": run_id,
+        "created_at": now.isoformat(),
+        "service_dates": dates,
+        "code_version": code_version(),
+        "rules_version": rules_version(settings),
+        "groups_published": result.published_groups,
+        "groups_refused": result.refused_groups,
+        "warnings": result.warnings,
+        "inputs": sorted(inputs or []),
+        "checks": {
+            "total": len(result.checks.results),
+            "failed_blocking": len(result.checks.blocking_failures()),
+            "failed_warning": len(result.checks.warnings()),
+        },
+        "report": key(Zone.REPORTS, f"quality/{run_id}", filename="index.html"),
+    }
 
 
 def new_stage(pointer: dict, owner: str | None = None) -> dict:
