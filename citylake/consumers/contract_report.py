@@ -244,7 +244,7 @@ def comparison_section(then: dict[str, tuple], now: dict[str, tuple], then_pub: 
         label = (n or t)[0]
         dv = None if not (t and n) or t[1] is None or n[1] is None else n[1] - t[1]
         da = None if not (t and n) or t[3] is None or n[3] is None else n[3] - t[3]
-        changed = dv not in (None, 0) or da not in (None, 0) or (t and n and t[2] != n[2]) or not (t and n)
+        changed = t is None or n is None or t[1:] != n[1:]  # value, status or amount, or a KPI on one side only
         rows.append(
             f"<tr data-kpi='{E(code)}' data-changed='{str(bool(changed)).lower()}'><td>{E(label)}</td>"
             f"<td class='num'>{_fmt(t[1]) if t else '—'}</td><td>{STATUS_FR[t[2]] if t else '—'}</td>"
