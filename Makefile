@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 PY_DIRS := citylake ingestion quality devtools tests dags
 SQL_DIRS := dbt_project/models dbt_project/tests
 
-.PHONY: install browser demo test lint bench bench-history bench-backfill bench-accuracy bench-memory scaleout-check lock clean help
+.PHONY: install browser demo test lint bench bench-growth bench-history bench-backfill bench-accuracy bench-memory scaleout-check lock clean help
 
 help:
 	@echo "make demo     fresh clone -> venv -> sample extracts -> nightly refresh -> marts and report"
 	@echo "make test     the test suite (what CI runs through .ci/run)"
 	@echo "make bench    benchmarks, written to BENCHMARKS.md"
+	@echo "make bench-growth   the metro night at 0.5x, 1x, 2x and 4x the volume (BENCHMARKS.md)"
 	@echo "make bench-history  nights on 30, 180 and 365 days of history (BENCHMARKS.md)"
 	@echo "make bench-backfill 7- and 28-day backfills at metro scale and the night after (BENCHMARKS.md)"
 	@echo "make bench-accuracy the transit figures on every network at hand and a metro day (BENCHMARKS.md)"
@@ -73,6 +74,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m devtools.bench
+
+# The metro night at 0.5x to 4x the volume, each through Airflow from a fresh lake (issue #32).
+bench-growth: install
+	$(BIN)/python -m devtools.bench growth
 
 # A year of small-scale history: backfills, then nights on 30, 180 and 365 days (BENCHMARKS.md).
 bench-history: install

@@ -251,9 +251,10 @@ def single_process(work: Path, drop: Path, name: str, command: list[str], extra:
         raise RuntimeError(f"single-process {command[0]} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
-def start_workers(stack: Stack, env: dict[str, str]) -> None:
+def start_workers(stack: Stack, env: dict[str, str], count: int = 2) -> None:
+    """Start ``count`` Celery workers, one task slot each, named w1, w2, ..."""
     airflow = [sys.executable, "-m", "airflow"]
-    for name in ("w1", "w2"):
+    for name in (f"w{i}" for i in range(1, count + 1)):
         stack.start(
             f"worker-{name}",
             [
@@ -281,7 +282,7 @@ def run_dag(stack: Stack, env: dict[str, str], dag_id: str, run_id: str, extra: 
         out = subprocess.run([*airflow, *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
-    print(f"triggered {dag_id} on the CeleryExecutor (2 workers) ...", flush=True)
+    print(f"triggered {dag_id} on the CeleryExecutor ...", flush=True)
     t0 = time.monotonic()
 
     def finished():
@@ -329,17 +330,105 @@ def check_run(state: str, tis: list, ours: str, theirs: str, work: Path, what: s
     return problems
 
 
+def start_services(stack: Stack, citylake_env: dict[str, str]) -> dict[str, str]:
+    """PostgreSQL, Redis, Airflow's metadata, api-server, scheduler and dag-processor; return the
+    Airflow environment (the workers are started apart)."""
+    stack.start_postgres()
+    stack.start(
+        "redis",
+        ["redis-server", "--port", str(stack.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        dict(os.environ),
+    )
+    env = stack.airflow_env(citylake_env)
+    airflow = [sys.executable, "-m", "airflow"]
+    out = subprocess.run([*airflow, "db", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-3000:]}")
+    print(
+        f"PostgreSQL on 127.0.0.1:{stack.pg_port}, Redis on 127.0.0.1:{stack.redis_port}: Airflow metadata migrated",
+        flush=True,
+    )
+    stack.start("api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port)], env)
+    stack.start("scheduler", [*airflow, "scheduler", "--skip-serve-logs"], env)
+    stack.start("dag-processor", [*airflow, "dag-processor"], env)
+    return env
+
+
+def bench_workers(
+    stack: Stack, work: Path, drop: Path, first: str, last: str, counts: list[int], timeout: float
+) -> bool:
+    """``backfill_range`` over the same drop with each number of workers, each on an empty lake:
+    the run's wall time, the time its tasks took by kind, and its marts against the first run's,
+    row by row. Returns whether every run succeeded with the same marts."""
+    env = start_services(stack, _citylake_env(work, f"{counts[0]}w", drop))
+    conf = json.dumps({"first": first, "last": last})
+    runs, ok = [], True
+    for n in counts:
+        for name in [k for k in stack.procs if k.startswith("worker-")]:
+            stack.stop(name)
+        w_env = {**env, **_citylake_env(work, f"{n}w", drop), "CITYLAKE_REPORT_PDF": "never"}
+        start_workers(stack, w_env, n)
+        state, wall, tis = run_dag(stack, w_env, "backfill_range", f"bench_{n}w", ["--conf", conf], timeout)
+        kinds: dict[str, list] = {}
+        for task_id, _, _, host, secs in tis:
+            k = kinds.setdefault(task_id, [0, 0.0, set()])
+            k[0] += 1
+            k[1] += float(secs or 0)
+            k[2].add((host or "?").rsplit("/", 1)[-1])
+        runs.append((n, state, wall, kinds))
+        ok &= state == "success"
+    if ok:
+        from citylake.core.settings import Settings
+        from citylake.core.storage import open_storage
+        from citylake.publish.reader import current
+        from devtools.compare import compare_publications
+
+        def storage_of(name: str):
+            os.environ["CITYLAKE_LAKE_URI"] = (work / f"{name}-lake").as_uri()
+            s = open_storage(Settings())
+            return s, current(s)
+
+        for n in counts[1:]:
+            counts_, diffs = compare_publications(storage_of(f"{counts[0]}w"), storage_of(f"{n}w"))
+            print(
+                f"{n} workers against {counts[0]}: {len(counts_)} marts, {sum(counts_.values())} rows, "
+                f"{'equal' if not diffs else 'DIFFERENT: ' + '; '.join(diffs[:5])}"
+            )
+            ok &= not diffs
+    print(f"\nbackfill_range {first} .. {last} (task seconds summed, workers used):")
+    for n, state, wall, kinds in runs:
+        parts = ", ".join(f"{t} ×{c} {secs:.0f} s on {'+'.join(sorted(w))}" for t, (c, secs, w) in kinds.items())
+        print(f"  {n} worker(s): {state} in {wall:.0f} s — {parts}")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.scaleout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds the DAG run may take")
+    parser.add_argument(
+        "--bench-workers",
+        metavar="DROP",
+        type=Path,
+        help="instead of the check: time backfill_range over this simulated drop with each --workers count",
+    )
+    parser.add_argument("--first", help="with --bench-workers: the first service date")
+    parser.add_argument("--last", help="with --bench-workers: the last service date")
+    parser.add_argument("--workers", default="1,2", help="with --bench-workers: worker counts, in order")
     args = parser.parse_args(argv)
+    if args.bench_workers and not (args.first and args.last):
+        parser.error("--bench-workers needs --first and --last")
     ensure_packages()
     work = Path(tempfile.mkdtemp(prefix="citylake-scaleout-"))
     stack = Stack(work)
     started = time.monotonic()
     ok = False
     try:
+        if args.bench_workers:
+            counts = [int(x) for x in args.workers.split(",")]
+            ok = bench_workers(stack, work, args.bench_workers.resolve(), args.first, args.last, counts, args.timeout)
+            print(f"\nbench-workers {'passed' if ok else 'FAILED'} ({time.monotonic() - started:.0f} s)")
+            return 0 if ok else 1
         from devtools.simulator.faults import parse_faults
         from devtools.simulator.run import SimulationConfig, simulate
 
@@ -361,35 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         single_process(work, single_drop, "single", ["run", "--as-of", LOGICAL_DATE])
         print("single-process run (citylake run) published", flush=True)
 
-        stack.start_postgres()
-        stack.start(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(stack.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            dict(os.environ),
-        )
-        env = stack.airflow_env(_citylake_env(work, "celery", drop))
-        airflow = [sys.executable, "-m", "airflow"]
-        out = subprocess.run([*airflow, "db", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{out.stderr[-3000:]}")
-        print(
-            f"PostgreSQL on 127.0.0.1:{stack.pg_port}, Redis on 127.0.0.1:{stack.redis_port}: Airflow metadata "
-            "migrated",
-            flush=True,
-        )
-        stack.start("api-server", [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(stack.api_port)], env)
-        stack.start("scheduler", [*airflow, "scheduler", "--skip-serve-logs"], env)
-        stack.start("dag-processor", [*airflow, "dag-processor"], env)
+        env = start_services(stack, _citylake_env(work, "celery", drop))
         start_workers(stack, env)
         state, _, tis = run_dag(stack, env, "nightly_refresh", RUN_ID, ["--logical-date", LOGICAL_DATE], args.timeout)
         problems = check_run(state, tis, "celery", "single", work, "nightly_refresh")
