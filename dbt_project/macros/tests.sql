@@ -1,6 +1,8 @@
-{% test expression_is_true(model, expression, where='true') %}
-    {#- Fails on every row where the expression is false (or null). -#}
-    select * from {{ model }} where ({{ where }}) and not coalesce(({{ expression }}), false)
+{% test expression_is_true(model, expression, rows='true') %}
+    {#- Fails on every row (of those ``rows`` selects) where the expression is false (or null).
+        Not ``where``: dbt takes a test argument named so as the test's where config, which
+        replaced the night's filter (__night__) and tested the whole history every night. -#}
+    select * from {{ model }} where ({{ rows }}) and not coalesce(({{ expression }}), false)
 {% endtest %}
 
 {% test accepted_range(model, column_name, min_value=none, max_value=none) %}

@@ -128,8 +128,16 @@ def test_incremental_build_of_one_date_equals_full_build(built, pipeline, monkey
     again = build(settings, service_dates=[START])  # recompute a date already built: no duplicates
     assert again.success
     # the night's data tests checked the night's date only (dbt_project/macros/night_tests.sql)
-    compiled = (target_dir() / "run" / "citylake" / "models").rglob("unique_combination_fct_stop_vi*.sql")
-    assert f"where service_date in (date '{START}')" in next(compiled).read_text()
+    run = target_dir() / "run" / "citylake" / "models"
+    assert (
+        f"where service_date in (date '{START}')" in next(run.rglob("unique_combination_fct_stop_vi*.sql")).read_text()
+    )
+    # a test with its own row filter keeps the night's (it tested the whole history every night)
+    own = next(run.rglob("expression_is_true_int_stop_vi*.sql")).read_text()
+    assert f"service_date in (date '{START}')" in own and "not has_apc" in own
+    # a monthly mart built incrementally: the tests read the months of the night's dates
+    monthly = next(run.rglob("unique_combination_mart_bus_lo*.sql")).read_text()
+    assert f"where month in (date '{START.isoformat()[:7]}-01')" in monthly
     # every published mart, row for row (floats from parallel sums within 1e-9)
     for mart in sorted(mart_groups(load_manifest(settings))):
         assert_same_rows(q(again.warehouse, f"select * from {mart}"), q(built, f"select * from {mart}"), mart)

@@ -146,7 +146,9 @@ history as (
             is_inferred
             and alight_to_target_m is not null
             and service_date < date '{{ first }}'
-            and service_date >= date '{{ first }}' - to_days({{ var('history_lookback_days') }})
+            -- date - integer is a date: a bound on the column itself, so DuckDB skips the row groups
+            -- of older dates (date - to_days(n) is a timestamp: the column was cast, the year scanned)
+            and service_date >= date '{{ first }}' - {{ var('history_lookback_days') }}
         union all
     {%- endif %}
     select
