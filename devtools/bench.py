@@ -396,7 +396,23 @@ def render_growth(growth: list[dict]) -> str:
     if one:
         lines.append(f"- The metro night (1×): {one[0]['wall']:.1f} s, target ≤ 60 s: {_yes(one[0]['wall'] <= 60)}.")
     if len(growth) > 1:
-        lines.append(f"- Memory ∝ volume^{k_mem:.2f}, target ≤ 0.7: {_yes(k_mem <= 0.7)}.")
+
+        def step(a: dict, b: dict, key: str) -> float:
+            return growth_exponent([a["validations"], b["validations"]], [a[key], b[key]])
+
+        pairs = list(zip(growth, growth[1:], strict=False))
+        worst = max(step(a, b, "peak_gib") for a, b in pairs)
+        steps = "; ".join(
+            f"{a['volume']:g}×→{b['volume']:g}×: time ^{step(a, b, 'wall'):.2f}, memory ^{step(a, b, 'peak_gib'):.2f}"
+            for a, b in pairs
+        )
+        lines += [
+            f"- Memory ∝ volume^{k_mem:.2f} fitted, up to ^{worst:.2f} between two volumes; target ≤ 0.7 at every "
+            f"step: {_yes(worst <= 0.7)}.",
+            f"- Step by step: {steps}. DuckDB's memory_limit (CITYLAKE_DUCKDB_MEMORY_LIMIT, "
+            f"{os.environ.get('CITYLAKE_DUCKDB_MEMORY_LIMIT', '8GB')} here) caps the build: a night that needs more "
+            "spills to the temp folder, so the exponent of a step falls when its larger night reaches the limit.",
+        ]
     biggest = growth[-1] if growth else None
     if biggest:
         lines.append(

@@ -40,8 +40,12 @@ CAUSE = (
     "incremental marts, one run per night, was 1.46× wall and 1.74× peak RSS. What still grows: at 365 days "
     "one or two DuckDB checkpoints at a model's commit take 0.5–0.8 s (under 0.25 s at 30 days), and the "
     "night's peak RSS is reached during one; a larger checkpoint_threshold made it worse (one bigger "
-    "checkpoint at close: 857 MiB). The backfills peak at 6.8–7.9 GiB (150–185 days in one pass), which no "
-    "target covers."
+    "checkpoint at close: 857 MiB). Then (issue #32, 2026-12-07, DuckDB's profiler on every query of the night at 365 "
+    "days) four reads of the whole history were found and removed: the card history's lower bound was a timestamp "
+    "(the column cast, 5.0 M rows read instead of the 28 days' 0.45 M), three tests lost the night's filter to a test "
+    "argument dbt takes as its where config, int_gtfs_version_by_date listed the dates of every staged day (10.8 M "
+    "rows) and the monthly marts' tests read the whole mart. The backfills run in batches under the default budget "
+    "(a quarter of the machine's memory), one publication at the end."
 )
 BEFORE = (
     "Before this change (issue #17, measured the same way but replaying one night per day, a full Parquet copy "

@@ -53,4 +53,4 @@ def test_the_render_of_the_growth_curve_says_each_target():
     text = bench.render_growth(growth)
     assert text.startswith(bench.GROWTH_BEGIN) and text.endswith(bench.GROWTH_END)
     assert "(1×): 70.0 s, target ≤ 60 s: **no**" in text
-    assert "volume^0.60, target ≤ 0.7" in text
+    assert "volume^0.60 fitted, up to ^0.60 between two volumes; target ≤ 0.7 at every step: yes" in text
