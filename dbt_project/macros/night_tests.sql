@@ -2,8 +2,8 @@
     {#- dbt's own macro, plus one placeholder: a data test whose `where` says __night__ checks only
         the rows of the service dates being (re)built, when its relation has a service_date column,
         or of their months in a monthly mart built incrementally (dbt_project.yml sets it for every
-        data test; a test's own ``where`` config must keep it, e.g. "is_valid and __night__"). A first build or a full refresh (no dates)
-        tests every row. Rows of other dates were tested the night they were built: a night's tests
+        data test; a test's own ``where`` config must keep it, e.g. "is_valid and __night__"). A
+        first build or a full refresh (no dates) tests every row. Rows of other dates were tested the night they were built: a night's tests
         cost what the night brings, not the history. -#}
     {%- set where = config.get('where') -%}
     {%- if where and '__night__' in where -%}
