@@ -277,6 +277,7 @@ LONGEST_FIRST = (  # each file's setup and calls on a fresh clone, 2026-12-06
     "tests/night/test_city_end_to_end.py",  # 85 s
     "tests/night/test_batches.py",  # 80 s
     "tests/devtools/test_standard_formats.py",  # 55 s
+    "tests/night/test_workers.py",  # 36 s
     "tests/consumers/test_api.py",  # 25 s
 )
 

@@ -225,7 +225,7 @@ def test_backfill_range_over_airflow_equals_the_nights(lake_after_nights, tmp_pa
     from devtools.compare import compare_publications
     from tests.night.conftest import history_load_env
 
-    # one batch (several: the backfill's own test, and make scaleout-check on Celery)
+    # one batch (several: the backfill's own test; two worker processes: test_workers.py; make scaleout-check on Celery)
     history_load_env(monkeypatch, tmp_path, lake_after_nights.drop, "8GiB")
     path = ROOT / "dags" / "citylake_backfill.py"
     spec = importlib.util.spec_from_file_location("citylake_backfill_under_test", path)
