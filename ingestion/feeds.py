@@ -11,6 +11,7 @@ row's validity is decided once, where its file is known.
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ def date_from_name(contract: Contract, name: str) -> date | None:
     if not m:
         return None
     fmt = m.group(1)
-    digits = {"%Y%m%d": r"\d{8}", "%Y-%m-%d": r"\d{4}-\d{2}-\d{2}"}[fmt]
+    digits = {"%Y%m%d": r"\d{8}", "%Y-%m-%d": r"\d{4}-\d{2}-\d{2}", "%Y-%m": r"\d{4}-\d{2}", "%Y%m": r"\d{6}"}[fmt]
     before, after = pattern[: m.start()], pattern[m.end() :]
     stem, dot, ext = after.rpartition(".")
     regex = (
@@ -88,7 +89,22 @@ def date_from_name(contract: Contract, name: str) -> date | None:
     hit = re.match(regex, name)
     if not hit:
         return None
-    return datetime.strptime(hit.group("d"), fmt).date()
+    try:
+        day = datetime.strptime(hit.group("d"), fmt).date()
+    except ValueError:  # digits that are no date (month 13): not this feed's name
+        return None
+    if fmt in MONTH_NAMES:  # a month's file: staged under the month's last day
+        day = month_end(day)
+    return day
+
+
+#: the name formats that name a month, not a day
+MONTH_NAMES = ("%Y-%m", "%Y%m")
+
+
+def month_end(day: date) -> date:
+    """The last day of ``day``'s month."""
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 def _invalid(frame: pl.DataFrame, condition: pl.Expr, reason: pl.Expr | str) -> pl.DataFrame:
@@ -489,6 +505,78 @@ def work_orders(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return _check_vehicle(out, ctx)
 
 
+def declared_figures(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """The operator's monthly report, a row per (month, line or the network, figure): the month
+    is the report's (its file names it), the unit the figure's (a percentage becomes a ratio;
+    another unit is refused, naming the one expected), the value possible (not negative, a
+    rate at most 1); a figure given twice for the same month and line is refused both times (the
+    city cannot tell which the operator meant)."""
+    from ingestion.declared import FIGURES, unit_rule
+
+    report_month = ctx.partition.strftime("%Y-%m")
+    # whatever types the contract gave: the month as YYYY-MM, the texts as text, the value a number
+    month = pl.col("month")
+    month = month.dt.strftime("%Y-%m") if p.schema["month"] in (pl.Date, pl.Datetime) else month.cast(pl.Utf8)
+    out = p.select(
+        "source_row",
+        month.alias("month"),
+        pl.col("route_short_name").cast(pl.Utf8).replace("", None),
+        pl.col("figure_code").cast(pl.Utf8),
+        pl.col("value").cast(pl.Float64, strict=False),
+        pl.col("value").cast(pl.Utf8).alias("_value_text"),
+        pl.col("unit").cast(pl.Utf8),
+        "is_valid",
+        "invalid_reason",
+    )
+    out = _invalid(
+        out,
+        pl.col("value").is_null() & pl.col("_value_text").is_not_null(),
+        pl.format("value '{}' is not a number", pl.col("_value_text")),
+    ).drop("_value_text")
+    out = _invalid(
+        out,
+        pl.col("month") != report_month,
+        pl.format("month {} in the report of {}", pl.col("month"), pl.lit(report_month)),
+    )
+    pairs = out.select("figure_code", "unit").unique().drop_nulls("figure_code")
+    rules = {(code, unit): unit_rule(code, unit or "") for code, unit in pairs.iter_rows()}
+    keys = pl.concat_str([pl.col("figure_code"), pl.col("unit").fill_null("")], separator="\x1f")
+    factor = {f"{c}\x1f{u or ''}": r[0] for (c, u), r in rules.items()}
+    reason = {f"{c}\x1f{u or ''}": r[1] for (c, u), r in rules.items()}
+    out = out.with_columns(
+        keys.replace_strict(factor, default=None, return_dtype=pl.Float64).alias("_factor"),
+        keys.replace_strict(reason, default=None, return_dtype=pl.Utf8).alias("_unit_reason"),
+    )
+    out = _invalid(out, pl.col("_unit_reason").is_not_null(), pl.col("_unit_reason"))
+    staged_unit = {code: f.unit for code, f in FIGURES.items()}
+    maximum = {code: f.maximum for code, f in FIGURES.items() if f.maximum is not None}
+    out = out.with_columns(
+        (pl.col("value") * pl.col("_factor")).alias("value"),
+        pl.col("figure_code").replace_strict(staged_unit, default=None, return_dtype=pl.Utf8).alias("unit"),
+        pl.col("unit").alias("unit_delivered"),
+    ).drop("_factor", "_unit_reason")
+    out = _invalid(out, pl.col("value") < 0, "a negative figure")
+    top = pl.col("figure_code").replace_strict(maximum, default=None, return_dtype=pl.Float64)
+    out = _invalid(
+        out, pl.col("value") > top + 1e-9, pl.format("{} above {}, its largest possible value", pl.col("value"), top)
+    )
+    twice = pl.col("is_valid") & (
+        pl.col("source_row").count().over("month", pl.col("route_short_name").fill_null(""), "figure_code", "is_valid")
+        > 1
+    )
+    rows = (
+        pl.col("source_row")
+        .cast(pl.Utf8)
+        .str.join(", ")
+        .over("month", pl.col("route_short_name").fill_null(""), "figure_code", "is_valid", mapping_strategy="join")
+    )
+    return _invalid(
+        out,
+        twice,
+        pl.format("{} declared twice or more for the same month and line (rows {})", pl.col("figure_code"), rows),
+    )
+
+
 PARKING_READING = (
     "facility_id",
     "facility_name",
@@ -651,6 +739,7 @@ BUILDERS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
     "stop_visits_observed": stop_visits_observed,
     "vehicle_locations": vehicle_locations,
     "parking_occupancy_status": parking_occupancy_status,
+    "declared_figures": declared_figures,
 }
 
 

@@ -29,8 +29,26 @@ FAULT_KINDS: dict[str, str] = {
     "stuck_sensor": "parking/occupancy: one car park repeats the same reading for six hours",
     "dst": "the simulated window must contain a DST change day (refused otherwise)",
     "clock_skew": "bus/ticketing: one vehicle's validators run four minutes fast, every day",
+    # the operator's monthly report (devtools/simulator/declared.py): what it declares, bent
+    "declared_run_not_run": "bus/trips + bus/declared: half the trips lost for internal causes reported run",
+    "declared_external": "bus/trips + bus/declared: half the other internal losses classed external",
+    "declared_punctuality": "bus/declared: punctuality computed on -2/+7 min instead of the contract's -1/+5",
+    "declared_availability": "bus/declared: half the vehicles immobilised at peak counted available",
+    "declared_missing_month": "parking/declared: the first monthly report never delivered",
+    "declared_late": "bus/declared: the monthly reports arrive on the 12th, 15:00 (due the 10th, noon)",
 }
-DEFAULT_FAULTS = ("unparsable_rows", "unknown_ids", "negative_counts", "over_capacity", "stuck_sensor", "clock_skew")
+DEFAULT_FAULTS = (
+    "unparsable_rows",
+    "unknown_ids",
+    "negative_counts",
+    "over_capacity",
+    "stuck_sensor",
+    "clock_skew",
+    "declared_run_not_run",
+    "declared_external",
+    "declared_punctuality",
+    "declared_availability",
+)
 
 UNKNOWN_STOP = "99990001"
 UNKNOWN_VEHICLE = "9999"

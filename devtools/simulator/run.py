@@ -29,7 +29,7 @@ import polars as pl
 from tqdm import tqdm
 
 from citylake.core.calendar_fr import SUNDAY_HOLIDAY, day_info, dst_change_days, service_day_start
-from devtools.simulator import deliveries, faults, standard, transit
+from devtools.simulator import declared, deliveries, faults, standard, transit
 from devtools.simulator import fleet as fleet_mod
 from devtools.simulator.demand import FARES, PAPER, DemandModel, build_population
 from devtools.simulator.network import BaseNetwork, feed_for_period, load_network
@@ -127,6 +127,7 @@ class Simulation:
         )
         self.blocks: dict = {}
         self.summary: dict = {"days": []}
+        self.books = declared.Books(cfg.faults)  # the operators' monthly reports, honest and declared
 
     # -- helpers -------------------------------------------------------------------------
     def template_of(self, day: date):
@@ -351,6 +352,16 @@ class Simulation:
             self._vendor_avl(index, day, avl, night)
 
         tf = transit.trips_frame(net, svc, fleet, ids)
+        # the operator's own view, its biases applied (a stream of its own: no other draw moves)
+        bias_rng = np.random.default_rng([cfg.seed, day.toordinal(), 61])
+        reported = declared.report_trips(
+            tf["is_cancelled"].to_numpy(), tf["cancel_cause"], tf["is_detoured"].to_numpy(), cfg.faults, bias_rng
+        )
+        self.books.trips(
+            day, route_names, tf["scheduled_km"].to_numpy(), tf["is_cancelled"].to_numpy(), tf["cancel_cause"], reported
+        )
+        served_rows = np.flatnonzero(svc.served)
+        self.books.punctuality(day, svc.dep[served_rows] - svc.sched_dep[served_rows])
 
         trips = pl.DataFrame(
             {
@@ -361,11 +372,9 @@ class Simulation:
                 "vehicle_id": tf["vehicle_id"],
                 "scheduled_start_at": _instants(base, tf["scheduled_start_s"].to_numpy()),
                 "scheduled_end_at": _instants(base, tf["scheduled_end_s"].to_numpy()),
-                "trip_status": np.where(
-                    tf["is_cancelled"], "NON_REALISEE", np.where(tf["is_detoured"], "DEVIEE", "REALISEE")
-                ),
-                "cancel_cause": tf["cancel_cause"],
-                "cancel_cause_class": tf["cancel_cause"].replace_strict(
+                "trip_status": reported.status,
+                "cancel_cause": reported.cause,
+                "cancel_cause_class": reported.cause.replace_strict(
                     transit.CAUSE_CLASS, default=None, return_dtype=pl.Utf8
                 ),
                 "scheduled_km": tf["scheduled_km"],
@@ -433,7 +442,7 @@ class Simulation:
                 }
             ),
         )
-        _write_truth(cfg.out, "trips", day, tf.with_columns(pl.lit(day).alias("service_date")))
+        _write_truth(cfg.out, "trips", day, tf.with_columns(pl.lit(day).alias("service_date"), reported.bias))
         s = np.flatnonzero(ok)
         srow_b, srow_a = st.board_row[s], st.alight_row[s]
         card = self.pop.card[rider[s]]
@@ -464,6 +473,8 @@ class Simulation:
             ),
         )
         peak = base + timedelta(seconds=p.peak_check_s)
+        self.books.fleet(day, fleet.immobilised_at(peak), bias_rng)
+        self.books.validations(day, ticketing.height)
         active_at_peak = (svc.sched_dep[svc.trip_start] <= p.peak_check_s) & (
             svc.sched_arr[svc.trip_start + svc.trip_count - 1] >= p.peak_check_s
         )
@@ -508,6 +519,9 @@ class Simulation:
             plan.record(
                 "wrong_encoding", "parking", "occupancy", day, name, "written in UTF-8, contract says Windows-1252"
             )
+        self.books.parking(day, occ.height, delivered.height, int(delivered["entries"].sum()))
+        if (day + timedelta(days=1)).month != day.month:  # the month is over: its reports
+            self._monthly_reports(day, night)
         bar.update(1)
 
         self.summary["days"].append(
@@ -526,6 +540,69 @@ class Simulation:
                 **counters,
             }
         )
+
+    def _monthly_reports(self, day: date, night: datetime) -> None:
+        """Each operator's report of the month ending on ``day`` (its declared book), delivered
+        the night after, with the truth of both books. ``declared_missing_month`` keeps the
+        parking operator's first report; ``declared_late`` makes the bus operator's late."""
+        month = f"{day:%Y-%m}"
+        figures = self.books.month(month)
+        _write_truth(self.cfg.out, "declared_figures", day, figures.with_columns(pl.lit(day).alias("service_date")))
+        plan = self.plan
+        for kind, figure in declared.BIASES.items():
+            bent = figures.filter(
+                pl.col("route_short_name").is_null() & pl.col("biases").str.contains(kind).fill_null(False)
+            )
+            if plan.on(kind) and bent.height:
+                row = bent.filter(pl.col("figure_code") == figure).row(0, named=True)
+                plan.record(
+                    kind,
+                    "bus",
+                    "declared",
+                    day,
+                    None,
+                    f"{month}: {figure} declared {row['declared_value']:.4g}, {row['honest_value']:.4g} in truth",
+                )
+        for operator in ("bus", "parking"):
+            if operator == "parking" and plan.on("declared_missing_month"):
+                if not any(r["kind"] == "declared_missing_month" for r in plan.records):
+                    plan.record("declared_missing_month", operator, "declared", day, None, f"no report for {month}")
+                    continue
+            late = operator == "bus" and plan.on("declared_late")
+            next_month = day + timedelta(days=1)
+            at = _local(next_month.replace(day=12), 15, self.cfg.tz) if late else night - timedelta(minutes=30)
+            c = contract(operator, "declared")
+            label = {code: text for text, code in dict(c.column("figure_code").recode).items()}
+            rows = figures.filter(pl.col("operator") == operator)
+            rate = pl.col("figure_code").is_in(declared.RATES)
+            frame = rows.select(
+                pl.col("month"),
+                pl.col("route_short_name"),
+                pl.col("figure_code").replace_strict(label),
+                # as a report shows them: rates in % to 2 decimals, km to 0.1 km, counts whole
+                pl.when(rate)
+                .then((pl.col("declared_value") * 100).round(2))
+                .when(pl.col("figure_code").str.starts_with("km_"))
+                .then(pl.col("declared_value").round(1))
+                .otherwise(pl.col("declared_value").round(0))
+                .alias("value"),
+                pl.when(rate)
+                .then(pl.lit("%"))
+                .when(pl.col("figure_code").str.starts_with("km_"))
+                .then(pl.lit("km"))
+                .otherwise(pl.lit("nombre"))
+                .alias("unit"),
+            )
+            name, _ = self._deliver_frame(operator, "declared", day, frame, at)
+            if late:
+                plan.record(
+                    "declared_late",
+                    operator,
+                    "declared",
+                    day,
+                    name,
+                    f"delivered {at.isoformat()} (due the 10th, 12:00)",
+                )
 
     def _survey_delivery(self, day, svc, boardings, alightings, trip_ids, route_names, stop_all, night) -> None:
         """Surveyors ride a sample of the trips that ran and count every served stop (their own

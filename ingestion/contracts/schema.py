@@ -187,6 +187,14 @@ BUILDER_REQUIREMENTS: dict[str, Requirement] = {
         ),
     ),
     "vehicle_locations": Requirement(dataset="vehicle_locations", partition="service_date"),
+    # the operator's monthly report (rapport mensuel d'exploitation): a file per month, named by
+    # its month, staged under the month's last day; one row per (month, line or network, figure)
+    "declared_figures": Requirement(
+        dataset="declared_figures",
+        partition="service_date",
+        needs=("month", "figure_code", "value", "unit"),
+        optional=("route_short_name",),
+    ),
     "gtfs": Requirement(dataset="gtfs_feed_versions", partition="feed_version"),
 }
 
@@ -273,7 +281,12 @@ IdKind = Literal["stop", "trip", "line", "vehicle", "service", "agency"]
 
 class FileSpec(_Strict):
     format: Literal["csv", "jsonl", "xlsx", "gtfs", "netex", "gtfs_rt", "siri", "datex2", "tides"]
-    file_name: str = Field(description="the delivered name; {service_date:%Y%m%d} or {service_date:%Y-%m-%d} dates it")
+    file_name: str = Field(
+        description=(
+            "the delivered name; {service_date:%Y%m%d} or {service_date:%Y-%m-%d} dates it, "
+            "{service_date:%Y-%m} or {service_date:%Y%m} names a month (staged under its last day)"
+        )
+    )
     encoding: str = "utf-8"
     delimiter: str | None = Field(None, min_length=1, max_length=1)
     line_terminator: Literal["\n", "\r\n", "\r"] | None = Field(None, description="informative: any line end is read")
@@ -326,9 +339,12 @@ class FileSpec(_Strict):
             if m.group(1).startswith("service_date") and m.group(1) not in (
                 "service_date:%Y%m%d",
                 "service_date:%Y-%m-%d",
+                "service_date:%Y-%m",
+                "service_date:%Y%m",
             ):
                 raise ValueError(
-                    f"{{{m.group(1)}}}: a name is dated by {{service_date:%Y%m%d}} or {{service_date:%Y-%m-%d}} only"
+                    f"{{{m.group(1)}}}: a name is dated by {{service_date:%Y%m%d}} or {{service_date:%Y-%m-%d}}, "
+                    "or names a month by {service_date:%Y-%m} or {service_date:%Y%m}"
                 )
         return v
 

@@ -7,6 +7,7 @@ renamed as (
         operator,
         cast(service_date as date) as service_date,
         source_sha256,
+        source_row,
         trip_id,
         route_short_name,
         direction_id,

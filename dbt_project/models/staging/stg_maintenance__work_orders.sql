@@ -25,5 +25,7 @@ select
     labour_hours,
     parts_cost_eur,
     is_immobilising,
-    status
+    status,
+    source_sha256,
+    source_row
 from latest

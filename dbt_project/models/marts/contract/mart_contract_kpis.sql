@@ -85,21 +85,14 @@ judged as (
             when direction = 'lower_better' and value > minimum then 'missed'
             else 'tolerated'
         end as status,
-        case
-            when value is null then 0.0
-            when direction = 'higher_better' and value >= target then (value - target) * 100 * bonus_per_point_eur
-            when direction = 'higher_better' and value < minimum then -(minimum - value) * 100 * penalty_per_point_eur
-            when direction = 'lower_better' and value <= target then (target - value) * 100 * bonus_per_point_eur
-            when direction = 'lower_better' and value > minimum then -(value - minimum) * 100 * penalty_per_point_eur
-            else 0.0
-        end as amount_uncapped_eur
+        {{ kpi_amount_uncapped_eur('value') }} as amount_uncapped_eur
     from joined
 ),
 
 final as (
     select
         judged.*,
-        round(sign(amount_uncapped_eur) * least(abs(amount_uncapped_eur), cap_eur), 2) as amount_eur,
+        {{ capped_eur('amount_uncapped_eur') }} as amount_eur,
         round(abs(amount_uncapped_eur), 2) > cap_eur as is_capped,
         lineage.source_deliveries,
         lineage.source_sha256s,
