@@ -578,6 +578,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     con = duck.connect(settings, storage)
     published_views(con, storage, pointer)
+    if args.year:
+        from citylake.consumers.contract_report import write_annual_check
+
+        try:
+            written_key = write_annual_check(storage, con, args.operator, args.year, pointer)
+        except ValueError as exc:
+            print(f"citylake: {exc}", file=sys.stderr)
+            return 1
+        print(storage.url(written_key))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_bytes(storage.get_bytes(written_key))
+            print(args.out)
+        return 0
     month = date_.fromisoformat(args.month + "-01")
     then = None
     if args.compare_as_of:  # the figures as published then, beside these (after a rebuild)
@@ -837,9 +851,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=40)
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("report", help="monthly contract report of an operator (self-contained HTML)")
+    p = sub.add_parser(
+        "report", help="monthly contract report of an operator, or with --year its annual check (self-contained HTML)"
+    )
     p.add_argument("--operator", required=True)
-    p.add_argument("--month", required=True, help="YYYY-MM")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--month", help="YYYY-MM")
+    when.add_argument(
+        "--year", type=int, help="the city's annual check of the operator's declared figures (rapport annuel)"
+    )
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
     p.add_argument("--pdf", action="store_true", help="also print it to PDF beside the HTML (headless Chromium, A4)")
     p.add_argument("--out", type=Path, help="also copy the report (the PDF with --pdf) to this file")

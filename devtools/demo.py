@@ -21,8 +21,9 @@ from devtools import SAMPLE_NETWORK
 from devtools.simulator.faults import DEFAULT_FAULTS
 from devtools.simulator.run import SimulationConfig, simulate
 
-#: A week that contains the spring DST change (Sunday 29 March 2026).
-DEMO_START, DEMO_DAYS = date(2026, 3, 26), 4
+#: Four days with the spring DST change (Sunday 29 March 2026) that end a month: the
+#: operators' monthly reports of March are delivered with the last day's files.
+DEMO_START, DEMO_DAYS = date(2026, 3, 28), 4
 
 
 def main(workdir: Path | None = None) -> int:
@@ -145,6 +146,7 @@ def main(workdir: Path | None = None) -> int:
     print("\n-- 4. accuracy against the simulator's ground truth (python -m devtools evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():
         print(f"   {name}: {value:.4f}")
+    declared_vs_recomputed(con, drop)
     storage = open_storage(settings)
     print("\n== where to look")
     print(
@@ -189,6 +191,59 @@ def main(workdir: Path | None = None) -> int:
         '.venv/bin/citylake serve   then   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/v1/marts'
     )
     return 0
+
+
+def declared_vs_recomputed(con, drop: Path) -> None:
+    """Print each operator's declared figures against the city's recomputation, as published,
+    and what the reconciliation found of the biases the simulated operator was given."""
+    from devtools.declared_eval import assess
+    from ingestion.declared import FIGURES
+
+    print(
+        "\n-- 5. declared by the operators (monthly reports) against recomputed by the city"
+        " (mart_contract_reconciliation)"
+    )
+    rows = con.sql(
+        "select operator, month, figure_code, declared_value, recomputed_value, status, euro_effect_eur, "
+        "evidence_rows from mart_contract_reconciliation where route_short_name is null "
+        "order by operator, month, figure_code"
+    ).fetchall()
+
+    def show(v, code: str) -> str:
+        if v is None:
+            return "—"
+        return f"{v * 100:.2f} %" if FIGURES[code].unit == "ratio" else f"{v:,.1f}"
+
+    for op, month, code, declared, recomputed, status, euros, evidence in rows:
+        money = f"{euros:+,.2f} EUR" if euros else ""
+        proof = f"{evidence} evidence rows" if evidence else ""
+        print(
+            f"     {op:<8} {month:%Y-%m} {code:<28} declared {show(declared, code):>12}"
+            f"  recomputed {show(recomputed, code):>12}"
+            f"  {status:<17} {money:>14}  {proof}"
+        )
+    found = assess(drop, con)
+    print(
+        f"   biases the simulator injected: {', '.join(found['biases_injected']) or 'none'}; reports: "
+        + ", ".join(f"{op} {month} {status}" for op, month, status in found["report_status"])
+    )
+    print(
+        f"   found: {found['falsified_found']} of {found['falsified']} falsified figures outside tolerance"
+        f" (missed: {', '.join(f'{c} ({b})' for c, b in found['missed']) or 'none'});"
+        f" false alarms: {found['false_alarms']} of {found['unbiased']} honest figures"
+        f" ({', '.join(found['false_alarm_figures']) or 'none'})"
+    )
+    print(
+        f"   euro effect of the declarations: {found['euro_effect_computed']:+,.2f} EUR as the city computes it,"
+        f" {found['euro_effect_true']:+,.2f} EUR against the truth; trips reported run without an AVL trace:"
+        f" {found['trips_found']} of the {found['trips_falsified']} falsified found, among {found['trips_in_evidence']}"
+        " in the evidence"
+    )
+    print(
+        f"   losses classed external: {found['external_falsely_classed_found']} of the"
+        f" {found['external_falsely_classed']} falsely classed not corroborated (found);"
+        f" {found['external_true_doubted']} of the {found['external_true']} truly external wrongly doubted"
+    )
 
 
 if __name__ == "__main__":

@@ -265,8 +265,252 @@ def comparison_section(then: dict[str, tuple], now: dict[str, tuple], then_pub: 
     )
 
 
+RECONCILIATION_FR = {
+    "within_tolerance": "dans la tolérance",
+    "outside_tolerance": "hors tolérance",
+    "figure_missing": "non déclaré",
+    "not_declared": "rapport non remis",
+    "not_due_yet": "pas encore dû",
+    "not_recomputable": "non recalculable",
+}
+STATUS_CLASS = {"outside_tolerance": "missed", "within_tolerance": "met"}
+REPORT_FR = {
+    "on_time": "remis à temps",
+    "late": "remis en retard",
+    "not_declared": "non remis",
+    "not_due_yet": "pas encore dû",
+}
+EVIDENCE_COLUMNS = (
+    "figure_code",
+    "route_short_name",
+    "service_date",
+    "evidence_kind",
+    "subject",
+    "quantity",
+    "unit",
+    "detail",
+    "source_sha256",
+    "source_row",
+)
+
+
+def _has(con: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Whether the publication read has this mart (older publications lack the newer ones)."""
+    return bool(con.execute("select count(*) from duckdb_views() where view_name = ?", [view]).fetchone()[0])
+
+
+def _figure(value, unit: str | None) -> str:
+    return _fmt(value, {"ratio": "rate", "nombre": "count"}.get(unit or "", "n"))
+
+
+def declared_section(con: duckdb.DuckDBPyConnection, operator: str, month: date, annex: str | None) -> str:
+    """The page "Déclaré / recalculé": each figure of the operator's monthly report beside the
+    city's recomputation, the gap, the tolerance, the status, the euro effect on the contract
+    grid and the evidence rows (in the annex CSV ``annex``); the lines outside tolerance; and
+    the months × figures where gaps recur. Empty for a publication without the mart."""
+    from ingestion.declared import FIGURES
+
+    if not _has(con, "mart_contract_reconciliation"):
+        return ""
+    rows = con.execute(
+        "select figure_code, declared_value, recomputed_value, difference, tolerance, status, euro_effect_eur, "
+        "evidence_rows, unit, declared_row, report_status, report_due_at, report_delivered_at, route_short_name "
+        "from mart_contract_reconciliation where operator = ? and month = ? order by route_short_name nulls first, "
+        "figure_code",
+        [operator, month],
+    ).fetchall()
+    if not rows:
+        return ""
+    units = {code: f.unit for code, f in FIGURES.items()}
+    network = [r for r in rows if r[13] is None]
+    lines = [r for r in rows if r[13] is not None and r[5] == "outside_tolerance"]
+    report_status, due, delivered = network[0][10], network[0][11], network[0][12]
+    when = f"reçu le {delivered:%d/%m/%Y %H:%M}, " if delivered else ""
+    head = (
+        f"<p>Rapport mensuel d'exploitation : <span class='{'met' if report_status == 'on_time' else 'missed'}'>"
+        f"{REPORT_FR[report_status]}</span> "
+        f"({when}dû le {due:%d/%m/%Y %H:%M}, heure locale).</p>"
+        if due
+        else ""
+    )
+
+    def row(r, with_line: bool = False) -> str:
+        code, declared, recomputed, diff, tol, status, euros, evidence = r[:8]
+        unit = units.get(code)
+        label = FIGURES[code].label if code in FIGURES else code
+        cells = f"<td>{E(r[13])}</td>" if with_line else ""
+        return (
+            f"<tr data-figure='{E(code)}' data-status='{E(status)}' data-euros='{'' if euros is None else euros}'>"
+            f"{cells}<td>{E(label)}</td><td class='num'>{_figure(declared, unit)}</td>"
+            f"<td class='num'>{_figure(recomputed, unit)}</td><td class='num'>{_figure(diff, unit)}</td>"
+            f"<td class='num muted'>± {_figure(tol, unit)}</td>"
+            f"<td class='{STATUS_CLASS.get(status, 'not_computable')}'>"
+            f"{RECONCILIATION_FR[status]}</td><td class='num'>{_eur(euros) if euros is not None else ''}</td>"
+            f"<td class='num muted'>{evidence or ''}</td></tr>"
+        )
+
+    effect = sum(r[6] or 0 for r in network)
+    table = (
+        "<table><tr><th>chiffre</th><th>déclaré</th><th>recalculé</th><th>écart</th><th>tolérance</th>"
+        "<th>statut</th><th>effet en euros</th><th>preuves</th></tr>"
+        + "".join(row(r) for r in network)
+        + f"<tr><th colspan='6'>effet total sur le bonus / la pénalité du mois</th><th class='num'>{_eur(effect)}</th>"
+        "<th></th></tr></table>"
+    )
+    by_line = (
+        "<h3>Lignes hors tolérance</h3><table><tr><th>ligne</th><th>chiffre</th><th>déclaré</th><th>recalculé</th>"
+        "<th>écart</th><th>tolérance</th><th>statut</th><th></th><th>preuves</th></tr>"
+        + "".join(row(r, True) for r in lines)
+        + "</table>"
+        if lines
+        else ""
+    )
+    link = (
+        f"<p>Les preuves ligne à ligne (courses, véhicules, départs, avec la livraison et la ligne d'origine) : "
+        f"<a href='{E(annex)}'>{E(annex)}</a> (CSV, à joindre à un courrier).</p>"
+        if annex
+        else ""
+    )
+    readings = ""
+    columns = {r[0] for r in con.execute("describe mart_contract_kpis").fetchall()}
+    if "value_corroborated" in columns:  # publications before the corroboration have one reading
+        offer = con.execute(
+            "select value_as_declared, amount_as_declared_eur, value_corroborated, amount_corroborated_eur, "
+            "external_losses_binding from mart_contract_kpis where operator = ? and month = ? "
+            "and kpi_code = 'OFFER_DELIVERED'",
+            [operator, month],
+        ).fetchone()
+        doubted = sum(r[7] or 0 for r in network if r[0] == "courses_perdues_externes")
+        if offer:
+            readings = (
+                f"<p>Pertes que l'opérateur classe externes non corroborées par les données de la collectivité : "
+                f"{doubted} (aucune autre course de la ligne en retard dans l'heure ; preuves en annexe). Taux de "
+                f"réalisation de l'offre tel que déclaré : {_fmt(offer[0])} ({_eur(offer[1])}) ; ces pertes comptées "
+                f"internes : {_fmt(offer[2])} ({_eur(offer[3])}). Le contrat retient la lecture "
+                f"« {'corroborée' if offer[4] == 'corroborated' else 'déclarée'} ».</p>"
+            )
+    return (
+        "<h2>Déclaré / recalculé</h2>"
+        "<p class='muted'>Les chiffres du rapport mensuel de l'opérateur, face à ceux que la collectivité recalcule "
+        "à partir des données qu'il a livrées. L'effet en euros est le bonus ou la pénalité que la grille du "
+        "contrat donne sur le chiffre déclaré, moins celui qu'elle donne sur le chiffre recalculé.</p>"
+        + head
+        + table
+        + readings
+        + by_line
+        + link
+        + recurring_section(con, operator, month)
+    )
+
+
+def recurring_section(con: duckdb.DuckDBPyConnection, operator: str, month: date) -> str:
+    """Months × figures of the twelve months to ``month``: where the gaps recur."""
+    cells = con.execute(
+        "select month, figure_code, status from mart_contract_reconciliation where operator = ? and "
+        "route_short_name is null and month > ? - interval 12 month and month <= ? order by month, figure_code",
+        [operator, month, month],
+    ).fetchall()
+    months = sorted({m for m, _, _ in cells})
+    figures = sorted({f for _, f, _ in cells})
+    status = {(m, f): s for m, f, s in cells}
+    mark = {"outside_tolerance": ("✗", "missed"), "within_tolerance": ("✓", "met")}
+    from ingestion.declared import FIGURES
+
+    body = "".join(
+        f"<tr><td>{E(FIGURES[f].label if f in FIGURES else f)}</td>"
+        + "".join(
+            f"<td class='{mark.get(status.get((m, f)), ('', 'not_computable'))[1]}' style='text-align:center'>"
+            f"{mark.get(status.get((m, f)), ('·', ''))[0]}</td>"
+            for m in months
+        )
+        + "</tr>"
+        for f in figures
+    )
+    head = "".join(f"<th>{m:%m/%y}</th>" for m in months)
+    return (
+        "<h3>Où les écarts reviennent</h3><table><tr><th>chiffre</th>" + head + "</tr>" + body + "</table>"
+        "<p class='muted'>✗ hors tolérance · ✓ dans la tolérance · · non déclaré ou non recalculable.</p>"
+    )
+
+
+def write_annual_check(
+    storage: LakeStorage, con: duckdb.DuckDBPyConnection, operator: str, year: int, pointer: dict
+) -> str:
+    """The city's annual check of the operator's rapport annuel: every monthly figure it declared
+    in ``year`` reconciled, the months and figures outside tolerance first (then by euro effect),
+    each month's report status, and the year's euro effect. Returns the page's key."""
+    from ingestion.declared import FIGURES
+
+    publication = pointer.get("groups", {}).get("contract", {})
+    if not _has(con, "mart_contract_reconciliation"):
+        raise ValueError("this publication has no mart_contract_reconciliation (published before issue #33)")
+    rows = con.execute(
+        "select month, route_short_name, figure_code, declared_value, recomputed_value, difference, tolerance, "
+        "status, euro_effect_eur, evidence_rows, report_status from mart_contract_reconciliation "
+        "where operator = ? and year(month) = ? order by (status = 'outside_tolerance') desc, "
+        "abs(coalesce(euro_effect_eur, 0)) desc, month, figure_code, route_short_name nulls first",
+        [operator, year],
+    ).fetchall()
+    units = {code: f.unit for code, f in FIGURES.items()}
+    months = sorted({r[0] for r in rows})
+    statuses = {r[0]: r[10] for r in rows}
+    gaps = [r for r in rows if r[7] in ("outside_tolerance", "not_declared", "figure_missing")]
+    effect = sum(r[8] or 0 for r in rows if r[1] is None)
+    body = "".join(
+        f"<tr data-status='{E(r[7])}'><td>{r[0]:%m/%Y}</td><td>{E(r[1] or 'réseau')}</td>"
+        f"<td>{E(FIGURES[r[2]].label if r[2] in FIGURES else r[2])}</td>"
+        f"<td class='num'>{_figure(r[3], units.get(r[2]))}</td><td class='num'>{_figure(r[4], units.get(r[2]))}</td>"
+        f"<td class='num'>{_figure(r[5], units.get(r[2]))}</td>"
+        f"<td class='{STATUS_CLASS.get(r[7], 'not_computable')}'>{RECONCILIATION_FR[r[7]]}</td>"
+        f"<td class='num'>{_eur(r[8]) if r[8] is not None else ''}</td><td class='num muted'>{r[9] or ''}</td></tr>"
+        for r in rows
+    )
+    reports = " · ".join(f"{m:%m/%Y} : {REPORT_FR[statuses[m]]}" for m in months)
+    title = f"Contrôle annuel du rapport du délégataire — opérateur {operator} — {year}"
+    page = (
+        "<!doctype html><html lang='fr'><head><meta "
+        f"charset='utf-8'><title>{E(title)}</title><style>{CSS}</style></head><body><h1>{E(title)}</h1>"
+        "<p class='muted'>Chaque chiffre mensuel déclaré par l'opérateur, face au chiffre recalculé par la "
+        "collectivité à partir des données qu'il a livrées ; les écarts hors tolérance d'abord.</p>"
+        f"<p>{len(months)} mois · {len(gaps)} écart(s) hors tolérance ou chiffre(s) manquant(s) · effet sur les "
+        f"bonus et pénalités de l'année : <strong>{_eur(effect)}</strong></p><p>Rapports mensuels : {reports}</p>"
+        "<table><tr><th>mois</th><th>ligne</th><th>chiffre</th><th>déclaré</th><th>recalculé</th><th>écart</th>"
+        f"<th>statut</th><th>effet en euros</th><th>preuves</th></tr>{body}</table>"
+        + (recurring_section(con, operator, months[-1]) if months else "")
+        + f"<footer>Publication {E(publication.get('publication_id', '?'))} du "
+        f"{E(publication.get('published_at', '?'))}</footer></body></html>"
+    )
+    k = key(
+        Zone.REPORTS,
+        "contract",
+        {"operator": operator, "year": str(year)},
+        f"{publication.get('publication_id', 'unpublished')}.html",
+    )
+    storage.put_bytes(k, page.encode("utf-8"), metadata={"content-type": "text/html"}, overwrite=True)
+    return k
+
+
+def evidence_csv(con: duckdb.DuckDBPyConnection, operator: str, month: date) -> bytes | None:
+    """The month's evidence rows of an operator, as the annex CSV of its report (None: no mart)."""
+    if not _has(con, "fct_reconciliation_evidence"):
+        return None
+    from citylake.consumers.opendata import neutralise_formulas
+
+    frame = con.execute(
+        f"select {', '.join(EVIDENCE_COLUMNS)} from fct_reconciliation_evidence where operator = ? and month = ? "
+        "order by figure_code, service_date, evidence_kind, subject",
+        [operator, month],
+    ).pl()
+    return neutralise_formulas(frame).write_csv(separator=";").encode("utf-8")
+
+
 def build_report(
-    con: duckdb.DuckDBPyConnection, operator: str, month: date, publication: dict, comparison: str = ""
+    con: duckdb.DuckDBPyConnection,
+    operator: str,
+    month: date,
+    publication: dict,
+    comparison: str = "",
+    annex: str | None = None,
 ) -> tuple[str, list[dict]]:
     """Return the report page and the KPI rows it shows, from published views in ``con``;
     ``comparison`` (:func:`comparison_section`) follows the KPI table."""
@@ -315,6 +559,7 @@ pénalité</th><th>numérateur / dénominateur</th></tr>
 {rows_html}<tr><th colspan="5">total du mois</th><th class="num">{_eur(total)}</th><th></th></tr></table>""")
     if comparison:
         sections.append(comparison)
+    sections.append(declared_section(con, operator, month, annex))
     sections.append(trend_section(con, operator, month, kpi_rows))
 
     first, last = month, (month.replace(day=28) + __import__("datetime").timedelta(days=4)).replace(day=1)
@@ -433,13 +678,19 @@ def write_report(
             kpi_figures(then[0], operator, month), kpi_figures(con, operator, month), then_pub, publication
         )
         suffix = f"__vs__{then_pub.get('publication_id', 'unpublished')}"
-    page, _ = build_report(con, operator, month, publication, comparison)
-    k = key(
-        Zone.REPORTS,
-        "contract",
-        {"operator": operator, "month": f"{month:%Y-%m}"},
-        f"{publication.get('publication_id', 'unpublished')}{suffix}.html",
-    )
+    name = f"{publication.get('publication_id', 'unpublished')}{suffix}"
+    folder = {"operator": operator, "month": f"{month:%Y-%m}"}
+    annex = evidence_csv(con, operator, month)
+    annex_name = f"{name}__preuves.csv" if annex is not None else None
+    if annex is not None:  # beside the page, which links it by name
+        storage.put_bytes(
+            key(Zone.REPORTS, "contract", folder, annex_name),
+            annex,
+            metadata={"content-type": "text/csv"},
+            overwrite=True,
+        )
+    page, _ = build_report(con, operator, month, publication, comparison, annex_name)
+    k = key(Zone.REPORTS, "contract", folder, f"{name}.html")
     storage.put_bytes(k, page.encode("utf-8"), metadata={"content-type": "text/html"}, overwrite=True)
     return k
 

@@ -83,6 +83,12 @@ class Params:
     cancel_share: float = 0.006
     #: Trips detoured, skipping 2-4 consecutive stops (assumption).
     detour_share: float = 0.01
+    #: External disruptions (an accident, a road closed, a demonstration: aléa externe): a line's
+    #: trips starting within the event's duration run late by a few minutes and some are lost;
+    #: events are drawn so that external losses stay a fifth of cancel_share (assumptions).
+    external_event_duration_s: tuple[int, int] = (1800, 5400)
+    external_event_delay_s: tuple[int, int] = (240, 720)
+    external_event_loss_share: float = 0.3
     #: Running-time model (assumption): start delay (s), lognormal spread of segment running
     #: times, slowdown at peak, dwell time range (s).
     start_delay_mean_s: float = 20.0

@@ -253,7 +253,10 @@ class Simulation:
         night = _local(day + timedelta(days=1), 3, cfg.tz)
         available = fleet.available(day, cfg.tz)
 
-        svc = transit.run_service(net, fleet, info, self.template_of(day), self.tiles, p, rng, cfg.tz, self.blocks)
+        events = np.random.default_rng([cfg.seed, day.toordinal(), 73])  # disruptions: a stream of their own
+        svc = transit.run_service(
+            net, fleet, info, self.template_of(day), self.tiles, p, rng, cfg.tz, self.blocks, events
+        )
         bar.update(1)
         st, counters = transit.riders_travel(self.model, self.pop, svc, fleet, p, rng)
         bar.update(1)

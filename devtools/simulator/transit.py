@@ -70,8 +70,13 @@ def run_service(
     rng: np.random.Generator,
     tz: str,
     block_cache: dict,
+    event_rng: np.random.Generator | None = None,
 ) -> DayService:
-    """Return the day's service: vehicles on blocks, cancellations, detours, actual times."""
+    """Return the day's service: vehicles on blocks, cancellations, detours, actual times.
+
+    With ``event_rng``, external losses come from disruptions (:func:`external_events`): the
+    other trips of the line around a lost one run late, as in real life; without it, from a
+    uniform draw (the simulator before issue #33)."""
     bt = net.trips_on_template(template)
     if template not in block_cache:
         blocks = net.blocks(bt)
@@ -106,7 +111,13 @@ def run_service(
     trip_cancel[trip_vehicle < 0] = 0
     u = rng.random(n_trips)
     trip_cancel[(trip_cancel < 0) & (u < params.cancel_share * 0.8)] = 1
-    trip_cancel[(trip_cancel < 0) & (u > 1 - params.cancel_share * 0.2)] = 2
+    event_delay = np.zeros(n_trips)
+    if event_rng is None:
+        trip_cancel[(trip_cancel < 0) & (u > 1 - params.cancel_share * 0.2)] = 2
+    else:
+        route = net.trip_route[trip_base] + trip_tile * (int(net.trip_route.max()) + 1)
+        event_delay, event_lost = external_events(route, net.st_dep[net.trip_ptr[trip_base]], params, event_rng)
+        trip_cancel[(trip_cancel < 0) & event_lost] = 2
 
     served = np.ones(n_rows, dtype=bool)
     served[trip_cancel[row_trip] >= 0] = False
@@ -131,7 +142,7 @@ def run_service(
     factor = np.exp(rng.normal(np.where(peak, np.log(1.0 + params.peak_running_slowdown), 0.0), params.running_time_sd))
     run = np.maximum(15.0, np.maximum(0.6 * scheduled_run, scheduled_run - (lo + hi) / 2) * factor.clip(0.8, 1.8))
     run[row_pos == 0] = 0.0
-    d0 = rng.normal(params.start_delay_mean_s, params.start_delay_sd_s, n_trips).clip(-30, None)
+    d0 = rng.normal(params.start_delay_mean_s, params.start_delay_sd_s, n_trips).clip(-30, None) + event_delay
     first_arr = sched_arr[starts] + d0
     travelled = _group_cumsum(run, starts, counts) + _group_cumsum(dwell, starts, counts) - dwell
     arr = np.round(first_arr[row_trip] + travelled).astype(np.int64)
@@ -446,6 +457,32 @@ def riders_travel(
         "stages_ridden": int((st.status == 1).sum()),
         "stages_denied_once": denied,
     }
+
+
+#: external losses per disruption, on average (the one that triggers it, and a share of the
+#: line's other trips within it): sizes the number of events to the external losses wanted
+_LOSSES_PER_EVENT = 1.6
+
+
+def external_events(
+    route: np.ndarray, scheduled_start: np.ndarray, params: Params, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the day's external disruptions: each starts at a trip of a line (lost) and lasts
+    external_event_duration_s; the line's trips starting within it run late by
+    external_event_delay_s and a share (external_event_loss_share) of them are lost too.
+    Returns each trip's extra start delay (s) and whether an event lost it."""
+    n = len(route)
+    delay, lost = np.zeros(n), np.zeros(n, dtype=bool)
+    events = rng.poisson(n * params.cancel_share * 0.2 / _LOSSES_PER_EVENT) if n else 0
+    for _ in range(events):
+        trigger = int(rng.integers(n))
+        start = scheduled_start[trigger]
+        end = start + rng.uniform(*params.external_event_duration_s)
+        hit = np.flatnonzero((route == route[trigger]) & (scheduled_start >= start) & (scheduled_start <= end))
+        delay[hit] = np.maximum(delay[hit], rng.uniform(*params.external_event_delay_s, len(hit)))
+        lost[hit[rng.random(len(hit)) < params.external_event_loss_share]] = True
+        lost[trigger] = True
+    return delay, lost
 
 
 def stop_visit_truth(st: Stages, svc: DayService) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

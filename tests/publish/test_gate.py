@@ -411,7 +411,10 @@ def test_groups_come_from_dbt_meta_not_paths() -> None:
     assert all(affected[uid] == {"maintenance", "contract"} for uid in tests_on_vehicles)
     # an upstream model refuses every group with a mart below it: the calendar feeds the transit
     # marts and the contract's data-delivery KPI
-    assert affected["model.citylake.fct_stop_visit_loads"] == {"transit"}
+    # the loads feed the transit marts, and the validations the reconciliation of the operator's
+    # declared figures reads (mart_line_ridership_daily)
+    assert affected["model.citylake.fct_stop_visit_loads"] == {"transit", "contract"}
+    assert affected["model.citylake.mart_commercial_speed"] == {"transit"}
     assert affected["model.citylake.int_calendar_days"] == {"transit", "contract"}
     assert affected["seed.citylake.fr_public_holidays"] == {"transit", "contract"}
 

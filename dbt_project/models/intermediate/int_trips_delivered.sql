@@ -2,7 +2,9 @@
 
 -- Every scheduled trip of a day and what became of it: scheduled by the GTFS version in force,
 -- run when AVL shows at least trip_min_served_share of its stops served, and what the operator
--- reported (status, cause class, and the delivery and row of its report). The unit of the offer
+-- reported (status, cause class, and the delivery and row of its report), with its scheduled
+-- start (seconds after the service day's start) and median departure delay over the stops
+-- served (the corroboration of external losses, int_external_losses_checked). The unit of the offer
 -- delivered (mart_service_delivered) and of the evidence a reconciliation sends the operator
 -- (fct_reconciliation_evidence: a trip reported run with no AVL trace).
 -- One row per (service_date, trip_id).
@@ -31,11 +33,13 @@ scheduled_km as (
         stop_times.feed_version,
         stop_times.trip_id,
         count(*) as scheduled_stops,
+        min(departure_s) as scheduled_start_s,
         sum({{ haversine_m('prev_lat', 'prev_lon', 'stop_lat', 'stop_lon') }}) / 1000 * {{ var('road_factor') }} as km
     from (
         select
             st.feed_version,
             st.trip_id,
+            st.departure_s,
             stops.stop_lat,
             stops.stop_lon,
             lag(stops.stop_lat) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lat,
@@ -51,7 +55,8 @@ served as (
     select
         service_date,
         trip_id,
-        count(*) as stops_served
+        count(*) as stops_served,
+        median(epoch(actual_departure_at) - epoch(scheduled_departure_at)) as delay_s
     from {{ ref('int_stop_visits_enriched') }}
     where {{ service_date_filter() }}
     group by all
@@ -74,7 +79,9 @@ per_trip as (
         scheduled_trips.*,
         scheduled_km.km as scheduled_km,
         scheduled_km.scheduled_stops,
+        scheduled_km.scheduled_start_s,
         coalesce(served.stops_served, 0) as stops_served,
+        served.delay_s,
         coalesce(served.stops_served, 0) >= {{ var('trip_min_served_share') }} * scheduled_km.scheduled_stops as is_run,
         reported.trip_status,
         reported.cancel_cause_class,

@@ -1,10 +1,11 @@
 -- Every figure an operator declares (seed contract_declared_figures), recomputed by the city
 -- from its own marts, per operator, month, and line where the figure is declared per line (null:
 -- the network). Km and trips from mart_service_delivered (a trip is run when AVL shows it; its
--- loss is internal unless the operator classed it external, an unexplained loss counting as
--- internal, as in the offer KPI); the rates from the contract KPIs
--- (fct_contract_kpi_values_monthly); validations from mart_line_ridership_daily (every validation
--- recorded, as operators count them); car-park entries from mart_parking_occupancy_daily.
+-- loss is internal unless the operator classed it external and the city's data corroborates it,
+-- int_external_losses_checked; an unexplained loss counts as internal); the rates as the
+-- contract KPIs publish them (mart_contract_kpis, in the reading the contract binds);
+-- validations from mart_line_ridership_daily (every validation recorded, as operators count
+-- them); car-park entries from mart_parking_occupancy_daily.
 -- A building block of mart_contract_reconciliation (not published).
 -- One row per (operator, month, route_short_name, figure_code).
 with holders as (
@@ -21,11 +22,13 @@ offer_by_line as (
         route_short_name,
         sum(km_scheduled) as km_programmes,
         coalesce(sum(km_run), 0) as km_realises,
-        coalesce(sum(km_lost_attributable), 0) as km_perdus_internes,
-        sum(km_scheduled) - coalesce(sum(km_run), 0) - coalesce(sum(km_lost_attributable), 0) as km_perdus_externes,
+        coalesce(sum(km_lost_attributable), 0) + sum(km_lost_external_uncorroborated) as km_perdus_internes,
+        sum(km_scheduled) - coalesce(sum(km_run), 0) - coalesce(sum(km_lost_attributable), 0)
+        - sum(km_lost_external_uncorroborated) as km_perdus_externes,
         sum(trips_scheduled) as courses_programmees,
-        sum(trips_lost_internal + trips_lost_unexplained) as courses_perdues_internes,
-        sum(trips_lost_external) as courses_perdues_externes
+        sum(trips_lost_internal + trips_lost_unexplained + trips_lost_external_uncorroborated)
+            as courses_perdues_internes,
+        sum(trips_lost_external - trips_lost_external_uncorroborated) as courses_perdues_externes
     from {{ ref('mart_service_delivered') }}
     group by all
 ),
@@ -66,8 +69,8 @@ kpi_figures as (
             when 'OCCUPANCY_INFO_PUBLISHED' then 'taux_information_occupation'
         end as figure_code,
         value,
-        computed_from
-    from {{ ref('fct_contract_kpi_values_monthly') }}
+        'mart_contract_kpis' as computed_from
+    from {{ ref('mart_contract_kpis') }}
 ),
 
 counts as (

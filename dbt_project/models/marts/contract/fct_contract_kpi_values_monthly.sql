@@ -12,6 +12,7 @@ with daily as (
         date_trunc('month', service_date)::date as month,
         sum(numerator) as numerator,
         sum(denominator) as denominator,
+        sum(numerator_corroborated) as numerator_corroborated,
         any_value(computed_from) as computed_from
     from {{ ref('mart_contract_kpis_daily') }}
     group by all
@@ -30,6 +31,7 @@ preventive as (
         month,
         sum(preventive_within_tolerance)::double as numerator,
         sum(preventive_jobs)::double as denominator,
+        sum(preventive_within_tolerance)::double as numerator_corroborated,
         'mart_maintenance_monthly' as computed_from
     from {{ ref('mart_maintenance_monthly') }}
     group by all
@@ -42,6 +44,7 @@ preventive_accountable as (
         preventive.month,
         preventive.numerator,
         preventive.denominator,
+        preventive.numerator_corroborated,
         preventive.computed_from
     from preventive
     inner join accountable on preventive.kpi_code = accountable.kpi_code
@@ -61,6 +64,8 @@ final as (
         numerator,
         denominator,
         case when denominator > 0 then numerator / denominator end as value,
+        numerator_corroborated,
+        case when denominator > 0 then numerator_corroborated / denominator end as value_corroborated,
         case
             when denominator is null or denominator = 0
                 then 'nothing to measure in the month (denominator is zero)'

@@ -4,8 +4,10 @@
 -- operator's delivery (sha256) and row it comes from, so the city can send them to the operator:
 -- * trip_reported_run_without_avl_trace (km_realises): a trip the trips feed reports run
 --   (REALISEE, DEVIEE) whose stops AVL does not show served (fewer than trip_min_served_share);
+-- * external_loss_uncorroborated (courses_perdues_externes): a trip lost for a cause the operator
+--   classes external that the city's data does not corroborate (int_external_losses_checked);
 -- * vehicle_immobilised_at_peak (disponibilite_parc): a vehicle with an immobilising work order
---   open at the peak check (peak_check_local), which the city counts unavailable;
+--   open at the peak check (peak_check_local), which the city counts unavailable (times local);
 -- * departures_outside_window (ponctualite): a line's departures of a day outside the contract's
 --   window (-punctuality_early_s / +punctuality_late_s), from that day's AVL deliveries.
 -- One row per (operator, service_date, evidence_kind, subject).
@@ -39,6 +41,29 @@ trips as (
         and not trips.is_run
 ),
 
+uncorroborated as (
+    select
+        holders.operator,
+        checked.service_date,
+        'courses_perdues_externes' as figure_code,
+        checked.route_short_name,
+        'external_loss_uncorroborated' as evidence_kind,
+        checked.trip_id as subject,
+        checked.scheduled_km as quantity,
+        'km' as unit,
+        format(
+            'course {} du {} perdue, cause déclarée externe : {} autre(s) course(s) de la ligne {} dans l''heure, '
+            || 'retard médian {} s contre {} s d''ordinaire ce jour-là',
+            checked.trip_id, checked.service_date, checked.window_trips_run, checked.route_short_name,
+            coalesce(round(checked.window_delay_s)::varchar, '—'), coalesce(round(checked.line_delay_s)::varchar, '—')
+        ) as detail,
+        checked.reported_sha256 as source_sha256,
+        checked.reported_row as source_row
+    from {{ ref('int_external_losses_checked') }} as checked
+    inner join holders on holders.figure_code = 'courses_perdues_externes'
+    where {{ service_date_filter('checked.service_date') }} and not checked.is_corroborated
+),
+
 peaks as (
     select
         service_date,
@@ -61,8 +86,11 @@ immobilised as (
         format(
             'véhicule {} immobilisé à {} le {} : ordre de travail {} ({}) ouvert le {}{}',
             orders.vehicle_id, '{{ var("peak_check_local") }}', peaks.service_date, orders.work_order_id,
-            orders.component, strftime(orders.opened_at, '%Y-%m-%d %H:%M'),
-            coalesce(', clôturé le ' || strftime(orders.closed_at, '%Y-%m-%d %H:%M'), ', non clôturé')
+            orders.component, strftime(timezone('{{ var("timezone") }}', orders.opened_at), '%Y-%m-%d %H:%M'),
+            coalesce(
+                ', clôturé le ' || strftime(timezone('{{ var("timezone") }}', orders.closed_at), '%Y-%m-%d %H:%M'),
+                ', non clôturé'
+            )
         ) as detail,
         orders.source_sha256,
         orders.source_row
@@ -124,6 +152,8 @@ departures as (
 
 unioned as (
     select * from trips
+    union all by name
+    select * from uncorroborated
     union all by name
     select * from immobilised
     union all by name

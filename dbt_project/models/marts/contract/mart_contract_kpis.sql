@@ -4,7 +4,11 @@
 -- value and the contract row: (value - target) x 100 points x bonus_per_point when at or above
 -- target; (minimum - value) x 100 x penalty_per_point when below minimum; nothing in between;
 -- values are compared at 1e-6. Lineage: the deliveries (sha256) the month rests on, the
--- contract version, the publication. One row per (operator, kpi_code, month).
+-- contract version, the publication. Two readings of the offer delivered: as declared (a loss
+-- the operator classes external is excused) and corroborated (an external loss the city's data
+-- does not corroborate counts against it, int_external_losses_checked); the contract's
+-- external_losses_binding says which one value and amount_eur are. One row per (operator,
+-- kpi_code, month).
 with contract as (
     select * from {{ ref('contract_kpis') }}
 ),
@@ -58,9 +62,18 @@ joined as (
         cast(expected.bonus_per_point_eur as double) as bonus_per_point_eur,
         cast(expected.penalty_per_point_eur as double) as penalty_per_point_eur,
         cast(expected.cap_eur as double) as cap_eur,
-        round(values_.value, 6) as value,
-        values_.numerator,
+        coalesce(expected.external_losses_binding, 'as_declared') as external_losses_binding,
+        round(
+            case when expected.external_losses_binding = 'corroborated' then values_.value_corroborated
+                else values_.value
+            end, 6
+        ) as value,
+        case when expected.external_losses_binding = 'corroborated' then values_.numerator_corroborated
+            else values_.numerator
+        end as numerator,
         values_.denominator,
+        round(values_.value, 6) as value_as_declared,
+        round(values_.value_corroborated, 6) as value_corroborated,
         values_.computed_from,
         coalesce(
             values_.not_computable_reason,
@@ -85,14 +98,18 @@ judged as (
             when direction = 'lower_better' and value > minimum then 'missed'
             else 'tolerated'
         end as status,
-        {{ kpi_amount_uncapped_eur('value') }} as amount_uncapped_eur
+        {{ kpi_amount_uncapped_eur('value') }} as amount_uncapped_eur,
+        {{ kpi_amount_uncapped_eur('value_as_declared') }} as amount_as_declared_uncapped_eur,
+        {{ kpi_amount_uncapped_eur('value_corroborated') }} as amount_corroborated_uncapped_eur
     from joined
 ),
 
 final as (
     select
-        judged.*,
+        judged.* exclude (amount_as_declared_uncapped_eur, amount_corroborated_uncapped_eur),
         {{ capped_eur('amount_uncapped_eur') }} as amount_eur,
+        {{ capped_eur('amount_as_declared_uncapped_eur') }} as amount_as_declared_eur,
+        {{ capped_eur('amount_corroborated_uncapped_eur') }} as amount_corroborated_eur,
         round(abs(amount_uncapped_eur), 2) > cap_eur as is_capped,
         lineage.source_deliveries,
         lineage.source_sha256s,

@@ -16,6 +16,10 @@ offer as (
         'OFFER_DELIVERED' as kpi_code,
         service_date,
         sum(km_scheduled) - coalesce(sum(km_lost_attributable), 0) as numerator,
+        -- the second reading: the external losses the city's data does not corroborate count
+        -- against the operator too (int_external_losses_checked); the contract says which binds
+        sum(km_scheduled) - coalesce(sum(km_lost_attributable), 0) - coalesce(sum(km_lost_external_uncorroborated), 0)
+            as numerator_corroborated,
         sum(km_scheduled) as denominator,
         'mart_service_delivered' as computed_from
     from {{ ref('mart_service_delivered') }}
@@ -50,9 +54,9 @@ network_wide as (
         kpis.*
     from (
         select * from offer
-        union all
+        union all by name
         select * from punctuality
-        union all
+        union all by name
         select * from availability
     ) as kpis
     inner join accountable on kpis.kpi_code = accountable.kpi_code
@@ -88,9 +92,9 @@ occupancy_info as (
 
 unioned as (
     select * from network_wide
-    union all
+    union all by name
     select * from data_delivery
-    union all
+    union all by name
     select * from occupancy_info
 )
 
@@ -101,6 +105,8 @@ select
     numerator::double as numerator,
     denominator::double as denominator,
     case when denominator > 0 then numerator / denominator end as value,
+    coalesce(numerator_corroborated, numerator)::double as numerator_corroborated,
+    case when denominator > 0 then coalesce(numerator_corroborated, numerator) / denominator end as value_corroborated,
     computed_from
 from unioned
 order by service_date, operator, kpi_code
