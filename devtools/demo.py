@@ -150,8 +150,8 @@ def main(workdir: Path | None = None) -> int:
     storage = open_storage(settings)
     print("\n== where to look")
     print(
-        f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,survey,maintenance}}, "
-        f"{drop}/parking/{{facilities,occupancy}}"
+        f"   drops: {drop}/bus/{{gtfs,fleet,ticketing,avl,trips,apc,survey,maintenance,declared}}, "
+        f"{drop}/parking/{{facilities,occupancy,declared}}"
     )
     print(f"   truth: {drop}/truth/ (what really happened: loads, journeys, faults.json)")
     print(f"   lake:  {storage.root_uri}")
@@ -212,7 +212,8 @@ def declared_vs_recomputed(con, drop: Path) -> None:
     def show(v, code: str) -> str:
         if v is None:
             return "—"
-        return f"{v * 100:.2f} %" if FIGURES[code].unit == "ratio" else f"{v:,.1f}"
+        unit = FIGURES[code].unit
+        return f"{v * 100:.2f} %" if unit == "ratio" else f"{v:,.0f}" if unit == "nombre" else f"{v:,.1f}"
 
     for op, month, code, declared, recomputed, status, euros, evidence in rows:
         money = f"{euros:+,.2f} EUR" if euros else ""

@@ -274,6 +274,7 @@ RECONCILIATION_FR = {
     "not_recomputable": "non recalculable",
 }
 STATUS_CLASS = {"outside_tolerance": "missed", "within_tolerance": "met"}
+REPORT_CLASS = {"on_time": "met", "not_due_yet": "not_computable"}
 REPORT_FR = {
     "on_time": "remis à temps",
     "late": "remis en retard",
@@ -327,7 +328,7 @@ def declared_section(con: duckdb.DuckDBPyConnection, operator: str, month: date,
     report_status, due, delivered = network[0][10], network[0][11], network[0][12]
     when = f"reçu le {delivered:%d/%m/%Y %H:%M}, " if delivered else ""
     head = (
-        f"<p>Rapport mensuel d'exploitation : <span class='{'met' if report_status == 'on_time' else 'missed'}'>"
+        f"<p>Rapport mensuel d'exploitation : <span class='{REPORT_CLASS.get(report_status, 'missed')}'>"
         f"{REPORT_FR[report_status]}</span> "
         f"({when}dû le {due:%d/%m/%Y %H:%M}, heure locale).</p>"
         if due
@@ -367,7 +368,7 @@ def declared_section(con: duckdb.DuckDBPyConnection, operator: str, month: date,
     )
     link = (
         f"<p>Les preuves ligne à ligne (courses, véhicules, départs, avec la livraison et la ligne d'origine) : "
-        f"<a href='{E(annex)}'>{E(annex)}</a> (CSV, à joindre à un courrier).</p>"
+        f"<code>{E(annex)}</code>, à côté de ce rapport (CSV, à joindre à un courrier).</p>"
         if annex
         else ""
     )

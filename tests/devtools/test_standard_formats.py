@@ -187,6 +187,9 @@ def test_marts_from_standard_inputs_match_the_vendor_marts(vendor, gtfs_rt) -> N
         "mart_contract_kpis",
         "mart_contract_kpis_daily",
         "fct_contract_kpi_values_monthly",
+        "fct_contract_figures_recomputed_monthly",
+        "mart_contract_reconciliation",
+        "fct_reconciliation_evidence",
     }
     for name in sorted(set(a) - tolerated):
         left, right = a[name], b[name]
@@ -203,6 +206,15 @@ def test_marts_from_standard_inputs_match_the_vendor_marts(vendor, gtfs_rt) -> N
         if key[1] != "PUNCTUALITY":
             assert standard_kpis[key] == pytest.approx(value, rel=1e-9), key
     assert abs(standard_kpis[("bus", "PUNCTUALITY")] - vendor_kpis[("bus", "PUNCTUALITY")]) < 0.01
+
+    # the declared figures' recomputation and its evidence: equal but for punctuality (above)
+    for name in ("fct_contract_figures_recomputed_monthly", "mart_contract_reconciliation"):
+        keep = pl.col("figure_code") != "ponctualite"
+        assert_close(a[name].filter(keep), b[name].filter(keep), name)
+    keep = pl.col("evidence_kind") != "departures_outside_window"
+    assert_close(
+        a["fct_reconciliation_evidence"].filter(keep), b["fct_reconciliation_evidence"].filter(keep), "evidence"
+    )
 
     daily = "mart_contract_kpis_daily"
     assert_close(

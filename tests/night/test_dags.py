@@ -31,7 +31,7 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
     assert bag.import_errors == {}
     ids = set(bag.dag_ids)
     assert "nightly_refresh" in ids
-    expected_feeds = {"bus": 8, "parking": 2, "montpellier": 2}
+    expected_feeds = {"bus": 9, "parking": 3, "montpellier": 2}  # the monthly reports too (declared)
     for op, n in expected_feeds.items():
         assert len([i for i in ids if i.startswith(f"ingest_{op}_")]) == n
     nightly = bag.get_dag("nightly_refresh")
@@ -73,6 +73,8 @@ def test_every_dag_imports_and_is_wired(airflow_home) -> None:
     assert ticketing.get_task("land_and_parse").upstream_task_ids == {"wait_for_delivery"}
     assert [a.uri for a in ticketing.get_task("land_and_parse").outlets] == ["citylake://staged/fare_transactions"]
     assert {t.task_id for t in bag.get_dag("ingest_bus_gtfs").tasks} == {"land_and_parse"}
+    # a monthly report has no D+N deadline to wait for: each run lands whatever report arrived
+    assert {t.task_id for t in bag.get_dag("ingest_bus_declared").tasks} == {"land_and_parse"}
     for dag in bag.dags.values():  # policies: explicit catchup, tags, retries, timezone-aware start
         assert dag.catchup is False and "citylake" in dag.tags and dag.doc_md
         assert str(dag.timezone) in ("Europe/Paris", "Timezone('Europe/Paris')")

@@ -46,14 +46,14 @@ offer as (
         month,
         route_short_name,
         figure_code,
-        value::double as value
+        round(value, 3)::double as value
     from offer_long
     union all
     select
         month,
         null as route_short_name,
         figure_code,
-        sum(value)::double as value
+        round(sum(value), 3)::double as value
     from offer_long
     group by all
 ),

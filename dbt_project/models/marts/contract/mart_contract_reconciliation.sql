@@ -6,8 +6,8 @@
 -- operator more). The report itself is judged against its due date (seed
 -- contract_declaration_terms): on time, late, not declared (a breach the report lists), or not
 -- due yet. Each figure names the delivery and row it was read from and counts its evidence
--- (fct_reconciliation_evidence). One row per (operator, month, route_short_name, figure_code);
--- route_short_name is null for the network.
+-- (fct_reconciliation_evidence). One row per (operator, month, scope, figure_code); scope is
+-- 'network' (route_short_name null) or 'line <route_short_name>'.
 with terms as (
     select * from {{ ref('contract_declared_figures') }}
 ),
@@ -211,8 +211,9 @@ joined as (
 judged as (
     select
         *,
-        declared_value - recomputed_value as difference,
-        (declared_value - recomputed_value) / nullif(abs(recomputed_value), 0) as relative_difference,
+        -- rounded: a figure summed in another order differs in its last bits, never in these
+        round(declared_value - recomputed_value, 9) as difference,
+        round((declared_value - recomputed_value) / nullif(abs(recomputed_value), 0), 9) as relative_difference,
         case
             when declared_value is null and report_status = 'not_due_yet' then 'not_due_yet'
             when declared_value is null and report_status = 'not_declared' then 'not_declared'
@@ -251,6 +252,8 @@ select
     contract_version,
     month,
     route_short_name,
+    -- the key's own column for the row's scope, never null: 'network' or 'line <route_short_name>'
+    coalesce('line ' || route_short_name, 'network') as scope,
     figure_code,
     kpi_code,
     unit,
