@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 SEEDS = Path(__file__).resolve().parents[1] / "dbt_project" / "seeds"
+#: the data faults of real deliveries, without any bias of the declaration
+NOISE = "unparsable_rows,unknown_ids,negative_counts,over_capacity,stuck_sensor,clock_skew"
 
 
 def _grid() -> dict[tuple[str, str], dict]:
@@ -152,3 +155,102 @@ def assess(drop: Path, con: duckdb.DuckDBPyConnection) -> dict:
         "biases_injected": sorted(injected),
         "report_status": sorted(set(recon.select("operator", "month", "report_status").iter_rows())),
     }
+
+
+def measure(out: Path, start: date, days: int, faults: str, seed: int) -> dict:
+    """Simulate ``days`` from ``start`` with ``faults`` into ``out``, run the night after the last
+    day in-process on a lake of its own, and assess what it published."""
+    import os
+
+    from citylake.core import duck
+    from citylake.core.settings import Settings
+    from citylake.core.storage import open_storage
+    from citylake.night.steps import night_after, run_night
+    from citylake.publish.reader import current, published_views
+    from devtools import SAMPLE_NETWORK
+    from devtools.simulator.faults import parse_faults
+    from devtools.simulator.run import SimulationConfig, simulate
+
+    drop = out / "drop"
+    simulate(
+        SimulationConfig(SAMPLE_NETWORK, start, days, out=drop, faults=parse_faults(faults), seed=seed, progress=False)
+    )
+    os.environ.update(
+        {
+            "CITYLAKE_LAKE_URI": (out / "lake").as_uri(),
+            "CITYLAKE_DROP_ROOT": drop.as_uri(),
+            "CITYLAKE_WAREHOUSE": str(out / "warehouse.duckdb"),
+            "CITYLAKE_REPORT_PDF": "never",
+            "CITYLAKE_DOCS_SITE": "false",
+        }
+    )
+    os.environ.setdefault("CITYLAKE_PSEUDONYM_KEY", "declared-eval-throwaway-key-0123456789")
+    settings = Settings()
+    last = start + timedelta(days=days - 1)
+    night = run_night(settings, as_of=night_after(last, settings.timezone))
+    if not night.ok:
+        raise RuntimeError(f"the night failed: {night.gate.refused_groups if night.gate else night.ingest.lines()}")
+    storage = open_storage(settings)
+    con = duck.connect(settings, storage)
+    try:
+        published_views(con, storage, current(storage))
+        return assess(drop, con)
+    finally:
+        con.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.declared_eval``: the reconciliation measured bias by bias."""
+    import argparse
+    import shutil
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", default="2026-03-04", help="first simulated day (the window must end a month)")
+    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--faults",
+        nargs="+",
+        default=[
+            "noise",
+            "declared_run_not_run",
+            "declared_external",
+            "declared_punctuality",
+            "declared_availability",
+            "default",
+        ],
+        help="one simulation per value: 'noise' (the data faults of real deliveries alone, no bias), a "
+        "declared_* bias with that noise, or any --faults value of the simulator ('default': noise and every bias)",
+    )
+    args = parser.parse_args(argv)
+    start = date.fromisoformat(args.start)
+    print(
+        "| faults | falsified figures found | false alarms (figures) | euro effect computed / true / abs. error | "
+        "trips reported run found (precision) | falsely external found | true external doubted |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for faults in args.faults:
+        work = Path(tempfile.mkdtemp(prefix="declared-eval-"))
+        try:
+            given = NOISE if faults == "noise" else f"{NOISE},{faults}" if faults.startswith("declared_") else faults
+            r = measure(work, start, args.days, given, args.seed)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        precision = f"{r['trip_precision']:.2f}" if r["trip_precision"] is not None else "—"
+        print(
+            f"| {faults} | {r['falsified_found']} of {r['falsified']} | {r['false_alarms']} of {r['unbiased']} "
+            f"({', '.join(r['false_alarm_figures']) or 'none'}) | {r['euro_effect_computed']:+,.2f} / "
+            f"{r['euro_effect_true']:+,.2f} / {r['euro_abs_error']:,.2f} EUR | {r['trips_found']} of "
+            f"{r['trips_falsified']} ({precision} of {r['trips_in_evidence']}) | "
+            f"{r['external_falsely_classed_found']} of {r['external_falsely_classed']} | "
+            f"{r['external_true_doubted']} of {r['external_true']} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
