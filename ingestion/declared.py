@@ -27,6 +27,7 @@ class Figure:
 _KM = (("km", 1.0),)
 _RATE = (("ratio", 1.0), ("%", 0.01))
 _COUNT = (("nombre", 1.0),)
+_EUR = (("eur", 1.0), ("€", 1.0))
 
 FIGURES: dict[str, Figure] = {
     "km_programmes": Figure("km commerciaux programmés", "km", _KM),
@@ -40,6 +41,7 @@ FIGURES: dict[str, Figure] = {
     "ponctualite": Figure("ponctualité des départs", "ratio", _RATE, 1.0),
     "disponibilite_parc": Figure("disponibilité du parc à l'heure de pointe", "ratio", _RATE, 1.0),
     "validations": Figure("validations", "nombre", _COUNT),
+    "recettes": Figure("recettes tarifaires (montants débités, TTC)", "EUR", _EUR),
     "taux_information_occupation": Figure("information d'occupation publiée", "ratio", _RATE, 1.0),
     "entrees": Figure("entrées de véhicules", "nombre", _COUNT),
 }

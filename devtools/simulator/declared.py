@@ -190,9 +190,11 @@ class Books:
         if biased and hidden.any():
             self.touched[(month, None, "disponibilite_parc")].add("declared_availability")
 
-    def validations(self, day: date, count: int) -> None:
+    def validations(self, day: date, count: int, revenue_eur: float) -> None:
+        """A day's validations and the amounts they debited (the ticketing's own revenue)."""
         for book in ("honest", "declared"):
             self._add(book, f"{day:%Y-%m}", None, "validations", count)
+            self._add(book, f"{day:%Y-%m}", None, "recettes", revenue_eur)
 
     def parking(self, day: date, readings_expected: int, readings_delivered: int, entries: int) -> None:
         """A day of the car parks, as the parking operator counts it: readings delivered over
@@ -271,6 +273,7 @@ _BUS = (
     "ponctualite",
     "disponibilite_parc",
     "validations",
+    "recettes",
 )
 _PARKING = ("taux_information_occupation", "entrees")
 #: the figures that are rates (declared in %, as operators write them)

@@ -477,7 +477,7 @@ class Simulation:
         )
         peak = base + timedelta(seconds=p.peak_check_s)
         self.books.fleet(day, fleet.immobilised_at(peak), bias_rng)
-        self.books.validations(day, ticketing.height)
+        self.books.validations(day, ticketing.height, float(ticketing["amount_eur"].sum()))
         active_at_peak = (svc.sched_dep[svc.trip_start] <= p.peak_check_s) & (
             svc.sched_arr[svc.trip_start + svc.trip_count - 1] >= p.peak_check_s
         )
@@ -582,10 +582,10 @@ class Simulation:
                 pl.col("month"),
                 pl.col("route_short_name"),
                 pl.col("figure_code").replace_strict(label),
-                # as a report shows them: rates in % to 2 decimals, km to 0.1 km, counts whole
+                # as a report shows them: rates in % to 2 decimals, km and euros to one decimal, counts whole
                 pl.when(rate)
                 .then((pl.col("declared_value") * 100).round(2))
-                .when(pl.col("figure_code").str.starts_with("km_"))
+                .when(pl.col("figure_code").str.starts_with("km_") | (pl.col("figure_code") == "recettes"))
                 .then(pl.col("declared_value").round(1))
                 .otherwise(pl.col("declared_value").round(0))
                 .alias("value"),
@@ -593,6 +593,8 @@ class Simulation:
                 .then(pl.lit("%"))
                 .when(pl.col("figure_code").str.starts_with("km_"))
                 .then(pl.lit("km"))
+                .when(pl.col("figure_code") == "recettes")
+                .then(pl.lit("€"))
                 .otherwise(pl.lit("nombre"))
                 .alias("unit"),
             )

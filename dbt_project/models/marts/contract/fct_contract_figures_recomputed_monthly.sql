@@ -4,8 +4,8 @@
 -- loss is internal unless the operator classed it external and the city's data corroborates it,
 -- int_external_losses_checked; an unexplained loss counts as internal); the rates as the
 -- contract KPIs publish them (mart_contract_kpis, in the reading the contract binds);
--- validations from mart_line_ridership_daily (every validation recorded, as operators count
--- them); car-park entries from mart_parking_occupancy_daily.
+-- validations and fare revenue from mart_line_ridership_daily (every validation recorded, as
+-- operators count them, and the amounts they debited); car-park entries from mart_parking_occupancy_daily.
 -- A building block of mart_contract_reconciliation (not published).
 -- One row per (operator, month, route_short_name, figure_code).
 with holders as (
@@ -78,6 +78,15 @@ counts as (
         date_trunc('month', service_date)::date as month,
         'validations' as figure_code,
         sum(validations_recorded)::double as value,
+        'mart_line_ridership_daily' as computed_from,
+        null as operator
+    from {{ ref('mart_line_ridership_daily') }}
+    group by all
+    union all
+    select
+        date_trunc('month', service_date)::date as month,
+        'recettes' as figure_code,
+        round(sum(revenue_eur), 2)::double as value,
         'mart_line_ridership_daily' as computed_from,
         null as operator
     from {{ ref('mart_line_ridership_daily') }}

@@ -10,7 +10,8 @@ with validations as (
         coalesce(located.route_short_name, tx.route_short_name) as route_short_name,
         located.fare_product_id,
         count(*) filter (where not located.is_duplicate) as validations,
-        count(*) as validations_recorded
+        count(*) as validations_recorded,
+        coalesce(sum(tx.amount), 0) as revenue_eur
     from {{ ref('int_fare_transactions_located') }} as located
     inner join {{ ref('stg_ticketing__fare_transactions') }} as tx using (service_date, source_sha256, source_row)
     where
@@ -36,6 +37,7 @@ final as (
         validations.fare_product_id,
         validations.validations,
         validations.validations_recorded,
+        validations.revenue_eur,
         line_day.boardings_estimated
         * validations.validations / nullif(sum(validations.validations) over (
             partition by validations.service_date, validations.route_short_name
