@@ -11,7 +11,8 @@ with validations as (
         located.fare_product_id,
         count(*) filter (where not located.is_duplicate) as validations,
         count(*) as validations_recorded,
-        coalesce(sum(tx.amount), 0) as revenue_eur
+        -- one type whatever the ticketing format (a vendor's decimal, TIDES's double): cents
+        cast(coalesce(sum(tx.amount), 0) as decimal(18, 2)) as revenue_eur
     from {{ ref('int_fare_transactions_located') }} as located
     inner join {{ ref('stg_ticketing__fare_transactions') }} as tx using (service_date, source_sha256, source_row)
     where
