@@ -73,24 +73,28 @@ kpi_figures as (
     from {{ ref('mart_contract_kpis') }}
 ),
 
+ridership_by_month as (
+    -- one read of the ridership mart for both of its figures
+    select
+        date_trunc('month', service_date)::date as month,
+        sum(validations_recorded)::double as validations,
+        round(sum(revenue_eur), 2)::double as recettes
+    from {{ ref('mart_line_ridership_daily') }}
+    group by all
+),
+
 counts as (
     select
-        date_trunc('month', service_date)::date as month,
-        'validations' as figure_code,
-        sum(validations_recorded)::double as value,
+        month,
+        figure_code,
+        value,
         'mart_line_ridership_daily' as computed_from,
         null as operator
-    from {{ ref('mart_line_ridership_daily') }}
-    group by all
-    union all
-    select
-        date_trunc('month', service_date)::date as month,
-        'recettes' as figure_code,
-        round(sum(revenue_eur), 2)::double as value,
-        'mart_line_ridership_daily' as computed_from,
-        null as operator
-    from {{ ref('mart_line_ridership_daily') }}
-    group by all
+    from (
+        unpivot ridership_by_month
+        on validations, recettes
+        into name figure_code value value
+    )
     union all
     select
         date_trunc('month', service_date)::date as month,

@@ -140,8 +140,20 @@ report as (
     left join deliveries using (operator, month)
 ),
 
-kpis as (
-    select * from {{ ref('contract_kpis') }}
+grid as (
+    -- the contract grid, typed as the bonus/penalty macros read it (macros/contract.sql)
+    select
+        operator,
+        kpi_code,
+        valid_from,
+        valid_to,
+        direction,
+        cast(minimum as double) as minimum,
+        cast(target as double) as target,
+        cast(bonus_per_point_eur as double) as bonus_per_point_eur,
+        cast(penalty_per_point_eur as double) as penalty_per_point_eur,
+        cast(cap_eur as double) as cap_eur
+    from {{ ref('contract_kpis') }}
 ),
 
 evidence as (
@@ -228,23 +240,17 @@ judged as (
 priced as (
     select
         judged.*,
-        case when kpis.kpi_code is not null and declared_value is not null
-                then {{ capped_eur(kpi_amount_uncapped_eur('round(judged.declared_value, 6)',
-                    'kpis.direction', 'cast(kpis.minimum as double)', 'cast(kpis.target as double)',
-                    'cast(kpis.bonus_per_point_eur as double)', 'cast(kpis.penalty_per_point_eur as double)'),
-                    'cast(kpis.cap_eur as double)') }}
+        case when grid.kpi_code is not null and declared_value is not null
+                then {{ capped_eur(kpi_amount_uncapped_eur('round(declared_value, 6)')) }}
         end as amount_declared_eur,
-        case when kpis.kpi_code is not null and recomputed_value is not null
-                then {{ capped_eur(kpi_amount_uncapped_eur('round(judged.recomputed_value, 6)',
-                    'kpis.direction', 'cast(kpis.minimum as double)', 'cast(kpis.target as double)',
-                    'cast(kpis.bonus_per_point_eur as double)', 'cast(kpis.penalty_per_point_eur as double)'),
-                    'cast(kpis.cap_eur as double)') }}
+        case when grid.kpi_code is not null and recomputed_value is not null
+                then {{ capped_eur(kpi_amount_uncapped_eur('round(recomputed_value, 6)')) }}
         end as amount_recomputed_eur
     from judged
-    left join kpis
-        on judged.operator = kpis.operator
-            and judged.kpi_code = kpis.kpi_code
-            and judged.month between date_trunc('month', cast(kpis.valid_from as date)) and cast(kpis.valid_to as date)
+    left join grid
+        on judged.operator = grid.operator
+            and judged.kpi_code = grid.kpi_code
+            and judged.month between date_trunc('month', cast(grid.valid_from as date)) and cast(grid.valid_to as date)
 )
 
 select
