@@ -538,15 +538,14 @@ def declared_figures(p: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         pl.col("month") != report_month,
         pl.format("month {} in the report of {}", pl.col("month"), pl.lit(report_month)),
     )
+    # the unit rule of each (figure, unit) the report uses, joined back to its rows
     pairs = out.select("figure_code", "unit").unique().drop_nulls("figure_code")
-    rules = {(code, unit): unit_rule(code, unit or "") for code, unit in pairs.iter_rows()}
-    keys = pl.concat_str([pl.col("figure_code"), pl.col("unit").fill_null("")], separator="\x1f")
-    factor = {f"{c}\x1f{u or ''}": r[0] for (c, u), r in rules.items()}
-    reason = {f"{c}\x1f{u or ''}": r[1] for (c, u), r in rules.items()}
-    out = out.with_columns(
-        keys.replace_strict(factor, default=None, return_dtype=pl.Float64).alias("_factor"),
-        keys.replace_strict(reason, default=None, return_dtype=pl.Utf8).alias("_unit_reason"),
+    rules = pl.DataFrame(
+        [(code, unit, *unit_rule(code, unit or "")) for code, unit in pairs.iter_rows()],
+        schema={"figure_code": pl.Utf8, "unit": pl.Utf8, "_factor": pl.Float64, "_unit_reason": pl.Utf8},
+        orient="row",
     )
+    out = out.join(rules, on=["figure_code", "unit"], how="left", nulls_equal=True, maintain_order="left")
     out = _invalid(out, pl.col("_unit_reason").is_not_null(), pl.col("_unit_reason"))
     staged_unit = {code: f.unit for code, f in FIGURES.items()}
     maximum = {code: f.maximum for code, f in FIGURES.items() if f.maximum is not None}
