@@ -104,3 +104,16 @@ def test_the_builder_agrees_with_the_rules_on_any_report(rows) -> None:
         assert ok == (got["invalid_reason"] is None)
         if ok:
             assert abs(got["value"] - value) < 1e-9 and got["unit"] == FIGURES[got["figure_code"]].unit
+
+
+@given(st.dates(min_value=date(1990, 1, 1), max_value=date(2099, 12, 31)), st.sampled_from(["", "_v2", " (1)"]))
+def test_any_month_named_file_reads_back_as_its_months_last_day(day: date, suffix: str) -> None:
+    """Whatever the month and however the operator suffixes a redelivery, both month forms of a
+    name read back as the month's last day, and a day-dated name as its day."""
+    from ingestion.feeds import month_end
+
+    for c in (contract("bus", "declared"), PARKING):
+        stem, ext = c.file_name(day).rsplit(".", 1)
+        assert date_from_name(c, f"{stem}{suffix}.{ext}") == month_end(day)
+    daily = contract("bus", "ticketing")
+    assert date_from_name(daily, daily.file_name(day)) == day
