@@ -549,6 +549,39 @@ def cmd_opendata(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_gis(args: argparse.Namespace) -> int:
+    """Map layers of one month for the GIS team: GeoParquet, GeoPackage or GeoJSON, with QGIS styles."""
+    from citylake.consumers.gis import GisExportError, export_gis
+    from citylake.core import duck
+    from citylake.core.storage import open_storage
+    from citylake.publish.reader import pointer_as_of, published_views
+
+    settings = _settings()
+    storage = open_storage(settings)
+    pointer = pointer_as_of(storage, args.as_of)
+    if not pointer.get("groups"):
+        print("citylake: nothing published yet", file=sys.stderr)
+        return 1
+    con = duck.connect(settings, storage)
+    published_views(con, storage, pointer)
+    month = None
+    if args.month:
+        try:
+            month = date_.fromisoformat(args.month + "-01")
+        except ValueError:
+            print(f"citylake: --month {args.month!r} is not YYYY-MM", file=sys.stderr)
+            return 2
+    source = ", ".join(sorted({e["publication_id"] for e in pointer["groups"].values()}))
+    try:
+        files = export_gis(con, args.out.resolve(), args.format, args.crs, month, source=f"citylake {source}")
+    except GisExportError as exc:
+        print(f"citylake: {exc}", file=sys.stderr)
+        return 2
+    for path in files:
+        print(path)
+    return 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     """A DuckDB file of views over the published marts, for the DuckDB CLI, Python or a BI tool."""
     from citylake.consumers.opendata import write_catalog
@@ -871,6 +904,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("opendata", help="ODbL exports of the published marts (small counts suppressed, no ids)")
     p.add_argument("--k", type=int, default=None, help="suppress counts below k (default CITYLAKE_OPENDATA_K or 10)")
     p.set_defaults(func=cmd_opendata)
+    exp = sub.add_parser("export", help="exports of the published marts for other tools")
+    exp_sub = exp.add_subparsers(dest="what", required=True)
+    p = exp_sub.add_parser(
+        "gis", help="map layers of a month (stops, segment loads and speeds, car parks) with QGIS styles (.qml)"
+    )
+    p.add_argument("--format", choices=("geoparquet", "gpkg", "geojson"), default="geoparquet")
+    p.add_argument("--crs", type=int, choices=(4326, 2154), default=4326, help="4326 (WGS84) or 2154 (Lambert-93)")
+    p.add_argument("--month", help="YYYY-MM (default: the newest month published)")
+    p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_export_gis)
     p = sub.add_parser("catalog", help="a DuckDB file of views over the published marts, for analysts")
     p.add_argument("--out", type=Path, default=Path("build/citylake_published.duckdb"))
     p.add_argument("--as-of", help="publication id or YYYY-MM-DD (default: what is published now)")

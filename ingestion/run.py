@@ -42,7 +42,7 @@ from citylake.core.errors import (
 from citylake.core.lake import RECEIVED, Zone, key, safe_filename
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, open_storage, sha256_bytes
-from ingestion import gtfs, manifest, registry
+from ingestion import geometry, gtfs, manifest, registry
 from ingestion.connectors import DeliveredFile, open_drop, printable
 from ingestion.contracts import Contract, contract
 from ingestion.feeds import Context, Refs, dataset_of, date_from_name, staging_warnings, to_staged
@@ -603,6 +603,15 @@ class Ingestion:
             except DataError as exc:  # named by the delivered file, not the temporary copy
                 raise DataError(str(exc).replace(str(path), f.label)) from None
 
+    def _put_staged(self, dataset: str, version: str, frame: pl.DataFrame) -> str:
+        """Write one network version's table to the staged zone whole; return its key."""
+        k = key(Zone.STAGED, dataset, {"feed_version": version}, "part-0.parquet")
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "part.parquet"
+            frame.write_parquet(p, compression="zstd")
+            self.storage.put_file(k, p, overwrite=True)
+        return k
+
     def _stage_offer(self, rec, report, sha, feed: gtfs.Feed, f: DeliveredFile, c: Contract) -> None:
         dates = sorted(gtfs.service_dates(feed))
         info = feed.get("feed_info")
@@ -631,22 +640,20 @@ class Ingestion:
             missing = [col for col in GTFS_OPTIONAL.get(table, ()) if col not in frame.columns]
             frame = frame.with_columns(*(pl.lit(None, pl.Utf8).alias(col) for col in missing))
             frame = frame.with_columns(pl.lit(c.operator).alias("operator"), pl.lit(sha).alias("source_sha256"))
-            k = key(Zone.STAGED, f"gtfs_{table}", {"feed_version": version}, "part-0.parquet")
-            with tempfile.TemporaryDirectory() as tmp:
-                p = Path(tmp) / "t.parquet"
-                frame.write_parquet(p, compression="zstd")
-                self.storage.put_file(k, p, overwrite=True)
+            self._put_staged(f"gtfs_{table}", version, frame)
+            written += 1
+        # where each trip's stops lie along its shape, and the segments between them (issue #34)
+        distances, segments = geometry.stop_distances(feed)
+        for table, frame in (("gtfs_stop_distances", distances), ("gtfs_pattern_segments", segments)):
+            frame = frame.with_columns(pl.lit(c.operator).alias("operator"), pl.lit(sha).alias("source_sha256"))
+            self._put_staged(table, version, frame)
             written += 1
         # the calendar made explicit (calendar.txt and calendar_dates.txt resolved), one row per service and date
         service_dates = pl.DataFrame(
             [{"service_id": sid, "date": d} for d, sids in gtfs.service_dates(feed).items() for sid in sorted(sids)],
             schema={"service_id": pl.Utf8, "date": pl.Date},
         ).with_columns(pl.lit(c.operator).alias("operator"), pl.lit(sha).alias("source_sha256"))
-        k = key(Zone.STAGED, "gtfs_service_dates", {"feed_version": version}, "part-0.parquet")
-        with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / "s.parquet"
-            service_dates.write_parquet(p, compression="zstd")
-            self.storage.put_file(k, p, overwrite=True)
+        self._put_staged("gtfs_service_dates", version, service_dates)
         versions = pl.DataFrame(
             {
                 "operator": [c.operator],
@@ -658,11 +665,7 @@ class Ingestion:
                 "original_name": [f.label],
             }
         )
-        k = key(Zone.STAGED, "gtfs_feed_versions", {"feed_version": version}, "part-0.parquet")
-        with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / "v.parquet"
-            versions.write_parquet(p)
-            self.storage.put_file(k, p, overwrite=True)
+        k = self._put_staged("gtfs_feed_versions", version, versions)
         rows = feed["stop_times"].height
         rec.step(
             sha,

@@ -102,7 +102,7 @@ def temp_budget(warehouse: Path) -> str:
 
 #: Staged datasets a lake may not have (a feed not every city receives): read from an empty file
 #: of the same schema (dbt_project/empty/) until the first delivery lands.
-OPTIONAL_STAGED = ("manual_counts", "declared_figures")
+OPTIONAL_STAGED = ("manual_counts", "declared_figures", "gtfs_stop_distances", "gtfs_pattern_segments")
 
 
 def _optional_staged(storage: LakeStorage, name: str) -> str:

@@ -2,7 +2,8 @@
 
 For each dataset: ``opendata/<dataset>/<publication_id>/data.csv``, ``data.parquet`` and a
 Frictionless ``datapackage.json`` (licence ODbL, source, schema), then
-``opendata/<dataset>/latest.json`` pointing at it. Rules, each enforced and tested:
+``opendata/<dataset>/latest.json`` pointing at it; a map layer (stops, segment loads) is
+``data.geojson`` (RFC 7946, WGS84) and ``data.parquet`` (GeoParquet) instead. Rules, each enforced and tested:
 
 * no identifier of a card, pseudonymous or not: only aggregates leave, and any column whose name
   looks like an id of a person is refused outright;
@@ -47,6 +48,7 @@ class OpenDataset:
     sql: str  # over the published views
     count_columns: tuple[str, ...]  # counts of people, suppressed below k
     derived_columns: tuple[str, ...] = ()  # computed from a count: blanked with it
+    geometry: bool = False  # a map layer: GeoJSON (RFC 7946) and GeoParquet instead of CSV and Parquet
 
 
 DATASETS = (
@@ -92,6 +94,31 @@ DATASETS = (
                   round(km_run, 1) as km_run, round(offer_delivered_rate, 4) as offer_delivered_rate
            from mart_service_delivered order by all""",
         (),
+    ),
+    OpenDataset(
+        "stops_use_map",
+        "Carte de la fréquentation des arrêts",
+        "Montées et descentes estimées par jour en moyenne, par arrêt et par mois, avec la position de l'arrêt "
+        "(GeoJSON WGS84, GeoParquet).",
+        """select month, stop_id, stop_name, round(mean_daily_boardings, 1) as mean_daily_boardings,
+                  round(mean_daily_alightings, 1) as mean_daily_alightings, is_rarely_used, geometry
+           from mart_stop_usage where geometry is not null order by month, stop_id""",
+        ("mean_daily_boardings", "mean_daily_alightings"),
+        geometry=True,
+    ),
+    OpenDataset(
+        "segment_loads_map",
+        "Carte des charges par tronçon (serpents de charge le long du tracé)",
+        "Charge moyenne et 90e centile à bord entre deux arrêts consécutifs, par ligne, sens, mois, type de jour "
+        "et tranche horaire, avec le tracé du tronçon (GeoJSON WGS84, GeoParquet).",
+        """select month, route_short_name, direction_id, day_type, time_band, from_stop_id, from_stop_name,
+                  to_stop_id, to_stop_name, trips_observed, round(mean_load, 1) as mean_load,
+                  round(p90_load, 1) as p90_load, round(load_factor, 3) as load_factor,
+                  round(length_m) as length_m, geometry
+           from mart_segment_loads where geometry is not null order by all""",
+        ("mean_load", "p90_load"),
+        ("load_factor",),
+        geometry=True,
     ),
 )
 
@@ -151,6 +178,9 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
             raise ValueError(f"open dataset {ds.name} would expose identifying columns {bad}")
         frame = suppress(frame, ds.count_columns, k, ds.derived_columns)
         folder = f"{ds.name}/{publication_id}"
+        if ds.geometry:
+            written += _export_layer(storage, con, ds, frame, folder, publication_id, k)
+            continue
         package = {
             "name": ds.name.replace("_", "-"),
             "title": ds.title,
@@ -186,6 +216,55 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
     return written
 
 
+def _export_layer(
+    storage: LakeStorage,
+    con: duckdb.DuckDBPyConnection,
+    ds: OpenDataset,
+    frame: pl.DataFrame,
+    folder: str,
+    publication_id: str,
+    k: int,
+) -> list[str]:
+    """Write an open map layer: GeoJSON (RFC 7946, WGS84 longitude first) and GeoParquet."""
+    from citylake.core.duck import load_extension
+
+    load_extension(con, "spatial")
+    con.register("open_layer", neutralise_formulas(frame).to_arrow())
+    select = "select * exclude (geometry), st_geomfromwkb(geometry) as geometry from open_layer"
+    package = {
+        "name": ds.name.replace("_", "-"),
+        "title": ds.title,
+        "description": ds.description + f" Les effectifs inférieurs à {k} sont masqués (is_suppressed).",
+        "licenses": [LICENSE],
+        "sources": [{"title": "citylake, publication " + publication_id}],
+        "resources": [
+            {"name": "data-geojson", "path": "data.geojson", "format": "geojson", "mediatype": "application/geo+json"},
+            {"name": "data-geoparquet", "path": "data.parquet", "format": "parquet"},
+        ],
+    }
+    written = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            geojson, parquet = Path(tmp) / "data.geojson", Path(tmp) / "data.parquet"
+            con.execute(
+                f"copy ({select}) to '{geojson}' "
+                "(format gdal, driver 'GeoJSON', srs 'OGC:CRS84', layer_creation_options 'RFC7946=YES')"
+            )
+            con.execute(f"copy ({select}) to '{parquet}' (format parquet, compression zstd)")
+            for name, path in (("data.geojson", geojson), ("data.parquet", parquet)):
+                written.append(storage.put_file(key(Zone.OPENDATA, folder, filename=name), path, overwrite=True).key)
+    finally:
+        con.unregister("open_layer")
+    package_key = key(Zone.OPENDATA, folder, filename="datapackage.json")
+    written.append(storage.put_json(package_key, package, overwrite=True).key)
+    storage.put_json(
+        key(Zone.OPENDATA, ds.name, filename="latest.json"),
+        {"publication_id": publication_id, "folder": folder},
+        overwrite=True,
+    )
+    return written
+
+
 def write_catalog(path: Path, settings: Settings, storage: LakeStorage, pointer: dict) -> list[str]:
     """Write a DuckDB database of views over the published marts, for analysts (open it read-only).
 
@@ -199,7 +278,7 @@ def write_catalog(path: Path, settings: Settings, storage: LakeStorage, pointer:
     tmp.unlink(missing_ok=True)
     con = duck.connect(settings, storage, str(tmp))
     try:
-        names = published_views(con, storage, pointer)
+        names = published_views(con, storage, pointer, geometry=True)
         con.execute(
             "create table publication_in_force (group_name varchar, publication_id varchar, published_at varchar)"
         )

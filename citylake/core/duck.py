@@ -21,7 +21,7 @@ from citylake.core.errors import LakeConfigError
 from citylake.core.settings import Settings
 from citylake.core.storage import LakeStorage, ObjectInfo, S3Storage
 
-BUNDLED_EXTENSIONS = ("httpfs", "ducklake", "encodings", "delta")
+BUNDLED_EXTENSIONS = ("httpfs", "ducklake", "encodings", "delta", "spatial")
 
 
 def bundled_extension_file(name: str) -> Path:

@@ -91,11 +91,24 @@ def mart_source(storage: LakeStorage, entry: dict | str) -> str:
     return f"delta_scan('{storage.url(entry['table'])}', version => {int(entry['version'])})"
 
 
-def published_views(con: duckdb.DuckDBPyConnection, storage: LakeStorage, pointer: dict) -> list[str]:
-    """Create one view per published mart (as the pointer says) in a DuckDB connection."""
+def published_views(
+    con: duckdb.DuckDBPyConnection, storage: LakeStorage, pointer: dict, *, geometry: bool = False
+) -> list[str]:
+    """Create one view per published mart (as the pointer says) in a DuckDB connection.
+
+    A mart's ``geometry`` column is published as WKB (WGS84); with ``geometry`` the views read it
+    as DuckDB's GEOMETRY (the spatial extension loaded), for analysts and GIS tools."""
     entries = mart_entries(pointer)
     if any(not isinstance(e, str) for e in entries.values()):
         load_extension(con, "delta")
+    if geometry:
+        load_extension(con, "spatial")
     for mart, entry in entries.items():
-        con.execute(f"create or replace view {mart} as select * from {mart_source(storage, entry)}")
+        source = mart_source(storage, entry)
+        con.execute(f"create or replace view {mart} as select * from {source}")
+        if geometry and "geometry" in {row[0] for row in con.execute(f"describe {mart}").fetchall()}:
+            con.execute(
+                f"create or replace view {mart} as "
+                f"select * replace (st_geomfromwkb(geometry) as geometry) from {source}"
+            )
     return sorted(entries)

@@ -24,7 +24,7 @@ from citylake.core.errors import DataError
 from ingestion import gtfs
 
 TILE_LON_SHIFT = 0.5
-ROAD_FACTOR = 1.25  # street distance / straight line between consecutive stops
+ROAD_FACTOR = 1.25  # street distance / straight line between consecutive stops, where no shape fits
 LAYOVER_S = 180  # minimum turnaround when chaining trips into blocks
 
 
@@ -245,6 +245,8 @@ def load_network(path: Path | str) -> BaseNetwork:
     seg[trip_ptr[:-1]] = 0.0
     km = np.cumsum(seg) / 1000 * ROAD_FACTOR
     km -= np.repeat(km[trip_ptr[:-1]], counts)
+    # buses drive along the trip's shape when the feed has one that fits its stops (issue #34)
+    km = _along_shapes(feed, trips, st_stop, lat, lon, km, trip_ptr)
 
     # Feeds often give consecutive stops the same time (only timepoints are timed): spread the
     # stops between two timepoints by distance, as a bus would reach them.
@@ -271,6 +273,75 @@ def load_network(path: Path | str) -> BaseNetwork:
     if not any(network.templates.values()):
         raise DataError(f"{path}: the calendar activates no trip on any date")
     return network
+
+
+def _along_shapes(
+    feed: gtfs.Feed,
+    trips: pl.DataFrame,
+    st_stop: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    km: np.ndarray,
+    trip_ptr: np.ndarray,
+) -> np.ndarray:
+    """Return the cumulative km of each stop time along the trip's shape where its stops fit on it,
+    else the straight line × ROAD_FACTOR given.
+
+    The simulator places stops on its roads its own way, not with the city's ``ingestion.geometry``
+    (so that measuring the marts against it is not circular): the shape is resampled every
+    DENSIFY_M metres and each stop, in order, takes the first resampled point from the previous
+    stop onwards that is within PASS_SLACK_M of its nearest one (a stop passed twice is served
+    the first time). A stop over MAX_OFFSET_M from the rest of the shape: the shape is not the
+    trip's road, and the straight line × ROAD_FACTOR stays."""
+    if "shapes" not in feed:
+        return km
+    raw = feed["shapes"]
+    frame = (
+        raw.select(
+            "shape_id",
+            pl.col("shape_pt_lat").cast(pl.Float64, strict=False).alias("lat"),
+            pl.col("shape_pt_lon").cast(pl.Float64, strict=False).alias("lon"),
+            pl.col("shape_pt_sequence").cast(pl.Int64, strict=False).alias("seq"),
+        )
+        .drop_nulls()
+        .sort("shape_id", "seq")
+    )
+    shapes = {sid: (part["lat"].to_numpy(), part["lon"].to_numpy()) for (sid,), part in frame.group_by("shape_id")}
+    out = km.copy()
+    placed: dict[tuple, np.ndarray | None] = {}
+    for t, shape_id in enumerate(trips["shape_id"].to_list()):
+        if not shape_id or shape_id not in shapes:
+            continue
+        rows = slice(trip_ptr[t], trip_ptr[t + 1])
+        pattern = (shape_id, tuple(st_stop[rows]))
+        if pattern not in placed:
+            placed[pattern] = _drive(*shapes[shape_id], lat[st_stop[rows]], lon[st_stop[rows]])
+        along = placed[pattern]
+        if along is not None:
+            out[rows] = (along - along[0]) / 1000
+    return out
+
+
+DENSIFY_M = 5.0
+PASS_SLACK_M = 20.0
+MAX_OFFSET_M = 300.0
+
+
+def _drive(shape_lat: np.ndarray, shape_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray | None:
+    """Metres along the shape of each stop (in order), or None when the stops do not fit on it."""
+    if len(shape_lat) < 2:
+        return None
+    cum = np.concatenate([[0.0], np.cumsum(haversine_m(shape_lat[:-1], shape_lon[:-1], shape_lat[1:], shape_lon[1:]))])
+    marks = np.arange(0.0, cum[-1] + DENSIFY_M, DENSIFY_M).clip(max=cum[-1])
+    dense_lat, dense_lon = np.interp(marks, cum, shape_lat), np.interp(marks, cum, shape_lon)
+    along, start = [], 0
+    for a, b in zip(lat, lon, strict=True):
+        d = haversine_m(dense_lat[start:], dense_lon[start:], a, b)
+        if d.size == 0 or d.min() > MAX_OFFSET_M:
+            return None
+        start += int(np.flatnonzero(d <= d.min() + PASS_SLACK_M)[0])
+        along.append(marks[start])
+    return np.array(along)
 
 
 def _spread_untimed(

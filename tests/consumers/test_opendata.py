@@ -30,7 +30,22 @@ def test_exports_suppress_small_counts_and_carry_no_identifier(lake_after_nights
     con = duck.connect(settings, storage)
     published_views(con, storage, current(storage))
     keys = export(storage, con, night.run_id, k=10)
-    assert len([k for k in keys if k.endswith("datapackage.json")]) == 4
+    assert len([k for k in keys if k.endswith("datapackage.json")]) == 6
+    # the map layers (issue #34): GeoJSON in WGS84, longitude first, with the small counts suppressed
+    for name in ("stops_use_map", "segment_loads_map"):
+        geojson = next(k for k in keys if k.endswith(f"{name}/{night.run_id}/data.geojson"))
+        doc = json.loads(storage.get_bytes(geojson))
+        assert doc["type"] == "FeatureCollection" and doc["features"]
+        lon, lat = (
+            doc["features"][0]["geometry"]["coordinates"][0]
+            if name == "segment_loads_map"
+            else doc["features"][0]["geometry"]["coordinates"]
+        )
+        assert 140 < lon < 150 and -20 < lat < -10  # the sample network (Cairns), longitude first
+        props = [f["properties"] for f in doc["features"]]
+        column = "mean_daily_boardings" if name == "stops_use_map" else "mean_load"
+        assert all(p[column] is None or p[column] >= 10 for p in props)
+        assert any(p["is_suppressed"] for p in props)
     for k in keys:
         if k.endswith("data.parquet"):
             frame = pl.read_parquet(storage.url(k))

@@ -1,7 +1,8 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='service_date') }}
 
 -- Valid stop visits with their position along the trip, the stop's coordinates in the network
--- version in force, and the trip's time band. One row per (service_date, trip_id, stop_sequence).
+-- version in force, its place along the trip's GTFS shape (shape_along_m, metres; null without a
+-- usable shape) and pattern, and the trip's time band. One row per (service_date, trip_id, stop_sequence).
 with visits as (
     select * from {{ ref('stg_avl__stop_visits') }}
     where is_valid and {{ service_date_filter() }}
@@ -16,18 +17,28 @@ stops as (
     select * from {{ ref('stg_gtfs__stops') }}
 ),
 
+distances as (
+    select * from {{ ref('stg_gtfs__stop_distances') }}
+),
+
 located as (
     select
         visits.*,
         version.feed_version,
         stops.stop_name,
         stops.stop_lat,
-        stops.stop_lon
+        stops.stop_lon,
+        distances.pattern_id,
+        distances.along_m as shape_along_m
     from visits
     left join version using (service_date)
     left join stops
         on version.feed_version = stops.feed_version
             and visits.stop_id = stops.stop_id
+    left join distances
+        on version.feed_version = distances.feed_version
+            and visits.trip_id = distances.trip_id
+            and visits.stop_sequence = distances.stop_sequence
 ),
 
 positioned as (

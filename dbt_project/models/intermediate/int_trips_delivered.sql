@@ -3,7 +3,8 @@
 -- Every scheduled trip of a day and what became of it: scheduled by the GTFS version in force,
 -- run when AVL shows at least trip_min_served_share of its stops served, and what the operator
 -- reported (status, cause class, and the delivery and row of its report), with its scheduled
--- start (seconds after the service day's start) and median departure delay over the stops
+-- start (seconds after the service day's start), its km (along the GTFS shape when every stop
+-- was placed on it, else straight line x road_factor: km_source) and median departure delay over the stops
 -- served (the corroboration of external losses, int_external_losses_checked). The unit of the offer
 -- delivered (mart_service_delivered) and of the evidence a reconciliation sends the operator
 -- (fct_reconciliation_evidence: a trip reported run with no AVL trace).
@@ -34,7 +35,14 @@ scheduled_km as (
         stop_times.trip_id,
         count(*) as scheduled_stops,
         min(departure_s) as scheduled_start_s,
-        sum({{ haversine_m('prev_lat', 'prev_lon', 'stop_lat', 'stop_lon') }}) / 1000 * {{ var('road_factor') }} as km
+        -- along the trip's shape when every stop was placed on it, else straight line x road_factor
+        bool_and(along_m is not null) as is_along_shape,
+        case
+            when bool_and(along_m is not null) then (max(along_m) - min(along_m)) / 1000
+            else
+                sum({{ haversine_m('prev_lat', 'prev_lon', 'stop_lat', 'stop_lon') }}) / 1000
+                * {{ var('road_factor') }}
+        end as km
     from (
         select
             st.feed_version,
@@ -42,11 +50,17 @@ scheduled_km as (
             st.departure_s,
             stops.stop_lat,
             stops.stop_lon,
+            distances.along_m,
             lag(stops.stop_lat) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lat,
             lag(stops.stop_lon) over (partition by st.feed_version, st.trip_id order by st.stop_sequence) as prev_lon
         from {{ ref('stg_gtfs__stop_times') }} as st
         inner join {{ ref('stg_gtfs__stops') }} as stops
             on st.feed_version = stops.feed_version and st.stop_id = stops.stop_id
+        left join {{ ref('stg_gtfs__stop_distances') }} as distances
+            on
+                st.feed_version = distances.feed_version
+                and st.trip_id = distances.trip_id
+                and st.stop_sequence = distances.stop_sequence
     ) as stop_times
     group by all
 ),
@@ -78,6 +92,7 @@ per_trip as (
     select
         scheduled_trips.*,
         scheduled_km.km as scheduled_km,
+        case when scheduled_km.is_along_shape then 'shape' else 'straight_line_x_road_factor' end as km_source,
         scheduled_km.scheduled_stops,
         scheduled_km.scheduled_start_s,
         coalesce(served.stops_served, 0) as stops_served,

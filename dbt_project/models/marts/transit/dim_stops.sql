@@ -8,5 +8,6 @@ select
     stop_lon,
     coalesce(zone_id, 'Z' || cast(floor(stop_lat / 0.009) as bigint) || '_' || cast(floor(stop_lon / 0.012) as bigint))
         as zone_id,
-    parent_station
+    parent_station,
+    {{ wkb_point('stop_lon', 'stop_lat') }} as geometry
 from {{ ref('stg_gtfs__stops') }}

@@ -37,7 +37,9 @@ final as (
             sum(scheduled_km) filter (where not is_run and cancel_cause_class = 'externe' and not is_corroborated), 0
         ) as km_lost_external_uncorroborated,
         count(*) filter (where trip_status = 'DEVIEE') as trips_detoured,
-        sum(scheduled_km) filter (where is_run) / nullif(sum(scheduled_km), 0) as offer_delivered_rate
+        sum(scheduled_km) filter (where is_run) / nullif(sum(scheduled_km), 0) as offer_delivered_rate,
+        coalesce(sum(scheduled_km) filter (where km_source = 'shape'), 0) / nullif(sum(scheduled_km), 0)
+            as km_along_shape_share
     from per_trip
     group by all
 )
