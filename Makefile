@@ -26,12 +26,13 @@ help:
 
 # The venv is built from the committed lock (constraints.txt), as Airflow recommends.
 install: $(STAMP) $(NYC_FEED)
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt citylake/consumers/explore/vendor.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install $(if $(VERBOSE),,--quiet) --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	@echo "$(VENV): $$($(BIN)/uv pip list --python $(BIN)/python 2>/dev/null | tail -n +3 | wc -l) packages, installed from constraints.txt (VERBOSE=1 lists them)"
 	$(BIN)/citylake install-extensions
+	$(BIN)/citylake install-vendor
 	touch $(STAMP)
 
 lock:

@@ -71,6 +71,15 @@ def cmd_install_extensions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_vendor(args: argparse.Namespace) -> int:
+    """Fetch the explorer's browser library (MapLibre GL JS) at its pinned version and integrity."""
+    from citylake.consumers import vendor
+
+    folder = vendor.install(args.registry)
+    print(f"{vendor.PIN['package']} {vendor.PIN['version']} ({vendor.PIN['integrity'][:20]}…): {folder}")
+    return 0
+
+
 def cmd_lake_init(args: argparse.Namespace) -> int:
     """Create the lake (bucket on S3) and check it can be written and read by DuckDB."""
     from citylake.core.doctor import init_lake
@@ -788,6 +797,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_install_extensions)
 
+    p = sub.add_parser(
+        "install-vendor", help="fetch MapLibre GL JS for the explorer from npm (pinned version and integrity)"
+    )
+    p.add_argument("--registry", default="https://registry.npmjs.org", help="an npm registry or mirror")
+    p.set_defaults(func=cmd_install_vendor)
     lake = sub.add_parser("lake", help="the lake itself: init, ls, put, get, stat")
     lake_sub = lake.add_subparsers(dest="lake_command", metavar="ACTION")
     lake_sub.required = True

@@ -142,6 +142,10 @@ def main(workdir: Path | None = None) -> int:
         i.key for i in storage.list("reports/contract/") if i.key.rsplit("/", 1)[-1].startswith(f"{contract_pub}.")
     )
     catalog = write_catalog(workdir / "build" / "citylake_published.duckdb", settings, storage, current(storage))
+    from citylake.consumers.gis import export_gis
+
+    gis_dir = workdir / "build" / "gis"
+    gis = export_gis(con, gis_dir, "gpkg", crs=2154, source=f"citylake {last['publication_id']}")
     drop = resolve_local_root(settings.drop_root)
     print("\n-- 4. accuracy against the simulator's ground truth (python -m devtools evaluate)")
     for name, value in evaluate(drop, warehouse_path(settings)).items():
@@ -175,6 +179,11 @@ def main(workdir: Path | None = None) -> int:
         "or the link /v1/docs/link answers)"
     )
     print(f"   open data (ODbL): {storage.url('opendata/')} ({len(opendata)} files)")
+    layers = ", ".join(p.name for p in gis if p.suffix == ".gpkg")
+    print(
+        f"   GIS layers (Lambert-93, QGIS styles beside): {gis_dir}/ ({layers})  "
+        "(citylake export gis --format geoparquet|gpkg|geojson [--crs 2154] --out DIR)"
+    )
     print(
         '   query:  .venv/bin/citylake query "select * from mart_bus_load_profile limit 10"   '
         "(with CITYLAKE_LAKE_URI=" + storage.root_uri + ")"
@@ -189,6 +198,10 @@ def main(workdir: Path | None = None) -> int:
         f"   API:    export CITYLAKE_LAKE_URI={storage.root_uri}; TOKEN=$(.venv/bin/citylake api-token add me "
         "--role analyst); "
         '.venv/bin/citylake serve   then   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8000/v1/marts'
+    )
+    print(
+        "   explorer: the same citylake serve, then open http://127.0.0.1:8000/explore#token=$TOKEN in a browser "
+        "(serpent de charge on the map, speeds by segment, car parks; CITYLAKE_BASEMAP_STYLE for a basemap)"
     )
     return 0
 

@@ -38,7 +38,7 @@ import duckdb
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -56,6 +56,7 @@ ROLES = ("analyst", "operator")
 #: Reference tables with nothing of any operator in them.
 PUBLIC_MARTS = frozenset({"dim_calendar"})
 MAX_LIMIT = 5000
+EXPLORE = Path(__file__).parent / "explore"
 FILTER_OPS = {
     "eq": "=",
     "ne": "<>",
@@ -210,6 +211,7 @@ class Publication:
 
         self.con = duck.connect(settings, storage)
         published_views(self.con, storage, pointer)
+        duck.load_extension(self.con, "spatial")  # geometry answered as GeoJSON
         self.marts: dict[str, Mart] = {}
         for group, entry in sorted(pointer.get("groups", {}).items()):
             for name in sorted(entry.get("marts", {})):
@@ -442,9 +444,13 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def _records(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def _records(cur: duckdb.DuckDBPyConnection, geojson: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
-    return [{n: _json_value(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+    def value(name: str, v: Any) -> Any:
+        return json.loads(v) if name in geojson and v is not None else _json_value(v)
+
+    return [{n: value(n, v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -722,6 +728,49 @@ def create_app(
             )
         return HTMLResponse(storage.get_bytes(page), headers=DOCS_HEADERS)
 
+    @app.get("/explore", response_class=HTMLResponse, include_in_schema=False)
+    def explore_page() -> HTMLResponse:
+        """The network explorer (issue #34): a static page with no data; its script reads the API
+        with the user's token and draws with MapLibre GL JS served from this server."""
+        return HTMLResponse((EXPLORE / "index.html").read_bytes(), headers=explore_headers())
+
+    @app.get("/explore/config.json", include_in_schema=False)
+    def explore_config() -> JSONResponse:
+        return JSONResponse({"basemap_style": settings.basemap_style}, headers=explore_headers())
+
+    @app.get("/explore/{folder}/{name}", include_in_schema=False)
+    def explore_file(folder: str, name: str) -> Response:
+        """The explorer's own script and style, and the vendored MapLibre files (make install)."""
+        from citylake.consumers.vendor import PIN, vendor_file
+
+        files = {
+            ("static", "explore.js"): EXPLORE / "explore.js",
+            ("static", "explore.css"): EXPLORE / "explore.css",
+        }
+        if folder == "vendor" and name in {Path(f).name for f in PIN["files"]}:
+            try:
+                path = vendor_file(name)
+            except CitylakeError as exc:
+                raise ApiError(503, "vendor_missing", str(exc)) from None
+        elif (folder, name) in files:
+            path = files[(folder, name)]
+        else:
+            raise ApiError(404, "not_found", f"/explore/{folder}/{name}")
+        kind = {".js": "text/javascript", ".css": "text/css", ".txt": "text/plain"}[path.suffix]
+        return Response(path.read_bytes(), media_type=f"{kind}; charset=utf-8", headers=explore_headers())
+
+    def explore_headers() -> dict[str, str]:
+        """The explorer fetches from this server alone, and from the basemap's server when one is set."""
+        outside = " https:" if settings.basemap_style else ""
+        return {
+            "Content-Security-Policy": (
+                f"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                f"img-src 'self' data: blob:{outside}; connect-src 'self'{outside}; font-src 'self'{outside}; "
+                "worker-src blob:; child-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+            ),
+            "Cache-Control": "no-cache",
+        }
+
     @app.get("/v1/publication", response_model=PublicationInForce, summary="What is published now")
     def publication(who: Who, as_of: AsOf = None) -> PublicationInForce:
         pub = published.get(as_of)
@@ -773,11 +822,15 @@ def create_app(
         source = source_of(who, m, settings.opendata_k)
         try:
             total = cur.execute(f"select count(*) from {source}{where}", params).fetchone()[0]
+            # a mart's geometry (WKB in the lake) is answered as a GeoJSON geometry object
+            geo = tuple(c for c, _ in m.columns if c == "geometry")
+            columns = "* replace (st_asgeojson(st_geomfromwkb(geometry)) as geometry)" if geo else "*"
             cur.execute(
-                f"select * from {source}{where} order by {parse_order(m, order_by)} limit {limit} offset {offset}",
+                f"select {columns} from {source}{where} order by {parse_order(m, order_by)} "
+                f"limit {limit} offset {offset}",
                 params,
             )
-            records = _records(cur)
+            records = _records(cur, geo)
         except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.BinderException) as exc:
             raise ApiError(
                 400, "bad_filter", f"cannot apply the filters to {m.name}: {str(exc).splitlines()[0]}"

@@ -16,6 +16,8 @@ from datetime import date
 
 import duckdb
 
+from citylake.consumers import maps
+from citylake.core.duck import load_extension
 from citylake.core.lake import Zone, key
 from citylake.core.storage import LakeStorage
 from ingestion import registry
@@ -505,6 +507,115 @@ def evidence_csv(con: duckdb.DuckDBPyConnection, operator: str, month: date) -> 
     return neutralise_formulas(frame).write_csv(separator=";").encode("utf-8")
 
 
+PEAK_BANDS = ("07-09 pointe du matin", "16-19 pointe du soir")
+SLOWEST = 12  # segments listed on the slow map
+SLOW_MIN_OBSERVATIONS = 5  # a median speed on fewer runs is not a fact
+SLOW_MIN_LENGTH_M = 150  # shorter segments' speeds are mostly dwell and AVL timing
+
+
+def map_section(con: duckdb.DuckDBPyConnection, month: date, lines: list[str]) -> str:
+    """The two maps of the month (issue #34): the busiest lines' load by segment at the morning
+    peak of the usual day type, and the network's slowest segments at peak; empty for a
+    publication without geometry."""
+    if not (_has(con, "mart_segment_loads") and _has(con, "mart_segment_speeds")):
+        return ""
+    load_extension(con, "spatial")
+    usual = con.execute(
+        "select day_type from mart_segment_loads where month = ? "
+        "group by 1 order by sum(trips_observed) desc, 1 limit 1",
+        [month],
+    ).fetchone()
+    if usual is None:
+        return ""
+    day_type = usual[0]
+    network = [
+        maps.coordinates(g)
+        for (g,) in con.execute(
+            "select st_asgeojson(st_geomfromwkb(any_value(geometry))) from mart_segment_loads "
+            "where month = ? and geometry is not null "
+            "group by route_short_name, direction_id, from_stop_id, to_stop_id",
+            [month],
+        ).fetchall()
+    ]
+    loads = [
+        {
+            "line": line,
+            "from_name": a,
+            "to_name": b,
+            "mean_load": mean,
+            "p90_load": p90,
+            "capacity": cap,
+            "coords": maps.coordinates(g),
+        }
+        for line, a, b, mean, p90, cap, g in con.execute(
+            f"""select route_short_name, any_value(from_stop_name), any_value(to_stop_name),
+                       sum(mean_load * trips_observed) / sum(trips_observed), max(p90_load), avg(mean_capacity),
+                       st_asgeojson(st_geomfromwkb(any_value(geometry)))
+                from mart_segment_loads
+                where month = ? and day_type = ? and time_band = ? and geometry is not null
+                  and route_short_name in ({", ".join("?" for _ in lines) or "null"})
+                group by route_short_name, direction_id, from_stop_id, to_stop_id""",
+            [month, day_type, PEAK_BANDS[0], *lines],
+        ).fetchall()
+    ]
+    slow = [
+        {
+            "line": line,
+            "from_name": a,
+            "to_name": b,
+            "median_kmh": med,
+            "p20_kmh": p20,
+            "observations": n,
+            "band": band,
+            "coords": maps.coordinates(g),
+        }
+        for line, a, b, band, med, p20, n, g in con.execute(
+            f"""select string_agg(distinct route_short_name, ', ' order by route_short_name),
+                       any_value(from_stop_name), any_value(to_stop_name),
+                       string_agg(distinct time_band, ', ' order by time_band),
+                       sum(median_speed_kmh * observations) / sum(observations),
+                       sum(p20_speed_kmh * observations) / sum(observations),
+                       sum(observations), st_asgeojson(st_geomfromwkb(any_value(geometry)))
+                from mart_segment_speeds
+                where month = ? and day_type = ? and time_band in ({", ".join("?" for _ in PEAK_BANDS)})
+                  and observations > 0 and length_m >= ? and geometry is not null
+                group by from_stop_id, to_stop_id  -- one place, whatever the lines that run it
+                having sum(observations) >= ?
+                order by 5, 1, 2 limit {SLOWEST}""",
+            [month, day_type, *PEAK_BANDS, SLOW_MIN_LENGTH_M, SLOW_MIN_OBSERVATIONS],
+        ).fetchall()
+    ]
+    rows = "".join(
+        f"<tr><td class='num'>{i}</td><td>{E(s['line'])}</td><td>{E(s['from_name'] or '')} → "
+        f"{E(s['to_name'] or '')}</td><td>{E(s['band'])}</td><td class='num'>{_kmh(s['median_kmh'])}</td>"
+        f"<td class='num'>{_kmh(s['p20_kmh'])}</td><td class='num'>{s['observations']}</td></tr>"
+        for i, s in enumerate(slow, start=1)
+    )
+    shown = ", ".join(lines)
+    return (
+        "<h2>Cartes du mois</h2>"
+        f"<figure class='map'>{maps.load_map(network, loads, lines, 'charge par tronçon')}"
+        f"<figcaption>Charge moyenne à bord par tronçon, lignes {E(shown)}, {E(PEAK_BANDS[0])}, jour type "
+        f"{E(day_type)} : épaisseur proportionnelle à la charge, liseré rouge là où le 90e centile atteint la "
+        "capacité du véhicule ; réseau en gris. Tracés GTFS (shapes) ; distances le long du tracé."
+        "</figcaption></figure>"
+        f"<figure class='map'>{maps.slow_map(network, slow, 'tronçons les plus lents')}"
+        f"<figcaption>Les {len(slow)} tronçons les plus lents aux heures de pointe (jour type {E(day_type)}, "
+        f"au moins {SLOW_MIN_OBSERVATIONS} passages, tronçons de {SLOW_MIN_LENGTH_M} m et plus), toutes lignes "
+        "confondues : vitesse de marche médiane (moyenne des médianes pondérée par les passages).</figcaption></figure>"
+        + (
+            "<table><tr><th>n°</th><th>lignes</th><th>tronçon</th><th>tranches</th><th>médiane km/h</th>"
+            f"<th>20e centile km/h</th><th>passages</th></tr>{rows}</table>"
+            if slow
+            else "<p class='muted'>aucun tronçon assez observé aux heures de pointe</p>"
+        )
+    )
+
+
+def _kmh(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}".replace(".", ",")
+
+
 def build_report(
     con: duckdb.DuckDBPyConnection,
     operator: str,
@@ -590,6 +701,7 @@ pénalité</th><th>numérateur / dénominateur</th></tr>
                 "(barres), 90e centile (trait), capacité du véhicule (tirets), jour type le plus "
                 "fréquent.</figcaption></figure>"
             )
+        sections.append(map_section(con, month, [line for (line,) in lines]))
         columns = {r[0] for r in con.execute("describe fct_stop_visit_loads").fetchall()}
         if "is_over_capacity" in columns:  # publications before issue #31 have no flag
             over, visits, worst = con.execute(

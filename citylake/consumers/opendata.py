@@ -238,7 +238,18 @@ def _export_layer(
         "licenses": [LICENSE],
         "sources": [{"title": "citylake, publication " + publication_id}],
         "resources": [
-            {"name": "data-geojson", "path": "data.geojson", "format": "geojson", "mediatype": "application/geo+json"},
+            {
+                "name": "data-geojson",
+                "path": "data.geojson",
+                "format": "geojson",
+                "mediatype": "application/geo+json",
+                "schema": {
+                    "fields": [
+                        {"name": c, "type": "geojson" if c == "geometry" else _field_type(t)}
+                        for c, t in frame.schema.items()
+                    ]
+                },
+            },
             {"name": "data-geoparquet", "path": "data.parquet", "format": "parquet"},
         ],
     }

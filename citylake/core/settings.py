@@ -104,6 +104,14 @@ class Settings(BaseSettings):
             "error of the night), or never."
         ),
     )
+    basemap_style: str | None = Field(
+        default=None,
+        description=(
+            "The explorer's basemap (/explore): the URL of a MapLibre style, e.g. the IGN Géoplateforme's Plan IGN "
+            "https://data.geopf.fr/annexes/ressources/vectorTiles/styles/PLAN.IGN/standard.json; none draws the "
+            "network on a plain background and the page fetches nothing but this API."
+        ),
+    )
     docs_site: bool = Field(
         default=True,
         description="Whether each publication writes the docs of the marts (dbt's docs site, ~2.7 MB), reports/docs/.",

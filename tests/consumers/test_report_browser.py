@@ -206,3 +206,27 @@ def test_the_night_prints_the_contract_report_to_pdf(lake_after_nights, operator
     dark = sum(n for n, v in image.getcolors(1 << 16) if v < 128)
     assert dark > 0.01 * image.width * image.height, "the PDF's first page is blank"
     assert coloured_pixels(png) > 200, "the PDF's first page has no colour (statuses, charts)"
+
+
+def test_the_pdf_map_page_is_drawn(lake_after_nights) -> None:
+    """The report's maps (issue #34) printed: the page that holds them, rendered to PNG, shows the
+    network in grey, the busiest lines' loads in their colours and the slow segments in red."""
+    import pypdfium2 as pdfium
+
+    night = lake_after_nights.last
+    pdf = pdfium.PdfDocument(
+        lake_after_nights.lake / f"reports/contract/operator=bus/month=2026-03/{night.gate.publication_id}.pdf"
+    )
+    pages = [i for i, page in enumerate(pdf) if "Cartes du mois" in page.get_textpage().get_text_range()]
+    assert pages, "no map page in the PDF"
+    shots = []
+    for i in range(pages[0], min(pages[0] + 2, len(pdf))):  # the maps may run onto the next page
+        png = ARTIFACTS / f"contract_report_bus_pdf_maps_{i - pages[0] + 1}.png"
+        pdf[i].render(scale=2).to_pil().save(png)
+        shots.append(png)
+    network = sum(count_pixels(p, (0xC9, 0xCE, 0xD6), 10) for p in shots)
+    first_line = sum(count_pixels(p, (0x1F, 0x5F, 0xA8), 30) for p in shots)
+    slow = sum(count_pixels(p, (0xB3, 0x26, 0x1E), 30) for p in shots)
+    assert network > 2000, "the network is not drawn on the map page"
+    assert first_line > 1000, "the busiest line's loads are not drawn"
+    assert slow > 300, "the slow segments are not drawn"

@@ -87,7 +87,7 @@ def _cp1252_csv():
 
 
 def test_bundled_extensions_install_offline() -> None:
-    assert duck.install_bundled_extensions() == ["httpfs", "ducklake", "encodings", "delta"]
+    assert duck.install_bundled_extensions() == ["httpfs", "ducklake", "encodings", "delta", "spatial"]
     con = duckdb.connect()
     for name in ("httpfs", "ducklake", "encodings"):
         duck.load_extension(con, name)
