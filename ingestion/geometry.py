@@ -13,7 +13,8 @@ A stop is located on its trip's shape in one of two ways:
 
 A shape is refused for a pattern, with the reason kept in ``shape_status``, when a stop lies more
 than :data:`MAX_STOP_OFFSET_M` from it (the shape is some other path) or when no placement keeps
-the stops in order. The segment's length is then the straight line times the network's
+the stops in order; a feed's patterns are placed within :data:`WORK_BUDGET` (stops × shape
+points), the rest left ``over_budget``. The segment's length is then the straight line times the network's
 ``road_factor``, applied in dbt where that factor is set (``int_stop_distances``).
 
 Distances are metres on the sphere (haversine between shape points); locating uses a local
@@ -36,6 +37,14 @@ MAX_STOP_OFFSET_M = 300.0
 #: Passes of the shape near a stop kept as candidates in the projection (a stop passed at most this
 #: many times).
 CANDIDATES = 6
+#: Stops x shape edges computed at once: a shape of a million points costs memory for a few stops
+#: at a time, not for all of them (about 0.2 GB at this size).
+CHUNK_ELEMENTS = 2_000_000
+#: Stops x shape edges a feed may cost in all (its patterns together): past it, the remaining
+#: patterns are not placed (shape_status over_budget) rather than the night stalled by a feed
+#: whose every pattern carries a huge shape. The sample network costs 1.9 M, a metro of 28 such
+#: networks about 55 M.
+WORK_BUDGET = 2_000_000_000
 #: Going back along the shape by less than this between two stops is still "in order": two stops a
 #: few metres apart, each a little off the street, may project in the other order (their segment
 #: then measures 0 m). Farther back is a real disorder: the shape is not this trip's path.
@@ -46,6 +55,7 @@ SHAPE_DIST_OK = "shape_dist_traveled"
 NO_SHAPE = "no_shape"
 FAR = "stop_far_from_shape"
 DISORDER = "stops_out_of_order"
+OVER_BUDGET = "over_budget"
 
 STOP_DISTANCES_SCHEMA = {
     "trip_id": pl.Utf8,
@@ -118,33 +128,15 @@ def place_stops(
                 return Placement(along, offset, SHAPE_DIST_OK)
         # values out of order, or not this shape's: projected instead
 
-    a, b = pts[:-1], pts[1:]
-    ab = b - a
-    len2 = np.einsum("ij,ij->i", ab, ab)
-    rel = stops[:, None, :] - a[None, :, :]  # stops x edges x 2
-    t = np.where(len2 > 0, np.einsum("sij,ij->si", rel, ab) / np.where(len2 > 0, len2, 1), 0.0)
-    t = np.clip(t, 0.0, 1.0)
-    foot = a[None, :, :] + t[..., None] * ab[None, :, :]
-    dist = np.hypot(*(foot - stops[:, None, :]).transpose(2, 0, 1))
-    along_all = cum[None, :-1] + t * edge_m[None, :]
-    if dist.min(axis=1).max() > MAX_STOP_OFFSET_M:
-        return Placement(None, None, FAR)
-
-    # candidates: the local minima of the stop's distance to the shape, taken as a line: a foot
-    # inside an edge, a corner both its edges end at, or an end of the shape; the nearest few
-    inner = (t > 0) & (t < 1)
-    at_start = t == 0
-    prev_at_end = np.concatenate([np.ones((len(stops), 1), bool), t[:, :-1] == 1], axis=1)
-    last_at_end = np.zeros_like(inner)
-    last_at_end[:, -1] = t[:, -1] == 1
-    minima = (inner | (at_start & prev_at_end) | last_at_end) & (dist <= MAX_STOP_OFFSET_M)
-    cand_along, cand_off = [], []
-    for s in range(len(stops)):
-        idx = np.flatnonzero(minima[s])
-        idx = idx[np.argsort(dist[s, idx], kind="stable")[:CANDIDATES]]
-        idx = idx[np.argsort(along_all[s, idx], kind="stable")]
-        cand_along.append(along_all[s, idx])
-        cand_off.append(np.round(dist[s, idx], 2))  # to the centimetre: a tie goes to the earlier pass
+    cand_along: list[np.ndarray] = []
+    cand_off: list[np.ndarray] = []
+    step = max(1, CHUNK_ELEMENTS // max(len(pts) - 1, 1))  # stops per chunk: bounded memory
+    for first in range(0, len(stops), step):
+        along_c, off_c = _candidates(pts, cum, edge_m, stops[first : first + step])
+        if any(len(c) == 0 for c in off_c):
+            return Placement(None, None, FAR)
+        cand_along += along_c
+        cand_off += off_c
 
     # dynamic programme: least total offset with positions that never go back; on a tie, the
     # earlier pass (a bus serves a stop the first time it passes it)
@@ -167,6 +159,37 @@ def place_stops(
     along = np.array([cand_along[s][k] for s, k in enumerate(chosen)])
     offset = np.array([cand_off[s][k] for s, k in enumerate(chosen)])
     return Placement(np.maximum.accumulate(along), offset, SHAPE_OK)
+
+
+def _candidates(
+    pts: np.ndarray, cum: np.ndarray, edge_m: np.ndarray, stops: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each stop's candidate places on the shape (metres along, metres off), in order along it:
+    the local minima of its distance to the shape taken as a line (a foot inside an edge, a corner
+    both its edges end at, or an end of the shape) within MAX_STOP_OFFSET_M, the nearest few."""
+    a, b = pts[:-1], pts[1:]
+    ab = b - a
+    len2 = np.einsum("ij,ij->i", ab, ab)
+    rel = stops[:, None, :] - a[None, :, :]  # stops x edges x 2
+    t = np.where(len2 > 0, np.einsum("sij,ij->si", rel, ab) / np.where(len2 > 0, len2, 1), 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    foot = a[None, :, :] + t[..., None] * ab[None, :, :]
+    dist = np.hypot(*(foot - stops[:, None, :]).transpose(2, 0, 1))
+    along_all = cum[None, :-1] + t * edge_m[None, :]
+    inner = (t > 0) & (t < 1)
+    at_start = t == 0
+    prev_at_end = np.concatenate([np.ones((len(stops), 1), bool), t[:, :-1] == 1], axis=1)
+    last_at_end = np.zeros_like(inner)
+    last_at_end[:, -1] = t[:, -1] == 1
+    minima = (inner | (at_start & prev_at_end) | last_at_end) & (dist <= MAX_STOP_OFFSET_M)
+    out_along, out_off = [], []
+    for s in range(len(stops)):
+        idx = np.flatnonzero(minima[s])
+        idx = idx[np.argsort(dist[s, idx], kind="stable")[:CANDIDATES]]
+        idx = idx[np.argsort(along_all[s, idx], kind="stable")]
+        out_along.append(along_all[s, idx])
+        out_off.append(np.round(dist[s, idx], 2))  # to the centimetre: a tie goes to the earlier pass
+    return out_along, out_off
 
 
 def _by_shape_dist(shape_dist: np.ndarray, stop_dist: np.ndarray, cum: np.ndarray) -> np.ndarray | None:
@@ -271,6 +294,7 @@ def stop_distances(feed: gtfs.Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     shapes = _shapes(feed)
     distance_rows: list[pl.DataFrame] = []
     segment_rows: list[dict] = []
+    spent = 0
     counts = per_trip.group_by("pattern_id").len()
     n_trips = dict(zip(counts["pattern_id"], counts["len"], strict=True))
     # a pattern is placed once (its first trip; shape_dist_traveled may differ between trips of a
@@ -278,8 +302,12 @@ def stop_distances(feed: gtfs.Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     for first in per_trip.unique("pattern_id", keep="first", maintain_order=True).iter_rows(named=True):
         lat, lon = np.array(first["lat"]), np.array(first["lon"])
         shape = shapes.get(first["shape_id"]) if first["shape_id"] else None
+        cost = 0 if shape is None else len(lat) * len(shape[0])
+        spent += cost
         if shape is None:
             placed = Placement(None, None, NO_SHAPE)
+        elif spent > WORK_BUDGET:
+            placed = Placement(None, None, OVER_BUDGET)
         else:
             sdt = np.array([np.nan if v is None else v for v in first["sdt"]], dtype=float)
             placed = place_stops(shape[0], shape[1], lat, lon, shape[2], sdt)

@@ -170,3 +170,17 @@ def test_without_a_shape_the_segments_are_straight_and_unmeasured() -> None:
     assert distances["along_m"].null_count() == distances.height
     assert segments["length_m"].null_count() == segments.height
     assert segments["path_lat"].list.len().to_list() == [2, 2]
+
+
+def test_a_huge_shape_costs_bounded_memory_and_a_feed_its_budget(monkeypatch) -> None:
+    # a million-point shape: placed a few stops at a time (never stops x points at once)
+    x = np.linspace(0, 50_000, 1_000_000)
+    lat, lon = _to_latlon(x, np.zeros_like(x))
+    stops = np.linspace(0, 50_000, 40)
+    placed = geometry.place_stops(lat, lon, *_to_latlon(stops, np.zeros_like(stops)))
+    assert placed.status == geometry.SHAPE_OK and np.abs(placed.along_m - stops).max() < 1.0
+    # a feed whose patterns together cost more than the budget: the rest are left, with the reason
+    monkeypatch.setattr(geometry, "WORK_BUDGET", 5)  # the pattern costs 3 stops x 2 points
+    distances, segments = geometry.stop_distances(_feed([(0, 0), (1000, 0)], [(0, 5), (500, 5), (1000, 5)], True))
+    assert set(distances["shape_status"]) == {geometry.OVER_BUDGET}
+    assert segments["length_m"].null_count() == segments.height
