@@ -178,33 +178,23 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
             raise ValueError(f"open dataset {ds.name} would expose identifying columns {bad}")
         frame = suppress(frame, ds.count_columns, k, ds.derived_columns)
         folder = f"{ds.name}/{publication_id}"
-        if ds.geometry:
-            written += _export_layer(storage, con, ds, frame, folder, publication_id, k)
-            continue
+        fields = [{"name": c, "type": _field_type(t)} for c, t in frame.schema.items()]
+        with tempfile.TemporaryDirectory() as tmp:
+            if ds.geometry:
+                files, resources = _write_layer(con, frame, Path(tmp), fields)
+            else:
+                files, resources = _write_table(frame, Path(tmp), fields)
+            for path in files:
+                put = storage.put_file(key(Zone.OPENDATA, folder, filename=path.name), path, overwrite=True)
+                written.append(put.key)
         package = {
             "name": ds.name.replace("_", "-"),
             "title": ds.title,
             "description": ds.description + f" Les effectifs inférieurs à {k} sont masqués (is_suppressed).",
             "licenses": [LICENSE],
             "sources": [{"title": "citylake, publication " + publication_id}],
-            "resources": [
-                {
-                    "name": "data-csv",
-                    "path": "data.csv",
-                    "format": "csv",
-                    "mediatype": "text/csv",
-                    "encoding": "utf-8",
-                    "schema": {"fields": [{"name": c, "type": _field_type(t)} for c, t in frame.schema.items()]},
-                },
-                {"name": "data-parquet", "path": "data.parquet", "format": "parquet"},
-            ],
+            "resources": resources,
         }
-        with tempfile.TemporaryDirectory() as tmp:
-            csv_path, pq_path = Path(tmp) / "data.csv", Path(tmp) / "data.parquet"
-            write_csv(frame, csv_path)
-            frame.write_parquet(pq_path)
-            for name, path in (("data.csv", csv_path), ("data.parquet", pq_path)):
-                written.append(storage.put_file(key(Zone.OPENDATA, folder, filename=name), path, overwrite=True).key)
         written.append(
             storage.put_json(key(Zone.OPENDATA, folder, filename="datapackage.json"), package, overwrite=True).key
         )
@@ -216,64 +206,55 @@ def export(storage: LakeStorage, con: duckdb.DuckDBPyConnection, publication_id:
     return written
 
 
-def _export_layer(
-    storage: LakeStorage,
-    con: duckdb.DuckDBPyConnection,
-    ds: OpenDataset,
-    frame: pl.DataFrame,
-    folder: str,
-    publication_id: str,
-    k: int,
-) -> list[str]:
-    """Write an open map layer: GeoJSON (RFC 7946, WGS84 longitude first) and GeoParquet."""
+def _write_table(frame: pl.DataFrame, tmp: Path, fields: list[dict]) -> tuple[list[Path], list[dict]]:
+    """A table: CSV (formulas neutralised) and Parquet."""
+    csv_path, pq_path = tmp / "data.csv", tmp / "data.parquet"
+    write_csv(frame, csv_path)
+    frame.write_parquet(pq_path)
+    resources = [
+        {
+            "name": "data-csv",
+            "path": "data.csv",
+            "format": "csv",
+            "mediatype": "text/csv",
+            "encoding": "utf-8",
+            "schema": {"fields": fields},
+        },
+        {"name": "data-parquet", "path": "data.parquet", "format": "parquet"},
+    ]
+    return [csv_path, pq_path], resources
+
+
+def _write_layer(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, tmp: Path, fields: list[dict]
+) -> tuple[list[Path], list[dict]]:
+    """A map layer: GeoJSON (RFC 7946, WGS84 longitude first) and GeoParquet."""
     from citylake.core.duck import load_extension
 
     load_extension(con, "spatial")
     con.register("open_layer", neutralise_formulas(frame).to_arrow())
     select = "select * exclude (geometry), st_geomfromwkb(geometry) as geometry from open_layer"
-    package = {
-        "name": ds.name.replace("_", "-"),
-        "title": ds.title,
-        "description": ds.description + f" Les effectifs inférieurs à {k} sont masqués (is_suppressed).",
-        "licenses": [LICENSE],
-        "sources": [{"title": "citylake, publication " + publication_id}],
-        "resources": [
-            {
-                "name": "data-geojson",
-                "path": "data.geojson",
-                "format": "geojson",
-                "mediatype": "application/geo+json",
-                "schema": {
-                    "fields": [
-                        {"name": c, "type": "geojson" if c == "geometry" else _field_type(t)}
-                        for c, t in frame.schema.items()
-                    ]
-                },
-            },
-            {"name": "data-geoparquet", "path": "data.parquet", "format": "parquet"},
-        ],
-    }
-    written = []
+    geojson, parquet = tmp / "data.geojson", tmp / "data.parquet"
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            geojson, parquet = Path(tmp) / "data.geojson", Path(tmp) / "data.parquet"
-            con.execute(
-                f"copy ({select}) to '{geojson}' "
-                "(format gdal, driver 'GeoJSON', srs 'OGC:CRS84', layer_creation_options 'RFC7946=YES')"
-            )
-            con.execute(f"copy ({select}) to '{parquet}' (format parquet, compression zstd)")
-            for name, path in (("data.geojson", geojson), ("data.parquet", parquet)):
-                written.append(storage.put_file(key(Zone.OPENDATA, folder, filename=name), path, overwrite=True).key)
+        con.execute(
+            f"copy ({select}) to '{geojson}' "
+            "(format gdal, driver 'GeoJSON', srs 'OGC:CRS84', layer_creation_options 'RFC7946=YES')"
+        )
+        con.execute(f"copy ({select}) to '{parquet}' (format parquet, compression zstd)")
     finally:
         con.unregister("open_layer")
-    package_key = key(Zone.OPENDATA, folder, filename="datapackage.json")
-    written.append(storage.put_json(package_key, package, overwrite=True).key)
-    storage.put_json(
-        key(Zone.OPENDATA, ds.name, filename="latest.json"),
-        {"publication_id": publication_id, "folder": folder},
-        overwrite=True,
-    )
-    return written
+    geo_fields = [{**f, "type": "geojson"} if f["name"] == "geometry" else f for f in fields]
+    resources = [
+        {
+            "name": "data-geojson",
+            "path": "data.geojson",
+            "format": "geojson",
+            "mediatype": "application/geo+json",
+            "schema": {"fields": geo_fields},
+        },
+        {"name": "data-geoparquet", "path": "data.parquet", "format": "parquet"},
+    ]
+    return [geojson, parquet], resources
 
 
 def write_catalog(path: Path, settings: Settings, storage: LakeStorage, pointer: dict) -> list[str]:
