@@ -4,6 +4,8 @@
 writes one file per layer of one month, each with a QGIS style beside it (``<layer>.qml``, which
 QGIS applies when it opens the layer):
 
+* ``lignes`` — each line pattern's path (the network versions in force that month), from
+  ``dim_line_patterns``;
 * ``arrets`` — stops with their mean daily boardings and alightings (points; the rarely used ones
   in red), from ``mart_stop_usage``;
 * ``troncons_charge`` — the serpent de charge along the route: load per segment between
@@ -153,6 +155,13 @@ def _speed_style(con: duckdb.DuckDBPyConnection, table: str) -> bytes:
     return graduated_qml("median_speed_kmh", list(SPEED_BREAKS_KMH), "line", list(RED_TO_GREEN), [1.2] * n, " km/h")
 
 
+def _pattern_style(con: duckdb.DuckDBPyConnection, table: str) -> bytes:
+    breaks = _quantile_breaks(con, table, "trips", classes=4)
+    n = len(breaks) - 1
+    widths = [0.3 + 1.5 * i / max(n - 1, 1) for i in range(n)]
+    return graduated_qml("trips", breaks, "line", ["90,90,90"] * n, widths, " courses")
+
+
 def _stop_style(con: duckdb.DuckDBPyConnection, table: str) -> bytes:
     return categorized_qml(
         "is_rarely_used",
@@ -170,6 +179,16 @@ def _parking_style(con: duckdb.DuckDBPyConnection, table: str) -> bytes:
 
 
 LAYERS = (
+    Layer(
+        "lignes",
+        "Tracés des lignes (un par itinéraire : ligne, sens, tracé, arrêts)",
+        "dim_line_patterns",
+        """select feed_version, pattern_id, route_short_name, direction_id, trips, stops, first_stop_id,
+                  last_stop_id, round(length_m) as length_m, length_source, shape_status, geometry
+           from dim_line_patterns
+           where feed_version in (select feed_version from mart_segment_loads where month = ?)""",
+        _pattern_style,
+    ),
     Layer(
         "arrets",
         "Fréquentation des arrêts (moyenne par jour du mois)",

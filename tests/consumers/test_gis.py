@@ -99,6 +99,24 @@ def test_geoparquet_layers_follow_the_gtfs_shapes_from_stop_to_stop(views, lake_
     assert shaped["length_m"].sum() > shaped["crow_m"].sum()
 
 
+def test_pattern_paths_run_from_their_first_stop_to_their_last(views, tmp_path) -> None:
+    export_gis(views, tmp_path, "geoparquet")
+    con = _read()
+    paths = con.sql(
+        f"""select p.pattern_id, p.length_m, p.length_source, st_x(st_startpoint(p.geometry)) as x0,
+                   st_y(st_startpoint(p.geometry)) as y0, st_x(st_endpoint(p.geometry)) as x1,
+                   st_y(st_endpoint(p.geometry)) as y1, st_x(a.geometry) as ax, st_y(a.geometry) as ay,
+                   st_x(b.geometry) as bx, st_y(b.geometry) as by
+            from '{tmp_path / "lignes.parquet"}' as p
+            join '{tmp_path / "arrets.parquet"}' as a on a.stop_id = p.first_stop_id
+            join '{tmp_path / "arrets.parquet"}' as b on b.stop_id = p.last_stop_id"""
+    ).pl()
+    assert paths.height > 10
+    assert np.allclose(paths["x0"], paths["ax"], atol=1e-6) and np.allclose(paths["y0"], paths["ay"], atol=1e-6)
+    assert np.allclose(paths["x1"], paths["bx"], atol=1e-6) and np.allclose(paths["y1"], paths["by"], atol=1e-6)
+    assert (paths["length_source"] == "shape").mean() > 0.9 and (paths["length_m"] > 0).all()
+
+
 def test_lambert_93_geopackage_agrees_with_pyproj(views, tmp_path) -> None:
     export_gis(views, tmp_path / "l93", "gpkg", crs=2154)
     export_gis(views, tmp_path / "wgs", "geoparquet")
@@ -154,5 +172,5 @@ def test_the_analysts_catalog_reads_geometry_columns(lake_after_nights, tmp_path
     write_catalog(path, settings, storage, current(storage))
     con = duckdb.connect(str(path), read_only=True)
     load_extension(con, "spatial")
-    for mart in ("dim_stops", "dim_network_segments", "mart_segment_loads", "mart_segment_speeds"):
+    for mart in ("dim_stops", "dim_line_patterns", "dim_network_segments", "mart_segment_loads", "mart_segment_speeds"):
         assert con.sql(f"select typeof(geometry) from {mart} limit 1").fetchone()[0] == "GEOMETRY"
