@@ -27,13 +27,12 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from citylake.publish.reader import mart_entries, mart_source
-from devtools.simulator.network import ROAD_FACTOR, haversine_m, load_network
+from citylake.publish.reader import current, published_views
+from devtools.simulator.network import ROAD_FACTOR, BaseNetwork, haversine_m, load_network
 
 
-def truth_table(network_path: Path) -> pl.DataFrame:
+def truth_table(net: BaseNetwork) -> pl.DataFrame:
     """The simulator's km of every stop time (trip_id, stop_sequence, stop_id, km), tile 0."""
-    net = load_network(network_path)
     counts = np.diff(net.trip_ptr)
     return pl.DataFrame(
         {
@@ -46,13 +45,13 @@ def truth_table(network_path: Path) -> pl.DataFrame:
 
 
 def _published(lake: Path, mart: str) -> pl.DataFrame:
+    """A mart as the lake's pointer publishes it (the one reader of publications)."""
     from citylake.core.storage import LocalStorage
 
     storage = LocalStorage(lake)
-    pointer = json.loads((lake / "published" / "CURRENT.json").read_text())
     con = duckdb.connect()
-    con.execute("load delta")
-    return con.sql(f"select * from {mart_source(storage, mart_entries(pointer)[mart])}").pl()
+    published_views(con, storage, current(storage))
+    return con.sql(f"select * from {mart}").pl()
 
 
 def _stats(errors: np.ndarray) -> dict[str, float]:
@@ -66,7 +65,8 @@ def _stats(errors: np.ndarray) -> dict[str, float]:
 
 def assess(lake: Path, drop: Path, network_path: Path) -> dict:
     """Return the before/after errors of segment lengths, speeds and trip km against the truth."""
-    truth = truth_table(network_path)
+    net = load_network(network_path)
+    truth = truth_table(net)
     speeds = _published(lake, "mart_commercial_speed").filter(pl.col("running_s") > 0)
     # the truth of a segment: km at its first stop, and at the next row of the trip with its last stop
     start = speeds.join(
@@ -85,7 +85,7 @@ def assess(lake: Path, drop: Path, network_path: Path) -> dict:
     )
     seg = seg.filter(pl.col("truth_m") > 20)  # a stop pair a few metres apart has no speed to speak of
     # before: the straight line between the two stops' coordinates x road_factor
-    net_stops = load_network(network_path).stops.select("stop_id", "lat", "lon")
+    net_stops = net.stops.select("stop_id", "lat", "lon")
     seg = seg.join(net_stops.rename({"stop_id": "from_stop_id", "lat": "lat0", "lon": "lon0"}), on="from_stop_id")
     seg = seg.join(net_stops.rename({"stop_id": "to_stop_id", "lat": "lat1", "lon": "lon1"}), on="to_stop_id")
     straight = haversine_m(seg["lat0"], seg["lon0"], seg["lat1"], seg["lon1"]) * ROAD_FACTOR
@@ -106,7 +106,6 @@ def assess(lake: Path, drop: Path, network_path: Path) -> dict:
     }
     # trip km per line and day: the marts' km_scheduled (after) and the trips' straight lines x
     # road_factor (before) against the simulator's own trip lengths (truth/trips)
-    net = load_network(network_path)
     first = net.trip_ptr[:-1]
     hop = np.zeros(len(net.st_stop))
     hop[1:] = haversine_m(

@@ -114,8 +114,8 @@ def place_stops(
     """Return where each stop (in trip order) lies along the shape, or why it cannot be placed."""
     if len(shape_lat) < 2:
         return Placement(None, None, NO_SHAPE)
-    edge_m = haversine_m(shape_lat[:-1], shape_lon[:-1], shape_lat[1:], shape_lon[1:])
-    cum = np.concatenate([[0.0], np.cumsum(edge_m)])
+    cum = cumulative_m(shape_lat, shape_lon)
+    edge_m = np.diff(cum)
     lat0, lon0 = float(np.mean(shape_lat)), float(np.mean(shape_lon))
     pts = _plane(shape_lat, shape_lon, lat0, lon0)
     stops = _plane(stop_lat, stop_lon, lat0, lon0)
@@ -207,12 +207,16 @@ def _point_at(pts: np.ndarray, cum: np.ndarray, along: np.ndarray) -> np.ndarray
     return np.column_stack([np.interp(along, cum, pts[:, 0]), np.interp(along, cum, pts[:, 1])])
 
 
+def cumulative_m(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Metres along a polyline at each of its points (0 at the first)."""
+    return np.concatenate([[0.0], np.cumsum(haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:]))])
+
+
 def cut(
-    shape_lat: np.ndarray, shape_lon: np.ndarray, along_from: float, along_to: float
+    shape_lat: np.ndarray, shape_lon: np.ndarray, cum: np.ndarray, along_from: float, along_to: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the shape's points between two distances along it (ends interpolated)."""
-    edge_m = haversine_m(shape_lat[:-1], shape_lon[:-1], shape_lat[1:], shape_lon[1:])
-    cum = np.concatenate([[0.0], np.cumsum(edge_m)])
+    """Return the shape's points between two distances along it (ends interpolated); ``cum`` is
+    :func:`cumulative_m` of the shape, computed once for all its segments."""
     inside = (cum > along_from) & (cum < along_to)
     marks = np.concatenate([[along_from], cum[inside], [along_to]])
     return np.interp(marks, cum, shape_lat), np.interp(marks, cum, shape_lon)
@@ -312,6 +316,7 @@ def stop_distances(feed: gtfs.Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
             sdt = np.array([np.nan if v is None else v for v in first["sdt"]], dtype=float)
             placed = place_stops(shape[0], shape[1], lat, lon, shape[2], sdt)
         along = placed.along_m
+        shape_cum = cumulative_m(shape[0], shape[1]) if along is not None else None
         distance_rows.append(
             pl.DataFrame(
                 {
@@ -325,7 +330,7 @@ def stop_distances(feed: gtfs.Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
         )
         for i in range(len(lat) - 1):
             if along is not None:
-                path_lat, path_lon = cut(shape[0], shape[1], along[i], along[i + 1])
+                path_lat, path_lon = cut(shape[0], shape[1], shape_cum, along[i], along[i + 1])
                 # the segment's ends are its stops: stop, its foot on the shape, the shape, next foot, next stop
                 path_lat = np.concatenate([[lat[i]], path_lat, [lat[i + 1]]])
                 path_lon = np.concatenate([[lon[i]], path_lon, [lon[i + 1]]])

@@ -22,17 +22,11 @@ import polars as pl
 
 from citylake.core.errors import DataError
 from ingestion import gtfs
+from ingestion.geometry import cumulative_m, haversine_m
 
 TILE_LON_SHIFT = 0.5
 ROAD_FACTOR = 1.25  # street distance / straight line between consecutive stops, where no shape fits
 LAYOVER_S = 180  # minimum turnaround when chaining trips into blocks
-
-
-def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Return great-circle distances in metres (vectorised)."""
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(a, dtype=float)) for a in (lat1, lon1, lat2, lon2))
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6_371_000 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
 
 
 def tile_id(k: int, base_id: str) -> str:
@@ -331,7 +325,7 @@ def _drive(shape_lat: np.ndarray, shape_lon: np.ndarray, lat: np.ndarray, lon: n
     """Metres along the shape of each stop (in order), or None when the stops do not fit on it."""
     if len(shape_lat) < 2:
         return None
-    cum = np.concatenate([[0.0], np.cumsum(haversine_m(shape_lat[:-1], shape_lon[:-1], shape_lat[1:], shape_lon[1:]))])
+    cum = cumulative_m(shape_lat, shape_lon)
     marks = np.arange(0.0, cum[-1] + DENSIFY_M, DENSIFY_M).clip(max=cum[-1])
     dense_lat, dense_lon = np.interp(marks, cum, shape_lat), np.interp(marks, cum, shape_lon)
     along, start = [], 0

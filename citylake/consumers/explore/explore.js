@@ -217,9 +217,9 @@ async function render() {
   writeHash();
   say("chargement…");
   $("line").disabled = $("direction").disabled = state.view !== "load";
-  for (const layer of ["segments"]) map.setLayoutProperty(layer, "visibility", state.view === "parking" ? "none" : "visible");
-  map.setLayoutProperty("parks", "visibility", state.view === "parking" ? "visible" : "none");
-  map.setLayoutProperty("stops", "visibility", state.view === "parking" ? "none" : "visible");
+  const parking = state.view === "parking";
+  for (const layer of ["segments", "stops"]) map.setLayoutProperty(layer, "visibility", parking ? "none" : "visible");
+  map.setLayoutProperty("parks", "visibility", parking ? "visible" : "none");
   try {
     const drawn = state.view === "speed" ? await drawSpeed() : state.view === "parking" ? await drawParking() : await drawLoad();
     const stops = state.view === "parking" ? { features: [] } : features(await rows("mart_stop_usage", [`month:eq:${state.month}`]));
