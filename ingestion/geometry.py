@@ -229,10 +229,14 @@ def pattern_id(route_id: str, direction_id: int, shape_id: str, stop_ids: tuple[
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _floats(frame: pl.DataFrame, column: str) -> pl.Expr:
-    if column in frame.columns:
-        return pl.col(column).cast(pl.Float64, strict=False)
-    return pl.lit(None, pl.Float64)
+def _floats(frame: pl.DataFrame, column: str, limit: float | None = None) -> pl.Expr:
+    """A text column as numbers: null where it is not one, not finite (``nan``, ``inf``) or,
+    with ``limit``, beyond ±limit (a latitude past 90°)."""
+    if column not in frame.columns:
+        return pl.lit(None, pl.Float64)
+    value = pl.col(column).cast(pl.Float64, strict=False)
+    usable = value.is_finite() & (value.abs() <= limit if limit is not None else pl.lit(True))
+    return pl.when(usable).then(value).otherwise(None)
 
 
 def stop_distances(feed: gtfs.Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -245,7 +249,9 @@ def stop_distances(feed: gtfs.Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     if "stop_times" not in feed or "trips" not in feed or "stops" not in feed:
         return empty
     stops = feed["stops"].select(
-        "stop_id", _floats(feed["stops"], "stop_lat").alias("lat"), _floats(feed["stops"], "stop_lon").alias("lon")
+        "stop_id",
+        _floats(feed["stops"], "stop_lat", 90).alias("lat"),
+        _floats(feed["stops"], "stop_lon", 180).alias("lon"),
     )
     trips_raw = feed["trips"]
     trips = trips_raw.select(
@@ -376,8 +382,8 @@ def _shapes(feed: gtfs.Feed) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
     frame = (
         raw.select(
             "shape_id",
-            _floats(raw, "shape_pt_lat").alias("lat"),
-            _floats(raw, "shape_pt_lon").alias("lon"),
+            _floats(raw, "shape_pt_lat", 90).alias("lat"),
+            _floats(raw, "shape_pt_lon", 180).alias("lon"),
             pl.col("shape_pt_sequence").cast(pl.Int64, strict=False).alias("seq"),
             _floats(raw, "shape_dist_traveled").alias("sdt"),
         )

@@ -5,5 +5,9 @@
 {%- endmacro %}
 
 {% macro wkb_point(lon, lat) -%}
-    case when {{ lon }} is not null and {{ lat }} is not null then st_aswkb(st_point({{ lon }}, {{ lat }})) end
+    {#- null for a place that is none: missing, not finite (nan, inf) or off the globe -#}
+    case
+        when isfinite({{ lon }}) and isfinite({{ lat }}) and abs({{ lat }}) <= 90 and abs({{ lon }}) <= 180
+            then st_aswkb(st_point({{ lon }}, {{ lat }}))
+    end
 {%- endmacro %}

@@ -184,3 +184,32 @@ def test_a_huge_shape_costs_bounded_memory_and_a_feed_its_budget(monkeypatch) ->
     distances, segments = geometry.stop_distances(_feed([(0, 0), (1000, 0)], [(0, 5), (500, 5), (1000, 5)], True))
     assert set(distances["shape_status"]) == {geometry.OVER_BUDGET}
     assert segments["length_m"].null_count() == segments.height
+
+
+COORDINATE_TEXT = st.one_of(
+    st.sampled_from(["nan", "NaN", "inf", "-inf", "", "abc", "91", "-181", "1e308", "0x10"]),
+    st.floats(-0.01, 0.01).map(lambda d: str(43.6 + d)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_coordinate_text_gives_finite_places_or_a_reason(data) -> None:
+    """Coordinates as operators write them, well or badly: a stop or shape point whose latitude or
+    longitude is not a number on the globe is no place (its trip is left out, the point dropped);
+    nothing placed or drawn is ever NaN or infinite, and every status is one of the documented."""
+    feed = _feed([(0, 0), (1000, 0), (2000, 0)], [(0, 5), (800, 5), (1900, 5)], with_shape=True)
+    shapes, stops = feed["shapes"], feed["stops"]
+    feed.tables["shapes"] = shapes.with_columns(
+        pl.Series("shape_pt_lat", [data.draw(st.one_of(st.just(v), COORDINATE_TEXT)) for v in shapes["shape_pt_lat"]])
+    )
+    feed.tables["stops"] = stops.with_columns(
+        pl.Series("stop_lat", [data.draw(st.one_of(st.just(v), COORDINATE_TEXT)) for v in stops["stop_lat"]])
+    )
+    distances, segments = geometry.stop_distances(feed)
+    known = {geometry.SHAPE_OK, geometry.SHAPE_DIST_OK, geometry.NO_SHAPE, geometry.FAR, geometry.DISORDER}
+    assert set(distances["shape_status"]) <= known
+    assert distances["along_m"].drop_nulls().is_finite().all()
+    for column in ("path_lat", "path_lon"):
+        assert segments[column].explode().drop_nulls().is_finite().all()
+    assert segments["length_m"].drop_nulls().is_finite().all()

@@ -21,5 +21,5 @@ select
     and regexp_full_match(insee, '([013-9]\d|2[AB1-9])\d{3}')
     and capacity is not null
         as is_schema_conformant,
-    case when lat between -90 and 90 and lon between -180 and 180 then {{ wkb_point('lon', 'lat') }} end as geometry
+    {{ wkb_point('lon', 'lat') }} as geometry
 from latest
